@@ -1,0 +1,326 @@
+"""Typed training configuration: dataclasses, presets, TOML/YAML files and overrides.
+
+Every field is typed with a one-line doc comment. Files and ``--set key=value`` overrides are
+checked key by key: an unknown key is refused with the allowed keys listed, a value of the
+wrong type or range with the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adaptive_control.learners import GrBALConfig, MBConfig, MBDEConfig, ReBALConfig
+from adaptive_control.planners import PLANNER_NAMES
+
+LEARNER_NAMES = ("grbal", "rebal", "mb", "mbde")
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """How much data each meta-training iteration collects."""
+
+    #: Iteration 0: random-action rollouts, each in a freshly drawn training condition.
+    random_rollouts: int = 5
+    #: Later iterations: on-policy rollouts of the adaptive controller (paper: 5).
+    rollouts_per_iter: int = 5
+    #: Control steps per rollout (paper: 1000).
+    episode_steps: int = 1000
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Model fitting within one iteration."""
+
+    #: Windows per meta-batch (paper: 10).
+    meta_batch: int = 10
+    #: Upper bound on epochs per iteration; early stopping usually ends sooner (paper: 100).
+    max_epochs: int = 100
+    #: Meta-batches per epoch.
+    steps_per_epoch: int = 200
+    #: Epochs without validation improvement before stopping.
+    patience: int = 5
+    #: Fraction of trajectories held back for validation windows (paper: 10 %).
+    val_fraction: float = 0.1
+    #: Largest number of validation windows scored per epoch.
+    val_windows: int = 500
+    #: Clip the gradient norm to this (0 = no clipping).
+    grad_clip: float = 10.0
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """The MPC planner used for on-policy collection (and by default in evaluation)."""
+
+    #: random_shooting, cem or mppi.
+    name: str = "random_shooting"
+    #: Candidate action sequences per step (paper: 500).
+    num_candidates: int = 500
+    #: Planning horizon in control steps (paper: 10).
+    horizon: int = 10
+    #: CEM iterations (paper: 5).
+    num_iterations: int = 5
+    #: CEM elite fraction (paper: 0.1).
+    elite_frac: float = 0.1
+    #: CEM smoothing of mean and std (paper: 0.1).
+    alpha: float = 0.1
+    #: MPPI exploration noise, a fraction of the action half-range.
+    noise_sigma: float = 0.5
+    #: MPPI temperature, in reward units.
+    lambda_: float = 1.0
+    #: MPPI time correlation of the noise along the horizon.
+    beta: float = 0.5
+
+    def planner_kwargs(self) -> dict[str, Any]:
+        """The fields the chosen planner takes."""
+        common = {"num_candidates": self.num_candidates, "horizon": self.horizon}
+        if self.name == "cem":
+            return {**common, "num_iterations": self.num_iterations,
+                    "elite_frac": self.elite_frac, "alpha": self.alpha}
+        if self.name == "mppi":
+            return {**common, "noise_sigma": self.noise_sigma, "lambda_": self.lambda_,
+                    "beta": self.beta}
+        return common
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One meta-training run (defaults are the GrBAL paper's)."""
+
+    #: Which learner: grbal, rebal, mb or mbde.
+    learner: str = "grbal"
+    #: Task family whose training split is meta-trained on (see `adapt sims list`).
+    family: str = "cheetah-cripple"
+    #: Outer iterations: 0 collects random data, later ones on-policy data (paper: 50).
+    iterations: int = 50
+    #: Past transitions adaptation looks at (paper: 16).
+    m: int = 16
+    #: Future transitions the adapted model is scored on in training (paper: 16).
+    k: int = 16
+    #: Master seed: every random draw of the run derives from it.
+    seed: int = 0
+    #: Torch threads (0 = all cores).
+    threads: int = 0
+    #: Data collection.
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    #: Model fitting.
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    #: The planner of the adaptive controller.
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    #: GrBAL settings.
+    grbal: GrBALConfig = field(default_factory=GrBALConfig)
+    #: ReBAL settings.
+    rebal: ReBALConfig = field(default_factory=ReBALConfig)
+    #: MB settings.
+    mb: MBConfig = field(default_factory=MBConfig)
+    #: MB+DE settings.
+    mbde: MBDEConfig = field(default_factory=MBDEConfig)
+
+    def __post_init__(self) -> None:
+        if self.learner not in LEARNER_NAMES:
+            raise ValueError(f"learner={self.learner!r} is unknown: allowed "
+                             f"{', '.join(LEARNER_NAMES)}")
+        from sims.families import get_family
+
+        get_family(self.family)
+        if self.planner.name not in PLANNER_NAMES:
+            raise ValueError(f"planner.name={self.planner.name!r} is unknown: allowed "
+                             f"{', '.join(PLANNER_NAMES)}")
+        for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0)):
+            v = getattr(self, name)
+            if v < lo:
+                raise ValueError(f"{name}={v!r} is out of range: allowed >= {lo}")
+        c = self.collect
+        for name in ("random_rollouts", "episode_steps"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"collect.{name}={getattr(c, name)!r}: allowed >= 1")
+        if c.rollouts_per_iter < 0:
+            raise ValueError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
+        if self.m + self.k > c.episode_steps:
+            raise ValueError(
+                f"m + k = {self.m} + {self.k} is longer than an episode "
+                f"(collect.episode_steps={c.episode_steps}): allowed m + k <= episode_steps")
+        o = self.optim
+        for name in ("meta_batch", "max_epochs", "steps_per_epoch", "patience", "val_windows"):
+            if getattr(o, name) < 1:
+                raise ValueError(f"optim.{name}={getattr(o, name)!r}: allowed >= 1")
+        if not 0.0 <= o.val_fraction < 1.0:
+            raise ValueError(f"optim.val_fraction={o.val_fraction!r}: allowed [0, 1)")
+
+    @property
+    def learner_config(self) -> GrBALConfig | ReBALConfig | MBConfig | MBDEConfig:
+        return getattr(self, self.learner)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# ---------------------------------------------------------------------------- presets
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's settings (REFERENCE.md): 50 iterations x 5 rollouts x 1000 steps, 3 x 512.
+    "paper": {},
+    # Finishes in minutes on a 2-core machine: smaller networks, fewer and shorter rollouts.
+    "small": {
+        "iterations": 3,
+        "collect": {"random_rollouts": 60, "rollouts_per_iter": 3, "episode_steps": 500},
+        "optim": {"max_epochs": 12, "steps_per_epoch": 150, "patience": 3, "meta_batch": 16},
+        "planner": {"num_candidates": 200, "horizon": 10},
+        "grbal": {"hidden_sizes": [256, 256]},
+        "mb": {"hidden_sizes": [256, 256]},
+        "mbde": {"hidden_sizes": [256, 256]},
+        "rebal": {"hidden_size": 128, "cell": "gru", "lr": 3e-3},
+    },
+    # For tests: seconds, not minutes.
+    "tiny": {
+        "iterations": 2,
+        "collect": {"random_rollouts": 4, "rollouts_per_iter": 1, "episode_steps": 60},
+        "optim": {"max_epochs": 2, "steps_per_epoch": 5, "patience": 1, "meta_batch": 4,
+                  "val_windows": 16},
+        "planner": {"num_candidates": 16, "horizon": 3},
+        "m": 8, "k": 8,
+        "grbal": {"hidden_sizes": [32, 32]},
+        "mb": {"hidden_sizes": [32, 32]},
+        "mbde": {"hidden_sizes": [32, 32]},
+        "rebal": {"hidden_size": 16, "cell": "gru"},
+    },
+}
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(path: str, value: Any, tp: Any) -> Any:
+    """Check and convert ``value`` to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ValueError(f"{path} must be a table of settings, got {value!r}")
+        return build_dataclass(tp, value, path + ".")
+    if origin is typing.Literal:
+        if value not in typing.get_args(tp):
+            raise ValueError(f"{path}={value!r} is not allowed: allowed "
+                             f"{', '.join(map(repr, typing.get_args(tp)))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{path}={value!r} must be a list")
+        (inner, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(f"{path}[{i}]", v, inner) for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(path, value, arg)
+            except ValueError:
+                continue
+        raise ValueError(f"{path}={value!r} does not match {tp}")
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}={value!r} must be true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{path}={value!r} must be an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{path}={value!r} must be a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ValueError(f"{path}={value!r} must be a string")
+        return value
+    if tp is type(None):
+        if value is not None:
+            raise ValueError(f"{path}={value!r} must be empty")
+        return None
+    return value
+
+
+def build_dataclass(cls: type, values: dict[str, Any], prefix: str = ""):
+    """Construct ``cls`` from a nested dict, refusing unknown keys by name."""
+    types_ = _field_types(cls)
+    unknown = set(values) - set(types_)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ValueError(f"unknown config key {prefix}{key!r}: allowed keys at this level are "
+                         f"{', '.join(sorted(types_))}")
+    kwargs = {k: _coerce(prefix + k, v, types_[k]) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{prefix or cls.__name__}: {e}") from e
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value), the value read as TOML (numbers, bools, lists),
+    falling back to a plain string."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key=value (e.g. optim.max_epochs=5)")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None,
+                overrides: list[str] = ()) -> TrainConfig:
+    """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
+    values: dict[str, Any] = {}
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config={str(path)!r}: no such file")
+        if path.suffix == ".toml":
+            file_values = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            file_values = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise ValueError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml")
+        if not isinstance(file_values, dict):
+            raise ValueError(f"config={str(path)!r} must hold a table of settings")
+        file_values = dict(file_values)
+        preset = file_values.pop("preset", preset)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(PRESETS)}")
+        values = _merge(values, PRESETS[preset])
+    values = _merge(values, file_values)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = values
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {text!r}: {k!r} is not a table")
+        node[keys[-1]] = value
+    return build_dataclass(TrainConfig, values)
+
+
+def config_from_json(text: str) -> TrainConfig:
+    return build_dataclass(TrainConfig, json.loads(text))

@@ -1,0 +1,243 @@
+"""Dynamics models: a feed-forward MLP (MB, MB+DE, GrBAL) and a recurrent model (ReBAL).
+
+Both predict the z-scored state change Δs = s' − s (Nagabandi, Clavera et al., ICLR 2019) and
+carry their :class:`~adaptive_control.normalizer.Normalizer` as a submodule of buffers.
+Weights are initialised from an explicit seed (PyTorch's default layer init, drawn from a
+private ``torch.Generator``), so construction never touches the global RNG.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from adaptive_control.normalizer import Normalizer
+from adaptive_control.types import Transitions, WindowBatch
+
+#: A recurrent hidden state: ``h`` for a GRU, ``(h, c)`` for an LSTM, each ``[..., hidden]``.
+Hidden = Tensor | tuple[Tensor, Tensor]
+
+
+def _linear(n_in: int, n_out: int) -> nn.Linear:
+    """An uninitialised Linear (no global-RNG draw); callers initialise it with a seed."""
+    return nn.utils.skip_init(nn.Linear, n_in, n_out)
+
+
+def _init_linear_(layer: nn.Linear, gen: torch.Generator) -> None:
+    """PyTorch's default ``nn.Linear`` init, but from ``gen`` instead of the global RNG."""
+    nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=gen)
+    if layer.bias is not None:
+        bound = 1.0 / math.sqrt(layer.in_features) if layer.in_features > 0 else 0.0
+        nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+
+
+class MLPDynamics(nn.Module):
+    """ReLU MLP on concat(norm obs, norm act) -> normalised Δs.
+
+    Parameters live under ``net.`` only (the normaliser holds buffers), so the dict from
+    :meth:`params` is exactly what :meth:`functional_forward` / :meth:`functional_loss` take.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_sizes: Sequence[int] = (512, 512, 512),
+        normalizer: Normalizer | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.normalizer = _check_normalizer(normalizer, obs_dim, act_dim)
+        gen = torch.Generator().manual_seed(seed)
+        layers: list[nn.Module] = []
+        width = obs_dim + act_dim
+        for h in self.hidden_sizes:
+            layers += [_linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(_linear(width, obs_dim))
+        self.net = nn.Sequential(*layers)
+        for m in self.net:
+            if isinstance(m, nn.Linear):
+                _init_linear_(m, gen)
+
+    def params(self) -> dict[str, Tensor]:
+        """The trainable parameters by name (the keys the functional methods expect)."""
+        return dict(self.named_parameters())
+
+    def net_inputs(self, obs: Tensor, act: Tensor) -> Tensor:
+        return torch.cat([self.normalizer.norm_obs(obs), self.normalizer.norm_act(act)], dim=-1)
+
+    def forward_norm_delta(self, obs: Tensor, act: Tensor) -> Tensor:
+        """Network output: predicted normalised Δs, ``[..., obs_dim]``."""
+        return self.net(self.net_inputs(obs, act))
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        """Predicted next observation (denormalised), ``[..., obs_dim]``."""
+        return obs + self.normalizer.denorm_delta(self.forward_norm_delta(obs, act))
+
+    def loss(self, t: Transitions) -> Tensor:
+        """MSE between predicted and true Δs in normalised space, averaged over everything."""
+        return F.mse_loss(self.forward_norm_delta(t.obs, t.act), self.target(t))
+
+    def target(self, t: Transitions) -> Tensor:
+        return self.normalizer.norm_delta(t.next_obs - t.obs)
+
+    # --- functional path (torch.func) -------------------------------------------------------
+    def _functional_norm_delta(self, params: Mapping[str, Tensor], obs: Tensor,
+                               act: Tensor) -> Tensor:
+        # Call the inner Sequential so that the normaliser buffers are used as-is; strict=True
+        # so that a misspelt or missing key fails loudly instead of falling back to θ.
+        net_params = {k[4:]: v for k, v in params.items() if k.startswith("net.")}
+        if len(net_params) != len(params):
+            extra = sorted(k for k in params if not k.startswith("net."))
+            raise KeyError(f"MLPDynamics: unexpected parameter names {extra}")
+        return functional_call(self.net, net_params, (self.net_inputs(obs, act),), strict=True)
+
+    def functional_forward(self, params: Mapping[str, Tensor], obs: Tensor,
+                           act: Tensor) -> Tensor:
+        """:meth:`forward` with the weights taken from ``params`` (names as in :meth:`params`)."""
+        return obs + self.normalizer.denorm_delta(self._functional_norm_delta(params, obs, act))
+
+    def functional_loss(self, params: Mapping[str, Tensor], t: Transitions) -> Tensor:
+        """:meth:`loss` with the weights taken from ``params``; usable under grad/vmap."""
+        return F.mse_loss(self._functional_norm_delta(params, t.obs, t.act), self.target(t))
+
+
+class RecurrentDynamics(nn.Module):
+    """GRU/LSTM dynamics for ReBAL.
+
+    Step input: concat(norm obs_t, norm act_t, norm Δ_{t-1}); a linear head on the RNN output
+    predicts norm Δ_t. The first step of a window has no previous transition, so its
+    Δ_{t-1} is 0 in normalised space (the dataset-mean delta).
+
+    **Fixed-context design.** After :meth:`encode` absorbs the past M transitions, the
+    resulting hidden state is treated as a *condition context* and held fixed: every future
+    prediction is one RNN step from that context, ``head(rnn(x_{M+k}, h_M))``, never from a
+    hidden state advanced through predicted steps. :meth:`loss` trains exactly that (future
+    inputs use the true previous Δ), and :class:`~adaptive_control.learners.ReBAL`'s predictor
+    plans the same way, threading only the previous Δ as its state. Why: the paper's view of
+    ReBAL is that the hidden state summarises the condition; keeping it fixed means imagined
+    rollouts cannot drift the condition estimate, the planning/export state is a plain
+    ``[N, obs_dim]`` tensor, and training and planning compute the same function.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden_size: int = 256,
+        cell: Literal["gru", "lstm"] = "gru",
+        normalizer: Normalizer | None = None,
+        seed: int = 0,
+        past_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if cell not in ("gru", "lstm"):
+            raise ValueError(f"RecurrentDynamics: cell must be 'gru' or 'lstm', got {cell!r}")
+        if past_weight < 0:
+            raise ValueError(f"RecurrentDynamics: past_weight must be >= 0, got {past_weight}")
+        self.obs_dim, self.act_dim, self.hidden_size = obs_dim, act_dim, hidden_size
+        self.cell = cell
+        # Weight of the teacher-forced one-step predictions inside the past window in loss().
+        self.past_weight = float(past_weight)
+        self.normalizer = _check_normalizer(normalizer, obs_dim, act_dim)
+        rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
+        # Built on the meta device so the constructor's init draws nothing from the global
+        # RNG, then given real (uninitialised) storage; the seeded init follows.
+        self.rnn = rnn_cls(2 * obs_dim + act_dim, hidden_size, batch_first=True,
+                           device="meta").to_empty(device="cpu")
+        self.head = _linear(hidden_size, obs_dim)
+        gen = torch.Generator().manual_seed(seed)
+        bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's default RNN init, seeded
+        for p in self.rnn.parameters():
+            nn.init.uniform_(p, -bound, bound, generator=gen)
+        _init_linear_(self.head, gen)
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _step_inputs(self, obs: Tensor, act: Tensor, prev_delta_n: Tensor) -> Tensor:
+        n = self.normalizer
+        return torch.cat([n.norm_obs(obs), n.norm_act(act), prev_delta_n], dim=-1)
+
+    def _seq_inputs(self, t: Transitions) -> tuple[Tensor, Tensor]:
+        """[B, T, in] step inputs and [B, T, obs] normalised true deltas of a 3-D window."""
+        delta_n = self.normalizer.norm_delta(t.next_obs - t.obs)
+        prev = torch.cat([torch.zeros_like(delta_n[:, :1]), delta_n[:, :-1]], dim=1)
+        return self._step_inputs(t.obs, t.act, prev), delta_n
+
+    def _run(self, past: Transitions) -> tuple[Tensor, Hidden, Tensor]:
+        """RNN over a ``[B, M, ·]`` window -> (outputs [B, M, H], rnn hidden, norm deltas)."""
+        x, delta_n = self._seq_inputs(past)
+        out, hn = self.rnn(x)
+        return out, hn, delta_n
+
+    # --- public API ------------------------------------------------------------------------
+    def encode(self, past: Transitions) -> Hidden:
+        """Hidden state after absorbing ``past`` (``[..., M, dim]``): ``[..., H]`` (or (h, c))."""
+        lead = past.obs.shape[:-2]
+        flat = Transitions(*(x.reshape(-1, *x.shape[-2:])
+                             for x in (past.obs, past.act, past.next_obs)))
+        _, hn, _ = self._run(flat)
+        return _map_hidden(hn, lambda h: h[0].reshape(*lead, self.hidden_size))
+
+    def step(self, obs: Tensor, act: Tensor, prev_delta: Tensor,
+             hidden: Hidden) -> tuple[Tensor, Hidden]:
+        """One RNN step. obs/act/prev_delta ``[N, ·]`` (raw units), hidden ``[N, H]`` or ``[H]``.
+
+        Returns (next_obs ``[N, obs_dim]``, the advanced hidden ``[N, H]``). Fixed-context
+        planning passes the same context every step and ignores the returned hidden.
+        """
+        n = obs.shape[0]
+        x = self._step_inputs(obs, act, self.normalizer.norm_delta(prev_delta)).unsqueeze(1)
+        h0 = _map_hidden(hidden, lambda h: h.expand(n, self.hidden_size).unsqueeze(0).contiguous())
+        out, hn = self.rnn(x, h0)
+        next_obs = obs + self.normalizer.denorm_delta(self.head(out[:, 0]))
+        return next_obs, _map_hidden(hn, lambda h: h[0])
+
+    def loss(self, windows: WindowBatch) -> Tensor:
+        """Normalised-Δ MSE on the K future steps, each one RNN step from the fixed context h_M.
+
+        Plus ``past_weight`` × the MSE of the ordinary recurrent one-step predictions inside
+        the past window (extra supervision; 0 by default).
+        """
+        past, fut = windows.past, windows.future
+        b, k = fut.obs.shape[0], fut.obs.shape[1]
+        out_p, h_m, delta_p = self._run(past)
+        # Future step inputs: the true previous Δ (the last past Δ for the first future step).
+        delta_f = self.normalizer.norm_delta(fut.next_obs - fut.obs)
+        prev_f = torch.cat([delta_p[:, -1:], delta_f[:, :-1]], dim=1)
+        x_f = self._step_inputs(fut.obs, fut.act, prev_f).reshape(b * k, 1, -1)
+        # All K future steps start from the same h_M: repeat it per step, one batched RNN call.
+        h0 = _map_hidden(h_m, lambda h: h.unsqueeze(2).expand(1, b, k, self.hidden_size)
+                         .reshape(1, b * k, self.hidden_size))
+        out_f, _ = self.rnn(x_f, h0)
+        pred_f = self.head(out_f[:, 0]).reshape(b, k, self.obs_dim)
+        loss = F.mse_loss(pred_f, delta_f)
+        if self.past_weight > 0:
+            loss = loss + self.past_weight * F.mse_loss(self.head(out_p), delta_p)
+        return loss
+
+
+def _map_hidden(hidden: Hidden, fn: Callable[[Tensor], Tensor]) -> Hidden:
+    if isinstance(hidden, tuple):
+        return (fn(hidden[0]), fn(hidden[1]))
+    return fn(hidden)
+
+
+def _check_normalizer(normalizer: Normalizer | None, obs_dim: int, act_dim: int) -> Normalizer:
+    if normalizer is None:
+        return Normalizer.identity(obs_dim, act_dim)
+    if normalizer.obs_dim != obs_dim or normalizer.act_dim != act_dim:
+        raise ValueError(
+            f"normalizer is for obs_dim={normalizer.obs_dim}, act_dim={normalizer.act_dim}; "
+            f"model has obs_dim={obs_dim}, act_dim={act_dim}"
+        )
+    # A private copy: two models built from one fitted normaliser must not share buffers.
+    return Normalizer.identity(obs_dim, act_dim, normalizer.obs_mean.dtype).update_from(normalizer)

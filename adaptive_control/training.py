@@ -1,0 +1,284 @@
+"""The meta-training loop (GrBAL paper, Algorithm 1), top to bottom.
+
+    for iteration in 0..N-1:
+        collect: iteration 0 -> random actions in freshly drawn training conditions;
+                 later      -> the current adaptive controller, on-policy
+        aggregate with all earlier data; refit the normalisers
+        fit the learner on windows of M past + K future transitions, early-stopping on
+        validation windows from held-back trajectories
+        checkpoint (atomically): weights, normalisers, optimiser, config, random state
+
+Every random draw derives from ``(config.seed, iteration, purpose)``, and each iteration's
+data is saved before fitting starts, so a run killed at any point and resumed with
+``--resume`` ends with the same data and iteration count as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.config import TrainConfig, config_from_json
+from adaptive_control.controller import AdaptiveController
+from adaptive_control.data import WindowSampler, split_trajectories
+from adaptive_control.learners import Learner, make_learner
+from adaptive_control.normalizer import Normalizer
+from adaptive_control.planners import make_planner
+from sims.collect import collect_closed_loop, collect_open_loop
+from sims.dataset import Dataset
+from sims.families import TaskFamily, get_family
+from sims.rewards import task_reward
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+
+
+def _rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
+    """An independent generator per (run, iteration, purpose): resumable without replaying."""
+    return np.random.default_rng([seed, iteration, purpose])
+
+
+def _torch_seed(seed: int, iteration: int, purpose: int) -> int:
+    return int(_rng(seed, iteration, purpose).integers(2**62))
+
+
+# ------------------------------------------------------------------------------ building
+def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
+    robot = family.robot
+    return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config)
+
+
+def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,
+                     seed: int = 0) -> AdaptiveController:
+    lo, hi = family.robot.action_bounds
+    planner = make_planner(cfg.planner.name, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32), **cfg.planner.planner_kwargs())
+    return AdaptiveController(learner, planner, task_reward(family.robot), m=cfg.m, seed=seed)
+
+
+def learner_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Learner, TrainConfig]:
+    """Rebuild the trained learner (weights and normalisers) from a loaded checkpoint."""
+    cfg = config_from_json(ckpt["config"])
+    learner = build_learner(cfg, get_family(cfg.family))
+    learner.load_state_dict(ckpt["learner"])
+    learner.eval()
+    return learner, cfg
+
+
+# ------------------------------------------------------------------------------ collection
+def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Learner,
+                      progress: bool) -> Dataset:
+    """Iteration 0: random actions. Later: the adaptive controller, on-policy."""
+    rng = _rng(cfg.seed, it, 0)
+    steps = cfg.collect.episode_steps
+    if it == 0:
+        conds = [family.sample(rng, "train") for _ in range(cfg.collect.random_rollouts)]
+        return collect_open_loop(family.robot, conds, steps, rng, progress=progress,
+                                 family=family.name)
+    conds = [family.sample(rng, "train") for _ in range(cfg.collect.rollouts_per_iter)]
+    controller = build_controller(learner, cfg, family, seed=_torch_seed(cfg.seed, it, 1))
+    return collect_closed_loop(family.robot, conds, controller, steps, rng, progress=progress,
+                               family=family.name, source=f"on_policy:{cfg.learner}")
+
+
+# ------------------------------------------------------------------------------ fitting
+@dataclass
+class FitResult:
+    train_loss: float
+    val_loss: float
+    epochs: int
+    steps: int
+
+
+def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: TrainConfig,
+        it: int, progress: bool) -> FitResult:
+    """Fit on windows of the aggregated data; early-stop on validation windows; keep the best."""
+    rng = _rng(cfg.seed, it, 2)
+    torch.manual_seed(_torch_seed(cfg.seed, it, 3))
+    train_idx, val_idx = split_trajectories(data, cfg.optim.val_fraction, rng)
+    train = WindowSampler(data, cfg.m, cfg.k, train_idx)
+    val_batch = None
+    if len(val_idx):
+        val_batch = WindowSampler(data, cfg.m, cfg.k, val_idx).all_windows(
+            limit=cfg.optim.val_windows)
+
+    def validate() -> float:
+        if val_batch is None:
+            return math.nan
+        learner.eval()
+        with torch.enable_grad():  # GrBAL's inner step needs gradients even when scoring
+            loss = float(learner.loss(val_batch).detach())
+        learner.train()
+        return loss
+
+    best_val, best_state, bad_epochs = validate(), copy.deepcopy(learner.state_dict()), 0
+    losses: list[float] = []
+    epochs = steps = 0
+    bar = tqdm(range(cfg.optim.max_epochs), desc=f"iter {it} fit {cfg.learner}", unit="epoch",
+               disable=not progress)
+    learner.train()
+    for _epoch in bar:
+        epoch_losses = []
+        for _ in range(cfg.optim.steps_per_epoch):
+            batch = train.sample(cfg.optim.meta_batch, rng)
+            loss = learner.loss(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(learner.parameters(), cfg.optim.grad_clip)
+            optimizer.step()
+            epoch_losses.append(float(loss.detach()))
+            steps += 1
+        epochs += 1
+        losses.append(float(np.mean(epoch_losses)))
+        val = validate()
+        bar.set_postfix(train=f"{losses[-1]:.4f}", val=f"{val:.4f}")
+        if val_batch is None or val < best_val:
+            best_val, best_state, bad_epochs = val, copy.deepcopy(learner.state_dict()), 0
+        else:
+            bad_epochs += 1
+            if bad_epochs >= cfg.optim.patience:
+                break
+    bar.close()
+    learner.load_state_dict(best_state)
+    learner.reset()
+    return FitResult(losses[-1] if losses else math.nan, best_val, epochs, steps)
+
+
+# ------------------------------------------------------------------------------ the run
+@dataclass
+class RunState:
+    """What a checkpoint restores."""
+
+    iteration: int  # iterations completed
+    metrics: list[dict[str, Any]]
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> Path:
+    """Meta-train into the folder ``out``; returns the checkpoint path.
+
+    ``stop_after`` ends the process's work after that many iterations of this call (used to
+    simulate a killed run in tests); the checkpoint is as a kill at that point would leave it.
+    """
+    out = Path(out)
+    family = get_family(cfg.family)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or "
+                              "choose another --out")
+    if resume and not ckpt_path.exists() and not (out / "data").exists():
+        raise ValueError(f"--resume: {out} holds no run to resume")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(_torch_seed(cfg.seed, 0, 99))  # weight init
+    learner = build_learner(cfg, family)
+    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr)
+    state = RunState(0, [])
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, robot=family.robot.name)
+        saved = config_from_json(ckpt["config"])
+        if saved != cfg:
+            raise ValueError(f"--resume: the config differs from the one {out} was started with; "
+                             "resume with the same config (see config.json in the run folder)")
+        learner.load_state_dict(ckpt["learner"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = RunState(int(ckpt["iteration"]), json.loads(ckpt["metrics"]))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    # The checkpoint is the source of truth: rebuild the CSV from it (a kill may have come
+    # between writing the checkpoint and appending the row).
+    (out / METRICS).unlink(missing_ok=True)
+    for row in state.metrics:
+        _append_csv(out / METRICS, row)
+    writer = _tensorboard(out / "tb")
+
+    done_this_call = 0
+    for it in range(state.iteration, cfg.iterations):
+        t0 = time.perf_counter()
+        # 1. collect (or reuse what a killed run already collected for this iteration)
+        data_path = out / "data" / f"iter_{it:03d}.npz"
+        if data_path.exists():
+            new = Dataset.load(data_path)
+        else:
+            new = collect_iteration(it, cfg, family, learner, progress)
+            new.save(data_path)
+        data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
+                                    for i in range(it + 1)])
+        # 2. normalisers from all data so far
+        learner.normalizer.update_from(Normalizer.fit(*data.transitions()))
+        # 3. fit
+        result = fit(learner, optimizer, data, cfg, it, progress)
+        # 4. metrics and checkpoint
+        row = {
+            "iteration": it, "transitions": data.n_transitions,
+            "new_transitions": new.n_transitions,
+            "dropped_diverged": new.stats.get("dropped_diverged", 0),
+            "collect_return_mean": _mean_return(new, family),
+            "train_loss": result.train_loss, "val_loss": result.val_loss,
+            "epochs": result.epochs, "fit_steps": result.steps,
+            "seconds": time.perf_counter() - t0,
+        }
+        state.metrics.append(row)
+        state.iteration = it + 1
+        save_checkpoint(ckpt_path, {
+            "robot": family.robot.name, "family": family.name, "learner_name": cfg.learner,
+            "config": cfg.to_json(), "iteration": state.iteration,
+            "learner": learner.state_dict(), "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(), "metrics": json.dumps(state.metrics),
+            "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
+        })
+        _append_csv(out / METRICS, row)
+        if writer is not None:
+            for k, v in row.items():
+                if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
+                    writer.add_scalar(f"train/{k}", v, it)
+            writer.flush()
+        if progress:
+            print(f"iter {it}: {data.n_transitions} transitions, val {result.val_loss:.4f}, "
+                  f"return {row['collect_return_mean']:.1f}, {row['seconds']:.0f} s", flush=True)
+        done_this_call += 1
+        if stop_after is not None and done_this_call >= stop_after:
+            break
+    if writer is not None:
+        writer.close()
+    return ckpt_path
+
+
+def _mean_return(data: Dataset, family: TaskFamily) -> float:
+    """Mean episode return of a dataset's trajectories, under the task reward."""
+    if data.n_trajectories == 0:
+        return math.nan
+    fn = task_reward(family.robot)
+    r = fn(data.obs[:, :-1].astype(np.float64), data.act.astype(np.float64),
+           data.obs[:, 1:].astype(np.float64))
+    return float(r.sum(axis=1).mean())
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: metrics.csv always has the figures
+        return None
+    return SummaryWriter(str(path))

@@ -1,0 +1,354 @@
+"""Robots: an MJCF model plus the names the conditions and the task need.
+
+A :class:`Robot` says which body is the torso, which actuators and bodies make up each leg,
+how often the controller acts, and how the observation and reward are laid out. The built-in
+robots load their MJCF from ``sims/assets``; :meth:`Robot.from_mjcf` brings a user's file and
+gets the same conditions. Models are always assembled through ``mujoco.MjSpec`` — conditions
+edit the spec, never the XML text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One leg: the actuators that drive it and the bodies from the hip segment down."""
+
+    name: str
+    actuators: tuple[str, ...]
+    bodies: tuple[str, ...]  # outermost-first is not required; every listed body is scaled
+
+
+@dataclass(frozen=True)
+class ObsPart:
+    """A named slice of the flat observation vector."""
+
+    name: str
+    start: int
+    size: int
+
+
+@dataclass(frozen=True)
+class Robot:
+    """Everything the simulator layer needs to know about one robot model.
+
+    ``xml`` is the MJCF path. ``n_substeps`` physics steps make one control step, so the
+    control timestep is ``n_substeps * timestep``.
+    """
+
+    name: str
+    xml: Path
+    torso: str
+    n_substeps: int = 1
+    legs: tuple[Leg, ...] = ()
+    floor: str | None = "floor"  # name of the ground plane geom, None if the model has none
+    ctrl_cost: float = 0.05  # weight of ||a||^2 in the reward (paper: 0.05 for the cheetah)
+    alive_bonus: float = 0.0  # reward per step scaled by torso uprightness (quadruped)
+    max_slope_deg: float = 25.0  # steepest slope the robot can stand on at rest
+    max_payload_kg: float = 50.0  # heaviest payload accepted
+    init_noise: float = 0.1  # std of the uniform-ish noise on the initial joint state
+    planar: bool = False  # True when the root moves in the x-z plane only
+    description: str = ""
+    _spec_cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    # ---------------------------------------------------------------- model access
+    def spec(self) -> mujoco.MjSpec:
+        """A fresh, editable MjSpec of the healthy robot."""
+        return load_spec(self.xml)
+
+    def base_model(self) -> mujoco.MjModel:
+        """The compiled healthy model (cached)."""
+        if "model" not in self._spec_cache:
+            self._spec_cache["model"] = self.spec().compile()
+        return self._spec_cache["model"]
+
+    @property
+    def timestep(self) -> float:
+        return float(self.base_model().opt.timestep)
+
+    @property
+    def control_timestep(self) -> float:
+        return self.n_substeps * self.timestep
+
+    @property
+    def actuator_names(self) -> tuple[str, ...]:
+        m = self.base_model()
+        return tuple(m.actuator(i).name for i in range(m.nu))
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        m = self.base_model()
+        return tuple(m.joint(i).name for i in range(m.njnt))
+
+    @property
+    def leg_names(self) -> tuple[str, ...]:
+        return tuple(leg.name for leg in self.legs)
+
+    def leg(self, name: str | int) -> Leg:
+        """Look a leg up by name or index; a clear error lists the legs there are."""
+        if isinstance(name, (int, np.integer)):
+            if not 0 <= int(name) < len(self.legs):
+                raise ValueError(
+                    f"leg={name!r} is out of range for robot {self.name!r}: "
+                    f"allowed indices 0..{len(self.legs) - 1} ({', '.join(self.leg_names)})"
+                )
+            return self.legs[int(name)]
+        for leg in self.legs:
+            if leg.name == name:
+                return leg
+        allowed = ", ".join(self.leg_names) or "none (this robot declares no legs)"
+        raise ValueError(f"leg={name!r} is unknown for robot {self.name!r}: allowed {allowed}")
+
+    def check_actuator(self, name: str, field_name: str = "actuator") -> None:
+        if name not in self.actuator_names:
+            raise ValueError(
+                f"{field_name}={name!r} is unknown for robot {self.name!r}: "
+                f"allowed {', '.join(self.actuator_names)}"
+            )
+
+    def check_joint(self, name: str, field_name: str = "joint") -> None:
+        allowed = self.actuated_joint_names
+        if name not in allowed:
+            raise ValueError(
+                f"{field_name}={name!r} is unknown for robot {self.name!r}: "
+                f"allowed {', '.join(allowed)}"
+            )
+
+    @property
+    def actuated_joint_names(self) -> tuple[str, ...]:
+        """Hinge/slide joints that are not part of the floating root."""
+        m = self.base_model()
+        names = []
+        for j in range(m.njnt):
+            jt = int(m.jnt_type[j])
+            if jt in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE)) and (
+                m.jnt_bodyid[j] != self.torso_id
+            ):
+                names.append(m.joint(j).name)
+        return tuple(names)
+
+    @property
+    def torso_id(self) -> int:
+        return int(self.base_model().body(self.torso).id)
+
+    @property
+    def action_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        r = self.base_model().actuator_ctrlrange
+        return r[:, 0].copy(), r[:, 1].copy()
+
+    # ---------------------------------------------------------------- observation layout
+    @property
+    def obs_qpos_index(self) -> np.ndarray:
+        """qpos entries that enter the observation: all but the root's horizontal position.
+
+        Horizontal position does not change the dynamics on the ground, and leaving it out is
+        what lets a model trained near the origin predict 40 m down the track.
+        """
+        m = self.base_model()
+        skip: set[int] = set()
+        for j in range(m.njnt):
+            if m.jnt_bodyid[j] != self.torso_id:
+                continue
+            adr = m.jnt_qposadr[j]
+            if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+                skip.update((adr, adr + 1))
+            elif m.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE:
+                axis = m.jnt_axis[j]
+                if abs(axis[2]) < 1e-9:  # a horizontal slide is a root position coordinate
+                    skip.add(adr)
+        return np.array([i for i in range(m.nq) if i not in skip], dtype=np.int64)
+
+    @property
+    def obs_dim(self) -> int:
+        return len(self.obs_qpos_index) + self.base_model().nv
+
+    @property
+    def act_dim(self) -> int:
+        return self.base_model().nu
+
+    @property
+    def obs_parts(self) -> tuple[ObsPart, ...]:
+        """Named slices of the observation: one per joint coordinate, then one per velocity."""
+        m = self.base_model()
+        parts: list[ObsPart] = []
+        qidx = set(self.obs_qpos_index.tolist())
+        cursor = 0
+        for j in range(m.njnt):
+            name = m.joint(j).name or f"joint{j}"
+            adr = m.jnt_qposadr[j]
+            nq = _JOINT_NQ[int(m.jnt_type[j])]
+            kept = [i for i in range(adr, adr + nq) if i in qidx]
+            if kept:
+                parts.append(ObsPart(f"qpos/{name}", cursor, len(kept)))
+                cursor += len(kept)
+        for j in range(m.njnt):
+            name = m.joint(j).name or f"joint{j}"
+            nv = _JOINT_NV[int(m.jnt_type[j])]
+            parts.append(ObsPart(f"qvel/{name}", cursor, nv))
+            cursor += nv
+        return tuple(parts)
+
+    def obs_part(self, name: str) -> ObsPart:
+        for p in self.obs_parts:
+            if p.name == name:
+                return p
+        raise KeyError(f"no observation part {name!r}; parts: {[p.name for p in self.obs_parts]}")
+
+    @property
+    def forward_velocity_index(self) -> int:
+        """Index in the observation of the torso's world-frame x velocity."""
+        m = self.base_model()
+        for j in range(m.njnt):
+            if m.jnt_bodyid[j] != self.torso_id:
+                continue
+            if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+                return self.obs_part(f"qvel/{m.joint(j).name}").start
+            if m.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE and abs(m.jnt_axis[j][0]) > 0.99:
+                return self.obs_part(f"qvel/{m.joint(j).name}").start
+        raise ValueError(
+            f"robot {self.name!r}: its torso {self.torso!r} has no free joint or x slide joint, "
+            "so forward velocity is undefined"
+        )
+
+    @property
+    def orientation_quat_index(self) -> int | None:
+        """Index of the free joint's quaternion (w, x, y, z) in the observation, if any."""
+        m = self.base_model()
+        for j in range(m.njnt):
+            if m.jnt_bodyid[j] == self.torso_id and m.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+                # the kept part of a free joint's qpos is z then the quaternion
+                return self.obs_part(f"qpos/{m.joint(j).name}").start + 1
+        return None
+
+    @classmethod
+    def from_mjcf(
+        cls,
+        path: str | Path,
+        name: str | None = None,
+        torso: str | None = None,
+        legs: tuple[Leg, ...] = (),
+        n_substeps: int = 1,
+        **kwargs,
+    ) -> Robot:
+        """Bring your own MJCF: any model with actuators and a torso with a root joint.
+
+        The ground plane is found by type (the first plane geom of the world body); without one,
+        terrain and friction conditions are refused for this robot.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"mjcf={str(path)!r}: no such file")
+        spec = load_spec(path)
+        try:
+            model = spec.compile()
+        except ValueError as e:
+            raise ValueError(f"mjcf={str(path)!r} does not compile: {e}") from e
+        if model.nu == 0:
+            raise ValueError(f"mjcf={str(path)!r} has no actuators; a robot needs at least one")
+        if torso is None:
+            if model.nbody < 2:
+                raise ValueError(f"mjcf={str(path)!r} has no body besides the world")
+            torso = model.body(1).name
+        elif mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, torso) < 0:
+            raise ValueError(f"torso={torso!r} is not a body of {str(path)!r}")
+        floor = None
+        for g in range(model.ngeom):
+            if model.geom_bodyid[g] == 0 and model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE:
+                floor = model.geom(g).name
+                if not floor:
+                    raise ValueError(
+                        f"mjcf={str(path)!r}: the ground plane geom needs a name so conditions "
+                        "can find it"
+                    )
+                break
+        planar = not any(
+            model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE for j in range(model.njnt)
+        )
+        robot = cls(
+            name=name or path.stem, xml=path, torso=torso, legs=tuple(legs),
+            n_substeps=n_substeps, floor=floor, planar=planar, **kwargs,
+        )
+        for leg in robot.legs:
+            for a in leg.actuators:
+                robot.check_actuator(a, f"legs[{leg.name}].actuators")
+            for b in leg.bodies:
+                if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) < 0:
+                    raise ValueError(f"legs[{leg.name}].bodies: {b!r} is not a body of {path}")
+        robot.forward_velocity_index  # noqa: B018  (raises early if undefined)
+        return robot
+
+
+_JOINT_NQ = {
+    int(mujoco.mjtJoint.mjJNT_FREE): 7, int(mujoco.mjtJoint.mjJNT_BALL): 4,
+    int(mujoco.mjtJoint.mjJNT_SLIDE): 1, int(mujoco.mjtJoint.mjJNT_HINGE): 1,
+}
+_JOINT_NV = {
+    int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3,
+    int(mujoco.mjtJoint.mjJNT_SLIDE): 1, int(mujoco.mjtJoint.mjJNT_HINGE): 1,
+}
+
+
+def load_spec(path: Path) -> mujoco.MjSpec:
+    """Parse an MJCF file into an MjSpec, turning parse errors into a clear ValueError."""
+    try:
+        return mujoco.MjSpec.from_file(str(path))
+    except ValueError as e:  # mujoco reports XML/schema errors as ValueError
+        raise ValueError(f"mjcf={str(path)!r} is malformed: {e}") from e
+
+
+CHEETAH = Robot(
+    name="cheetah",
+    xml=ASSETS / "cheetah.xml",
+    torso="torso",
+    n_substeps=1,
+    legs=(
+        Leg("back", ("bthigh", "bshin", "bfoot"), ("bthigh", "bshin", "bfoot")),
+        Leg("front", ("fthigh", "fshin", "ffoot"), ("fthigh", "fshin", "ffoot")),
+    ),
+    ctrl_cost=0.05,
+    max_slope_deg=20.0,
+    max_payload_kg=30.0,
+    planar=True,
+    description="planar half-cheetah, 6 actuators, 100 Hz control (GrBAL paper)",
+)
+
+QUADRUPED = Robot(
+    name="quadruped",
+    xml=ASSETS / "quadruped.xml",
+    torso="torso",
+    n_substeps=2,
+    legs=(
+        Leg("front_left", ("hip_1", "ankle_1"), ("aux_1", "foot_1")),
+        Leg("front_right", ("hip_2", "ankle_2"), ("aux_2", "foot_2")),
+        Leg("back_left", ("hip_3", "ankle_3"), ("aux_3", "foot_3")),
+        Leg("back_right", ("hip_4", "ankle_4"), ("aux_4", "foot_4")),
+    ),
+    ctrl_cost=0.005,
+    alive_bonus=0.05,
+    max_slope_deg=25.0,
+    max_payload_kg=5.0,
+    description="ant-like quadruped, 4 legs x (hip, ankle) = 8 actuators, 50 Hz control",
+)
+
+ROBOTS: dict[str, Robot] = {r.name: r for r in (CHEETAH, QUADRUPED)}
+
+
+def get_robot(name: str | Robot) -> Robot:
+    """A built-in robot by name, or a user MJCF path (``*.xml``)."""
+    if isinstance(name, Robot):
+        return name
+    if name in ROBOTS:
+        return ROBOTS[name]
+    if str(name).endswith(".xml"):
+        return Robot.from_mjcf(name)
+    raise ValueError(
+        f"robot={name!r} is unknown: allowed {', '.join(ROBOTS)} or a path to an MJCF .xml file"
+    )
