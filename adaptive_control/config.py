@@ -7,6 +7,7 @@ wrong type or range with the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import tomllib
@@ -263,7 +264,7 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = ""):
     unknown = set(values) - set(types_)
     if unknown:
         key = sorted(unknown)[0]
-        raise ValueError(f"unknown config key {prefix}{key!r}: allowed keys at this level are "
+        raise ValueError(f"unknown config key '{prefix}{key}': allowed keys at this level are "
                          f"{', '.join(sorted(types_))}")
     kwargs = {k: _coerce(prefix + k, v, types_[k]) for k, v in values.items()}
     try:
@@ -309,8 +310,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(PRESETS)}")
-        values = _merge(values, PRESETS[preset])
-    values = _merge(values, file_values)
+        values = _merge(values, copy.deepcopy(PRESETS[preset]))
+    values = _merge(values, copy.deepcopy(file_values))
     for text in overrides:
         keys, value = parse_override(text)
         node = values

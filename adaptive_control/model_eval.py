@@ -44,10 +44,42 @@ class ErrorSummary:
         return {"mean": self.mean, "sem": self.sem, "n": self.n}
 
 
+def window_errors(learner: Learner, obs: torch.Tensor, act: torch.Tensor, m: int,
+                  horizons: tuple[int, ...], stride: int, adapted: bool,
+                  scale: torch.Tensor) -> list[tuple[int, dict[int, float]]]:
+    """Along one trajectory (``obs [T+1, do]``, ``act [T, da]``): for t = M, M+stride, ...,
+    adapt on the M transitions before t (or take the prior), predict open loop with the
+    recorded actions, and return ``(t, {k: error})`` per window."""
+    kmax = max(horizons)
+    steps = act.shape[0]
+    # MB+DE's online SGD runs at every step, as in control; the others adapt per window.
+    every_step = adapted and isinstance(learner, MBDE)
+    learner.reset()
+    out = []
+    for t in range(m, steps - kmax + 1):
+        evaluate = (t - m) % stride == 0
+        if not (evaluate or every_step):
+            continue
+        past = Transitions(obs[t - m:t], act[t - m:t], obs[t - m + 1:t + 1])
+        predictor = learner.adapt(past) if adapted else learner.prior()
+        if not evaluate:
+            continue
+        errs = {}
+        with torch.no_grad():
+            o = obs[t][None]
+            state = predictor.initial_state(1)
+            for j in range(kmax):
+                o, state = predictor(o, act[t + j][None], state)
+                if j + 1 in horizons:
+                    errs[j + 1] = float((((o[0] - obs[t + j + 1]) / scale) ** 2).mean())
+        out.append((t, errs))
+    return out
+
+
 def prediction_errors(learner: Learner, data: Dataset, m: int, horizons: tuple[int, ...] = (1, 10),
                       stride: int = 5, adapted: bool = True,
                       scale: np.ndarray | None = None) -> dict[int, ErrorSummary]:
-    """k-step open-loop errors for each k in ``horizons``, adapted or from the prior."""
+    """k-step open-loop errors over a dataset, for each k in ``horizons``."""
     kmax = max(horizons)
     if m + kmax > data.horizon:
         raise ValueError(f"M + max horizon = {m} + {kmax} exceeds the trajectories' "
@@ -56,32 +88,25 @@ def prediction_errors(learner: Learner, data: Dataset, m: int, horizons: tuple[i
         scale = data.obs.reshape(-1, data.obs.shape[-1]).std(0) + 1e-6
     scale_t = torch.as_tensor(scale, dtype=torch.float32)
     errs: dict[int, list[float]] = {k: [] for k in horizons}
-    # MB+DE's online SGD runs at every step, as in control; the others adapt per window.
-    every_step = adapted and isinstance(learner, MBDE)
     obs_all = torch.from_numpy(data.obs)
     act_all = torch.from_numpy(data.act)
     for i in range(data.n_trajectories):
-        learner.reset()
-        obs, act = obs_all[i], act_all[i]
-        for t in range(m, data.horizon - kmax + 1):
-            evaluate = (t - m) % stride == 0
-            if not (evaluate or every_step):
-                continue
-            past = Transitions(obs[t - m:t], act[t - m:t], obs[t - m + 1:t + 1])
-            predictor = learner.adapt(past) if adapted else learner.prior()
-            if not evaluate:
-                continue
-            with torch.no_grad():
-                o = obs[t][None]
-                state = predictor.initial_state(1)
-                for j in range(kmax):
-                    o, state = predictor(o, act[t + j][None], state)
-                    if j + 1 in errs:
-                        e = (((o[0] - obs[t + j + 1]) / scale_t) ** 2).mean()
-                        errs[j + 1].append(float(e))
+        for _, e in window_errors(learner, obs_all[i], act_all[i], m, horizons, stride, adapted,
+                                  scale_t):
+            for k, v in e.items():
+                errs[k].append(v)
     out = {}
     for k, v in errs.items():
         a = np.asarray(v)
         out[k] = ErrorSummary(float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a)))
                               if len(a) > 1 else 0.0, len(a))
     return out
+
+
+def prediction_errors_at(learner: Learner, obs: np.ndarray, act: np.ndarray, m: int, k: int,
+                         stride: int) -> tuple[list[int], list[float]]:
+    """The k-step error of the adapted learner along one episode: (steps, errors)."""
+    scale = torch.as_tensor(obs.std(0) + 1e-6, dtype=torch.float32)
+    res = window_errors(learner, torch.as_tensor(obs), torch.as_tensor(act), m, (k,), stride,
+                        True, scale)
+    return [t for t, _ in res], [e[k] for _, e in res]

@@ -15,10 +15,12 @@ data is saved before fitting starts, so a run killed at any point and resumed wi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +177,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     out = Path(out)
     family = get_family(cfg.family)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
+    if (ckpt_path.exists() or (out / "data").exists()) and not resume:
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or "
                               "choose another --out")
     if resume and not ckpt_path.exists() and not (out / "data").exists():
@@ -197,6 +199,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
         torch.set_rng_state(ckpt["torch_rng"])
         state = RunState(int(ckpt["iteration"]), json.loads(ckpt["metrics"]))
     out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        return _train_locked(cfg, out, family, learner, optimizer, state, progress, stop_after)
+
+
+def _train_locked(cfg: TrainConfig, out: Path, family: TaskFamily, learner: Learner,
+                  optimizer: torch.optim.Optimizer, state: RunState, progress: bool,
+                  stop_after: int | None) -> Path:
+    ckpt_path = out / CHECKPOINT
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
     # The checkpoint is the source of truth: rebuild the CSV from it (a kill may have come
     # between writing the checkpoint and appending the row).
@@ -255,6 +265,44 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     if writer is not None:
         writer.close()
     return ckpt_path
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """One writer per run folder: two processes training into one folder would interleave
+    their data and checkpoints. A lock left by a dead process is taken over."""
+    lock = out / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise FileExistsError(
+                    f"{out} is in use by another adapt train (pid {pid})") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise FileExistsError(f"could not lock {out}")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _mean_return(data: Dataset, family: TaskFamily) -> float:

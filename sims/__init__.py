@@ -4,8 +4,12 @@ Robots (``sims.robots``), conditions and schedules (``sims.conditions``), task f
 train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.env``), the task
 reward in numpy and torch (``sims.rewards``), batched and closed-loop collection
 (``sims.collect``) and ``.npz`` datasets (``sims.dataset``).
+
+Names are imported lazily, so that ``sims.robots``, ``sims.conditions`` and ``sims.physics``
+work with nothing but mujoco and numpy installed (the deployment runtime's simulated robot).
 """
 
+import importlib as _importlib
 import os as _os
 
 # Headless machines render through OSMesa; the variable must be set before mujoco's first import.
@@ -13,33 +17,22 @@ if not _os.environ.get("DISPLAY") and "MUJOCO_GL" not in _os.environ:
     _os.environ["MUJOCO_GL"] = "osmesa"
     _os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
-from sims.conditions import (  # noqa: E402
-    HEALTHY,
-    ActuatorCalibration,
-    Condition,
-    DisabledActuator,
-    Friction,
-    Heightfield,
-    LockedJoint,
-    LostLeg,
-    ObservationNoise,
-    Payload,
-    Schedule,
-    ShortenedLeg,
-    Slope,
-    WeakenedActuator,
-    parse_condition,
-)
-from sims.dataset import Dataset  # noqa: E402
-from sims.env import AdaptEnv  # noqa: E402
-from sims.families import FAMILIES, TaskFamily, get_family  # noqa: E402
-from sims.rewards import TaskReward, task_reward  # noqa: E402
-from sims.robots import ROBOTS, Leg, Robot, get_robot  # noqa: E402
+_EXPORTS = {
+    "sims.conditions": ("HEALTHY", "ActuatorCalibration", "Condition", "DisabledActuator",
+                        "Friction", "Heightfield", "LockedJoint", "LostLeg", "ObservationNoise",
+                        "Payload", "Schedule", "ShortenedLeg", "Slope", "WeakenedActuator",
+                        "parse_condition"),
+    "sims.dataset": ("Dataset",),
+    "sims.env": ("AdaptEnv",),
+    "sims.families": ("FAMILIES", "TaskFamily", "get_family"),
+    "sims.rewards": ("TaskReward", "task_reward"),
+    "sims.robots": ("ROBOTS", "Leg", "Robot", "get_robot"),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
 
-__all__ = [
-    "HEALTHY", "ActuatorCalibration", "AdaptEnv", "Condition", "Dataset", "DisabledActuator",
-    "FAMILIES", "Friction", "Heightfield", "Leg", "LockedJoint", "LostLeg", "ObservationNoise",
-    "Payload", "ROBOTS", "Robot", "Schedule", "ShortenedLeg", "Slope", "TaskFamily",
-    "TaskReward", "WeakenedActuator", "get_family", "get_robot", "parse_condition",
-    "task_reward",
-]
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(_importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'sims' has no attribute {name!r}")

@@ -84,6 +84,12 @@ def cmd_render(args: argparse.Namespace) -> int:
     from sims.render import render_frame, save_image, save_video
     from sims.robots import get_robot
 
+    for name in ("width", "height"):
+        v = getattr(args, name)
+        if not 16 <= v <= 4096:
+            raise ValueError(f"--{name}={v}: allowed 16..4096 pixels")
+    if args.steps < 1:
+        raise ValueError(f"--steps={args.steps}: must be >= 1")
     robot = get_robot(args.robot)
     cond = parse_condition(args.condition, robot)  # validated before any simulation
     out = Path(args.out)
@@ -119,6 +125,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise ValueError(f"--trajectories={args.trajectories}: must be >= 1")
     if args.steps < 1:
         raise ValueError(f"--steps={args.steps}: must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads={args.threads}: must be >= 1")
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out={args.out!r}: datasets are .npz files")
     rng = np.random.default_rng(args.seed)

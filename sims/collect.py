@@ -61,6 +61,17 @@ def initial_states(robot: Robot, models: Sequence[mujoco.MjModel], conditions: S
     return np.stack(states)
 
 
+def _size_signature(model: mujoco.MjModel) -> tuple[int, ...]:
+    """Every size field of the model (nq, nv, ngeom, neq, nhfielddata, ...)."""
+    return tuple(getattr(model, a) for a in _SIZE_FIELDS)
+
+
+_SIZE_FIELDS = tuple(sorted(
+    a for a in dir(mujoco.MjModel) if a.startswith("n") and not a.startswith("name")
+    and isinstance(getattr(mujoco.MjModel.from_xml_string("<mujoco/>"), a, None), int)
+))
+
+
 def _state_slices(model: mujoco.MjModel) -> tuple[slice, slice]:
     t = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_TIME)
     nq, nv = model.nq, model.nv
@@ -80,8 +91,20 @@ def rollout_states(
     sub = robot.n_substeps
     ctrl = np.repeat(actions, sub, axis=1)
     nthread = nthread or default_threads()
-    datas = [mujoco.MjData(models[0]) for _ in range(nthread)]
-    state, _ = mj_rollout.rollout(list(models), datas, init, ctrl)
+    if nthread < 1:
+        raise ValueError(f"nthread={nthread!r} must be >= 1")
+    # mujoco.rollout checks only state and control sizes, but each MjData must match its model's
+    # layout (a payload adds a geom, a locked joint an equality): one rollout per size group.
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, m in enumerate(models):
+        groups.setdefault(_size_signature(m), []).append(i)
+    state = None
+    for idx in groups.values():
+        datas = [mujoco.MjData(models[idx[0]]) for _ in range(min(nthread, len(idx)))]
+        out, _ = mj_rollout.rollout([models[i] for i in idx], datas, init[idx], ctrl[idx])
+        if state is None:
+            state = np.empty((b,) + out.shape[1:])
+        state[idx] = out
     qs, vs = _state_slices(models[0])
     idx = robot.obs_qpos_index
     full = np.concatenate([init[:, None, :], state[:, sub - 1::sub, :]], axis=1)  # [B, T+1, S]

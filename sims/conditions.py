@@ -600,6 +600,11 @@ def parse_condition(text: str, robot: Robot | None = None) -> Condition:
             mods.append(_parse_one(kind, args))
         except (TypeError, IndexError) as e:
             raise ValueError(f"condition {part!r} is malformed ({e}); see `adapt sims list`") from e
+        except ValueError as e:
+            if "could not convert" in str(e) or "invalid literal" in str(e):
+                raise ValueError(f"condition {part!r}: {e}; the {kind} fields are numbers "
+                                 "(see `adapt sims list`)") from e
+            raise
     cond = Condition(tuple(mods))
     if robot is not None:
         cond.validate(robot)

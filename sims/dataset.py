@@ -124,9 +124,14 @@ class Dataset:
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
         path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"dataset path={str(path)!r} must end in .npz")
         if not path.is_file():
             raise ValueError(f"dataset path={str(path)!r}: no such file")
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError(f"dataset {str(path)!r} is not an .npz archive")
+        with z:
             missing = {"obs", "act", "condition_id", "conditions", "robot"} - set(z.files)
             if missing:
                 raise ValueError(f"dataset {str(path)!r} lacks arrays {sorted(missing)}")

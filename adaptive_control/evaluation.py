@@ -1,0 +1,319 @@
+"""The evaluation harness behind ``adapt eval``: methods x scenarios x seeds, in parallel.
+
+A *method* is something that acts: a trained learner with its planner (GrBAL, ReBAL, MB,
+MB+DE — the latter from an MB checkpoint, updated online), a recurrent policy, or uniform
+random actions (the floor). A *scenario* is a held-out condition fixed for the whole episode,
+or a mid-episode switch (healthy for T seconds, then the held-out condition). Each episode
+records per-step speed, reward, controller latency and, for model-based methods, the k-step
+open-loop prediction error of the model the controller had at that step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sims.conditions import Condition, Schedule
+from sims.families import TaskFamily, get_family
+
+SCENARIO_KINDS = ("fixed", "switch")
+RECOVERY_FRACTION = 0.8  # recovered = speed back to 80 % of its pre-failure level
+SPEED_WINDOW_S = 0.5  # moving-average window of the speed trace used for recovery
+
+
+# ------------------------------------------------------------------------------ specs
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method to evaluate: ``kind`` is learner, policy or random."""
+
+    name: str  # label in tables and plots (grbal, rebal, mb, mbde, policy, random, ...)
+    kind: str  # "learner", "policy" or "random"
+    checkpoint: str = ""  # checkpoint path (learner / policy)
+    learner: str = ""  # learner to rebuild from the checkpoint (mbde from an mb checkpoint)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # e.g. "fixed:disabled(bthigh)" or "switch@3s:disabled(bthigh)"
+    schedule: Schedule
+    switch_time_s: float | None  # None for fixed conditions
+
+
+def parse_method(text: str) -> MethodSpec:
+    """``random``, ``NAME=CHECKPOINT`` (learner checkpoints), ``mbde=MB_CHECKPOINT``,
+    ``policy=POLICY_CHECKPOINT``."""
+    if text == "random":
+        return MethodSpec("random", "random")
+    if "=" not in text:
+        raise ValueError(f"method {text!r}: allowed 'random' or NAME=CHECKPOINT "
+                         "(e.g. grbal=runs/grbal, mbde=runs/mb, policy=runs/policy)")
+    name, path = text.split("=", 1)
+    p = Path(path)
+    if p.is_dir():
+        p = p / "checkpoint.pt"
+    if not p.is_file():
+        raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
+    if name == "policy" or name.startswith("policy"):
+        return MethodSpec(name, "policy", str(p))
+    learner = "mbde" if name == "mbde" else ""
+    return MethodSpec(name, "learner", str(p), learner)
+
+
+def scenarios_for(family: TaskFamily, kinds: Sequence[str],
+                  switch_time_s: float | None = None) -> list[Scenario]:
+    out = []
+    for kind in kinds:
+        if kind not in SCENARIO_KINDS:
+            raise ValueError(f"scenario={kind!r} is unknown: allowed {', '.join(SCENARIO_KINDS)}")
+        for cond in family.test_conditions:
+            if kind == "fixed":
+                out.append(Scenario(f"fixed:{cond.label}", Schedule.fixed(cond), None))
+            else:
+                at = family.switch_time_s if switch_time_s is None else switch_time_s
+                out.append(Scenario(f"switch@{at:g}s:{cond.label}",
+                                    family.switch_scenario(cond, at), at))
+    return out
+
+
+# ------------------------------------------------------------------------------ metrics
+def moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average (the first values average what exists so far)."""
+    window = max(1, int(window))
+    c = np.cumsum(np.insert(np.asarray(x, dtype=float), 0, 0.0))
+    idx = np.arange(1, len(x) + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def recovery_time(speed: np.ndarray, dt: float, switch_step: int,
+                  fraction: float = RECOVERY_FRACTION,
+                  window_s: float = SPEED_WINDOW_S) -> float | None:
+    """Seconds after the switch until the smoothed speed is back to ``fraction`` of its
+    pre-failure level (mean speed over the second before the switch); ``None`` = never.
+
+    NaN when the pre-failure speed is not positive (nothing to recover to).
+    """
+    speed = np.asarray(speed, dtype=float)
+    if not 0 < switch_step < len(speed):
+        raise ValueError(f"switch_step={switch_step} must fall inside the trace "
+                         f"(1..{len(speed) - 1})")
+    before = speed[max(0, switch_step - int(round(1.0 / dt))):switch_step]
+    level = float(before.mean())
+    if not level > 0:
+        return math.nan
+    smooth = moving_average(speed[switch_step:], int(round(window_s / dt)))
+    hit = np.nonzero(smooth >= fraction * level)[0]
+    # The window must fill with post-switch speeds first, or the pre-failure momentum counts.
+    hit = hit[hit >= int(round(window_s / dt)) - 1]
+    if len(hit) == 0:
+        return None
+    return float((hit[0] + 1) * dt)
+
+
+@dataclass
+class Episode:
+    method: str
+    scenario: str
+    seed: int
+    ret: float
+    distance: float
+    mean_speed: float
+    steps: int
+    diverged: bool
+    latency_ms_p50: float
+    latency_ms_p99: float
+    pred_error_k: float  # mean k-step prediction error along the episode (NaN if no model)
+    recovery_s: float | None  # only for switch scenarios; None = never recovered
+    switch_step: int | None
+    speed: list[float] = field(default_factory=list)
+    reward: list[float] = field(default_factory=list)
+    pred_error_t: list[int] = field(default_factory=list)  # steps with a prediction error
+    pred_error: list[float] = field(default_factory=list)
+    qpos: list[list[float]] = field(default_factory=list)  # for videos
+    segment: list[int] = field(default_factory=list)  # schedule segment in force per step
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("speed", "reward", "pred_error_t", "pred_error", "qpos", "segment"):
+            d.pop(k)
+        return d
+
+
+# ------------------------------------------------------------------------------ running
+def _make_actor(spec: MethodSpec, family: TaskFamily, seed: int, planner_overrides: dict):
+    """(controller, learner-or-None). Imports torch lazily: workers set threads first."""
+    import torch
+
+    from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.controller import AdaptiveController
+    from adaptive_control.training import build_controller, learner_from_checkpoint
+
+    robot = family.robot
+    if spec.kind == "random":
+        lo, hi = robot.action_bounds
+        rng = np.random.default_rng(seed + 7)
+
+        class _Random:
+            latencies: list[float] = []
+
+            def reset(self) -> None:
+                pass
+
+            def __call__(self, obs: np.ndarray) -> np.ndarray:
+                return rng.uniform(lo, hi)
+
+        return _Random(), None, None
+    if spec.kind == "policy":
+        from policies.evaluate import policy_controller
+
+        return policy_controller(spec.checkpoint), None, None
+    ckpt = load_checkpoint(spec.checkpoint, robot=robot.name)
+    learner, cfg = learner_from_checkpoint(ckpt)
+    if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
+        raise ValueError(f"checkpoint {spec.checkpoint} is for {cfg.family}, not {family.name}")
+    if spec.learner == "mbde":
+        if cfg.learner != "mb":
+            raise ValueError(f"mbde={spec.checkpoint}: MB+DE runs on an MB checkpoint, this one "
+                             f"holds {cfg.learner!r}")
+        from adaptive_control.learners import MBDE, MBDEConfig
+
+        mbde = MBDE(robot.obs_dim, robot.act_dim, MBDEConfig(hidden_sizes=cfg.mb.hidden_sizes))
+        mbde.load_state_dict(learner.state_dict())
+        learner = mbde
+    if planner_overrides:
+        from dataclasses import replace
+
+        cfg = replace(cfg, planner=replace(cfg.planner, **planner_overrides))
+    ctrl = build_controller(learner, cfg, family, seed=seed)
+    assert isinstance(ctrl, AdaptiveController)
+    torch.manual_seed(seed)
+    return ctrl, learner, cfg
+
+
+def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: int,
+                episode_steps: int, pred_k: int = 10, pred_stride: int = 10,
+                planner_overrides: dict | None = None, record_qpos: bool = False) -> Episode:
+    """One episode of one method in one scenario; everything seeded by ``seed``."""
+    from sims.env import AdaptEnv
+
+    family = get_family(family_name)
+    robot = family.robot
+    ctrl, learner, cfg = _make_actor(spec, family, seed, planner_overrides or {})
+    env = AdaptEnv(robot, scenario.schedule, episode_steps=episode_steps, seed=seed)
+    ctrl.reset()
+    ts = env.reset()
+    x0 = env.physics.torso_position()[0]
+    obs_hist, act_hist, speed, rewards, qpos, segment = [ts.observation], [], [], [], [], []
+    while not ts.last():
+        a = np.asarray(ctrl(ts.observation), dtype=np.float64)
+        ts = env.step(a)
+        obs_hist.append(ts.observation)
+        act_hist.append(np.clip(a, *robot.action_bounds))
+        speed.append(env.physics.forward_velocity())
+        rewards.append(float(ts.reward or 0.0))
+        segment.append(env._segment)
+        if record_qpos:
+            qpos.append(env.physics.data.qpos.tolist())
+    dt = robot.control_timestep
+    lat = np.asarray(getattr(ctrl, "latencies", []) or [0.0]) * 1e3
+    switch_step = None
+    recovery = None
+    if scenario.switch_time_s is not None:
+        switch_step = int(round(scenario.switch_time_s / dt))
+        if switch_step < len(speed):
+            recovery = recovery_time(np.asarray(speed), dt, switch_step)
+    pe_t, pe = [], []
+    if learner is not None and cfg is not None and len(act_hist) > cfg.m + pred_k:
+        pe_t, pe = prediction_error_trace(learner, np.asarray(obs_hist, dtype=np.float32),
+                                          np.asarray(act_hist, dtype=np.float32), cfg.m,
+                                          pred_k, pred_stride)
+    return Episode(
+        method=spec.name, scenario=scenario.name, seed=seed, ret=float(np.sum(rewards)),
+        distance=float(env.physics.torso_position()[0] - x0),
+        mean_speed=float(np.mean(speed)) if speed else 0.0, steps=len(act_hist),
+        diverged=env.diverged, latency_ms_p50=float(np.median(lat)),
+        latency_ms_p99=float(np.percentile(lat, 99)),
+        pred_error_k=float(np.mean(pe)) if len(pe) else math.nan,
+        recovery_s=recovery, switch_step=switch_step, speed=speed, reward=rewards,
+        pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)), qpos=qpos,
+        segment=segment,
+    )
+
+
+def prediction_error_trace(learner, obs: np.ndarray, act: np.ndarray, m: int, k: int,
+                           stride: int) -> tuple[list[int], list[float]]:
+    """k-step open-loop error of the learner adapted on the M transitions before each t, along
+    one episode; errors scaled by the episode's per-dimension observation std."""
+    from adaptive_control.model_eval import prediction_errors_at
+    return prediction_errors_at(learner, obs, act, m, k, stride)
+
+
+# ------------------------------------------------------------------------------ in parallel
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one episode per core; oversubscribing threads is slower
+
+
+def _run_job(args: tuple) -> Episode:
+    return run_episode(*args)
+
+
+def run_all(jobs: list[tuple], workers: int, progress: bool = True) -> list[Episode]:
+    """Run episode jobs on ``workers`` processes (1 = in this process), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    results: list[Episode] = []
+    bar = tqdm(total=len(jobs), unit="episode", desc="eval", disable=not progress)
+    if workers <= 1:
+        _worker_init()
+        for j in jobs:
+            results.append(_run_job(j))
+            bar.update(1)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # torch and MuJoCo threads don't survive fork well
+        with ctx.Pool(workers, initializer=_worker_init) as pool:
+            for ep in pool.imap(_run_job, jobs):
+                results.append(ep)
+                bar.update(1)
+    bar.close()
+    return results
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Sequence[Scenario],
+             seeds: Sequence[int], episode_steps: int, workers: int, pred_k: int = 10,
+             planner_overrides: dict | None = None, video_episodes: int = 0,
+             progress: bool = True) -> list[Episode]:
+    jobs = []
+    for spec in methods:
+        for sc in scenarios:
+            for seed in seeds:
+                jobs.append((spec, family.name, sc, seed, episode_steps, pred_k, 10,
+                             planner_overrides, video_episodes > 0 and seed == seeds[0]))
+    t0 = time.perf_counter()
+    eps = run_all(jobs, workers, progress)
+    if progress:
+        print(f"{len(eps)} episodes in {time.perf_counter() - t0:.0f} s")
+    return eps
+
+
+def save_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=lambda o: None))
+
+
+__all__ = ["Condition", "Episode", "MethodSpec", "Scenario", "evaluate", "parse_method",
+           "recovery_time", "run_episode", "scenarios_for"]

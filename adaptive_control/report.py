@@ -1,0 +1,229 @@
+"""Evaluation reports: results JSON and CSV, a markdown table, plots and videos, in one folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adaptive_control.evaluation import Episode, moving_average
+
+
+def _fmt(mean: float, spread: float, digits: int = 1) -> str:
+    if math.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
+
+
+def aggregate(episodes: list[Episode]) -> list[dict[str, Any]]:
+    """One row per (scenario, method): mean ± std over seeds of each metric."""
+    groups: dict[tuple[str, str], list[Episode]] = defaultdict(list)
+    for ep in episodes:
+        groups[(ep.scenario, ep.method)].append(ep)
+    rows = []
+    for (scenario, method), eps in sorted(groups.items()):
+        def stat(values: list[float]) -> tuple[float, float]:
+            a = np.asarray([v for v in values if v is not None and not math.isnan(v)], float)
+            if len(a) == 0:
+                return math.nan, math.nan
+            return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+        rec = [ep.recovery_s for ep in eps if ep.switch_step is not None]
+        never = sum(r is None for r in rec)
+        rows.append({
+            "scenario": scenario, "method": method, "seeds": len(eps),
+            "return": stat([e.ret for e in eps]),
+            "distance_m": stat([e.distance for e in eps]),
+            "pred_error_k": stat([e.pred_error_k for e in eps]),
+            "latency_ms": stat([e.latency_ms_p50 for e in eps]),
+            "recovery_s": stat([r for r in rec if r is not None]) if rec else (math.nan, math.nan),
+            "recovered": f"{len(rec) - never}/{len(rec)}" if rec else "",
+            "diverged": sum(e.diverged for e in eps),
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| scenario | method | return | distance (m) | k-step pred. error | "
+             "recovery (s) | recovered | latency p50 (ms) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['scenario']} | {r['method']} | {_fmt(*r['return'])} | "
+            f"{_fmt(*r['distance_m'])} | {_fmt(*r['pred_error_k'], digits=3)} | "
+            f"{_fmt(*r['recovery_s'], digits=2)} | {r['recovered']} | "
+            f"{_fmt(*r['latency_ms'], digits=1)} |")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
+                 dt: float, video: bool = True, robot: str | None = None) -> dict[str, Path]:
+    """Write results.json, episodes.csv, summary.md, the plots and (optionally) a video."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = aggregate(episodes)
+    files = {}
+    files["results.json"] = out / "results.json"
+    files["results.json"].write_text(json.dumps({
+        "meta": meta, "summary": rows,
+        "episodes": [e.summary() for e in episodes],
+        "traces": [{"method": e.method, "scenario": e.scenario, "seed": e.seed,
+                    "speed": e.speed, "pred_error_t": e.pred_error_t,
+                    "pred_error": e.pred_error} for e in episodes],
+    }, indent=1, default=lambda o: None))
+    files["episodes.csv"] = out / "episodes.csv"
+    with open(files["episodes.csv"], "w", newline="") as f:
+        summaries = [e.summary() for e in episodes]
+        w = csv.DictWriter(f, fieldnames=list(summaries[0]))
+        w.writeheader()
+        w.writerows(summaries)
+    files["summary.md"] = out / "summary.md"
+    files["summary.md"].write_text(
+        f"# Evaluation: {meta.get('family', '')}\n\n"
+        f"Mean ± standard deviation over seeds {meta.get('seeds')}; "
+        f"{meta.get('episode_steps')} control steps per episode; k = {meta.get('pred_k')}.\n\n"
+        + markdown_table(rows) + "\n\n![return](return_by_method.png)\n\n"
+        "![speed](speed_over_time.png)\n\n![prediction error](pred_error_over_time.png)\n")
+    files.update(plot_all(out, episodes, dt))
+    if video and robot is not None:
+        v = render_videos(out, episodes, robot, meta)
+        if v is not None:
+            files["video"] = v
+    return files
+
+
+def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    scenarios = sorted({e.scenario for e in episodes})
+    methods = sorted({e.method for e in episodes})
+    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+
+    # Return by method, per scenario, with the spread over seeds.
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(scenarios) * len(methods) / 2), 4))
+    width = 0.8 / max(1, len(methods))
+    for j, m in enumerate(methods):
+        means, stds = [], []
+        for s in scenarios:
+            r = [e.ret for e in episodes if e.method == m and e.scenario == s]
+            means.append(np.mean(r) if r else np.nan)
+            stds.append(np.std(r, ddof=1) if len(r) > 1 else 0.0)
+        x = np.arange(len(scenarios)) + j * width
+        ax.bar(x, means, width, yerr=stds, capsize=3, label=m, color=colors[m])
+        for s_i, s in enumerate(scenarios):
+            pts = [e.ret for e in episodes if e.method == m and e.scenario == s]
+            ax.scatter([x[s_i]] * len(pts), pts, color="k", s=6, zorder=3)
+    ax.set_xticks(np.arange(len(scenarios)) + width * (len(methods) - 1) / 2)
+    ax.set_xticklabels([s.replace(":", "\n", 1) for s in scenarios], fontsize=7)
+    ax.set_ylabel("episode return")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.legend(fontsize=7)
+    ax.set_title("Return by method (bars: mean ± std over seeds; dots: seeds)")
+    fig.tight_layout()
+    files["return_by_method.png"] = out / "return_by_method.png"
+    fig.savefig(files["return_by_method.png"], dpi=110)
+    plt.close(fig)
+
+    # Speed over time, one panel per scenario, switch marked.
+    fig, axes = plt.subplots(len(scenarios), 1, figsize=(8, 2.4 * len(scenarios)),
+                             squeeze=False)
+    for ax, s in zip(axes[:, 0], scenarios, strict=True):
+        for m in methods:
+            eps = [e for e in episodes if e.method == m and e.scenario == s]
+            if not eps:
+                continue
+            n = min(len(e.speed) for e in eps)
+            sp = np.mean([moving_average(np.asarray(e.speed[:n]), 25) for e in eps],
+                         axis=0)
+            ax.plot(np.arange(n) * dt, sp, label=m, color=colors[m], lw=1.2)
+            sw = eps[0].switch_step
+            if sw is not None:
+                ax.axvline(sw * dt, color="r", ls="--", lw=1)
+        ax.set_title(s, fontsize=8)
+        ax.set_ylabel("speed (m/s)")
+    axes[-1, 0].set_xlabel("time (s)")
+    axes[0, 0].legend(fontsize=7, ncol=len(methods))
+    fig.tight_layout()
+    files["speed_over_time.png"] = out / "speed_over_time.png"
+    fig.savefig(files["speed_over_time.png"], dpi=110)
+    plt.close(fig)
+
+    # Prediction error over time (model-based methods).
+    fig, axes = plt.subplots(len(scenarios), 1, figsize=(8, 2.4 * len(scenarios)),
+                             squeeze=False)
+    for ax, s in zip(axes[:, 0], scenarios, strict=True):
+        for m in methods:
+            eps = [e for e in episodes if e.method == m and e.scenario == s and e.pred_error]
+            if not eps:
+                continue
+            n = min(len(e.pred_error) for e in eps)
+            t = np.asarray(eps[0].pred_error_t[:n]) * dt
+            ax.plot(t, np.mean([e.pred_error[:n] for e in eps], axis=0), label=m,
+                    color=colors[m], lw=1.2)
+            sw = eps[0].switch_step
+            if sw is not None:
+                ax.axvline(sw * dt, color="r", ls="--", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(s, fontsize=8)
+        ax.set_ylabel("k-step error")
+    axes[-1, 0].set_xlabel("time (s)")
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    files["pred_error_over_time.png"] = out / "pred_error_over_time.png"
+    fig.savefig(files["pred_error_over_time.png"], dpi=110)
+    plt.close(fig)
+    return files
+
+
+def render_videos(out: Path, episodes: list[Episode], robot_name: str,
+                  meta: dict[str, Any], max_videos: int = 2, fps: int = 25) -> Path | None:
+    """Replay recorded joint positions of the first seed's episodes into MP4 files."""
+    import mujoco
+
+    from sims.conditions import Condition
+    from sims.physics import Physics
+    from sims.render import render_frame, save_video
+    from sims.robots import get_robot
+
+    robot = get_robot(robot_name)
+    chosen = [e for e in episodes if e.qpos][:max_videos]
+    if not chosen:
+        return None
+    first = None
+    schedules = meta.get("schedules", {})
+    for ep in chosen:
+        segs = schedules.get(ep.scenario) or [[0.0, {"modifiers": []}]]
+        models = [Condition.from_dict(c).build(robot) for _, c in segs]
+        phys = Physics(robot, models[0])
+        renderer = mujoco.Renderer(models[0], height=240, width=320)
+        every = max(1, int(round(1.0 / (fps * robot.control_timestep))))
+        frames = []
+        current = 0
+        for t in range(0, len(ep.qpos), every):
+            seg = ep.segment[t] if t < len(ep.segment) else 0
+            if seg != current:
+                current = seg
+                phys = Physics(robot, models[seg])
+                renderer.close()
+                renderer = mujoco.Renderer(models[seg], height=240, width=320)
+            phys.data.qpos[:] = ep.qpos[t]
+            mujoco.mj_forward(phys.model, phys.data)
+            frames.append(render_frame(phys, renderer=renderer))
+        renderer.close()
+        name = f"video_{ep.method}_{_slug(ep.scenario)}.mp4"
+        path = save_video(frames, out / name, fps=fps)
+        first = first or path
+    return first
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in s).strip("_")[:60]

@@ -1,0 +1,130 @@
+"""``adapt sims list | render | collect`` through ``adaptive_control.cli.main``."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import sims.collect
+import sims.env
+from adaptive_control.cli import main
+from sims.conditions import MODIFIERS
+from sims.dataset import Dataset
+from sims.families import FAMILIES, get_family
+
+ROBOTS = ("cheetah", "quadruped")
+KINDS = ("slope", "heightfield", "friction", "payload", "disabled", "weak", "locked",
+         "shortened", "lost_leg", "calibration", "obs_noise")
+FAMILY_NAMES = ("cheetah-cripple", "cheetah-terrain", "cheetah-payload", "cheetah-mixed",
+                "quadruped-leg-failure", "quadruped-slope")
+
+
+# ------------------------------------------------------------------ list
+def test_list_names_robots_condition_kinds_and_families(capsys):
+    assert main(["sims", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ROBOTS + FAMILY_NAMES:
+        assert name in out
+    for kind in KINDS:
+        assert MODIFIERS[kind].syntax in out
+    assert "bthigh" in out and "back_right" in out  # actuators and legs are listed
+
+
+def test_list_json(capsys):
+    assert main(["sims", "list", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert set(d) == {"robots", "conditions", "families"}
+    assert set(ROBOTS) <= set(d["robots"])
+    assert set(KINDS) <= set(d["conditions"]) and set(d["conditions"]) == set(MODIFIERS)
+    assert set(d["families"]) == set(FAMILY_NAMES) == set(FAMILIES)
+    cheetah = d["robots"]["cheetah"]
+    assert cheetah["act_dim"] == len(cheetah["actuators"]) == 6
+    assert cheetah["obs_dim"] == 17 and cheetah["control_timestep_s"] == pytest.approx(0.01)
+    assert d["robots"]["quadruped"]["control_timestep_s"] == pytest.approx(0.02)
+    for name, f in d["families"].items():
+        assert f["robot"] in ROBOTS
+        assert f["held_out"] == [c.label for c in get_family(name).test_conditions]
+
+
+# ------------------------------------------------------------------ render
+def test_render_png_of_the_requested_size(tmp_path, capsys):
+    out = tmp_path / "tmp.png"
+    rc = main(["sims", "render", "cheetah", "--condition", "disabled:bthigh", "--out", str(out),
+               "--width", "160", "--height", "120", "--steps", "5"])
+    assert rc == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = iio.imread(out)
+    assert img.shape == (120, 160, 3) and img.dtype == np.uint8
+    assert img.std() > 5  # a picture, not a blank frame
+    assert "disabled(bthigh)" in capsys.readouterr().out
+
+
+def test_render_gif_video(tmp_path):
+    out = tmp_path / "tmp.gif"
+    rc = main(["sims", "render", "quadruped", "--condition", "lost_leg:back_right", "--out",
+               str(out), "--width", "96", "--height", "64", "--steps", "4"])
+    assert rc == 0
+    frames = iio.imread(out, index=None)
+    assert frames.shape[0] == 4 and frames.shape[1:3] == (64, 96)
+
+
+# ------------------------------------------------------------------ collect
+def test_collect_writes_a_loadable_dataset(tmp_path, capsys):
+    out = tmp_path / "tmp.npz"
+    rc = main(["sims", "collect", "--family", "cheetah-cripple", "--trajectories", "4",
+               "--steps", "20", "--threads", "2", "--out", str(out)])
+    assert rc == 0
+    assert "wrote" in capsys.readouterr().out
+    ds = Dataset.load(out)
+    assert ds.robot == "cheetah" and ds.family == "cheetah-cripple" and ds.source == "random"
+    assert ds.obs.shape == (4, 21, 17) and ds.act.shape == (4, 20, 6)
+    assert ds.stats["requested"] == 4 and ds.stats["dropped_diverged"] == 0
+    family = get_family("cheetah-cripple")
+    for i in range(ds.n_trajectories):
+        assert not family.is_held_out(ds.condition(i))
+    assert list(tmp_path.iterdir()) == [out]
+
+
+# ------------------------------------------------------------------ bad inputs
+BAD = [
+    (["render", "nope", "--out", "{tmp}/x.png"], ["robot='nope'", "cheetah", "quadruped"]),
+    (["render", "cheetah", "--condition", "payload:-1", "--out", "{tmp}/x.png"],
+     ["payload.mass=-1.0", "allowed"]),
+    (["render", "cheetah", "--condition", "slope:40", "--out", "{tmp}/x.png"],
+     ["slope.degrees=40.0", "allowed"]),
+    (["render", "cheetah", "--condition", "disabled:nope", "--out", "{tmp}/x.png"],
+     ["disabled.actuator='nope'", "bthigh"]),
+    (["render", "cheetah", "--condition", "warp:9", "--out", "{tmp}/x.png"],
+     ["kind='warp'"]),
+    (["render", "cheetah", "--out", "{tmp}/x.jpg"], ["--out=", "x.jpg", ".png"]),
+    (["collect", "--family", "nope", "--out", "{tmp}/x.npz"],
+     ["family='nope'", "cheetah-cripple"]),
+    (["collect", "--family", "cheetah-cripple", "--out", "{tmp}/x.txt"],
+     ["--out=", "x.txt", ".npz"]),
+    (["collect", "--family", "cheetah-cripple", "--out", "{tmp}/x.npy"], ["x.npy", ".npz"]),
+    (["collect", "--family", "cheetah-cripple", "--trajectories", "0", "--out", "{tmp}/x.npz"],
+     ["--trajectories=0"]),
+    (["collect", "--family", "cheetah-cripple", "--steps", "-3", "--out", "{tmp}/x.npz"],
+     ["--steps=-3"]),
+]
+
+
+@pytest.mark.parametrize("args,fragments", BAD,
+                         ids=[" ".join(a).replace("{tmp}/", "") for a, _ in BAD])
+def test_bad_inputs_exit_2_naming_the_value_and_do_no_work(args, fragments, tmp_path, capsys,
+                                                            monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("simulation started despite invalid input")
+
+    monkeypatch.setattr(sims.env, "AdaptEnv", no_work)
+    monkeypatch.setattr(sims.collect, "collect_open_loop", no_work)
+    argv = ["sims"] + [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adapt: error:")
+    for fragment in fragments:
+        assert fragment in err
+    assert list(tmp_path.iterdir()) == []  # no output file, no temporary file

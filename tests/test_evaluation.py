@@ -1,0 +1,134 @@
+"""The evaluation harness: recovery time, an end-to-end `adapt eval`, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from adaptive_control import training
+from adaptive_control.cli import main
+from adaptive_control.config import load_config
+from adaptive_control.evaluation import moving_average, recovery_time
+
+DT = 0.01
+
+
+def test_recovery_time_on_a_synthetic_trace():
+    # 2 m/s for 3 s, drop to 0.2 m/s at the switch, ramp back to 2 m/s over 2 s.
+    pre = np.full(300, 2.0)
+    ramp = np.linspace(0.2, 2.0, 200)
+    speed = np.concatenate([pre, ramp, np.full(300, 2.0)])
+    t = recovery_time(speed, DT, switch_step=300)
+    # The 0.5 s moving average reaches 1.6 m/s (80 %) when the ramp's mean over the
+    # trailing 50 steps does: solve for the first index i with mean(ramp[i-49:i+1]) >= 1.6.
+    smooth = moving_average(ramp, 50)
+    expected = (np.nonzero(smooth >= 1.6)[0][0] + 1) * DT
+    assert t == pytest.approx(expected)
+    assert 1.5 < t < 2.0
+
+
+def test_recovery_never_and_undefined():
+    speed = np.concatenate([np.full(300, 2.0), np.full(300, 1.0)])
+    assert recovery_time(speed, DT, 300) is None  # stuck at 50 %
+    backwards = np.concatenate([np.full(300, -1.0), np.full(300, 1.0)])
+    assert math.isnan(recovery_time(backwards, DT, 300))  # nothing to recover to
+    immediate = np.full(600, 2.0)
+    # No drop at all: recovered as soon as the window holds only post-switch speeds.
+    assert recovery_time(immediate, DT, 300) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="switch_step"):
+        recovery_time(immediate, DT, 600)
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cfg = load_config(preset="tiny", overrides=["iterations=1"])
+    g = training.train(cfg, root / "grbal", progress=False)
+    m = training.train(load_config(preset="tiny", overrides=["iterations=1", "learner='mb'"]),
+                       root / "mb", progress=False)
+    q = training.train(load_config(preset="tiny", overrides=[
+        "iterations=1", "family='quadruped-leg-failure'"]), root / "quad", progress=False)
+    return {"grbal": g.parent, "mb": m.parent, "quad": q.parent}
+
+
+def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
+    out = tmp_path / "report"
+    rc = main(["eval", "--family", "cheetah-cripple", "--method", f"grbal={tiny_runs['grbal']}",
+               "--method", f"mbde={tiny_runs['mb']}", "--method", "random",
+               "--seeds", "2", "--episode-steps", "60", "--switch-at", "0.3",
+               "--workers", "1", "--video", "--out", str(out)])
+    assert rc == 0
+    for f in ("results.json", "episodes.csv", "summary.md", "return_by_method.png",
+              "speed_over_time.png", "pred_error_over_time.png"):
+        assert (out / f).stat().st_size > 0, f
+    assert list(out.glob("video_*.mp4"))
+    res = json.loads((out / "results.json").read_text())
+    eps = res["episodes"]
+    assert len(eps) == 3 * 2 * 2  # methods x scenarios x seeds
+    assert {e["method"] for e in eps} == {"grbal", "mbde", "random"}
+    assert {e["scenario"] for e in eps} == {"fixed:disabled(bthigh)",
+                                            "switch@0.3s:disabled(bthigh)"}
+    for e in eps:
+        assert e["steps"] == 60 and np.isfinite(e["ret"]) and np.isfinite(e["distance"])
+        if e["method"] == "random":
+            assert math.isnan(e["pred_error_k"]) if e["pred_error_k"] is not None else True
+        else:
+            assert e["pred_error_k"] > 0 and e["latency_ms_p50"] > 0
+        if e["scenario"].startswith("switch"):
+            assert e["switch_step"] == 30
+    rows = list(csv.DictReader(open(out / "episodes.csv")))
+    assert len(rows) == 12
+    md = (out / "summary.md").read_text()
+    assert "| switch@0.3s:disabled(bthigh) | grbal |" in md
+    # the same seed gives the same episode
+    again = tmp_path / "again"
+    main(["eval", "--family", "cheetah-cripple", "--method", f"grbal={tiny_runs['grbal']}",
+          "--seeds", "1", "--episode-steps", "60", "--scenarios", "fixed", "--workers", "1",
+          "--out", str(again)])
+    first = [e for e in eps if e["method"] == "grbal" and e["seed"] == 0
+             and e["scenario"].startswith("fixed")][0]
+    second = json.loads((again / "results.json").read_text())["episodes"][0]
+    assert first["ret"] == pytest.approx(second["ret"])
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["--method", "maml"], "method 'maml'"),
+    (["--method", "grbal=/nope"], "not found"),
+    (["--family", "cheetah-moon"], "family='cheetah-moon'"),
+    (["--scenarios", "earthquake"], "scenario='earthquake'"),
+    (["--switch-at", "50"], "--switch-at=50"),
+    (["--method", "QUAD"], "trained for robot 'quadruped', not 'cheetah'"),
+    (["--method", "mbde=GRBAL"], "MB+DE needs an MB checkpoint"),
+])
+def test_adapt_eval_bad_input_before_work(tiny_runs, tmp_path, capsys, argv, fragment):
+    argv = [a.replace("QUAD", f"quad={tiny_runs['quad']}").replace("GRBAL",
+                                                                   str(tiny_runs["grbal"]))
+            for a in argv]
+    base = {"--family": "cheetah-cripple", "--method": f"grbal={tiny_runs['grbal']}"}
+    args = ["eval"] + argv
+    for k, v in base.items():
+        if k not in argv:
+            args += [k, v]
+    out = tmp_path / "o"
+    rc = main(args + ["--episode-steps", "60", "--out", str(out)])
+    assert rc == 2
+    assert fragment in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_existing_output_folder_needs_overwrite(tiny_runs, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    rc = main(["eval", "--family", "cheetah-cripple", "--method", "random", "--seeds", "1",
+               "--episode-steps", "20", "--scenarios", "fixed", "--out", str(out)])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").exists()
+    rc = main(["eval", "--family", "cheetah-cripple", "--method", "random", "--seeds", "1",
+               "--episode-steps", "20", "--scenarios", "fixed", "--workers", "1",
+               "--out", str(out), "--overwrite"])
+    assert rc == 0 and not (out / "keep.txt").exists()

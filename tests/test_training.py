@@ -1,0 +1,293 @@
+"""Meta-training loop, configs, checkpoints, resume, the controller and eval-model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from adaptive_control import training
+from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.cli import main
+from adaptive_control.config import TrainConfig, load_config
+from adaptive_control.controller import AdaptiveController
+from adaptive_control.data import WindowSampler, check_window, split_trajectories
+from adaptive_control.learners import make_learner
+from adaptive_control.model_eval import heldout_data, prediction_errors
+from adaptive_control.planners import make_planner
+from sims.collect import collect_closed_loop, collect_open_loop
+from sims.dataset import Dataset
+from sims.families import get_family
+from sims.rewards import task_reward
+
+
+def tiny(**over) -> TrainConfig:
+    return load_config(preset="tiny", overrides=[f"{k}={v!r}" if isinstance(v, str) else
+                                                 f"{k}={v}" for k, v in over.items()])
+
+
+# ------------------------------------------------------------------ config
+def test_presets_and_overrides():
+    paper = load_config(preset="paper")
+    assert (paper.iterations, paper.m, paper.k, paper.optim.meta_batch) == (50, 16, 16, 10)
+    assert paper.grbal.hidden_sizes == (512, 512, 512) and paper.grbal.inner_lr == 0.01
+    assert paper.planner.num_candidates == 500 and paper.planner.horizon == 10
+    assert paper.mb.hidden_sizes == (512, 512)
+    cfg = load_config(preset="small", overrides=["learner='rebal'", "optim.max_epochs=3",
+                                                 "grbal.hidden_sizes=[64, 64]"])
+    assert cfg.learner == "rebal" and cfg.optim.max_epochs == 3
+    assert cfg.grbal.hidden_sizes == (64, 64)
+
+
+def test_config_files_toml_and_yaml(tmp_path):
+    (tmp_path / "a.toml").write_text('preset = "tiny"\nlearner = "mb"\n[optim]\nmax_epochs = 1\n')
+    (tmp_path / "b.yaml").write_text("preset: tiny\nlearner: mbde\nplanner:\n  name: mppi\n")
+    a = load_config(tmp_path / "a.toml")
+    b = load_config(tmp_path / "b.yaml")
+    assert (a.learner, a.optim.max_epochs, a.m) == ("mb", 1, 8)
+    assert (b.learner, b.planner.name) == ("mbde", "mppi")
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    (["optim.max_epoch=3"], "unknown config key 'optim.max_epoch'"),
+    (["colour=1"], "unknown config key 'colour'"),
+    (["learner='maml'"], "learner='maml' is unknown"),
+    (["family='cheetah-flying'"], "family='cheetah-flying'"),
+    (["planner.name='lqr'"], "planner.name='lqr'"),
+    (["m=600"], "m + k"),
+    (["optim.val_fraction=1.5"], "optim.val_fraction=1.5"),
+    (["iterations='many'"], "iterations='many' must be an integer"),
+    (["grbal.inner_lr=-1.0"], "inner_lr"),
+    (["rebal.cell='tcn'"], "rebal.cell='tcn'"),
+])
+def test_bad_config_names_key_and_allowed(overrides, fragment):
+    with pytest.raises(ValueError) as e:
+        load_config(preset="tiny", overrides=overrides)
+    assert fragment in str(e.value)
+
+
+# ------------------------------------------------------------------ data windows
+def _dataset(n=6, steps=40, seed=0) -> Dataset:
+    fam = get_family("cheetah-cripple")
+    rng = np.random.default_rng(seed)
+    return collect_open_loop(fam.robot, [fam.sample(rng) for _ in range(n)], steps, rng,
+                             progress=False)
+
+
+def test_windows_are_consecutive_and_of_one_trajectory():
+    data = _dataset()
+    sampler = WindowSampler(data, 5, 7, np.arange(data.n_trajectories))
+    batch = sampler.sample(32, np.random.default_rng(0))
+    assert batch.past.obs.shape == (32, 5, 17) and batch.future.obs.shape == (32, 7, 17)
+    torch.testing.assert_close(batch.past.next_obs[:, :-1], batch.past.obs[:, 1:])
+    torch.testing.assert_close(batch.future.obs[:, 0], batch.past.next_obs[:, -1])
+    # every window is a contiguous slice of some trajectory
+    obs = torch.from_numpy(data.obs)
+    for b in range(4):
+        w = torch.cat([batch.past.obs[b], batch.future.obs[b]])
+        found = any(torch.equal(w, obs[i, s:s + 12]) for i in range(data.n_trajectories)
+                    for s in range(data.horizon - 11))
+        assert found
+
+
+def test_train_and_validation_trajectories_are_disjoint():
+    data = _dataset(n=10)
+    tr, va = split_trajectories(data, 0.2, np.random.default_rng(0))
+    assert len(va) == 2 and not set(tr) & set(va) and len(tr) + len(va) == 10
+
+
+def test_window_longer_than_episode_is_refused():
+    with pytest.raises(ValueError, match="longer than an episode"):
+        check_window(30, 20, 40)
+    with pytest.raises(ValueError, match="m \\+ k"):
+        load_config(preset="tiny", overrides=["m=50", "k=20"])
+
+
+def test_dataset_with_nan_is_rejected_with_count(tmp_path):
+    data = _dataset(n=2, steps=10)
+    obs = data.obs.copy()
+    obs[0, 3, :2] = np.nan
+    obs[1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="3 NaN/inf"):
+        Dataset(obs, data.act, data.condition_id, data.conditions, data.robot)
+
+
+# ------------------------------------------------------------------ controller
+def test_controller_adapts_on_the_last_m_transitions():
+    fam = get_family("cheetah-cripple")
+    learner = make_learner("grbal", 17, 6, load_config(preset="tiny").grbal)
+    lo, hi = fam.robot.action_bounds
+    planner = make_planner("random_shooting", torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32), num_candidates=8, horizon=2)
+    seen = []
+    original = learner.adapt
+
+    def spy(recent):
+        seen.append(recent)
+        return original(recent)
+
+    learner.adapt = spy
+    ctrl = AdaptiveController(learner, planner, task_reward(fam.robot), m=4)
+    data = collect_closed_loop(fam.robot, [fam.test_conditions[0]], ctrl, 10,
+                               np.random.default_rng(0), progress=False)
+    # adapt runs from step 4 on (once 4 transitions exist), on exactly the last 4 transitions
+    assert len(seen) == 10 - 4
+    last = seen[-1]
+    obs = torch.from_numpy(data.obs[0])
+    act = torch.from_numpy(data.act[0])
+    torch.testing.assert_close(last.obs, obs[5:9])
+    torch.testing.assert_close(last.act, act[5:9])
+    torch.testing.assert_close(last.next_obs, obs[6:10])
+    assert len(ctrl.latencies) == 10
+
+
+def test_controller_cadence_and_reset():
+    learner = make_learner("mbde", 17, 6, load_config(preset="tiny").mbde)
+    planner = make_planner("mppi", -torch.ones(6), torch.ones(6), num_candidates=8, horizon=2)
+    ctrl = AdaptiveController(learner, planner, task_reward(get_family("cheetah-cripple").robot),
+                              m=3, adapt_every=2)
+    calls = []
+    original = learner.adapt
+    learner.adapt = lambda r: (calls.append(1), original(r))[1]
+    rng = np.random.default_rng(0)
+    for _ in range(9):
+        ctrl(rng.standard_normal(17))
+    assert len(calls) == 3  # steps 3, 5, 7
+    ctrl.reset()
+    assert ctrl.n_transitions == 0 and learner._online is None
+
+
+# ------------------------------------------------------------------ training and resume
+def test_train_writes_checkpoint_metrics_and_data(tmp_path):
+    cfg = tiny()
+    path = training.train(cfg, tmp_path / "run", progress=False)
+    ckpt = load_checkpoint(path, robot="cheetah")
+    assert ckpt["iteration"] == cfg.iterations
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["iteration"]) for r in rows] == list(range(cfg.iterations))
+    assert (tmp_path / "run" / "data" / "iter_001.npz").exists()
+    assert any((tmp_path / "run" / "tb").iterdir())  # TensorBoard scalars
+    d1 = Dataset.load(tmp_path / "run" / "data" / "iter_001.npz")
+    assert d1.source == "on_policy:grbal" and d1.n_trajectories == cfg.collect.rollouts_per_iter
+    learner, cfg2 = training.learner_from_checkpoint(ckpt)
+    assert cfg2 == cfg
+    assert torch.equal(learner.normalizer.obs_std, ckpt["learner"]["model.normalizer.obs_std"])
+    with pytest.raises(FileExistsError, match="--resume"):
+        training.train(cfg, tmp_path / "run", progress=False)
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+    cfg = tiny(iterations=3)
+    training.train(cfg, tmp_path / "full", progress=False)
+
+    # Kill the second run in the middle of iteration 1's fit: its data is already on disk.
+    real_fit = training.fit
+
+    def killing_fit(learner, optimizer, data, cfg_, it, progress):
+        if it == 1:
+            raise KeyboardInterrupt("simulated kill")
+        return real_fit(learner, optimizer, data, cfg_, it, progress)
+
+    monkeypatch.setattr(training, "fit", killing_fit)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(cfg, tmp_path / "killed", progress=False)
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["iteration"] == 1
+    assert (tmp_path / "killed" / "data" / "iter_001.npz").exists()
+    monkeypatch.setattr(training, "fit", real_fit)
+    training.train(cfg, tmp_path / "killed", resume=True, progress=False)
+
+    a = load_checkpoint(tmp_path / "full" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "killed" / "checkpoint.pt")
+    assert a["iteration"] == b["iteration"] == 3
+    for it in range(3):
+        da = Dataset.load(tmp_path / "full" / "data" / f"iter_{it:03d}.npz")
+        db = Dataset.load(tmp_path / "killed" / "data" / f"iter_{it:03d}.npz")
+        np.testing.assert_array_equal(da.obs, db.obs)
+        np.testing.assert_array_equal(da.act, db.act)
+        assert da.conditions == db.conditions
+    for k in a["learner"]:
+        torch.testing.assert_close(a["learner"][k], b["learner"][k])
+    rows = list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))
+    assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path):
+    training.train(tiny(iterations=1), tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="config differs"):
+        training.train(tiny(iterations=2, seed=5), tmp_path / "r", resume=True, progress=False)
+
+
+@pytest.mark.parametrize("learner", ["mb", "mbde", "rebal"])
+def test_every_learner_trains(tmp_path, learner):
+    path = training.train(tiny(learner=learner, iterations=2), tmp_path / learner,
+                          progress=False)
+    ckpt = load_checkpoint(path)
+    assert ckpt["learner_name"] == learner
+
+
+# ------------------------------------------------------------------ checkpoints
+def test_checkpoints_load_weights_only_and_refuse_mismatches(tmp_path):
+    path = training.train(tiny(iterations=1), tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="trained for robot 'cheetah', not 'quadruped'"):
+        load_checkpoint(path, robot="quadruped")
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["format_version"] = 99
+    torch.save(ckpt, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="format_version=99"):
+        load_checkpoint(tmp_path / "future.pt")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"kind": "adaptive-control-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="cannot be loaded safely"):
+        load_checkpoint(tmp_path / "evil.pt")
+    torch.save({"some": "thing"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an adaptive-control checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path, monkeypatch):
+    p = save_checkpoint(tmp_path / "c.pt", {"robot": "cheetah", "v": 1})
+    monkeypatch.setattr(torch, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk")))
+    with pytest.raises(OSError):
+        save_checkpoint(p, {"robot": "cheetah", "v": 2})
+    monkeypatch.undo()
+    assert load_checkpoint(p)["v"] == 1
+    assert [f.name for f in tmp_path.iterdir()] == ["c.pt"]
+
+
+# ------------------------------------------------------------------ eval-model
+def test_prediction_errors_adapted_vs_prior(tmp_path):
+    path = training.train(tiny(iterations=1), tmp_path / "r", progress=False)
+    learner, cfg = training.learner_from_checkpoint(load_checkpoint(path))
+    data = heldout_data(get_family(cfg.family), "test", 1, 40, seed=0)
+    prior = prediction_errors(learner, data, cfg.m, (1, 5), stride=4, adapted=False)
+    adapted = prediction_errors(learner, data, cfg.m, (1, 5), stride=4, adapted=True)
+    assert prior[1].n == adapted[1].n > 3
+    assert prior[5].mean > prior[1].mean  # errors compound over the horizon
+    assert adapted[1].mean != prior[1].mean
+
+
+def test_eval_model_cli(tmp_path, capsys):
+    training.train(tiny(iterations=1), tmp_path / "g", progress=False)
+    training.train(tiny(iterations=1, learner="mb"), tmp_path / "m", progress=False)
+    out = tmp_path / "res.json"
+    rc = main(["eval-model", str(tmp_path / "g"), str(tmp_path / "m"), "--trajectories", "1",
+               "--steps", "40", "--stride", "8", "--out", str(out)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert set(res["methods"]) == {"grbal", "mb"}
+    assert res["methods"]["grbal"]["adapted"]["10"]["n"] > 0
+    assert "grbal" in capsys.readouterr().out
+
+
+def test_train_cli_reports_bad_config_before_work(tmp_path, capsys):
+    rc = main(["train", "tiny", "--out", str(tmp_path / "x"), "--set", "optim.epochz=1"])
+    assert rc == 2
+    assert "unknown config key 'optim.epochz'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
