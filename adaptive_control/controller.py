@@ -50,8 +50,11 @@ class AdaptiveController:
 
     def reset(self) -> None:
         """Forget the episode: history, online weights, the planner's warm start."""
-        self._obs: deque[np.ndarray] = deque(maxlen=self.m + 1)
-        self._act: deque[np.ndarray] = deque(maxlen=self.m)
+        # Complete transitions (obs, act, next_obs), the newest last; the pending step's
+        # observation and action wait in _last_obs / _last_act until the next observation.
+        self._trans: deque[tuple[np.ndarray, np.ndarray, np.ndarray]] = deque(maxlen=self.m)
+        self._last_obs: np.ndarray | None = None
+        self._last_act: np.ndarray | None = None
         self._steps = 0
         self._predictor: Predictor | None = None
         self._adapted_at: int | None = None
@@ -60,16 +63,14 @@ class AdaptiveController:
 
     @property
     def n_transitions(self) -> int:
-        return len(self._act)
+        return len(self._trans)
 
     def recent(self) -> Transitions | None:
-        """The last M transitions, or None before M exist."""
-        if len(self._act) < self.m:
+        """The last M complete transitions, or None before M exist."""
+        if len(self._trans) < self.m:
             return None
-        obs = np.asarray(self._obs, dtype=np.float32)
-        return Transitions(torch.from_numpy(obs[:-1]),
-                           torch.from_numpy(np.asarray(self._act, dtype=np.float32)),
-                           torch.from_numpy(obs[1:]))
+        o, a, n = (np.stack(x).astype(np.float32) for x in zip(*self._trans, strict=True))
+        return Transitions(torch.from_numpy(o), torch.from_numpy(a), torch.from_numpy(n))
 
     def predictor(self) -> Predictor:
         """Adapt (when it is time) and return the predictor to plan with."""
@@ -83,16 +84,25 @@ class AdaptiveController:
             self._adapted_at = self._steps
         return self._predictor
 
+    def observe_action(self, action: np.ndarray) -> None:
+        """Record the action actually executed at the last step, when it was not this
+        controller's (DAgger: the student acted, the teacher labels)."""
+        if self._last_act is None:
+            raise RuntimeError("observe_action before any step")
+        self._last_act = np.asarray(action, dtype=np.float32)
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         obs = np.asarray(obs, dtype=np.float32)
-        self._obs.append(obs)
+        if self._last_obs is not None:
+            self._trans.append((self._last_obs, self._last_act, obs))
+        self._last_obs = obs
         predictor = self.predictor()
         with torch.no_grad():
             action = self.planner.plan(torch.from_numpy(obs), predictor, self.reward_fn,
                                        self.generator)
         action = action.detach().cpu().numpy().astype(np.float64)
-        self._act.append(action.astype(np.float32))
+        self._last_act = action.astype(np.float32)
         self._steps += 1
         self.latencies.append(time.perf_counter() - t0)
         return action

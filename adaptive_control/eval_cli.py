@@ -125,7 +125,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.config import load_config
     from adaptive_control.evaluation import MethodSpec, default_workers, evaluate, scenarios_for
-    from adaptive_control.model_eval import heldout_data, prediction_errors
+    from adaptive_control.model_eval import heldout_data, prediction_errors, reference_scale
     from adaptive_control.report import write_report
     from adaptive_control.training import learner_from_checkpoint, train
     from sims.families import get_family
@@ -141,11 +141,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     print("\n== prediction error on the held-out back thigh ==", flush=True)
     data = heldout_data(family, "test", 3, 300, seed=1234)
+    scale = reference_scale(family)
     model_rows = {}
     for name, path in runs.items():
         learner, cfg = learner_from_checkpoint(load_checkpoint(path))
-        prior = prediction_errors(learner, data, cfg.m, (1, 10), adapted=False)
-        adapted = prediction_errors(learner, data, cfg.m, (1, 10), adapted=True)
+        prior = prediction_errors(learner, data, cfg.m, (1, 10), 5, False, scale)
+        adapted = prediction_errors(learner, data, cfg.m, (1, 10), 5, True, scale)
         model_rows[name] = (prior, adapted)
 
     print("\n== control on the held-out back thigh ==", flush=True)
@@ -159,7 +160,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     meta = _meta(family, methods, scenarios, seeds, args.episode_steps, 10)
     write_report(out, episodes, meta, family.robot.control_timestep, video=True,
                  robot=family.robot.name)
-    lines = ["", "## Model prediction error on held-out data (MSE in data-std units)", "",
+    lines = ["", "## Model prediction error on held-out data (MSE, training-data std units)", "",
              "| model | 1-step prior | 1-step adapted | 10-step prior | 10-step adapted |",
              "|---|---|---|---|---|"]
     for name, (p, a) in model_rows.items():

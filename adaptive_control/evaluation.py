@@ -234,7 +234,7 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
     if learner is not None and cfg is not None and len(act_hist) > cfg.m + pred_k:
         pe_t, pe = prediction_error_trace(learner, np.asarray(obs_hist, dtype=np.float32),
                                           np.asarray(act_hist, dtype=np.float32), cfg.m,
-                                          pred_k, pred_stride)
+                                          pred_k, pred_stride, family)
     return Episode(
         method=spec.name, scenario=scenario.name, seed=seed, ret=float(np.sum(rewards)),
         distance=float(env.physics.torso_position()[0] - x0),
@@ -249,11 +249,18 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
 
 
 def prediction_error_trace(learner, obs: np.ndarray, act: np.ndarray, m: int, k: int,
-                           stride: int) -> tuple[list[int], list[float]]:
+                           stride: int, family: TaskFamily) -> tuple[list[int], list[float]]:
     """k-step open-loop error of the learner adapted on the M transitions before each t, along
-    one episode; errors scaled by the episode's per-dimension observation std."""
-    from adaptive_control.model_eval import prediction_errors_at
-    return prediction_errors_at(learner, obs, act, m, k, stride)
+    one episode, in units of the family's reference scale (see ``model_eval``)."""
+    from adaptive_control.model_eval import prediction_errors_at, reference_scale
+
+    scale = _SCALES.get(family.name)
+    if scale is None:
+        scale = _SCALES[family.name] = reference_scale(family)
+    return prediction_errors_at(learner, obs, act, m, k, stride, scale)
+
+
+_SCALES: dict[str, np.ndarray] = {}  # per process: reference scales are deterministic
 
 
 # ------------------------------------------------------------------------------ in parallel

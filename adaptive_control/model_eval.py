@@ -5,6 +5,12 @@ the unadapted prior), then predict open loop k steps ahead with the recorded act
 compare with what happened. Errors are mean squared errors over observation dimensions, each
 dimension scaled by the evaluation data's own standard deviation so that all dimensions and
 all methods are measured on one scale.
+
+The scale is the per-dimension standard deviation of random-action data from the family's
+*training* conditions (``reference_scale``), the same for every method and every held-out
+condition. (Scaling by the held-out data's own spread would inflate exactly the dimensions a
+condition immobilises: a disabled joint barely moves, so its tiny spread would blow its
+errors up.)
 """
 
 from __future__ import annotations
@@ -30,6 +36,15 @@ def heldout_data(family: TaskFamily, split: str, trajectories_per_condition: int
     conds = [c for c in conds for _ in range(trajectories_per_condition)]
     return collect_open_loop(family.robot, conds, steps, rng, progress=progress,
                              family=family.name)
+
+
+def reference_scale(family: TaskFamily, seed: int = 0, trajectories: int = 8,
+                    steps: int = 300) -> np.ndarray:
+    """Per-dimension std of random-action observations under training conditions."""
+    rng = np.random.default_rng(seed)
+    conds = family.conditions("train", rng, n=trajectories)
+    data = collect_open_loop(family.robot, conds, steps, rng, progress=False)
+    return data.obs.reshape(-1, data.obs.shape[-1]).std(0) + 1e-6
 
 
 @dataclass
@@ -84,7 +99,7 @@ def prediction_errors(learner: Learner, data: Dataset, m: int, horizons: tuple[i
     if m + kmax > data.horizon:
         raise ValueError(f"M + max horizon = {m} + {kmax} exceeds the trajectories' "
                          f"{data.horizon} steps")
-    if scale is None:
+    if scale is None:  # without a reference, the data's own spread
         scale = data.obs.reshape(-1, data.obs.shape[-1]).std(0) + 1e-6
     scale_t = torch.as_tensor(scale, dtype=torch.float32)
     errs: dict[int, list[float]] = {k: [] for k in horizons}
@@ -104,9 +119,9 @@ def prediction_errors(learner: Learner, data: Dataset, m: int, horizons: tuple[i
 
 
 def prediction_errors_at(learner: Learner, obs: np.ndarray, act: np.ndarray, m: int, k: int,
-                         stride: int) -> tuple[list[int], list[float]]:
+                         stride: int, scale: np.ndarray) -> tuple[list[int], list[float]]:
     """The k-step error of the adapted learner along one episode: (steps, errors)."""
-    scale = torch.as_tensor(obs.std(0) + 1e-6, dtype=torch.float32)
+    scale = torch.as_tensor(scale, dtype=torch.float32)
     res = window_errors(learner, torch.as_tensor(obs), torch.as_tensor(act), m, (k,), stride,
                         True, scale)
     return [t for t, _ in res], [e[k] for _, e in res]

@@ -53,7 +53,7 @@ def _resolve(path: str) -> Path:
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
     from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.model_eval import heldout_data, prediction_errors
+    from adaptive_control.model_eval import heldout_data, prediction_errors, reference_scale
     from adaptive_control.training import learner_from_checkpoint
     from sims.families import get_family
 
@@ -71,16 +71,17 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
     family = get_family(families.pop())
     m = loaded[0][2].m
     data = heldout_data(family, args.split, args.trajectories, args.steps, args.seed)
+    scale = reference_scale(family)
     results = {"family": family.name, "split": args.split, "m": m, "horizons": list(horizons),
                "conditions": [c for c in data.conditions], "methods": {}}
     print(f"{family.name} ({args.split}): {data.n_trajectories} trajectories x "
-          f"{data.horizon} steps; error = MSE in data-std units")
+          f"{data.horizon} steps; error = MSE in units of the training data's std")
     header = f"{'method':<10}" + "".join(f"{f'{k}-step prior':>16}{f'{k}-step adapted':>18}"
                                          for k in horizons)
     print(header)
     for path, learner, cfg in loaded:
-        prior = prediction_errors(learner, data, cfg.m, horizons, args.stride, adapted=False)
-        adapted = prediction_errors(learner, data, cfg.m, horizons, args.stride, adapted=True)
+        prior = prediction_errors(learner, data, cfg.m, horizons, args.stride, False, scale)
+        adapted = prediction_errors(learner, data, cfg.m, horizons, args.stride, True, scale)
         results["methods"][cfg.learner] = {
             "checkpoint": str(path),
             "prior": {k: v.to_dict() for k, v in prior.items()},

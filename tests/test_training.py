@@ -291,3 +291,40 @@ def test_train_cli_reports_bad_config_before_work(tmp_path, capsys):
     assert rc == 2
     assert "unknown config key 'optim.epochz'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_one_writer_per_run_folder(tmp_path):
+    import os
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / ".lock").write_text(str(os.getppid()))  # a live process holds the folder
+    with pytest.raises(FileExistsError, match="in use by another adapt train"):
+        training.train(tiny(iterations=1), out, progress=False)
+    (out / ".lock").write_text("999999999")  # a dead one: the lock is stale and taken over
+    training.train(tiny(iterations=1), out, progress=False)
+    assert not (out / ".lock").exists()
+
+
+def test_fresh_start_into_a_folder_with_data_is_refused(tmp_path):
+    out = tmp_path / "r"
+    (out / "data").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="--resume"):
+        training.train(tiny(iterations=1), out, progress=False)
+
+
+def test_controller_records_the_executed_action():
+    learner = make_learner("mb", 17, 6, load_config(preset="tiny").mb)
+    planner = make_planner("random_shooting", -torch.ones(6), torch.ones(6), num_candidates=4,
+                           horizon=2)
+    ctrl = AdaptiveController(learner, planner, task_reward(get_family("cheetah-cripple").robot),
+                              m=2)
+    with pytest.raises(RuntimeError, match="before any step"):
+        ctrl.observe_action(np.zeros(6))
+    ctrl(np.zeros(17))
+    ctrl.observe_action(np.full(6, 0.25))
+    ctrl(np.ones(17))
+    ctrl.observe_action(np.full(6, -0.5))
+    ctrl(np.ones(17) * 2)
+    recent = ctrl.recent()
+    torch.testing.assert_close(recent.act, torch.tensor([[0.25] * 6, [-0.5] * 6]))

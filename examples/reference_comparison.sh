@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GrBAL paper's comparison on our sims: GrBAL, ReBAL, MB, MB+DE and a random-action floor on
+# held-out cheetah-cripple, cheetah-terrain and quadruped-leg-failure, plus the mid-episode
+# failure (healthy for 3 s, then the held-out damage). Small preset (minutes per model on
+# 2 cores); set PRESET=paper for the paper's budget.
+#
+#   bash examples/reference_comparison.sh [OUT]   (default OUT=reports/reference)
+set -euo pipefail
+OUT=${1:-reports/reference}
+PRESET=${PRESET:-small}
+SEEDS=${SEEDS:-3}
+STEPS=${STEPS:-500}
+ADAPT=${ADAPT:-adapt}
+mkdir -p "$OUT/runs"
+
+train() {  # family learner
+  local dir="$OUT/runs/$1-$2"
+  if [ -f "$dir/checkpoint.pt" ]; then
+    $ADAPT train "$PRESET" --set "family='$1'" --set "learner='$2'" --out "$dir" --resume --quiet
+  else
+    $ADAPT train "$PRESET" --set "family='$1'" --set "learner='$2'" --out "$dir" --quiet
+  fi
+}
+
+for family in cheetah-cripple cheetah-terrain quadruped-leg-failure; do
+  for learner in grbal rebal mb; do
+    train "$family" "$learner"
+  done
+  $ADAPT eval-model "$OUT/runs/$family-grbal" "$OUT/runs/$family-rebal" "$OUT/runs/$family-mb" \
+    --out "$OUT/$family-model-error.json"
+  scenarios=fixed,switch
+  [ "$family" = cheetah-terrain ] && scenarios=fixed
+  $ADAPT eval --family "$family" --scenarios "$scenarios" --seeds "$SEEDS" \
+    --episode-steps "$STEPS" --video --overwrite --out "$OUT/$family" \
+    --method "grbal=$OUT/runs/$family-grbal" --method "rebal=$OUT/runs/$family-rebal" \
+    --method "mb=$OUT/runs/$family-mb" --method "mbde=$OUT/runs/$family-mb" --method random
+done
+echo "reference comparison written to $OUT"

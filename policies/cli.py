@@ -1,0 +1,114 @@
+"""``adapt train-policy``, ``adapt eval-policy`` and ``adapt export-policy``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train-policy", help="meta-train a recurrent policy (DAgger from the "
+                                            "adaptive-MPC teacher, or RL^2 with PPO)")
+    t.add_argument("config", help="a TOML/YAML config file, or a preset name: "
+                                  "distill, distill-mlp, rl2-small, tiny")
+    t.add_argument("--out", required=True, help="run folder (checkpoint, data, metrics)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set method=rl2 --set net.arch=lstm "
+                        "(repeatable)")
+    t.add_argument("--resume", action="store_true",
+                   help="continue a killed run from its last checkpoint")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train_policy)
+
+    e = sub.add_parser("eval-policy", help="held-out return and per-step compute of policies "
+                                           "(and optionally their adaptive-MPC teacher)")
+    e.add_argument("checkpoints", nargs="+", help="policy checkpoint.pt files (or run folders)")
+    e.add_argument("--teacher", default=None, help="an `adapt train` checkpoint to compare with")
+    e.add_argument("--episodes", type=int, default=3, help="episodes per held-out condition")
+    e.add_argument("--steps", type=int, default=500, help="steps per episode")
+    e.add_argument("--switch", action="store_true",
+                   help="reach the held-out condition mid-episode (family.switch_scenario)")
+    e.add_argument("--trials", type=int, default=0,
+                   help="also report RL^2 trials: this many trials per held-out condition")
+    e.add_argument("--episodes-per-trial", type=int, default=3)
+    e.add_argument("--seed", type=int, default=1234)
+    e.add_argument("--threads", type=int, default=1, help="torch threads")
+    e.add_argument("--out", default=None, help="write results JSON here")
+    e.set_defaults(func=cmd_eval_policy)
+
+    x = sub.add_parser("export-policy", help="export a policy checkpoint to ONNX")
+    x.add_argument("checkpoint", help="policy checkpoint.pt (or run folder)")
+    x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.set_defaults(func=cmd_export_policy)
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    from policies.config import PRESETS, load_policy_config
+    from policies.training import train_policy
+
+    if args.config in PRESETS:
+        cfg = load_policy_config(preset=args.config, overrides=args.overrides)
+    else:
+        cfg = load_policy_config(args.config, overrides=args.overrides)
+    ckpt = train_policy(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+def cmd_eval_policy(args: argparse.Namespace) -> int:
+    import torch
+
+    from policies.evaluate import (
+        evaluate,
+        evaluate_trials,
+        policy_controller,
+        teacher_controller,
+    )
+    from sims.families import get_family
+
+    if args.episodes < 1 or args.steps < 1:
+        raise ValueError("--episodes and --steps must be >= 1")
+    torch.set_num_threads(args.threads)
+    methods = {}
+    for path in args.checkpoints:
+        methods[str(path)] = policy_controller(path)
+    families = {get_family_name(p) for p in args.checkpoints}
+    if len(families) != 1:
+        raise ValueError(f"policies come from different families {sorted(families)}")
+    family = get_family(families.pop())
+    if args.teacher:
+        methods[f"teacher:{args.teacher}"] = teacher_controller(args.teacher)
+    where = "switch to held-out" if args.switch else "held-out"
+    print(f"{family.name} ({where}): {args.episodes} episodes x {args.steps} steps per condition")
+    results: dict = {"family": family.name, "switch": args.switch, "methods": {}}
+    for name, ctrl in methods.items():
+        r = evaluate(ctrl, family, args.episodes, args.steps, args.seed, switch=args.switch)
+        results["methods"][name] = r.to_dict()
+        print(f"{name:<50} return {r.mean_return:9.2f} ± {r.sem_return:6.2f}   "
+              f"{r.ms_per_step:8.3f} ms/step (median {r.ms_median:.3f})")
+        if args.trials and hasattr(ctrl, "new_condition"):
+            tr = evaluate_trials(ctrl, family, args.trials, args.episodes_per_trial, args.steps,
+                                 args.seed)
+            results["methods"][name]["trial_returns"] = tr.tolist()
+            print(f"{'':<50} per episode of a trial: "
+                  + "  ".join(f"{m:.2f}" for m in tr.mean(axis=0)))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        print(f"wrote {args.out}")
+    return 0
+
+
+def get_family_name(path: str) -> str:
+    from adaptive_control.checkpoint import load_checkpoint
+
+    p = Path(path)
+    return load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)["family"]
+
+
+def cmd_export_policy(args: argparse.Namespace) -> int:
+    from policies.export import export_policy
+
+    print(f"wrote {export_policy(args.checkpoint, args.out)}")
+    return 0

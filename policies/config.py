@@ -1,0 +1,231 @@
+"""Typed configuration of `adapt train-policy`: dataclasses, presets, files and overrides.
+
+Same conventions as ``adaptive_control.config``: every field typed with a one-line doc comment;
+unknown keys and bad values are refused (field, value, what is allowed) before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adaptive_control.config import _merge, build_dataclass, parse_override
+
+METHODS = ("distill", "rl2")
+ARCHS = ("gru", "lstm", "mlp")
+
+
+@dataclass(frozen=True)
+class PolicyNetConfig:
+    """The policy network."""
+
+    #: gru or lstm (recurrent, one layer) or mlp (feed-forward, the comparison).
+    arch: str = "gru"
+    #: Recurrent state size (gru/lstm).
+    hidden_size: int = 128
+    #: Widths of the MLP layers before the recurrent cell (gru/lstm) or of the whole MLP.
+    mlp_sizes: tuple[int, ...] = (128,)
+    #: Initial log standard deviation of the Gaussian head (PPO exploration).
+    init_log_std: float = -0.5
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """How rollouts are organised: trials of several episodes of one condition."""
+
+    #: Episodes per trial: the hidden state is carried across them (RL^2), reset between trials.
+    episodes_per_trial: int = 2
+    #: Control steps per episode.
+    episode_steps: int = 500
+    #: Trials run side by side (one training condition each) per iteration.
+    trials_per_iter: int = 8
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """DAgger from the adaptive-MPC teacher."""
+
+    #: The teacher: an `adapt train` checkpoint of the same family.
+    teacher: str = "/work/runs/grbal_small/checkpoint.pt"
+    #: Probability of executing the teacher's action in round 0 (1 = pure teacher rollouts).
+    beta0: float = 1.0
+    #: beta in round i is beta0 * beta_decay**i (per-step mixture of teacher and student).
+    beta_decay: float = 0.5
+    #: Gradient passes over the aggregated trials per round.
+    epochs: int = 30
+    #: Trials per minibatch.
+    batch_trials: int = 8
+    #: Adam learning rate.
+    lr: float = 1e-3
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO over trials (RL^2)."""
+
+    #: Discount per control step.
+    gamma: float = 0.99
+    #: GAE lambda.
+    lam: float = 0.95
+    #: Clipping of the probability ratio.
+    clip: float = 0.2
+    #: Passes over each iteration's trials.
+    epochs: int = 4
+    #: Trials per minibatch.
+    batch_trials: int = 4
+    #: Adam learning rate.
+    lr: float = 3e-4
+    #: Weight of the value loss.
+    value_coef: float = 0.5
+    #: Weight of the entropy bonus.
+    entropy_coef: float = 0.0
+    #: Scale applied to rewards before GAE (keeps value targets near unit size).
+    reward_scale: float = 0.1
+
+
+@dataclass(frozen=True)
+class PolicyTrainConfig:
+    """One `adapt train-policy` run."""
+
+    #: distill (DAgger from an adaptive-MPC teacher) or rl2 (PPO with a recurrent policy).
+    method: str = "distill"
+    #: Task family whose training split is trained on (see `adapt sims list`).
+    family: str = "cheetah-cripple"
+    #: Outer iterations (DAgger rounds, or PPO iterations).
+    iterations: int = 6
+    #: Truncated BPTT: gradients flow through at most this many steps.
+    bptt: int = 50
+    #: Clip the gradient norm to this (0 = no clipping).
+    grad_clip: float = 1.0
+    #: Master seed: every random draw of the run derives from it.
+    seed: int = 0
+    #: Torch threads (0 = leave torch's default).
+    threads: int = 1
+    #: Policy network.
+    net: PolicyNetConfig = field(default_factory=PolicyNetConfig)
+    #: Trial layout of rollouts.
+    trial: TrialConfig = field(default_factory=TrialConfig)
+    #: DAgger settings (method = distill).
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    #: PPO settings (method = rl2).
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method={self.method!r} is unknown: allowed {', '.join(METHODS)}")
+        if self.net.arch not in ARCHS:
+            raise ValueError(f"net.arch={self.net.arch!r} is unknown: allowed {', '.join(ARCHS)}")
+        from sims.families import get_family
+
+        get_family(self.family)
+        positive = {"iterations": self.iterations, "bptt": self.bptt,
+                    "net.hidden_size": self.net.hidden_size,
+                    "trial.episodes_per_trial": self.trial.episodes_per_trial,
+                    "trial.episode_steps": self.trial.episode_steps,
+                    "trial.trials_per_iter": self.trial.trials_per_iter,
+                    "distill.epochs": self.distill.epochs,
+                    "distill.batch_trials": self.distill.batch_trials,
+                    "ppo.epochs": self.ppo.epochs, "ppo.batch_trials": self.ppo.batch_trials}
+        for name, v in positive.items():
+            if v < 1:
+                raise ValueError(f"{name}={v!r} is out of range: allowed >= 1")
+        if any(w < 1 for w in self.net.mlp_sizes):
+            raise ValueError(f"net.mlp_sizes={self.net.mlp_sizes!r}: every width must be >= 1")
+        for name, v, lo, hi in (("distill.beta0", self.distill.beta0, 0.0, 1.0),
+                                ("distill.beta_decay", self.distill.beta_decay, 0.0, 1.0),
+                                ("ppo.gamma", self.ppo.gamma, 0.0, 1.0),
+                                ("ppo.lam", self.ppo.lam, 0.0, 1.0)):
+            if not lo <= v <= hi:
+                raise ValueError(f"{name}={v!r} is out of range: allowed [{lo}, {hi}]")
+        for name, v in (("distill.lr", self.distill.lr), ("ppo.lr", self.ppo.lr),
+                        ("ppo.clip", self.ppo.clip), ("ppo.reward_scale", self.ppo.reward_scale)):
+            if not v > 0:
+                raise ValueError(f"{name}={v!r} is out of range: allowed > 0")
+        if self.grad_clip < 0 or self.threads < 0:
+            raise ValueError("grad_clip and threads must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+
+# ---------------------------------------------------------------------------- presets
+PRESETS: dict[str, dict[str, Any]] = {
+    # DAgger from the small GrBAL teacher on cheetah-cripple: 5 rounds x 8 episodes x 500 steps
+    # of teacher labels (about 10 minutes on 2 shared cores).
+    "distill": {
+        "iterations": 5,
+        "trial": {"episodes_per_trial": 1, "episode_steps": 500, "trials_per_iter": 8},
+        "distill": {"epochs": 20, "batch_trials": 8},
+    },
+    # The same with a feed-forward student (the comparison).
+    "distill-mlp": {
+        "iterations": 5, "net": {"arch": "mlp", "mlp_sizes": [128, 128]},
+        "trial": {"episodes_per_trial": 1, "episode_steps": 500, "trials_per_iter": 8},
+        "distill": {"epochs": 20, "batch_trials": 8},
+    },
+    # RL^2 on cheetah-cripple with short episodes: finishes within an hour on 2 shared cores.
+    "rl2-small": {
+        "method": "rl2", "iterations": 150, "bptt": 50,
+        "net": {"hidden_size": 64, "mlp_sizes": [64]},
+        "trial": {"episodes_per_trial": 3, "episode_steps": 100, "trials_per_iter": 16},
+        "ppo": {"epochs": 4, "batch_trials": 4, "lr": 3e-4},
+    },
+    # For tests: seconds, not minutes.
+    "tiny": {
+        "iterations": 2, "bptt": 8,
+        "net": {"hidden_size": 8, "mlp_sizes": [16]},
+        "trial": {"episodes_per_trial": 2, "episode_steps": 12, "trials_per_iter": 2},
+        "distill": {"epochs": 2, "batch_trials": 2},
+        "ppo": {"epochs": 2, "batch_trials": 2},
+    },
+}
+
+
+def load_policy_config(path: str | Path | None = None, preset: str | None = None,
+                       overrides: list[str] | tuple[str, ...] = ()) -> PolicyTrainConfig:
+    """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config={str(path)!r}: no such file or preset (presets: "
+                             f"{', '.join(PRESETS)})")
+        if path.suffix == ".toml":
+            file_values = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            file_values = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise ValueError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml")
+        if not isinstance(file_values, dict):
+            raise ValueError(f"config={str(path)!r} must hold a table of settings")
+        file_values = dict(file_values)
+        preset = file_values.pop("preset", preset)
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(PRESETS)}")
+        values = copy.deepcopy(PRESETS[preset])
+    values = _merge(values, copy.deepcopy(file_values))
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = values
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {text!r}: {k!r} is not a table")
+        node[keys[-1]] = value
+    return build_dataclass(PolicyTrainConfig, values)
+
+
+def policy_config_from_json(text: str) -> PolicyTrainConfig:
+    return build_dataclass(PolicyTrainConfig, json.loads(text))

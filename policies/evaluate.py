@@ -1,0 +1,188 @@
+"""Evaluate policies on held-out conditions and mid-episode switches; wrap them as controllers.
+
+``policy_controller(checkpoint)`` is the object the project's eval harness uses: ``reset()`` and
+``__call__(obs) -> action``, carrying the previous action and reward itself (the reward is
+recomputed with ``sims.rewards.task_reward`` from consecutive observations, so only the
+observation has to be passed in).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adaptive_control.checkpoint import load_checkpoint
+from policies.networks import Policy
+from policies.training import policy_from_checkpoint
+from sims.conditions import Condition, Schedule
+from sims.env import AdaptEnv
+from sims.families import TaskFamily, get_family
+from sims.rewards import task_reward
+
+
+def _resolve(path: str | Path) -> Path:
+    p = Path(path)
+    return p / "checkpoint.pt" if p.is_dir() else p
+
+
+class PolicyController:
+    """A trained policy as a controller: ``reset()``, ``__call__(obs) -> action``.
+
+    ``reset()`` starts an episode: previous action and reward go to zero and, unless
+    ``keep_hidden=True``, so does the hidden state. Keep it for RL^2-style trials where several
+    episodes share one condition; call ``new_condition()`` when the condition changes.
+    ``latencies`` holds the seconds each call took.
+    """
+
+    def __init__(self, policy: Policy, reward_fn: Callable, keep_hidden: bool = False):
+        self.policy = policy.eval()
+        self.reward_fn = reward_fn
+        self.keep_hidden = keep_hidden
+        self.latencies: list[float] = []
+        self._lo = policy.act_low.numpy().astype(np.float64)
+        self._hi = policy.act_high.numpy().astype(np.float64)
+        self.new_condition()
+
+    def new_condition(self) -> None:
+        """Forget everything, the hidden state included."""
+        self.reset()
+        self._hidden = self.policy.initial_hidden(1)
+
+    def reset(self) -> None:
+        self._prev_obs: np.ndarray | None = None
+        self._prev_act = np.zeros(self.policy.act_dim)
+        self._prev_rew = 0.0
+        if not self.keep_hidden:
+            self._hidden = self.policy.initial_hidden(1)
+
+    @torch.inference_mode()
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        obs = np.asarray(obs, dtype=np.float64)
+        if self._prev_obs is not None:
+            self._prev_rew = float(self.reward_fn(self._prev_obs, self._prev_act, obs))
+        action, self._hidden = self.policy(
+            torch.as_tensor(obs, dtype=torch.float32)[None],
+            torch.as_tensor(self._prev_act, dtype=torch.float32)[None],
+            torch.tensor([[self._prev_rew]], dtype=torch.float32), self._hidden)
+        a = np.clip(action[0].numpy().astype(np.float64), self._lo, self._hi)
+        self._prev_obs, self._prev_act = obs, a
+        self.latencies.append(time.perf_counter() - t0)
+        return a
+
+
+def policy_controller(checkpoint: str | Path | dict[str, Any],
+                      keep_hidden: bool = False) -> PolicyController:
+    """Load an `adapt train-policy` checkpoint (path, run folder or loaded dict) as a controller."""
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(_resolve(checkpoint))
+    policy, cfg = policy_from_checkpoint(ckpt)
+    return PolicyController(policy, task_reward(get_family(cfg.family).robot), keep_hidden)
+
+
+@dataclass
+class EpisodeResult:
+    label: str  # condition or schedule label
+    ret: float  # episode return
+    steps: int
+    ms_per_step: float  # mean controller time per call
+    ms_median: float  # median controller time per call (robust to preemption on busy machines)
+    diverged: bool = False
+
+
+@dataclass
+class EvalResult:
+    episodes: list[EpisodeResult] = field(default_factory=list)
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean([e.ret for e in self.episodes]))
+
+    @property
+    def sem_return(self) -> float:
+        r = np.array([e.ret for e in self.episodes])
+        return float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else float("nan")
+
+    @property
+    def ms_per_step(self) -> float:
+        return float(np.mean([e.ms_per_step for e in self.episodes]))
+
+    @property
+    def ms_median(self) -> float:
+        return float(np.median([e.ms_median for e in self.episodes]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean_return": self.mean_return, "sem_return": self.sem_return,
+                "ms_per_step": self.ms_per_step, "ms_median": self.ms_median,
+                "episodes": [e.__dict__ for e in self.episodes]}
+
+
+def run_episode(controller, robot, condition: Condition | Schedule, steps: int,
+                rng: np.random.Generator) -> EpisodeResult:
+    """One episode of ``controller`` (any ``reset()`` + ``__call__``) under ``condition``."""
+    env = AdaptEnv(robot, condition, episode_steps=steps, seed=rng)
+    if hasattr(controller, "reset"):
+        controller.reset()
+    ts = env.reset()
+    ret, n, spent = 0.0, 0, []
+    while not ts.last():
+        t0 = time.perf_counter()
+        a = controller(ts.observation)
+        spent.append(time.perf_counter() - t0)
+        ts = env.step(a)
+        ret += float(ts.reward)
+        n += 1
+    return EpisodeResult(condition.label, ret, n, 1000 * float(np.mean(spent)),
+                         1000 * float(np.median(spent)), env.diverged)
+
+
+def evaluate(controller, family: TaskFamily, episodes: int = 3, steps: int = 500,
+             seed: int = 1234, switch: bool = False,
+             conditions: Sequence[Condition] | None = None) -> EvalResult:
+    """Held-out return and per-step compute of a controller.
+
+    Each held-out condition (``family.test_conditions`` unless given) is run ``episodes`` times;
+    with ``switch`` it is reached mid-episode through ``family.switch_scenario``.
+    """
+    rng = np.random.default_rng(seed)
+    result = EvalResult()
+    for cond in conditions or family.test_conditions:
+        scenario = family.switch_scenario(cond) if switch else cond
+        for _ in range(episodes):
+            if hasattr(controller, "new_condition"):
+                controller.new_condition()
+            result.episodes.append(run_episode(controller, family.robot, scenario, steps, rng))
+    return result
+
+
+def evaluate_trials(controller: PolicyController, family: TaskFamily, trials: int = 3,
+                    episodes_per_trial: int = 3, steps: int = 100, seed: int = 1234,
+                    conditions: Sequence[Condition] | None = None) -> np.ndarray:
+    """RL^2 view: returns ``[conditions * trials, episodes_per_trial]``, the hidden state carried
+    across the episodes of a trial and reset between trials."""
+    rng = np.random.default_rng(seed)
+    keep = controller.keep_hidden
+    controller.keep_hidden = True
+    rows = []
+    try:
+        for cond in conditions or family.test_conditions:
+            for _ in range(trials):
+                controller.new_condition()
+                rows.append([run_episode(controller, family.robot, cond, steps, rng).ret
+                             for _ in range(episodes_per_trial)])
+    finally:
+        controller.keep_hidden = keep
+    return np.array(rows)
+
+
+def teacher_controller(checkpoint: str | Path, seed: int = 0):
+    """The adaptive-MPC controller of an `adapt train` checkpoint (for comparisons)."""
+    from adaptive_control.training import build_controller, learner_from_checkpoint
+
+    learner, cfg = learner_from_checkpoint(load_checkpoint(_resolve(checkpoint)))
+    return build_controller(learner, cfg, get_family(cfg.family), seed=seed)

@@ -1,0 +1,177 @@
+"""Training rollouts organised as trials: several episodes of one condition, hidden state carried.
+
+``run_trials`` steps ``N`` environments in lockstep with one batched policy call per step. Each
+slot runs ``len(conditions[i])`` trials one after another; a trial is ``episodes_per_trial``
+episodes of one condition. The hidden state is
+
+  * carried from step to step,
+  * carried across the episodes of a trial (the RL^2 setting: the policy may remember what it
+    learnt about the condition), only the previous action and reward are zeroed at an episode
+    start,
+  * reset to zero when a new trial (a new condition) begins.
+
+Episode boundaries are fixed (every ``episode_steps`` steps); a diverged simulation restarts the
+robot inside its episode with reward 0, so every trial has the same length and batches stay
+rectangular. An optional teacher (the adaptive MPC controller) labels every visited observation,
+and a per-step beta mixture decides whether the teacher's or the student's action is executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from policies.config import TrialConfig
+from policies.networks import Policy
+from sims.conditions import Condition
+from sims.env import AdaptEnv
+from sims.robots import Robot
+
+
+@dataclass
+class TrialBatch:
+    """Per-step arrays ``[T, N, ...]`` of N slots (T = trials per slot x trial length)."""
+
+    obs: np.ndarray  # observation at step t
+    prev_act: np.ndarray  # executed action of step t-1 (0 at an episode start)
+    prev_rew: np.ndarray  # [T, N, 1] reward of step t-1 (0 at an episode start)
+    resets: np.ndarray  # bool: hidden state zeroed before step t (a trial's first step)
+    episode_start: np.ndarray  # bool: step t begins an episode
+    act: np.ndarray  # executed action (clipped to the bounds)
+    sample: np.ndarray  # the policy's action before clipping (PPO scores this)
+    logp: np.ndarray  # log-probability of ``sample``
+    value: np.ndarray  # value estimate at step t
+    reward: np.ndarray  # reward of step t
+    trial_end: np.ndarray  # bool: step t is a trial's last (no bootstrapping past it)
+    teacher_act: np.ndarray | None  # the teacher's action for obs[t] (DAgger labels)
+    hidden_in: np.ndarray | None  # hidden state fed to step t (only if record_hidden)
+    episode_returns: np.ndarray  # [N, trials, episodes]
+    diverged: int  # simulation restarts after divergence
+
+    @property
+    def steps(self) -> int:
+        return self.obs.shape[0] * self.obs.shape[1]
+
+
+def teacher_saw(teacher: object, executed: np.ndarray) -> None:
+    """Make the adaptive-MPC teacher adapt on the action that was really executed.
+
+    ``AdaptiveController`` records its own planned action as the transition's action; under a
+    beta mixture the student's action may have been executed instead, and adapting on the wrong
+    action would corrupt the teacher's labels.
+    """
+    observe = getattr(teacher, "observe_action", None)
+    if observe is not None:
+        observe(executed)
+
+
+def run_trials(
+    policy: Policy,
+    robot: Robot,
+    conditions: Sequence[Sequence[Condition]],
+    trial: TrialConfig,
+    rng: np.random.Generator,
+    *,
+    explore: bool = False,
+    teachers: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
+    beta: float = 0.0,
+    record_hidden: bool = False,
+    progress: bool = False,
+    desc: str = "rollout",
+) -> TrialBatch:
+    """Roll ``policy`` through trials: ``conditions[i][j]`` is slot i's j-th trial's condition.
+
+    ``explore`` samples from the Gaussian head (PPO); otherwise the mean is used. With
+    ``teachers`` (one per slot, each with ``reset()``), every observation is labelled with the
+    teacher's action and, with probability ``beta`` per step, the teacher's action is executed.
+    """
+    n = len(conditions)
+    n_trials = len(conditions[0])
+    if any(len(c) != n_trials for c in conditions):
+        raise ValueError("run_trials: every slot needs the same number of trials")
+    if teachers is not None and len(teachers) != n:
+        raise ValueError(f"run_trials: {len(teachers)} teachers for {n} slots")
+    ep_steps, n_eps = trial.episode_steps, trial.episodes_per_trial
+    t_trial = ep_steps * n_eps
+    t_total = t_trial * n_trials
+    od, ad = robot.obs_dim, robot.act_dim
+    lo, hi = robot.action_bounds
+    f32 = np.float32
+    out = {k: np.zeros((t_total, n, d), f32) for k, d in
+           (("obs", od), ("prev_act", ad), ("prev_rew", 1), ("act", ad), ("sample", ad))}
+    logp, value, reward = (np.zeros((t_total, n), f32) for _ in range(3))
+    resets = np.zeros((t_total, n), bool)
+    episode_start = np.zeros((t_total, n), bool)
+    trial_end = np.zeros((t_total, n), bool)
+    teacher_act = np.zeros((t_total, n, ad), f32) if teachers is not None else None
+    hidden_in = np.zeros((t_total, n, policy.hidden_dim), f32) if record_hidden else None
+    returns = np.zeros((n, n_trials, n_eps))
+    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+
+    envs: list[AdaptEnv | None] = [None] * n
+    obs = np.zeros((n, od))
+    prev_act = np.zeros((n, ad))
+    prev_rew = np.zeros((n, 1))
+    hidden = policy.initial_hidden(n)
+    diverged = 0
+    bar = tqdm(total=t_total * n, unit="step", unit_scale=True, disable=not progress, desc=desc)
+    policy.eval()
+    for t in range(t_total):
+        j, k = divmod(t, t_trial)  # trial index, step within the trial
+        ep = k // ep_steps
+        new_trial, new_episode = k == 0, k % ep_steps == 0
+        for i in range(n):
+            if new_trial:  # a new condition: a new environment
+                envs[i] = AdaptEnv(robot, conditions[i][j], episode_steps=ep_steps, seed=rng)
+            env = envs[i]
+            if new_episode or env._needs_reset:  # episode start, or restart after divergence
+                obs[i] = env.reset().observation
+                prev_act[i] = 0.0
+                prev_rew[i] = 0.0
+                if teachers is not None and hasattr(teachers[i], "reset"):
+                    teachers[i].reset()
+                episode_start[t, i] = True
+        resets[t] = new_trial
+        if new_trial:  # the condition changed: forget it
+            hidden = policy.initial_hidden(n)
+        if record_hidden:
+            hidden_in[t] = hidden.numpy()
+        out["obs"][t], out["prev_act"][t], out["prev_rew"][t] = obs, prev_act, prev_rew
+        with torch.no_grad():
+            mean, v, hidden = policy.step(torch.as_tensor(obs, dtype=torch.float32),
+                                          torch.as_tensor(prev_act, dtype=torch.float32),
+                                          torch.as_tensor(prev_rew, dtype=torch.float32), hidden)
+            sample = mean
+            if explore:
+                sample = mean + policy.log_std.exp() * torch.randn(mean.shape, generator=gen)
+            logp[t] = policy.log_prob(mean, sample).numpy()
+        value[t] = v.numpy()
+        out["sample"][t] = sample.numpy()
+        student = np.clip(sample.numpy().astype(np.float64), lo, hi)
+        for i in range(n):
+            a = student[i]
+            if teachers is not None:
+                a_teacher = np.clip(np.asarray(teachers[i](obs[i]), dtype=np.float64), lo, hi)
+                teacher_act[t, i] = a_teacher
+                if beta > 0 and rng.random() < beta:
+                    a = a_teacher
+                teacher_saw(teachers[i], a)
+            ts = envs[i].step(a)
+            r = float(ts.reward)
+            if envs[i].diverged:
+                diverged += 1
+                r = 0.0
+            out["act"][t, i] = a
+            reward[t, i] = r
+            returns[i, j, ep] += r
+            obs[i], prev_act[i], prev_rew[i] = ts.observation, a, r
+        trial_end[t] = k == t_trial - 1
+        bar.update(n)
+    bar.close()
+    return TrialBatch(out["obs"], out["prev_act"], out["prev_rew"], resets, episode_start,
+                      out["act"], out["sample"], logp, value, reward, trial_end, teacher_act,
+                      hidden_in, returns, diverged)

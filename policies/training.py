@@ -1,0 +1,351 @@
+"""`adapt train-policy`: meta-train a policy by DAgger from the adaptive-MPC teacher or by RL^2.
+
+    for iteration in 0..N-1:
+        distill: roll out the student (beta-mixture with the teacher, beta = beta0 * decay^i)
+                 in trials of training conditions; the teacher labels every visited
+                 observation; save the round; aggregate all rounds; update the normalisers;
+                 fit the student to the teacher's actions by truncated BPTT on the trials
+        rl2:     roll out the stochastic policy in trials of training conditions; GAE over
+                 each trial (bootstrapping across its episodes, not past its end); PPO epochs
+                 by truncated BPTT; then update the normalisers
+        checkpoint (atomically): weights + normalisers, optimiser, config, iteration, metrics
+
+Every random draw derives from ``(config.seed, iteration, purpose)``, and each DAgger round's
+data is saved before fitting, so ``--resume`` continues a killed run where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from policies.config import PolicyTrainConfig, policy_config_from_json
+from policies.networks import Policy
+from policies.rollout import TrialBatch, run_trials
+from sims.families import TaskFamily, get_family
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+CONTENT = "policy"  # marks a policy checkpoint (``adapt train`` writes dynamics models)
+
+
+def _rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
+    """An independent generator per (run, iteration, purpose): resumable without replaying."""
+    return np.random.default_rng([seed, iteration, purpose])
+
+
+# ------------------------------------------------------------------------------ building
+def build_policy(cfg: PolicyTrainConfig, family: TaskFamily) -> Policy:
+    robot = family.robot
+    lo, hi = robot.action_bounds
+    return Policy(robot.obs_dim, robot.act_dim, lo, hi, cfg.net)
+
+
+def policy_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Policy, PolicyTrainConfig]:
+    """Rebuild the trained policy (weights and normalisers) from a loaded checkpoint."""
+    if ckpt.get("content") != CONTENT:
+        raise ValueError("this checkpoint holds no policy (it was not written by "
+                         "`adapt train-policy`)")
+    cfg = policy_config_from_json(ckpt["config"])
+    policy = build_policy(cfg, get_family(cfg.family))
+    policy.load_state_dict(ckpt["policy"])
+    policy.eval()
+    return policy, cfg
+
+
+def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int) -> list:
+    """``n`` independent adaptive-MPC controllers from an `adapt train` checkpoint.
+
+    Each gets its own copy of the learner: some learners (MB+DE) change their weights online.
+    """
+    from adaptive_control.training import build_controller, learner_from_checkpoint
+
+    ckpt = load_checkpoint(path, robot=family.robot.name)
+    learner, tcfg = learner_from_checkpoint(ckpt)
+    if tcfg.family != family.name:
+        raise ValueError(f"distill.teacher={str(path)!r} was trained on family "
+                         f"{tcfg.family!r}, not {family.name!r}")
+    return [build_controller(copy.deepcopy(learner), tcfg, family, seed=seed + i)
+            for i in range(n)]
+
+
+# ------------------------------------------------------------------------------ helpers
+def gae(rewards: np.ndarray, values: np.ndarray, ends: np.ndarray, gamma: float,
+        lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation over ``[T, N]`` arrays.
+
+    ``ends[t]`` marks the last step of a trial: nothing is bootstrapped past it (a trial is the
+    RL^2 objective's horizon). Returns (advantages, value targets = advantages + values).
+    """
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1])
+    for t in reversed(range(rewards.shape[0])):
+        cont = 1.0 - ends[t].astype(np.float64)
+        next_value = values[t + 1] if t + 1 < len(values) else np.zeros(rewards.shape[1])
+        delta = rewards[t] + gamma * next_value * cont - values[t]
+        last = delta + gamma * lam * cont * last
+        adv[t] = last
+    return adv, adv + values
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(x)
+
+
+def _clip_step(policy: Policy, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+               grad_clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), grad_clip)
+    optimizer.step()
+
+
+def _episode_metrics(batch: TrialBatch) -> dict[str, float]:
+    """Mean return of each episode index within a trial (did later episodes do better?)."""
+    per_ep = batch.episode_returns.mean(axis=(0, 1))
+    row = {"return_mean": float(per_ep.mean())}
+    row.update({f"return_ep{e}": float(r) for e, r in enumerate(per_ep)})
+    return row
+
+
+# ------------------------------------------------------------------------------ distillation
+DATA_KEYS = ("obs", "prev_act", "prev_rew", "resets", "teacher_act")
+
+
+def distill_fit(policy: Policy, optimizer: torch.optim.Optimizer, data: dict[str, np.ndarray],
+                cfg: PolicyTrainConfig, rng: np.random.Generator,
+                progress: bool = False) -> float:
+    """Fit the student's mean action to the teacher's by truncated BPTT over whole trials.
+
+    Trials ``[T, N]`` are minibatched along N; each minibatch runs through time in chunks of
+    ``cfg.bptt`` steps with one optimiser step per chunk, the hidden state carried (detached)
+    from chunk to chunk. Returns the last epoch's mean loss (squared error per action dim,
+    in units of the action half-range).
+    """
+    n = data["obs"].shape[1]
+    half = (policy.act_high - policy.act_low) / 2
+    tensors = {k: _t(data[k]) for k in DATA_KEYS}
+    policy.train()
+    epoch_loss = math.nan
+    bar = tqdm(range(cfg.distill.epochs), desc="fit", unit="epoch", disable=not progress)
+    for _ in bar:
+        losses = []
+        order = rng.permutation(n)
+        for s in range(0, n, cfg.distill.batch_trials):
+            idx = torch.as_tensor(order[s:s + cfg.distill.batch_trials])
+            b = {k: v[:, idx] for k, v in tensors.items()}
+            hidden = policy.initial_hidden(len(idx))
+            for c in range(0, b["obs"].shape[0], cfg.bptt):
+                sl = slice(c, c + cfg.bptt)
+                mean, _, hidden = policy.unroll(b["obs"][sl], b["prev_act"][sl],
+                                                b["prev_rew"][sl], b["resets"][sl], hidden)
+                loss = (((mean - b["teacher_act"][sl]) / half) ** 2).mean()
+                _clip_step(policy, optimizer, loss, cfg.grad_clip)
+                hidden = hidden.detach()
+                losses.append(float(loss.detach()))
+        epoch_loss = float(np.mean(losses))
+        bar.set_postfix(loss=f"{epoch_loss:.4f}")
+    policy.eval()
+    return epoch_loss
+
+
+def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, policy: Policy,
+                      optimizer: torch.optim.Optimizer, teachers: list, out: Path,
+                      progress: bool) -> dict[str, Any]:
+    """One DAgger round: collect (or reuse a killed run's) data, aggregate, refit."""
+    beta = cfg.distill.beta0 * cfg.distill.beta_decay ** it
+    path = out / "data" / f"round_{it:03d}.npz"
+    row: dict[str, Any] = {"beta": beta}
+    if not path.exists():
+        rng = _rng(cfg.seed, it, 0)
+        conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
+        batch = run_trials(policy, family.robot, conds, cfg.trial, rng, teachers=teachers,
+                           beta=beta, progress=progress, desc=f"round {it} (beta={beta:.2f})")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: getattr(batch, k) for k in DATA_KEYS}
+        with open(path.with_suffix(".tmp"), "wb") as f:
+            np.savez(f, **arrays, episode_returns=batch.episode_returns)
+        path.with_suffix(".tmp").replace(path)
+    rounds = [np.load(out / "data" / f"round_{i:03d}.npz") for i in range(it + 1)]
+    new = rounds[-1]
+    per_ep = new["episode_returns"].mean(axis=(0, 1))
+    row["return_mean"] = float(per_ep.mean())
+    row.update({f"return_ep{e}": float(r) for e, r in enumerate(per_ep)})
+    new_act = np.asarray(new["teacher_act"])
+    # How far the executed rollout's student was from the teacher before refitting.
+    with torch.no_grad():
+        mean, _, _ = policy.unroll(_t(new["obs"]), _t(new["prev_act"]), _t(new["prev_rew"]),
+                                   _t(new["resets"]), policy.initial_hidden(new_act.shape[1]))
+        half = ((policy.act_high - policy.act_low) / 2).numpy()
+        row["student_error_before"] = float((((mean.numpy() - new_act) / half) ** 2).mean())
+    data = {k: np.concatenate([r[k] for r in rounds], axis=1) for k in DATA_KEYS}
+    policy.obs_norm.update(_t(new["obs"]))  # running stats == statistics of the aggregate
+    policy.rew_norm.update(_t(new["prev_rew"]))
+    row["trials"] = data["obs"].shape[1]
+    row["train_loss"] = distill_fit(policy, optimizer, data, cfg, _rng(cfg.seed, it, 1),
+                                    progress)
+    return row
+
+
+# ------------------------------------------------------------------------------ RL^2 (PPO)
+def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: TrialBatch,
+               cfg: PolicyTrainConfig, rng: np.random.Generator) -> dict[str, float]:
+    """PPO epochs over the trials of one iteration, truncated BPTT in chunks of ``cfg.bptt``."""
+    p = cfg.ppo
+    adv, ret = gae(batch.reward * p.reward_scale, batch.value, batch.trial_end, p.gamma, p.lam)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    tensors = {"obs": _t(batch.obs), "prev_act": _t(batch.prev_act),
+               "prev_rew": _t(batch.prev_rew), "resets": _t(batch.resets),
+               "sample": _t(batch.sample), "logp": _t(batch.logp),
+               "adv": _t(adv.astype(np.float32)), "ret": _t(ret.astype(np.float32))}
+    n = batch.obs.shape[1]
+    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": []}
+    policy.train()
+    for _ in range(p.epochs):
+        order = rng.permutation(n)
+        for s in range(0, n, p.batch_trials):
+            idx = torch.as_tensor(order[s:s + p.batch_trials])
+            b = {k: v[:, idx] for k, v in tensors.items()}
+            hidden = policy.initial_hidden(len(idx))
+            for c in range(0, b["obs"].shape[0], cfg.bptt):
+                sl = slice(c, c + cfg.bptt)
+                mean, value, hidden = policy.unroll(b["obs"][sl], b["prev_act"][sl],
+                                                    b["prev_rew"][sl], b["resets"][sl], hidden)
+                logp = policy.log_prob(mean, b["sample"][sl])
+                ratio = torch.exp(logp - b["logp"][sl])
+                a = b["adv"][sl]
+                pl = -torch.min(ratio * a, ratio.clamp(1 - p.clip, 1 + p.clip) * a).mean()
+                vl = ((value - b["ret"][sl]) ** 2).mean()
+                loss = pl + p.value_coef * vl - p.entropy_coef * policy.entropy()
+                _clip_step(policy, optimizer, loss, cfg.grad_clip)
+                hidden = hidden.detach()
+                stats["policy_loss"].append(float(pl.detach()))
+                stats["value_loss"].append(float(vl.detach()))
+                stats["approx_kl"].append(float((b["logp"][sl] - logp).mean().detach()))
+    policy.eval()
+    out = {k: float(np.mean(v)) for k, v in stats.items()}
+    out["std_mean"] = float(policy.log_std.exp().mean().detach())
+    return out
+
+
+def rl2_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, policy: Policy,
+                  optimizer: torch.optim.Optimizer, progress: bool) -> dict[str, Any]:
+    """One PPO iteration over freshly drawn training trials."""
+    rng = _rng(cfg.seed, it, 0)
+    conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
+    batch = run_trials(policy, family.robot, conds, cfg.trial, rng, explore=True,
+                       progress=progress, desc=f"iter {it}")
+    row: dict[str, Any] = _episode_metrics(batch)
+    row.update(ppo_update(policy, optimizer, batch, cfg, _rng(cfg.seed, it, 1)))
+    # After the update, so the update scores actions with the inputs they were sampled under.
+    policy.obs_norm.update(_t(batch.obs))
+    policy.rew_norm.update(_t(batch.reward[..., None]))
+    row["diverged"] = batch.diverged
+    return row
+
+
+# ------------------------------------------------------------------------------ the run
+def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
+                 progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train into the folder ``out``; returns the checkpoint path.
+
+    ``stop_after`` ends this call after that many iterations (simulates a killed run in tests).
+    """
+    out = Path(out)
+    family = get_family(cfg.family)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or "
+                              "choose another --out")
+    if resume and not ckpt_path.exists() and not (out / "data").exists():
+        raise ValueError(f"--resume: {out} holds no run to resume")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    teachers = None
+    if cfg.method == "distill":  # load (and so check) the teacher before any work
+        teachers = load_teacher(cfg.distill.teacher, family, cfg.trial.trials_per_iter,
+                                seed=int(_rng(cfg.seed, 0, 98).integers(2**31)))
+    torch.manual_seed(int(_rng(cfg.seed, 0, 99).integers(2**62)))  # weight init
+    policy = build_policy(cfg, family)
+    lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    iteration, metrics = 0, []
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, robot=family.robot.name)
+        if policy_config_from_json(ckpt["config"]) != cfg:
+            raise ValueError(f"--resume: the config differs from the one {out} was started with; "
+                             "resume with the same config (see config.json in the run folder)")
+        policy.load_state_dict(ckpt["policy"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        iteration, metrics = int(ckpt["iteration"]), json.loads(ckpt["metrics"])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+    # The checkpoint is the source of truth: rebuild the CSV from it.
+    (out / METRICS).unlink(missing_ok=True)
+    for row in metrics:
+        _append_csv(out / METRICS, row)
+    writer = _tensorboard(out / "tb")
+
+    done = 0
+    for it in range(iteration, cfg.iterations):
+        t0 = time.perf_counter()
+        if cfg.method == "distill":
+            row = distill_iteration(it, cfg, family, policy, optimizer, teachers, out, progress)
+        else:
+            row = rl2_iteration(it, cfg, family, policy, optimizer, progress)
+        row = {"iteration": it, **row, "seconds": time.perf_counter() - t0}
+        metrics.append(row)
+        save_checkpoint(ckpt_path, {
+            "content": CONTENT, "robot": family.robot.name, "family": family.name,
+            "method": cfg.method, "arch": cfg.net.arch, "config": cfg.to_json(),
+            "iteration": it + 1, "policy": policy.state_dict(),
+            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "metrics": json.dumps(metrics), "obs_dim": family.robot.obs_dim,
+            "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
+            "control_timestep": family.robot.control_timestep,
+        })
+        _append_csv(out / METRICS, row)
+        if writer is not None:
+            for k, v in row.items():
+                if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
+                    writer.add_scalar(f"train_policy/{k}", v, it)
+            writer.flush()
+        if progress:
+            print(f"iter {it}: return {row['return_mean']:.1f}, "
+                  + ", ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "policy_loss")
+                              if k in row) + f", {row['seconds']:.0f} s", flush=True)
+        done += 1
+        if stop_after is not None and done >= stop_after:
+            break
+    if writer is not None:
+        writer.close()
+    return ckpt_path
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def _tensorboard(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional: metrics.csv always has the figures
+        return None
+    return SummaryWriter(str(path))

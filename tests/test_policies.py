@@ -1,0 +1,334 @@
+"""policies: recurrent policies, trial rollouts, DAgger, PPO's GAE, checkpoints, ONNX export."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+
+from adaptive_control.cli import main
+from policies import training
+from policies.config import PolicyNetConfig, TrialConfig, load_policy_config
+from policies.evaluate import evaluate, policy_controller
+from policies.networks import Policy, RunningNorm
+from policies.rollout import run_trials
+from sims.conditions import Condition, DisabledActuator
+from sims.families import get_family
+
+FAMILY = get_family("cheetah-cripple")
+ROBOT = FAMILY.robot
+
+
+def tiny_policy(arch: str = "gru", seed: int = 0) -> Policy:
+    torch.manual_seed(seed)
+    lo, hi = ROBOT.action_bounds
+    p = Policy(ROBOT.obs_dim, ROBOT.act_dim, lo, hi,
+               PolicyNetConfig(arch=arch, hidden_size=8, mlp_sizes=(16,)))
+    # Larger output weights than the near-zero init, so actions (and hidden states) vary.
+    torch.nn.init.normal_(p.mean_head.weight, std=0.5)
+    return p
+
+
+def tiny_cfg(**over) -> training.PolicyTrainConfig:
+    return load_policy_config(preset="tiny", overrides=[
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in over.items()])
+
+
+class ScriptedTeacher:
+    """A fixed linear feedback law that records what it was shown (and an ``_act`` history,
+    like ``AdaptiveController``)."""
+
+    def __init__(self, seed: int = 1):
+        self.w = np.random.default_rng(seed).normal(size=(ROBOT.act_dim, ROBOT.obs_dim))
+        self.seen: list[np.ndarray] = []
+        self.resets = 0
+        self._act: deque = deque(maxlen=4)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.seen.append(np.array(obs))
+        a = np.tanh(self.w @ obs)
+        self._act.append(a.astype(np.float32))
+        return a
+
+    def observe_action(self, action: np.ndarray) -> None:  # as AdaptiveController's
+        self._act[-1] = np.asarray(action, dtype=np.float32)
+
+
+# ------------------------------------------------------------------ networks
+def test_running_norm_matches_batch_statistics():
+    x = torch.randn(1000, 3, dtype=torch.float64) * torch.tensor([1.0, 5.0, 0.1]) + 2.0
+    rn = RunningNorm(3)
+    for chunk in x.split(137):
+        rn.update(chunk)
+    assert torch.allclose(rn.mean.double(), x.mean(0), atol=1e-5)
+    assert torch.allclose(rn.var.double(), x.var(0, unbiased=False), rtol=1e-4)
+    assert "mean" in dict(rn.named_buffers()) and not list(rn.parameters())
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm", "mlp"])
+def test_policy_shapes_bounds_and_unroll_resets(arch):
+    p = tiny_policy(arch)
+    t, b = 7, 3
+    obs = torch.randn(t, b, ROBOT.obs_dim) * 10
+    pa, pr = torch.randn(t, b, ROBOT.act_dim), torch.randn(t, b, 1)
+    resets = torch.zeros(t, b, dtype=torch.bool)
+    resets[0] = True
+    resets[4, 1] = True
+    mean, value, h = p.unroll(obs, pa, pr, resets, p.initial_hidden(b))
+    assert mean.shape == (t, b, ROBOT.act_dim) and value.shape == (t, b)
+    assert h.shape == (b, p.hidden_dim)
+    assert bool((mean <= p.act_high).all() and (mean >= p.act_low).all())
+    # A reset at step 4 makes slot 1 forget its past: same as starting fresh at step 4.
+    fresh = torch.zeros(t - 4, 1, dtype=torch.bool)
+    fresh[0] = True
+    m2, _, _ = p.unroll(obs[4:, 1:2], pa[4:, 1:2], pr[4:, 1:2], fresh, torch.ones(1, p.hidden_dim))
+    torch.testing.assert_close(mean[4:, 1:2], m2)
+
+
+# ------------------------------------------------------------------ trials and hidden state
+def test_hidden_carried_across_steps_and_episodes_reset_on_new_condition(rng):
+    p = tiny_policy("gru")
+    trial = TrialConfig(episodes_per_trial=2, episode_steps=5, trials_per_iter=2)
+    conds = [[Condition((DisabledActuator("bshin"),)), Condition((DisabledActuator("ffoot"),))],
+             [Condition((DisabledActuator("fthigh"),)), Condition((DisabledActuator("bfoot"),))]]
+    b = run_trials(p, ROBOT, conds, trial, rng, record_hidden=True)
+    t_trial = 10
+    assert b.obs.shape[:2] == (2 * t_trial, 2)
+    h = b.hidden_in
+    # Trial starts (t = 0 and t = 10, where the condition changes): zero state, reset flagged.
+    for t in (0, t_trial):
+        assert b.resets[t].all() and np.all(h[t] == 0)
+    assert b.resets.sum() == 2 * 2
+    # Every other step, including the episode boundary t = 5 and 15, carries a non-zero state
+    # that is exactly the GRU's output of the previous step.
+    for t in range(1, 2 * t_trial):
+        if t == t_trial:
+            continue
+        assert np.abs(h[t]).sum() > 0
+        with torch.no_grad():
+            _, _, nxt = p.step(*(torch.as_tensor(x[t - 1]) for x in
+                                 (b.obs, b.prev_act, b.prev_rew)), torch.as_tensor(h[t - 1]))
+        np.testing.assert_allclose(h[t], nxt.numpy(), atol=1e-6)
+    # Episode starts zero the previous action and reward but not the state.
+    for t in (0, 5, 10, 15):
+        assert b.episode_start[t].all()
+        assert np.all(b.prev_act[t] == 0) and np.all(b.prev_rew[t] == 0)
+    assert b.episode_start.sum() == 8
+    np.testing.assert_array_equal(b.prev_act[1:5], b.act[0:4])
+    assert b.trial_end[t_trial - 1].all() and b.trial_end[-1].all() and b.trial_end.sum() == 4
+    # The training unroll (with the recorded resets) reproduces the rollout's actions.
+    with torch.no_grad():
+        mean, _, _ = p.unroll(*(torch.as_tensor(x) for x in
+                                (b.obs, b.prev_act, b.prev_rew, b.resets)), p.initial_hidden(2))
+    np.testing.assert_allclose(mean.numpy(), b.sample, atol=1e-5)
+    assert b.episode_returns.shape == (2, 2, 2)
+    np.testing.assert_allclose(b.episode_returns.sum(), b.reward.sum(), rtol=1e-5)
+
+
+# ------------------------------------------------------------------ DAgger
+def test_dagger_labels_the_students_own_states_with_teacher_actions(rng):
+    p = tiny_policy("gru")
+    trial = TrialConfig(episodes_per_trial=2, episode_steps=6, trials_per_iter=2)
+    conds = [[FAMILY.sample(rng, "train")] for _ in range(2)]
+    teachers = [ScriptedTeacher(1), ScriptedTeacher(1)]
+    b = run_trials(p, ROBOT, conds, trial, rng, teachers=teachers, beta=0.0)
+    lo, hi = ROBOT.action_bounds
+    for i, teacher in enumerate(teachers):
+        # The teacher was asked about exactly the states the student visited, in order ...
+        np.testing.assert_allclose(np.stack(teacher.seen), b.obs[:, i], atol=1e-6)
+        # ... and each is labelled with its action there, while the student's action ran.
+        want = np.clip(np.tanh(np.stack(teacher.seen) @ teacher.w.T), lo, hi)
+        np.testing.assert_allclose(b.teacher_act[:, i], want, atol=1e-6)
+        assert teacher.resets == 2  # once per episode
+    np.testing.assert_allclose(b.act, np.clip(b.sample, lo, hi), atol=1e-6)
+    assert not np.allclose(b.act, b.teacher_act, atol=1e-3)
+    # The teacher's history records the executed (student's) action, not its own.
+    np.testing.assert_allclose(teachers[0]._act[-1], b.act[-1, 0], atol=1e-6)
+    # beta = 1: the teacher's actions are executed.
+    b1 = run_trials(p, ROBOT, conds, trial, rng, teachers=[ScriptedTeacher(1)] * 2, beta=1.0)
+    np.testing.assert_allclose(b1.act, b1.teacher_act, atol=1e-6)
+
+
+def test_distill_fit_moves_the_student_towards_the_teacher(rng):
+    p = tiny_policy("gru")
+    cfg = tiny_cfg(**{"distill.epochs": 15, "bptt": 4, "distill.lr": 1e-2})
+    trial = TrialConfig(episodes_per_trial=1, episode_steps=16, trials_per_iter=2)
+    conds = [[FAMILY.sample(rng, "train")] for _ in range(2)]
+    b = run_trials(p, ROBOT, conds, trial, rng, teachers=[ScriptedTeacher(), ScriptedTeacher()])
+    data = {k: getattr(b, k) for k in training.DATA_KEYS}
+    opt = torch.optim.Adam(p.parameters(), lr=cfg.distill.lr)
+    first = training.distill_fit(p, opt, data, tiny_cfg(**{"distill.epochs": 1}),
+                                 np.random.default_rng(0))
+    last = training.distill_fit(p, opt, data, cfg, np.random.default_rng(1))
+    assert last < 0.5 * first
+
+
+# ------------------------------------------------------------------ PPO
+def test_gae_matches_hand_computation():
+    g, lam = 0.9, 0.8
+    r = np.array([[1.0], [2.0], [3.0], [4.0]])
+    v = np.array([[0.5], [1.0], [1.5], [2.0]])
+    ends = np.array([[False], [True], [False], [True]])  # two trials of two steps
+    adv, ret = training.gae(r, v, ends, g, lam)
+    d1 = 2.0 - 1.0  # last step of trial 1: no bootstrap
+    d0 = 1.0 + g * 1.0 - 0.5
+    d3 = 4.0 - 2.0
+    d2 = 3.0 + g * 2.0 - 1.5
+    want = np.array([[d0 + g * lam * d1], [d1], [d2 + g * lam * d3], [d3]])
+    np.testing.assert_allclose(adv, want)
+    np.testing.assert_allclose(ret, want + v)
+
+
+def test_ppo_log_prob_is_the_gaussian_density():
+    p = tiny_policy()
+    mean, x = torch.zeros(2, ROBOT.act_dim), torch.randn(2, ROBOT.act_dim)
+    ref = torch.distributions.Normal(mean, p.log_std.exp()).log_prob(x).sum(-1)
+    torch.testing.assert_close(p.log_prob(mean, x), ref)
+
+
+# ------------------------------------------------------------------ runs, checkpoints, resume
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory):
+    from adaptive_control.config import load_config
+    from adaptive_control.training import train
+
+    out = tmp_path_factory.mktemp("teacher")
+    cfg = load_config(preset="tiny", overrides=["iterations=1", "threads=1"])
+    return str(train(cfg, out, progress=False))
+
+
+def test_distill_run_checkpoint_round_trip_and_controller(tmp_path, teacher_ckpt):
+    cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt})
+    ckpt_path = training.train_policy(cfg, tmp_path / "run", progress=False)
+    raw = torch.load(ckpt_path, weights_only=True)
+    assert raw["iteration"] == 2 and raw["content"] == "policy" and raw["method"] == "distill"
+    policy, cfg2 = training.policy_from_checkpoint(raw)
+    assert cfg2 == cfg
+    for k, v in policy.state_dict().items():
+        torch.testing.assert_close(v, raw["policy"][k])
+    assert float(policy.obs_norm.count) > 0  # the normaliser travels in the weights
+    assert len(json.loads(raw["metrics"])) == 2
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 3
+    ctrl = policy_controller(tmp_path / "run")
+    res = evaluate(ctrl, FAMILY, episodes=1, steps=20, switch=True)
+    assert res.episodes[0].steps == 20 and np.isfinite(res.mean_return)
+    assert len(ctrl.latencies) == 20
+
+
+def test_controller_carries_previous_action_and_reward(tmp_path):
+    cfg = tiny_cfg(method="rl2", iterations=1)
+    ckpt = training.train_policy(cfg, tmp_path / "run", progress=False)
+    ctrl = policy_controller(ckpt)
+    p = ctrl.policy
+    rng = np.random.default_rng(0)
+    obs = [rng.normal(size=ROBOT.obs_dim) for _ in range(3)]
+    acts = [ctrl(o) for o in obs]
+    # By hand: zeros first, then the previous action and the task reward of the last step.
+    from sims.rewards import task_reward
+
+    fn = task_reward(ROBOT)
+    h = p.initial_hidden(1)
+    pa, pr = np.zeros(ROBOT.act_dim), 0.0
+    for i, o in enumerate(obs):
+        if i:
+            pr = float(fn(obs[i - 1], pa, o))
+        with torch.no_grad():
+            a, h = p(torch.tensor(o, dtype=torch.float32)[None],
+                     torch.tensor(pa, dtype=torch.float32)[None],
+                     torch.tensor([[pr]], dtype=torch.float32), h)
+        np.testing.assert_allclose(acts[i], a[0].numpy(), atol=1e-6)
+        pa = acts[i]
+    ctrl.reset()
+    assert ctrl._prev_obs is None and np.all(ctrl._hidden.numpy() == 0)
+
+
+def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
+    cfg = tiny_cfg(method="rl2", iterations=3)
+    full = torch.load(training.train_policy(cfg, tmp_path / "full", progress=False),
+                      weights_only=True)
+    training.train_policy(cfg, tmp_path / "killed", progress=False, stop_after=1)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=True)["iteration"] == 1
+    with pytest.raises(FileExistsError):
+        training.train_policy(cfg, tmp_path / "killed", progress=False)
+    with pytest.raises(ValueError, match="config differs"):
+        training.train_policy(tiny_cfg(method="rl2", iterations=3, seed=5), tmp_path / "killed",
+                              resume=True, progress=False)
+    resumed = torch.load(training.train_policy(cfg, tmp_path / "killed", resume=True,
+                                               progress=False), weights_only=True)
+    assert resumed["iteration"] == 3
+    for k, v in full["policy"].items():
+        torch.testing.assert_close(resumed["policy"][k], v)
+    assert json.loads(resumed["metrics"])[-1]["return_mean"] == pytest.approx(
+        json.loads(full["metrics"])[-1]["return_mean"])
+
+
+# ------------------------------------------------------------------ config errors
+@pytest.mark.parametrize("override, message", [
+    ("nonsense=1", "unknown config key 'nonsense'"),
+    ("ppo.gama=0.9", "unknown config key 'ppo.gama'"),
+    ("method='dagger'", "method='dagger' is unknown"),
+    ("net.arch='transformer'", "net.arch='transformer' is unknown"),
+    ("trial.episode_steps=0", "trial.episode_steps=0 is out of range"),
+    ("ppo.gamma=1.5", "ppo.gamma=1.5 is out of range"),
+    ("bptt='long'", "bptt='long' must be an integer"),
+    ("family='cheetah-moon'", "family='cheetah-moon' is unknown"),
+])
+def test_bad_config_refused(override, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_policy_config(preset="tiny", overrides=[override])
+
+
+def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys):
+    assert main(["train-policy", "tiny", "--out", str(tmp_path / "a"),
+                 "--set", "ppo.clipp=0.1"]) == 2
+    assert "unknown config key 'ppo.clipp'" in capsys.readouterr().err
+    assert main(["train-policy", "tiny", "--out", str(tmp_path / "b"),
+                 "--set", "distill.teacher=/no/such.pt"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+    (tmp_path / "c.toml").write_text('preset = "tiny"\nmethod = "rl2"\n[net]\nwidth = 3\n')
+    assert main(["train-policy", str(tmp_path / "c.toml"), "--out", str(tmp_path / "c")]) == 2
+    assert "unknown config key 'net.width'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ ONNX
+def test_onnx_export_matches_torch_over_100_steps(tmp_path, rng):
+    pytest.importorskip("onnxscript")
+    from policies.export import OnnxPolicy, export_policy
+
+    cfg = tiny_cfg(method="rl2", iterations=1)
+    ckpt = torch.load(training.train_policy(cfg, tmp_path / "run", progress=False),
+                      weights_only=True)
+    # Non-trivial normaliser statistics and output weights, so that baking them in is tested.
+    with torch.no_grad():
+        for k in ("obs_norm.mean", "rew_norm.mean"):
+            ckpt["policy"][k].normal_()
+        ckpt["policy"]["obs_norm.var"].uniform_(0.5, 3.0)
+        ckpt["policy"]["mean_head.weight"].normal_(std=0.5)
+    onnx_path = export_policy(ckpt, tmp_path / "policy.onnx")
+    ort = OnnxPolicy(onnx_path)
+    meta = ort.metadata
+    assert meta["robot"] == "cheetah" and int(meta["obs_dim"]) == ROBOT.obs_dim
+    assert int(meta["act_dim"]) == ROBOT.act_dim and int(meta["hidden_size"]) == 8
+    assert float(meta["control_timestep"]) == pytest.approx(ROBOT.control_timestep)
+    ctrl = policy_controller(ckpt)
+    from sims.env import AdaptEnv
+
+    env = AdaptEnv(ROBOT, FAMILY.test_conditions[0], episode_steps=100, seed=rng)
+    ts = env.reset()
+    h = ort.initial_hidden()
+    pa, pr, worst, n = np.zeros(ROBOT.act_dim), 0.0, 0.0, 0
+    while not ts.last():
+        a_torch = ctrl(ts.observation)
+        a_onnx, h = ort.step(ts.observation, pa, pr, h)
+        worst = max(worst, float(np.abs(a_onnx - a_torch).max()),
+                    float(np.abs(h - ctrl._hidden.numpy()).max()))
+        ts = env.step(a_torch)
+        pa, pr, n = a_torch, float(ts.reward), n + 1
+    assert n == 100 and worst <= 1e-4
