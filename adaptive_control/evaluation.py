@@ -153,8 +153,7 @@ def _make_actor(spec: MethodSpec, family: TaskFamily, seed: int, planner_overrid
     import torch
 
     from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.controller import AdaptiveController
-    from adaptive_control.training import build_controller, learner_from_checkpoint
+    from adaptive_control.training import build_controller, learner_from_checkpoint, mbde_from_mb
 
     robot = family.robot
     if spec.kind == "random":
@@ -180,20 +179,12 @@ def _make_actor(spec: MethodSpec, family: TaskFamily, seed: int, planner_overrid
     if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
         raise ValueError(f"checkpoint {spec.checkpoint} is for {cfg.family}, not {family.name}")
     if spec.learner == "mbde":
-        if cfg.learner != "mb":
-            raise ValueError(f"mbde={spec.checkpoint}: MB+DE runs on an MB checkpoint, this one "
-                             f"holds {cfg.learner!r}")
-        from adaptive_control.learners import MBDE, MBDEConfig
-
-        mbde = MBDE(robot.obs_dim, robot.act_dim, MBDEConfig(hidden_sizes=cfg.mb.hidden_sizes))
-        mbde.load_state_dict(learner.state_dict())
-        learner = mbde
+        learner = mbde_from_mb(learner, cfg)
     if planner_overrides:
         from dataclasses import replace
 
         cfg = replace(cfg, planner=replace(cfg.planner, **planner_overrides))
     ctrl = build_controller(learner, cfg, family, seed=seed)
-    assert isinstance(ctrl, AdaptiveController)
     torch.manual_seed(seed)
     return ctrl, learner, cfg
 

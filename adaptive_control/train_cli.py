@@ -54,7 +54,7 @@ def _resolve(path: str) -> Path:
 def cmd_eval_model(args: argparse.Namespace) -> int:
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.model_eval import heldout_data, prediction_errors, reference_scale
-    from adaptive_control.training import learner_from_checkpoint
+    from adaptive_control.training import learner_from_checkpoint, mbde_from_mb
     from sims.families import get_family
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
@@ -63,31 +63,34 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
     loaded = []
     for path in args.checkpoints:
         ckpt = load_checkpoint(_resolve(path))
-        loaded.append((path, *learner_from_checkpoint(ckpt)))
-    families = {cfg.family for _, _, cfg in loaded}
+        learner, cfg = learner_from_checkpoint(ckpt)
+        loaded.append((path, cfg.learner, learner, cfg))
+        if cfg.learner == "mb":  # MB+DE is MB's weights updated online: evaluate it too
+            loaded.append((path, "mbde", mbde_from_mb(learner, cfg), cfg))
+    families = {cfg.family for *_, cfg in loaded}
     if len(families) != 1:
         raise ValueError(f"checkpoints come from different families {sorted(families)}: "
                          "compare models of one family at a time")
     family = get_family(families.pop())
-    m = loaded[0][2].m
     data = heldout_data(family, args.split, args.trajectories, args.steps, args.seed)
     scale = reference_scale(family)
-    results = {"family": family.name, "split": args.split, "m": m, "horizons": list(horizons),
+    results = {"family": family.name, "split": args.split, "m": loaded[0][3].m,
+               "horizons": list(horizons),
                "conditions": [c for c in data.conditions], "methods": {}}
     print(f"{family.name} ({args.split}): {data.n_trajectories} trajectories x "
           f"{data.horizon} steps; error = MSE in units of the training data's std")
     header = f"{'method':<10}" + "".join(f"{f'{k}-step prior':>16}{f'{k}-step adapted':>18}"
                                          for k in horizons)
     print(header)
-    for path, learner, cfg in loaded:
+    for path, name, learner, cfg in loaded:
         prior = prediction_errors(learner, data, cfg.m, horizons, args.stride, False, scale)
         adapted = prediction_errors(learner, data, cfg.m, horizons, args.stride, True, scale)
-        results["methods"][cfg.learner] = {
+        results["methods"][name] = {
             "checkpoint": str(path),
             "prior": {k: v.to_dict() for k, v in prior.items()},
             "adapted": {k: v.to_dict() for k, v in adapted.items()},
         }
-        print(f"{cfg.learner:<10}" + "".join(
+        print(f"{name:<10}" + "".join(
             f"{prior[k].mean:>10.4f}±{prior[k].sem:<5.3f}{adapted[k].mean:>12.4f}"
             f"±{adapted[k].sem:<5.3f}" for k in horizons))
     if args.out:

@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,19 @@ def learner_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Learner, TrainConfig]
     learner.load_state_dict(ckpt["learner"])
     learner.eval()
     return learner, cfg
+
+
+def mbde_from_mb(learner: Learner, cfg: TrainConfig) -> Learner:
+    """MB+DE on a trained MB's weights: the same model, updated online at test time."""
+    if cfg.learner != "mb":
+        raise ValueError(f"MB+DE runs on an MB checkpoint, this one holds {cfg.learner!r}")
+    from adaptive_control.learners import MBDE
+
+    robot = get_family(cfg.family).robot
+    mbde = MBDE(robot.obs_dim, robot.act_dim, replace(cfg.mbde, hidden_sizes=cfg.mb.hidden_sizes))
+    mbde.load_state_dict(learner.state_dict())
+    mbde.eval()
+    return mbde
 
 
 # ------------------------------------------------------------------------------ collection

@@ -281,7 +281,7 @@ def test_eval_model_cli(tmp_path, capsys):
                "--steps", "40", "--stride", "8", "--out", str(out)])
     assert rc == 0
     res = json.loads(out.read_text())
-    assert set(res["methods"]) == {"grbal", "mb"}
+    assert set(res["methods"]) == {"grbal", "mb", "mbde"}  # MB+DE comes with an MB checkpoint
     assert res["methods"]["grbal"]["adapted"]["10"]["n"] > 0
     assert "grbal" in capsys.readouterr().out
 
