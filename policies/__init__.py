@@ -4,13 +4,24 @@ A GRU/LSTM policy (and a feed-forward one for comparison) over (observation, pre
 previous reward), trained by DAgger from the adaptive-MPC teacher (``method = "distill"``) or by
 RL^2 with PPO (``method = "rl2"``); ``adapt train-policy``, ``adapt eval-policy`` and
 ``adapt export-policy`` are the command line. See docs/policies.md.
+
+Names are imported lazily so that the ``adapt`` command line can register these subcommands
+without importing torch (``adapt deploy`` runs torch-free).
 """
 
-from policies.config import PRESETS, PolicyTrainConfig, load_policy_config
-from policies.evaluate import PolicyController, evaluate, evaluate_trials, policy_controller
-from policies.networks import Policy, RunningNorm
-from policies.training import policy_from_checkpoint, train_policy
+import importlib as _importlib
 
-__all__ = ["PRESETS", "Policy", "PolicyController", "PolicyTrainConfig", "RunningNorm",
-           "evaluate", "evaluate_trials", "load_policy_config", "policy_controller",
-           "policy_from_checkpoint", "train_policy"]
+_EXPORTS = {
+    "policies.config": ("PRESETS", "PolicyTrainConfig", "load_policy_config"),
+    "policies.evaluate": ("PolicyController", "evaluate", "evaluate_trials", "policy_controller"),
+    "policies.networks": ("Policy", "RunningNorm"),
+    "policies.training": ("policy_from_checkpoint", "train_policy"),
+}
+_WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(_importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module 'policies' has no attribute {name!r}")

@@ -1,0 +1,386 @@
+"""Latency of one full adapt-and-plan control step on one thread: ONNX Runtime vs torch.
+
+The paper's configuration (Nagabandi, Clavera et al., ICLR 2019): GrBAL with a 3 × 512 ReLU
+MLP, M = 16 recent transitions, one inner SGD step, 500 candidates × horizon 10 — planned
+with MPPI here (one MPPI update per step). Random weights (latency does not depend on
+training). Compared on identical weights, candidates and horizon:
+
+- ``onnx``: ``controller.onnx`` (adaptation + MPPI + task reward in one graph) in ONNX
+  Runtime, 1 intra-op thread;
+- ``torch_eager``: the library's own torch controller, ``AdaptiveController`` (GrBAL
+  adaptation through ``torch.func.grad`` + ``planners.MPPI``), ``torch.set_num_threads(1)``;
+- ``torch_eager_graph``: the export's torch module itself in eager mode (same ops as ONNX);
+- ``pytorch_mppi``: ``pytorch_mppi.MPPI.command`` with the adapted model (adaptation via
+  ``torch.func``, i.e. ``GrBAL.adapted_params``) — if the package is installed;
+- ``matmul``: one plain ONNX Runtime MatMul (square, constant right operand) with the same
+  FLOP count as the controller graph (FLOPs counted over the graph's MatMul/Gemm/Einsum and
+  elementwise nodes after shape inference).
+
+Then the largest configuration (candidates × horizon) whose p99 step latency fits the
+runtime's default deadline (90 % of the period) at 100 Hz for the cheetah (obs 17, act 6) and
+50 Hz for the quadruped (obs 27, act 8), same model and M. Prints readable lines; the last
+line is one JSON object. About 2–4 minutes.
+
+    python bench/control_latency.py [--seconds 2.5] [--skip-sweep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper
+
+from adaptive_control.controller import AdaptiveController
+from adaptive_control.learners import GrBAL
+from adaptive_control.planners import make_planner
+from adaptive_control.types import Transitions
+from export import contract as C
+from export.graphs import ControllerGraph, make_adapter
+from export.onnx_export import export_controller, planner_spec, random_feed, read_metadata
+from export.testing import tiny_config, tiny_learner
+from sims.families import get_family
+from sims.rewards import task_reward
+
+PAPER = {"hidden": (512, 512, 512), "m": 16, "candidates": 500, "horizon": 10}
+ROBOTS = {"cheetah": ("cheetah-cripple", 100.0), "quadruped": ("quadruped-leg-failure", 50.0)}
+SWEEP_N = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
+SWEEP_H = (5, 10, 20)
+
+
+# --------------------------------------------------------------------------------------------
+# Timing helpers
+# --------------------------------------------------------------------------------------------
+
+
+def measure(fn: Callable[[], Any], seconds: float, min_runs: int = 8, max_runs: int = 400,
+            warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out: list[float] = []
+    t_end = time.perf_counter() + seconds
+    while len(out) < min_runs or (time.perf_counter() < t_end and len(out) < max_runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def stats(ts: list[float]) -> dict[str, float]:
+    ms = np.asarray(ts) * 1e3
+    return {"n": len(ms), "p50_ms": float(np.percentile(ms, 50)),
+            "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
+            "mean_ms": float(ms.mean())}
+
+
+def session(path: str | Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs of a graph
+# --------------------------------------------------------------------------------------------
+
+_ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Max", "Min", "Where",
+                "Exp", "Neg", "Sqrt", "Pow", "Clip", "Greater", "Less", "IsNaN", "IsInf",
+                "Reciprocal", "Abs"}
+_REDUCE = {"ReduceSum", "ReduceMean", "Softmax", "ReduceMax", "TopK", "ArgMax"}
+
+
+def count_flops(path: str | Path) -> dict[str, int]:
+    """Multiply-adds x 2 of MatMul/Gemm/Einsum, plus one per element of elementwise ops."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    g = model.graph
+    shapes: dict[str, list[int]] = {}
+    for vi in [*g.input, *g.output, *g.value_info]:
+        dims = [d.dim_value if d.HasField("dim_value") else -1
+                for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = dims
+    for init in g.initializer:
+        shapes[init.name] = list(init.dims)
+
+    def numel(name: str) -> int:
+        s = shapes.get(name)
+        return int(np.prod(s)) if s is not None and all(d >= 0 for d in s) else 0
+
+    mm = elem = 0
+    unknown = 0
+    for node in g.node:
+        op = node.op_type
+        if op in ("MatMul", "Gemm"):
+            a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
+            out = shapes.get(node.output[0])
+            if a is None or b is None or out is None or min(a + b + out) < 0:
+                unknown += 1
+                continue
+            k = a[-1] if op == "MatMul" else (a[0] if _attr(node, "transA") else a[1])
+            mm += 2 * int(np.prod(out)) * k
+        elif op == "Einsum":
+            eq = _attr(node, "equation").decode()
+            lhs = eq.split("->")[0].split(",")
+            sizes: dict[str, int] = {}
+            for term, name in zip(lhs, node.input, strict=True):
+                for ch, d in zip(term, shapes.get(name, []), strict=False):
+                    sizes[ch] = d
+            mm += 2 * int(np.prod(list(sizes.values())))
+        elif op in _ELEMENTWISE:
+            elem += numel(node.output[0])
+        elif op in _REDUCE:
+            elem += numel(node.input[0])
+    return {"matmul": mm, "elementwise": elem, "total": mm + elem, "unknown_nodes": unknown}
+
+
+def _attr(node: onnx.NodeProto, name: str) -> Any:
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return 0
+
+
+def matmul_model(n: int) -> bytes:
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, n])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [n, n])
+    w = helper.make_tensor("w", TensorProto.FLOAT, [n, n],
+                           rng.standard_normal(n * n).astype(np.float32))
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "mm", [x], [y],
+                              [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10  # what this onnxruntime reads
+    return model.SerializeToString()
+
+
+# --------------------------------------------------------------------------------------------
+# The contenders
+# --------------------------------------------------------------------------------------------
+
+
+def torch_eager(learner: GrBAL, cfg: Any, robot: Any, seconds: float) -> list[float]:
+    """The library's AdaptiveController with a full window (adapt + MPPI every call)."""
+    lo, hi = robot.action_bounds
+    planner = make_planner("mppi", torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32),
+                           num_candidates=cfg.planner.num_candidates,
+                           horizon=cfg.planner.horizon)
+    ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(cfg.m + 1):  # fill the window
+        ctrl(rng.standard_normal(robot.obs_dim))
+    return measure(lambda: ctrl(rng.standard_normal(robot.obs_dim)), seconds, min_runs=6,
+                   warmup=1)
+
+
+def torch_graph(learner: GrBAL, cfg: Any, robot: Any, feed: dict[str, np.ndarray],
+                seconds: float) -> list[float]:
+    lo, hi = robot.action_bounds
+    spec = planner_spec(cfg.planner, robot)
+    g = ControllerGraph(make_adapter(learner), spec, task_reward(robot), torch.tensor(lo),
+                        torch.tensor(hi)).eval()
+    args = [torch.from_numpy(feed[n]) for n in g.input_names()]
+
+    def step() -> None:
+        with torch.no_grad():
+            g(*args)
+
+    return measure(step, seconds, min_runs=6, warmup=1)
+
+
+def pytorch_mppi_step(learner: GrBAL, cfg: Any, robot: Any, feed: dict[str, np.ndarray],
+                      seconds: float) -> list[float] | str:
+    try:
+        from pytorch_mppi import MPPI
+    except ImportError as e:
+        return f"not installed ({e}); pip install pytorch_mppi"
+    lo, hi = (torch.tensor(b, dtype=torch.float32) for b in robot.action_bounds)
+    reward = task_reward(robot)
+    model = learner.model
+    holder: dict[str, Any] = {}
+
+    def dynamics(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return model.functional_forward(holder["params"], s, a)
+
+    def cost(s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        # pytorch_mppi scores the state after the step, as our reward(obs, act, next_obs)
+        # does (the reward never reads obs).
+        return -reward(s, a, s)
+
+    sigma = cfg.planner.noise_sigma * (hi - lo) / 2
+    mppi = MPPI(dynamics, cost, nx=robot.obs_dim, noise_sigma=torch.diag(sigma ** 2),
+                num_samples=cfg.planner.num_candidates, horizon=cfg.planner.horizon,
+                lambda_=cfg.planner.lambda_, u_min=lo, u_max=hi, device="cpu")
+    recent = Transitions(*(torch.from_numpy(feed[k]) for k in C.RECENT_INPUTS[:3]))
+    obs = torch.from_numpy(feed[C.OBS])
+
+    def step() -> None:
+        with torch.no_grad():
+            holder["params"] = learner.adapted_params(recent)
+            mppi.command(obs)
+
+    return measure(step, seconds, min_runs=6, warmup=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Sweep: largest configuration that holds the rate
+# --------------------------------------------------------------------------------------------
+
+
+def sweep(robot_name: str, tmp: Path, seconds: float, log: Callable[[str], None]
+          ) -> dict[str, Any]:
+    family, rate = ROBOTS[robot_name]
+    budget_ms = 0.9 * 1e3 / rate
+    rows = []
+    best: dict[str, dict[str, Any] | None] = {"p99": None, "p50": None}
+    for h in SWEEP_H:
+        cfg = tiny_config("grbal", "mppi", family=family, m=PAPER["m"], hidden=PAPER["hidden"],
+                          candidates=PAPER["candidates"], horizon=h)
+        learner = tiny_learner(cfg)
+        path = tmp / f"{robot_name}_h{h}.onnx"
+        export_controller(learner, cfg, path, dynamic_candidates=True)
+        sess = session(path)
+        meta = read_metadata(path)
+        rng = np.random.default_rng(0)
+        names = [o.name for o in sess.get_outputs()]
+        largest: dict[str, int | None] = {"p99": None, "p50": None}
+        for n in SWEEP_N:
+            feed = random_feed(meta, rng, batch=n)
+            st = stats(measure(lambda s=sess, o=names, f=feed: s.run(o, f), seconds / 5,
+                               min_runs=40, max_runs=300))
+            ok = {q: st[f"{q}_ms"] <= budget_ms for q in ("p99", "p50")}
+            rows.append({"horizon": h, "candidates": n, **st, "holds_p99": ok["p99"],
+                         "holds_p50": ok["p50"]})
+            log(f"  {robot_name:9s} H={h:2d} N={n:5d}  p50 {st['p50_ms']:7.2f}  p99 "
+                f"{st['p99_ms']:7.2f} ms  {'ok' if ok['p99'] else 'p99 over'} "
+                f"(budget {budget_ms:.1f})")
+            for q in ok:
+                if ok[q]:
+                    largest[q] = n
+            # Latency grows with N: stop once even the median misses the budget (a p99 spike
+            # on a shared machine does not end the search for the p99 criterion).
+            if not ok["p50"]:
+                break
+        for q, n_max in largest.items():
+            cur = best[q]
+            if n_max is not None and (cur is None or n_max * h > cur["candidate_steps"]):
+                best[q] = {"candidates": n_max, "horizon": h, "candidate_steps": n_max * h}
+    return {"rate_hz": rate, "budget_ms": budget_ms,
+            "criterion": "p99 (or p50) step latency <= 0.9 x period, one thread",
+            "largest_p99": best["p99"], "largest_p50": best["p50"], "rows": rows}
+
+
+# --------------------------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=2.5, help="timing budget per contender")
+    ap.add_argument("--skip-sweep", action="store_true", help="only the paper configuration")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    t_start = time.perf_counter()
+    result: dict[str, Any] = {"threads": 1, "loadavg": list(os.getloadavg()),
+                              "config": {**PAPER, "hidden": list(PAPER["hidden"]),
+                                         "learner": "grbal", "inner_steps": 1,
+                                         "planner": "mppi", "robot": "cheetah"}}
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        cfg = tiny_config("grbal", "mppi", m=PAPER["m"], hidden=PAPER["hidden"],
+                          candidates=PAPER["candidates"], horizon=PAPER["horizon"])
+        learner = tiny_learner(cfg)
+        robot = get_family(cfg.family).robot
+        path = tmp / "controller.onnx"
+        t0 = time.perf_counter()
+        export_controller(learner, cfg, path)
+        log(f"exported the paper-configuration controller in {time.perf_counter() - t0:.1f} s")
+        meta = read_metadata(path)
+        feed = random_feed(meta, np.random.default_rng(0))
+        sess = session(path)
+        names = [o.name for o in sess.get_outputs()]
+        flops = count_flops(path)
+
+        timings: dict[str, Any] = {}
+        timings["onnx"] = stats(measure(lambda: sess.run(names, feed), args.seconds,
+                                        min_runs=20))
+        log(f"onnx runtime        p50 {timings['onnx']['p50_ms']:8.2f} ms  p99 "
+            f"{timings['onnx']['p99_ms']:8.2f} ms")
+        timings["torch_eager"] = stats(torch_eager(learner, cfg, robot, args.seconds))
+        log(f"torch eager         p50 {timings['torch_eager']['p50_ms']:8.2f} ms  "
+            "(AdaptiveController: torch.func adaptation + planners.MPPI)")
+        timings["torch_eager_graph"] = stats(torch_graph(learner, cfg, robot, feed,
+                                                         args.seconds))
+        log(f"torch eager (graph) p50 {timings['torch_eager_graph']['p50_ms']:8.2f} ms  "
+            "(the exported module run in torch)")
+        pm = pytorch_mppi_step(learner, cfg, robot, feed, args.seconds)
+        timings["pytorch_mppi"] = stats(pm) if isinstance(pm, list) else {"unavailable": pm}
+        if isinstance(pm, list):
+            log(f"pytorch_mppi        p50 {timings['pytorch_mppi']['p50_ms']:8.2f} ms")
+        else:
+            log(f"pytorch_mppi: {pm}")
+        n = max(8, round((flops["total"] / 2) ** (1 / 3)))
+        mm = session_bytes(matmul_model(n))
+        x = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+        timings["matmul"] = {**stats(measure(lambda: mm.run(None, {"x": x}), args.seconds,
+                                             min_runs=10)),
+                             "n": n, "flops": 2 * n ** 3}
+        log(f"equal-FLOP matmul   p50 {timings['matmul']['p50_ms']:8.2f} ms  "
+            f"({n}x{n} @ {n}x{n}, {2 * n ** 3 / 1e9:.2f} GFLOP; controller "
+            f"{flops['total'] / 1e9:.2f} GFLOP, {flops['matmul'] / 1e9:.2f} in MatMul/Gemm)")
+
+        o = timings["onnx"]["p50_ms"]
+        ratios = {
+            "torch_eager_over_onnx": timings["torch_eager"]["p50_ms"] / o,
+            "torch_eager_graph_over_onnx": timings["torch_eager_graph"]["p50_ms"] / o,
+            "pytorch_mppi_over_onnx": (timings["pytorch_mppi"]["p50_ms"] / o
+                                       if "p50_ms" in timings["pytorch_mppi"] else None),
+            "onnx_over_equal_flop_matmul": o / timings["matmul"]["p50_ms"],
+            "onnx_p99_over_p50": timings["onnx"]["p99_ms"] / o,
+        }
+        targets = {
+            "torch_eager_over_onnx >= 2": ratios["torch_eager_over_onnx"] >= 2,
+            "pytorch_mppi_over_onnx >= 3": (ratios["pytorch_mppi_over_onnx"] or 0) >= 3,
+            "onnx_over_equal_flop_matmul <= 1.5": ratios["onnx_over_equal_flop_matmul"] <= 1.5,
+            "onnx_p99_over_p50 <= 1.5": ratios["onnx_p99_over_p50"] <= 1.5,
+        }
+        for k, v in ratios.items():
+            if v is not None:
+                log(f"  {k:32s} {v:6.2f}")
+        for k, v in targets.items():
+            log(f"  target {k:36s} {'met' if v else 'NOT met'}")
+        result.update({"flops": flops, "gflops_per_s_onnx": flops["total"] / (o * 1e6),
+                       "timings": timings, "ratios": ratios, "targets": targets})
+        if not args.skip_sweep:
+            log("largest configuration holding the rate (3x512 GrBAL, M=16, MPPI, 1 thread):")
+            result["sweep"] = {r: sweep(r, tmp, args.seconds, log) for r in ROBOTS}
+            for r, sw in result["sweep"].items():
+                log(f"  {r}: {sw['rate_hz']:g} Hz -> p99 criterion {sw['largest_p99']}, "
+                    f"p50 criterion {sw['largest_p50']}")
+    result["bench_seconds"] = time.perf_counter() - t_start
+    print(json.dumps(result))
+
+
+def session_bytes(model: bytes) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""``adapt export`` and ``adapt deploy`` (also ``python -m export.cli export|deploy``).
+
+Heavy imports happen inside the commands: ``deploy`` itself loads only numpy, onnxruntime
+and (for ``sim:`` robots) mujoco with ``sims``' torch-free modules. The ``adapt`` entry point
+builds the parsers of every layer, which imports torch; ``python -m export.cli deploy ...``
+does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from export import contract as C
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser(
+        "export", help="export a trained checkpoint to ONNX (dynamics, adaptation, controller)",
+        description="Write dynamics.onnx, adapt_step.onnx (GrBAL, MB+DE) or encode.onnx "
+                    "(ReBAL), controller.onnx and manifest.json, then check ONNX Runtime "
+                    "against torch on random inputs and on a simulated trajectory.")
+    e.add_argument("checkpoint", help="a checkpoint.pt (or the run folder holding it)")
+    e.add_argument("--out", required=True, help="folder to write the ONNX files into")
+    e.add_argument("--planner", choices=C.PLANNER_NAMES, default=None,
+                   help="planner baked into controller.onnx (default: the training config's)")
+    e.add_argument("--candidates", type=int, default=None, help="candidate sequences N")
+    e.add_argument("--horizon", type=int, default=None, help="planning horizon H")
+    e.add_argument("--set", dest="planner_set", action="append", default=[],
+                   metavar="FIELD=VALUE",
+                   help="another planner config field, e.g. --set warm_start=true "
+                        "--set num_iterations=3 (repeatable)")
+    e.add_argument("--verify-steps", type=int, default=40,
+                   help="simulated steps of the torch controller to check parity on (0: none)")
+    e.add_argument("--no-verify", action="store_true", help="skip the parity checks")
+    e.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
+    e.add_argument("--force", action="store_true", help="overwrite an existing export")
+    e.set_defaults(func=cmd_export)
+
+    d = sub.add_parser(
+        "deploy", help="run an exported controller against a robot at a fixed rate",
+        description="Runs controller.onnx through ONNX Runtime (no torch) at --rate Hz, shows "
+                    "live latency and speed, and writes a JSON report.")
+    d.add_argument("export_dir", help="a folder written by `adapt export`")
+    d.add_argument("--robot", required=True,
+                   help="sim:NAME — the MuJoCo simulation of a built-in robot (cheetah, "
+                        "quadruped)")
+    d.add_argument("--condition", default="healthy",
+                   help="condition of the simulated robot (see `adapt sims list`)")
+    d.add_argument("--switch-at", type=float, default=None, metavar="T",
+                   help="switch to --switch-to after T seconds (state is kept)")
+    d.add_argument("--switch-to", default=None, metavar="COND", help="condition after the switch")
+    d.add_argument("--rate", type=float, default=None,
+                   help="control rate in Hz (default: 1 / the model's control timestep)")
+    d.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
+    d.add_argument("--deadline-ms", type=float, default=None,
+                   help="per-step compute budget (default: 90%% of the period)")
+    d.add_argument("--fast", action="store_true",
+                   help="simulate as fast as possible (one control step per tick, no pacing) "
+                        "instead of in real time")
+    d.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    d.add_argument("--seed", type=int, default=0, help="noise and initial-state seed")
+    d.add_argument("--adapt-before-full", action="store_true",
+                   help="adapt on a partly filled window instead of the prior until M exist")
+    d.add_argument("--safe-action", choices=("shift", "zeros"), default="shift",
+                   help="action for an unusable observation (default: previous plan shifted)")
+    d.add_argument("--out", default=None, help="folder for report.json")
+    d.add_argument("--quiet", action="store_true", help="no live status line")
+    d.set_defaults(func=cmd_deploy)
+
+
+# --------------------------------------------------------------------------------------------
+# export
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. warm_start=true")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import PARITY_TOL, export_checkpoint
+
+    for name in ("candidates", "horizon"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name}={v}: allowed an integer >= 1")
+    if args.verify_steps < 0:
+        raise ValueError(f"--verify-steps={args.verify_steps}: allowed >= 0")
+    t0 = time.perf_counter()
+    result = export_checkpoint(
+        args.checkpoint, args.out, planner=args.planner, num_candidates=args.candidates,
+        horizon=args.horizon, planner_overrides=parse_sets(args.planner_set),
+        verify=not args.no_verify, record_steps=args.verify_steps, seed=args.seed,
+        overwrite=args.force, log=lambda s: print(s, flush=True))
+    for role, g in result.graphs.items():
+        parity = result.parity.get(role, {})
+        figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.items()) or "not checked"
+        print(f"  {g.path}  max abs error vs torch: {figures}")
+    if result.parity:
+        print(f"parity: max abs error {result.max_error:.2g} (tolerance {PARITY_TOL:g})")
+    print(f"wrote {result.out_dir} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# deploy
+# --------------------------------------------------------------------------------------------
+
+
+def _sim_name(robot: str) -> str:
+    if not robot.startswith("sim:") or not robot[4:]:
+        raise ValueError(f"--robot={robot!r}: allowed sim:NAME (the MuJoCo simulation), "
+                         "e.g. sim:cheetah or sim:quadruped")
+    return robot[4:]
+
+
+class _Status:
+    """One status line, rewritten in place a few times a second."""
+
+    def __init__(self, robot: Any, enabled: bool) -> None:
+        self.robot, self.enabled = robot, enabled
+        # On a terminal the line is rewritten in place; in a log, one line per second.
+        self.tty = sys.stdout.isatty()
+        self.last = 0.0
+        self.recent: list[float] = []
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.recent.append(info["latency_s"])
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < (0.25 if self.tty else 1.0):
+            return
+        self.last = now
+        import numpy as np
+
+        lat = np.asarray(self.recent[-200:]) * 1e3
+        m = self.robot.metrics()
+        c = info["counters"]
+        line = (f"t {info['t']:6.2f} s  step {info['tick'] + 1:6d}  latency p50 "
+                f"{np.percentile(lat, 50):6.2f} ms  p99 {np.percentile(lat, 99):6.2f} ms  "
+                f"speed {m['speed']:6.2f} m/s  distance {m['distance']:7.2f} m  misses "
+                f"{c['deadline_misses']}  non-finite {c['nonfinite_obs']}  [{m['condition']}]")
+        print("\r" + line if self.tty else line, end="" if self.tty else "\n", flush=True)
+
+    def close(self) -> None:
+        if self.enabled and self.last and self.tty:
+            print(flush=True)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from export.runtime import ControllerSession, run
+    from export.sim_robot import SimRobot
+
+    name = _sim_name(args.robot)
+    if not (math.isfinite(args.duration) and args.duration > 0):
+        raise ValueError(f"--duration={args.duration}: allowed a number of seconds > 0")
+    if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
+        raise ValueError(f"--rate={args.rate}: allowed a number of Hz > 0")
+    session = ControllerSession(args.export_dir, robot=name, threads=args.threads,
+                                seed=args.seed, adapt_before_full=args.adapt_before_full,
+                                safe_action=args.safe_action)
+    robot = SimRobot(name, args.condition, seed=args.seed, realtime=not args.fast,
+                     switch_at=args.switch_at, switch_to=args.switch_to)
+    rate = args.rate if args.rate is not None else 1.0 / session.control_timestep
+    if abs(rate * session.control_timestep - 1.0) > 1e-6:
+        print(f"warning: --rate {rate:g} Hz differs from the model's control rate "
+              f"{1 / session.control_timestep:g} Hz; its predictions assume "
+              f"{session.control_timestep:g} s steps", file=sys.stderr)
+    deadline = None if args.deadline_ms is None else args.deadline_ms / 1e3
+    planner = session.planner
+    print(f"{session.path}: {session.meta['learner']} for {session.robot_name}, "
+          f"{planner['name']} {planner['num_candidates']} x {planner['horizon']}, M={session.m}; "
+          f"robot sim:{name} [{robot.schedule.label}] at {rate:g} Hz for {args.duration:g} s"
+          f"{' (as fast as possible)' if args.fast else ' (real time)'}", flush=True)
+    status = _Status(robot, not args.quiet)
+    report = run(robot, session, rate, args.duration, deadline_s=deadline, pace=not args.fast,
+                 on_tick=status)
+    status.close()
+    m = report.robot
+    summary = {
+        "export_dir": str(Path(args.export_dir)), "robot": args.robot,
+        "learner": session.meta["learner"], "planner": planner,
+        "schedule": robot.schedule.label, "rate_hz": rate, "duration_s": args.duration,
+        "realtime": not args.fast,
+        "return": m.get("return"), "distance": m.get("distance"),
+        "latency_ms": {"p50": report.latency.p50_ms, "p99": report.latency.p99_ms,
+                       "max": report.latency.max_ms},
+        "deadline_misses": report.deadline_misses, "nonfinite_obs": report.nonfinite_obs,
+        "report": report.to_dict(),
+    }
+    print(f"return {m.get('return', float('nan')):.2f}  distance "
+          f"{m.get('distance', float('nan')):.2f} m  steps {report.steps}  latency p50 "
+          f"{report.latency.p50_ms:.2f} / p99 {report.latency.p99_ms:.2f} / max "
+          f"{report.latency.max_ms:.2f} ms  deadline misses {report.deadline_misses}  "
+          f"non-finite obs {report.nonfinite_obs}  errors "
+          f"{report.session_errors + report.robot_errors}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
+        print(f"wrote {out / 'report.json'}")
+    return 0
+
+
+def _jsonable(x: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, np.generic):
+            return x.item()
+    except ImportError:
+        pass
+    return str(x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m export.cli deploy ...``: the same commands without the rest of ``adapt``,
+    whose parser imports every layer (and so torch) — on a robot only the runtime's
+    dependencies (numpy, onnxruntime; mujoco for ``sim:`` robots) are loaded."""
+    parser = argparse.ArgumentParser(prog="python -m export.cli",
+                                     description="Export and deploy ONNX controllers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
+        print(f"adapt: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

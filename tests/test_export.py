@@ -1,0 +1,221 @@
+"""ONNX export: every graph checked, described by its metadata and equal (≤ 1e-4) to the
+library's torch code in ONNX Runtime, on random inputs and on a trajectory recorded in
+simulation with the torch AdaptiveController."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from export import contract as C
+from export.onnx_export import (
+    PARITY_TOL,
+    export_learner,
+    ort_session,
+    planner_spec,
+    random_feed,
+    read_metadata,
+    record_trajectory,
+    reference_graph,
+    run_session,
+    verify_export,
+)
+from export.testing import tiny_config, tiny_learner
+from sims.families import get_family
+
+# name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,
+# Meta-SGD with two inner steps, warm-started CEM, MPPI with the "mid" fill.
+CASES = {
+    "grbal_rs": (dict(learner="grbal", planner="random_shooting"), {}),
+    "grbal_metasgd_mppi": (dict(learner="grbal", planner="mppi", learn_inner_lr=True,
+                                inner_steps=2), {}),
+    "mbde_mppi": (dict(learner="mbde", planner="mppi", online_steps=2),
+                  {"warm_start_fill": "mid"}),
+    "rebal_lstm_cem": (dict(learner="rebal", planner="cem", cell="lstm"), {"warm_start": True}),
+    "rebal_gru_mppi": (dict(learner="rebal", planner="mppi", cell="gru"), {}),
+    "mb_cem": (dict(learner="mb", planner="cem"), {}),
+}
+GRAPHS = {"grbal": {"dynamics", "adapt_step", "controller"},
+          "mbde": {"dynamics", "adapt_step", "controller"},
+          "rebal": {"dynamics", "encode", "controller"},
+          "mb": {"dynamics", "controller"}}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = {}
+    for name, (kw, overrides) in CASES.items():
+        cfg = tiny_config(**kw)
+        learner = tiny_learner(cfg)
+        if getattr(learner, "inner_lrs", None) is not None:  # distinct per-element rates
+            with torch.no_grad():
+                for p in learner.inner_lrs.values():
+                    p.uniform_(0.002, 0.05, generator=torch.Generator().manual_seed(1))
+        res = export_learner(learner, cfg, tmp_path_factory.mktemp(name),
+                             planner_overrides=overrides, record_steps=14)
+        out[name] = (learner, cfg, res)
+    return out
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_every_graph_matches_torch_on_random_and_recorded_inputs(exports, name):
+    learner, cfg, res = exports[name]
+    assert set(res.parity) == GRAPHS[cfg.learner]
+    for role, errs in res.parity.items():
+        assert set(errs) == {"random", "recorded"}, role
+        for kind, err in errs.items():
+            assert err <= PARITY_TOL, f"{name} {role} {kind}: {err}"
+    manifest = json.loads((res.out_dir / C.MANIFEST_FILE).read_text())
+    assert manifest["parity_max_abs_error"] == res.parity
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_checker_passes_and_metadata_describes_the_graph(exports, name):
+    learner, cfg, res = exports[name]
+    robot = get_family(cfg.family).robot
+    for role, g in res.graphs.items():
+        onnx.checker.check_model(str(g.path), full_check=True)
+        model = onnx.load(str(g.path))
+        meta = {p.key: json.loads(p.value) for p in model.metadata_props}  # all JSON
+        keys = set(C.COMMON_KEYS) | (set(C.CONTROLLER_KEYS) if role == "controller" else set())
+        assert keys <= set(meta), keys - set(meta)
+        assert meta["graph"] == role and meta["format"] == C.FORMAT
+        assert meta["robot"] == "cheetah" and meta["learner"] == cfg.learner
+        assert meta["obs_layout"] == [{"name": p.name, "start": p.start, "size": p.size}
+                                      for p in robot.obs_parts]
+        lo, hi = robot.action_bounds
+        assert meta["action_low"] == lo.tolist() and meta["action_high"] == hi.tolist()
+        assert meta["control_timestep"] == pytest.approx(robot.control_timestep)
+        assert meta["m"] == cfg.m
+        assert meta["planner"]["name"] == cfg.planner.name
+        assert meta["normalizer"]["obs_std"] == pytest.approx(
+            learner.normalizer.obs_std.tolist())
+        sess = ort_session(g.path)
+        for declared, actual in ((meta["inputs"], sess.get_inputs()),
+                                 (meta["outputs"], sess.get_outputs())):
+            assert [d["name"] for d in declared] == [a.name for a in actual]
+            for d, a in zip(declared, actual, strict=True):
+                assert [x if isinstance(x, int) else "N" for x in a.shape] == d["shape"]
+                assert a.type == "tensor(float)" and d["dtype"] == "float32"
+
+
+def test_controller_inputs_follow_learner_and_planner(exports):
+    names = {n: [d["name"] for d in read_metadata(r.graphs["controller"].path)["inputs"]]
+             for n, (_, _, r) in exports.items()}
+    base = [*C.RECENT_INPUTS, C.OBS, C.NOISE]
+    assert names["grbal_rs"] == base
+    assert names["mb_cem"] == base  # CEM without warm start: no prev_plan
+    assert names["rebal_lstm_cem"] == [*base, C.PREV_PLAN]
+    assert names["mbde_mppi"][:7] == [*base, C.PREV_PLAN]
+    state = names["mbde_mppi"][7:]
+    learner = exports["mbde_mppi"][0]
+    assert state == [C.STATE_IN_PREFIX + k for k, _ in learner.model.named_parameters()]
+    meta = read_metadata(exports["rebal_lstm_cem"][2].graphs["controller"].path)
+    assert meta["noise"]["shape"] == [2, 8, 3, 6] and meta["noise"]["distribution"] == "normal"
+    meta = read_metadata(exports["grbal_rs"][2].graphs["controller"].path)
+    assert meta["noise"]["shape"] == [8, 3, 6] and meta["noise"]["distribution"] == "uniform"
+
+
+def test_all_zero_mask_returns_the_prior_and_masked_rows_are_ignored(exports):
+    learner, cfg, res = exports["grbal_rs"]
+    sess = ort_session(res.graphs["adapt_step"].path)
+    meta = read_metadata(res.graphs["adapt_step"].path)
+    rng = np.random.default_rng(3)
+    feed = random_feed(meta, rng, mask=np.zeros(cfg.m, np.float32))
+    out = run_session(sess, feed)
+    for k, v in learner.model.named_parameters():
+        np.testing.assert_array_equal(out[C.ADAPTED_PREFIX + k], v.detach().numpy())
+    # Rows with mask 0 may hold anything, NaN included: the result equals zeros there.
+    mask = np.array([0, 0, 1, 1], np.float32)
+    feed = random_feed(meta, rng, mask=mask)
+    clean = run_session(sess, feed)
+    for k in C.RECENT_INPUTS[:3]:
+        feed[k][:2] = np.nan
+    dirty = run_session(sess, feed)
+    for k, v in clean.items():
+        np.testing.assert_array_equal(dirty[k], v)
+    # ... and equals adapting on the valid rows only (the library on a 2-row window).
+    want = reference_graph("adapt_step", learner, None, None, feed)  # type: ignore[arg-type]
+    for k, v in want.items():
+        np.testing.assert_allclose(dirty[k], v, atol=PARITY_TOL)
+
+
+def test_parity_check_detects_a_different_model(exports, tmp_path):
+    learner, cfg, res = exports["grbal_rs"]
+    spec = planner_spec(cfg.planner, get_family(cfg.family).robot)
+    twin = tiny_learner(cfg)
+    with torch.no_grad():
+        for p in twin.model.parameters():
+            p.add_(0.05)
+    errs = verify_export(res.out_dir, twin, cfg, spec, record_steps=0)
+    assert errs["dynamics"]["random"] > 100 * PARITY_TOL
+    assert errs["adapt_step"]["random"] > 100 * PARITY_TOL
+
+
+def test_recorded_trajectory_comes_from_the_simulator(exports):
+    learner, cfg, res = exports["rebal_gru_mppi"]
+    spec = planner_spec(cfg.planner, get_family(cfg.family).robot)
+    steps = record_trajectory(learner, cfg, spec, steps=10, seed=1)
+    assert len(steps) == 10
+    masks = np.array([s.feed[C.RECENT_MASK].sum() for s in steps])
+    assert (masks[:cfg.m] == 0).all() and (masks[cfg.m:] == cfg.m).all()  # prior until M
+    obs = np.array([s.feed[C.OBS] for s in steps])
+    assert np.isfinite(obs).all() and np.ptp(obs, axis=0).max() > 1e-3  # the robot moved
+    window = steps[-1].feed
+    np.testing.assert_array_equal(window[C.RECENT_NEXT_OBS][-1], steps[-1].feed[C.OBS])
+    np.testing.assert_array_equal(window[C.RECENT_OBS][1:], window[C.RECENT_NEXT_OBS][:-1])
+
+
+def test_bad_planner_settings_are_refused():
+    robot = get_family("cheetah-cripple").robot
+    base = tiny_config().planner
+    with pytest.raises(ValueError, match="unknown planner 'lqr'|planner='lqr'"):
+        planner_spec(base, robot, name="lqr")
+    with pytest.raises(ValueError, match="warmstart.*allowed"):
+        planner_spec(base, robot, name="mppi", overrides={"warmstart": True})
+    with pytest.raises(ValueError, match="horizon"):
+        planner_spec(base, robot, horizon=0)
+
+
+def test_export_refuses_to_overwrite(exports):
+    learner, cfg, res = exports["mb_cem"]
+    with pytest.raises(FileExistsError, match="--force"):
+        export_learner(learner, cfg, res.out_dir, verify=False)
+
+
+def test_cli_train_export_deploy(tmp_path: Path, capsys):
+    from adaptive_control.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--quiet"]) == 0
+    out = tmp_path / "onnx"
+    assert main(["export", str(run), "--out", str(out), "--planner", "mppi",
+                 "--candidates", "12", "--horizon", "4", "--verify-steps", "12"]) == 0
+    text = capsys.readouterr().out
+    assert "parity: max abs error" in text
+    manifest = json.loads((out / C.MANIFEST_FILE).read_text())
+    assert manifest["planner"]["num_candidates"] == 12 and manifest["planner"]["horizon"] == 4
+    assert max(v for d in manifest["parity_max_abs_error"].values()
+               for v in d.values()) <= PARITY_TOL
+    rep = tmp_path / "report"
+    assert main(["deploy", str(out), "--robot", "sim:cheetah", "--duration", "0.4", "--fast",
+                 "--switch-at", "0.2", "--switch-to", "disabled:bthigh", "--quiet",
+                 "--out", str(rep)]) == 0
+    report = json.loads((rep / "report.json").read_text())
+    for key in ("return", "distance", "deadline_misses", "nonfinite_obs"):
+        assert key in report
+    assert set(report["latency_ms"]) == {"p50", "p99", "max"}
+    assert report["report"]["steps"] == 40
+    assert "disabled(bthigh)" in report["schedule"]
+    # An artifact for the cheetah is refused for the quadruped, naming both.
+    capsys.readouterr()
+    assert main(["deploy", str(out), "--robot", "sim:quadruped", "--duration", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "'cheetah'" in err and "'quadruped'" in err
+    assert main(["deploy", str(out), "--robot", "cheetah", "--duration", "0.1"]) == 2
+    assert "sim:NAME" in capsys.readouterr().err

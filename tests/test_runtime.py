@@ -1,0 +1,466 @@
+"""The deployment runtime: numpy + onnxruntime only, validation at load, the recent window,
+safe actions for bad observations, deadline misses, the fixed-rate loop and the simulated
+robot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from export import contract as C
+from export.onnx_export import export_learner
+from export.runtime import (
+    ArtifactError,
+    ControllerSession,
+    ObservationError,
+    TransitionBuffer,
+    _Watchdog,
+    run,
+)
+from export.testing import tiny_config, tiny_learner
+
+ROOT = Path(__file__).resolve().parents[1]
+OBS_DIM, ACT_DIM = 17, 6
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """GrBAL + MPPI (prev_plan input) and MB+DE + random shooting (carried state)."""
+    out = {}
+    for name, kw in (("grbal_mppi", dict(learner="grbal", planner="mppi")),
+                     ("mbde_rs", dict(learner="mbde", planner="random_shooting"))):
+        cfg = tiny_config(**kw)
+        learner = tiny_learner(cfg)
+        res = export_learner(learner, cfg, tmp_path_factory.mktemp(name), verify=False)
+        out[name] = (learner, cfg, res.out_dir)
+    return out
+
+
+@pytest.fixture
+def grbal_dir(artifacts) -> Path:
+    return artifacts["grbal_mppi"][2]
+
+
+class ScriptedRobot:
+    """A toy plant with the cheetah's sizes; misbehaves on request at given ticks."""
+
+    def __init__(self, obs_dim: int = OBS_DIM, nan_at: tuple[int, ...] = (),
+                 wrong_size_at: tuple[int, ...] = (), raise_at: tuple[int, ...] = (),
+                 act_raise_at: tuple[int, ...] = ()) -> None:
+        self.obs_dim, self.nan_at, self.wrong_size_at = obs_dim, nan_at, wrong_size_at
+        self.raise_at, self.act_raise_at = raise_at, act_raise_at
+        self.actions: list[np.ndarray] = []
+
+    def reset(self) -> np.ndarray:
+        self.t, self.x = 0, np.linspace(-0.5, 0.5, self.obs_dim)
+        return self.x.copy()
+
+    def observe(self) -> np.ndarray:
+        if self.t in self.raise_at:
+            raise OSError("sensor timeout")
+        if self.t in self.nan_at:
+            bad = self.x.copy()
+            bad[3] = np.nan
+            return bad
+        if self.t in self.wrong_size_at:
+            return self.x[:-1].copy()
+        return self.x.copy()
+
+    def act(self, action: np.ndarray) -> None:
+        self.t += 1
+        if self.t in self.act_raise_at:
+            raise OSError("bus error")
+        self.actions.append(np.asarray(action, float).copy())
+        self.x = 0.95 * self.x + 0.05 * np.resize(action, self.obs_dim)
+
+    def metrics(self) -> dict:
+        return {"ticks": self.t}
+
+
+# --------------------------------------------------------------------------------------------
+# No torch
+# --------------------------------------------------------------------------------------------
+
+
+def test_runtime_runs_without_torch(grbal_dir):
+    """A fresh interpreter where importing torch (or mujoco, sims, onnx, the training
+    package) raises: load, step, run the loop — and torch never appears in sys.modules."""
+    script = textwrap.dedent(f"""
+        import importlib.abc, json, sys
+        BLOCKED = {{"torch", "mujoco", "sims", "onnx", "adaptive_control", "dm_env",
+                    "dm_control", "onnxscript"}}
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in BLOCKED:
+                    raise ImportError(f"blocked import of {{name}}")
+                return None
+        sys.meta_path.insert(0, Block())
+        import numpy as np
+        from export.runtime import ControllerSession, run
+        s = ControllerSession({str(grbal_dir)!r}, robot="cheetah")
+        a = s.step(np.zeros({OBS_DIM}))
+        class R:
+            def reset(self): return np.zeros({OBS_DIM})
+            def observe(self): return np.full({OBS_DIM}, 0.1)
+            def act(self, action): pass
+        rep = run(R(), s, rate_hz=200, duration_s=0.1)
+        print(json.dumps({{"action": a.tolist(), "steps": rep.steps,
+                          "torch": "torch" in sys.modules,
+                          "blocked_loaded": sorted(m for m in sys.modules
+                                                   if m.split(".")[0] in BLOCKED)}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False and out["blocked_loaded"] == []
+    assert out["steps"] == 20 and len(out["action"]) == ACT_DIM
+
+
+def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
+    """``python -m export.cli deploy`` with the simulated robot, torch import blocked."""
+    script = textwrap.dedent(f"""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in {{"torch", "adaptive_control", "dm_env", "dm_control"}}:
+                    raise ImportError(f"blocked import of {{name}}")
+                return None
+        sys.meta_path.insert(0, Block())
+        from export.cli import main
+        rc = main(["deploy", {str(grbal_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
+                   "--fast", "--quiet", "--out", {str(tmp_path)!r}])
+        assert "torch" not in sys.modules
+        sys.exit(rc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["report"]["steps"] == 20 and report["nonfinite_obs"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Validation at load
+# --------------------------------------------------------------------------------------------
+
+
+def _rewrite_metadata(src: Path, dst: Path, edit) -> Path:
+    shutil.copytree(src, dst)
+    path = dst / C.CONTROLLER_FILE
+    model = onnx.load(str(path))
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    edit(meta)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    onnx.save(model, str(path))
+    return dst
+
+
+def test_missing_folder_and_file_are_refused(tmp_path):
+    with pytest.raises(ArtifactError, match="no such folder"):
+        ControllerSession(tmp_path / "nope")
+    (tmp_path / "dynamics.onnx").write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"controller\.onnx: missing.*dynamics\.onnx"):
+        ControllerSession(tmp_path)
+
+
+def test_corrupt_file_is_refused(tmp_path):
+    (tmp_path / C.CONTROLLER_FILE).write_bytes(b"not an onnx model")
+    with pytest.raises(ArtifactError, match="ONNX Runtime cannot load it"):
+        ControllerSession(tmp_path)
+
+
+def test_missing_metadata_is_refused(grbal_dir, tmp_path):
+    d = _rewrite_metadata(grbal_dir, tmp_path / "x", lambda m: m.pop("noise"))
+    with pytest.raises(ArtifactError, match=r"missing key\(s\) \['noise'\]"):
+        ControllerSession(d)
+    d = _rewrite_metadata(grbal_dir, tmp_path / "y", lambda m: m.clear())
+    with pytest.raises(ArtifactError, match="missing key"):
+        ControllerSession(d)
+
+
+def test_wrong_shapes_are_refused(grbal_dir, tmp_path):
+    def obs18(m):
+        m["inputs"][4]["shape"] = [18]
+
+    d = _rewrite_metadata(grbal_dir, tmp_path / "a", obs18)
+    with pytest.raises(ArtifactError, match=r"input 'obs' has shape \[17\].*declares \[18\]"):
+        ControllerSession(d)
+
+    def dim18(m):
+        m["obs_dim"] = 18
+
+    d = _rewrite_metadata(grbal_dir, tmp_path / "b", dim18)
+    with pytest.raises(ArtifactError, match=r"recent_obs has shape \[4, 17\], expected \[4, 18\]"):
+        ControllerSession(d)
+
+    def bounds(m):
+        m["action_low"] = m["action_low"][:-1]
+
+    d = _rewrite_metadata(grbal_dir, tmp_path / "c", bounds)
+    with pytest.raises(ArtifactError, match="action_low has 5 values, expected act_dim=6"):
+        ControllerSession(d)
+
+    def renamed(m):
+        m["inputs"][5]["name"] = "noise_in"
+
+    d = _rewrite_metadata(grbal_dir, tmp_path / "d", renamed)
+    with pytest.raises(ArtifactError, match="missing from the graph: \\['noise_in'\\]"):
+        ControllerSession(d)
+
+
+def test_artifact_for_another_robot_is_refused(grbal_dir, tmp_path):
+    with pytest.raises(ArtifactError, match="exported for robot 'cheetah', not 'quadruped'"):
+        ControllerSession(grbal_dir, robot="quadruped")
+    d = _rewrite_metadata(grbal_dir, tmp_path / "v", lambda m: m.update(format_version=99))
+    with pytest.raises(ArtifactError, match="format_version=99"):
+        ControllerSession(d)
+
+
+# --------------------------------------------------------------------------------------------
+# Window, safety and deadlines
+# --------------------------------------------------------------------------------------------
+
+
+def test_transition_buffer_keeps_the_newest_last():
+    b = TransitionBuffer(3, 2, 1)
+    for i in range(4):
+        b.push(np.full(2, i), np.full(1, 10 + i), np.full(2, i + 1))
+        assert b.mask.tolist() == [0.0] * max(0, 2 - i) + [1.0] * min(3, i + 1)
+    assert b.full and b.obs[:, 0].tolist() == [1, 2, 3] and b.act[:, 0].tolist() == [11, 12, 13]
+    b.clear()
+    assert b.count == 0 and not b.mask.any()
+
+
+def test_window_prior_until_full_then_adapts(grbal_dir):
+    s = ControllerSession(grbal_dir)
+    feeds = []
+    for i in range(s.m + 2):
+        feeds.append(s.begin(np.full(OBS_DIM, 0.01 * i)))
+        s.finish(s.compute(feeds[-1]))
+    masks = [f[C.RECENT_MASK].sum() for f in feeds]
+    assert masks[:s.m] == [0] * s.m and masks[s.m:] == [s.m, s.m]
+    last = feeds[-1]
+    # the newest transition ends at the observation being planned from
+    np.testing.assert_array_equal(last[C.RECENT_NEXT_OBS][-1], last[C.OBS])
+    np.testing.assert_allclose(last[C.RECENT_OBS][0], np.full(OBS_DIM, 0.01), rtol=1e-6)
+    s2 = ControllerSession(grbal_dir, adapt_before_full=True)
+    f0 = s2.begin(np.zeros(OBS_DIM))
+    s2.finish(s2.compute(f0))
+    f1 = s2.begin(np.ones(OBS_DIM))
+    assert f0[C.RECENT_MASK].sum() == 0 and f1[C.RECENT_MASK].tolist() == [0, 0, 0, 1]
+
+
+def test_nonfinite_observation_gets_the_shifted_plan_and_never_enters_the_window(grbal_dir):
+    s = ControllerSession(grbal_dir)
+    for i in range(6):
+        s.step(np.full(OBS_DIM, 0.1 * i))
+    plan = s.plan.copy()
+    count = s.buffer.count
+    bad = np.full(OBS_DIM, 0.3)
+    bad[2] = np.inf
+    a = s.step(bad)
+    np.testing.assert_array_equal(a, plan[1])  # previous plan shifted by one
+    assert s.counters["nonfinite_obs"] == 1
+    assert s.buffer.count == count and np.isfinite(s.buffer.obs).all()
+    s.step(np.full(OBS_DIM, 0.7))  # the transition into the bad observation is dropped too
+    assert s.buffer.count == count
+    s.step(np.full(OBS_DIM, 0.8))
+    assert s.buffer.count == min(count + 1, s.m)
+    assert np.isfinite(s.buffer.next_obs).all()
+    z = ControllerSession(grbal_dir, safe_action="zeros")
+    z.step(np.zeros(OBS_DIM))
+    np.testing.assert_array_equal(z.step(np.full(OBS_DIM, np.nan)), np.zeros(ACT_DIM))
+    assert z.step(np.zeros(OBS_DIM - 1)).shape == (ACT_DIM,)
+    assert z.counters["bad_shape_obs"] == 1
+
+
+class SlowSession(ControllerSession):
+    """A session whose graph takes ``delay`` seconds at the steps listed in ``slow_at``."""
+
+    def __init__(self, *a, delay: float = 0.05, slow_at: tuple[int, ...] = (), **kw) -> None:
+        super().__init__(*a, **kw)
+        self.delay, self.slow_at, self.calls = delay, slow_at, 0
+
+    def compute(self, feed, deadline=None):
+        self.calls += 1
+        if self.calls in self.slow_at:
+            time.sleep(self.delay)
+        return super().compute(feed, deadline)
+
+
+def test_deadline_miss_executes_the_shifted_plan(grbal_dir):
+    s = SlowSession(grbal_dir, slow_at=(4,), delay=0.03)
+    for i in range(3):
+        s.step(np.full(OBS_DIM, 0.1 * i), deadline=time.perf_counter() + 1.0)
+    plan = s.plan.copy()
+    a = s.step(np.full(OBS_DIM, 0.3), deadline=time.perf_counter() + 0.01)
+    np.testing.assert_array_equal(a, plan[1])
+    np.testing.assert_array_equal(s.plan[0], plan[1])  # the shifted plan is now current
+    assert s.counters["deadline_misses"] == 1 and s.counters["graph_actions"] == 3
+    # The next step warm-starts MPPI from the shifted plan.
+    feed = s.begin(np.full(OBS_DIM, 0.4))
+    np.testing.assert_array_equal(feed[C.PREV_PLAN], s.plan)
+
+
+def test_watchdog_sets_terminate_at_the_deadline_only():
+    w = _Watchdog()
+    try:
+        ro = ort.RunOptions()
+        w.arm(ro, time.perf_counter() + 0.02)
+        time.sleep(0.1)
+        assert ro.terminate
+        ro2 = ort.RunOptions()
+        w.arm(ro2, time.perf_counter() + 0.05)
+        w.disarm()
+        time.sleep(0.1)
+        assert not ro2.terminate
+    finally:
+        w.close()
+
+
+def test_run_counts_misses_bad_observations_and_errors_without_crashing(grbal_dir):
+    s = SlowSession(grbal_dir, slow_at=(5, 6), delay=0.04)
+    robot = ScriptedRobot(nan_at=(8,), wrong_size_at=(10,), raise_at=(12,), act_raise_at=(14,))
+    rep = run(robot, s, rate_hz=100, duration_s=0.3)
+    assert rep.steps == 30 and not rep.interrupted
+    assert rep.deadline_misses == 2
+    assert rep.nonfinite_obs == 1 and rep.bad_shape_obs == 1
+    assert rep.robot_errors == 2 and "robot.act" in (rep.last_error or "")
+    assert rep.graph_actions == 30 - 2 - 1 - 1 - 1
+    assert rep.latency.n == 30 and rep.latency.p50_ms <= rep.latency.p99_ms <= rep.latency.max_ms
+    assert rep.robot == {"ticks": 30}
+    assert all(np.isfinite(a).all() and a.shape == (ACT_DIM,) for a in robot.actions)
+
+
+def test_session_errors_are_counted_and_replaced(grbal_dir):
+    class Broken(ControllerSession):
+        def compute(self, feed, deadline=None):
+            raise RuntimeError("ORT exploded")
+
+    s = Broken(grbal_dir)
+    rep = run(ScriptedRobot(), s, rate_hz=500, duration_s=0.02, pace=False)
+    assert rep.session_errors == rep.steps == 10 and "ORT exploded" in rep.last_error
+    assert rep.graph_actions == 0
+
+
+def test_wrong_observation_size_is_refused_before_the_first_step(grbal_dir):
+    robot = ScriptedRobot(obs_dim=OBS_DIM + 1)
+    with pytest.raises(ObservationError, match=r"shape \(18,\).*expects \(17,\)"):
+        run(robot, ControllerSession(grbal_dir), rate_hz=100, duration_s=0.1)
+    assert robot.actions == []
+
+
+def test_bad_run_arguments_are_refused(grbal_dir):
+    s = ControllerSession(grbal_dir)
+    with pytest.raises(ValueError, match="rate_hz"):
+        run(ScriptedRobot(), s, rate_hz=0, duration_s=1)
+    with pytest.raises(ValueError, match="duration_s"):
+        run(ScriptedRobot(), s, rate_hz=10, duration_s=float("nan"))
+    with pytest.raises(ValueError, match="safe_action"):
+        ControllerSession(Path("unused"), safe_action="brake")
+
+
+def test_run_holds_the_rate(grbal_dir):
+    t0 = time.perf_counter()
+    rep = run(ScriptedRobot(), ControllerSession(grbal_dir), rate_hz=50, duration_s=0.4)
+    elapsed = time.perf_counter() - t0
+    assert rep.steps == 20 and 0.35 < elapsed < 1.0
+    assert rep.deadline_misses == 0 or rep.deadline_misses < 3  # a loaded CI box may hiccup
+
+
+def test_threads_are_not_left_running(grbal_dir):
+    before = threading.active_count()
+    s = ControllerSession(grbal_dir)
+    s.step(np.zeros(OBS_DIM), deadline=time.perf_counter() + 1)
+    s.close()
+    time.sleep(0.05)
+    assert threading.active_count() == before
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime vs the torch controller, closed loop in the simulator
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["grbal_mppi", "mbde_rs"])
+def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name):
+    """Same noise draws, same observations: the runtime's actions equal the torch
+    AdaptiveController's over a whole episode (window filling, MB+DE state, MPPI warm
+    start all handled by the runtime)."""
+    from adaptive_control.controller import AdaptiveController
+    from adaptive_control.planners import make_planner
+    from export.sim_robot import SimRobot
+    from sims.rewards import task_reward
+
+    learner, cfg, out = artifacts[name]
+    robot = SimRobot("cheetah", "disabled:bthigh", seed=3)
+    lo, hi = robot.robot.action_bounds
+    s = ControllerSession(out, robot="cheetah")
+    planner = make_planner(cfg.planner.name, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32), **cfg.planner.planner_kwargs())
+    ctrl = AdaptiveController(learner, planner, task_reward(robot.robot), m=cfg.m, seed=5)
+    obs = robot.reset()
+    worst = 0.0
+    for _ in range(3 * cfg.m):
+        gen = torch.Generator()
+        gen.set_state(ctrl.generator.get_state())
+        draw = torch.rand if s.uniform_noise else torch.randn
+        s._noise = draw(s.noise_shape, generator=gen, dtype=torch.float32).numpy()
+        a_rt = s.step(obs)
+        a_torch = ctrl(obs.astype(np.float32))
+        worst = max(worst, float(np.max(np.abs(a_rt - a_torch))))
+        robot.act(a_torch)
+        obs = robot.observe()
+    assert worst <= 1e-4
+    assert s.counters["graph_actions"] == 3 * cfg.m
+
+
+# --------------------------------------------------------------------------------------------
+# The simulated robot
+# --------------------------------------------------------------------------------------------
+
+
+def test_sim_robot_switches_condition_and_keeps_state():
+    from export.sim_robot import SimRobot
+
+    r = SimRobot("cheetah", "healthy", seed=0, switch_at=0.05, switch_to="disabled:bthigh")
+    obs = r.reset()
+    assert obs.shape == (r.obs_dim,) and r.metrics()["condition"] == "healthy"
+    for _ in range(5):
+        r.act(np.ones(r.act_dim))
+    before = r.observe()
+    r.act(np.ones(r.act_dim))
+    m = r.metrics()
+    assert m["condition"] == "disabled(bthigh)" and m["sim_steps"] == 6
+    assert np.abs(r.observe()[:8] - before[:8]).max() < 0.1  # positions continue
+    assert set(m) >= {"return", "distance", "speed", "diverged"}
+    with pytest.raises(ValueError, match="action holds NaN"):
+        r.act(np.full(r.act_dim, np.nan))
+    with pytest.raises(ValueError, match="give both"):
+        SimRobot("cheetah", switch_at=1.0)
+    with pytest.raises(ValueError, match="bthigh2"):
+        SimRobot("cheetah", "disabled:bthigh2")
+
+
+def test_sim_robot_realtime_follows_the_wall_clock():
+    from export.sim_robot import SimRobot
+
+    r = SimRobot("cheetah", realtime=True)
+    r.reset()
+    time.sleep(0.1)
+    r.observe()
+    assert 8 <= r.metrics()["sim_steps"] <= 30  # ~10 control steps of 0.01 s
