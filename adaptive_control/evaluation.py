@@ -130,7 +130,9 @@ class Episode:
     diverged: bool
     latency_ms_p50: float
     latency_ms_p99: float
-    pred_error_k: float  # mean k-step prediction error along the episode (NaN if no model)
+    # median k-step prediction error along the episode (NaN without a model); the median
+    # because a single diverging open-loop prediction would otherwise swamp the episode
+    pred_error_k: float
     recovery_s: float | None  # only for switch scenarios; None = never recovered
     switch_step: int | None
     speed: list[float] = field(default_factory=list)
@@ -232,7 +234,7 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
         mean_speed=float(np.mean(speed)) if speed else 0.0, steps=len(act_hist),
         diverged=env.diverged, latency_ms_p50=float(np.median(lat)),
         latency_ms_p99=float(np.percentile(lat, 99)),
-        pred_error_k=float(np.mean(pe)) if len(pe) else math.nan,
+        pred_error_k=float(np.median(pe)) if len(pe) else math.nan,
         recovery_s=recovery, switch_step=switch_step, speed=speed, reward=rewards,
         pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)), qpos=qpos,
         segment=segment,

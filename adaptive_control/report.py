@@ -35,6 +35,8 @@ def aggregate(episodes: list[Episode]) -> list[dict[str, Any]]:
 
         rec = [ep.recovery_s for ep in eps if ep.switch_step is not None]
         never = sum(r is None for r in rec)
+        # NaN: the robot was not moving forward before the switch, nothing to recover to
+        undefined = sum(r is not None and math.isnan(r) for r in rec)
         rows.append({
             "scenario": scenario, "method": method, "seeds": len(eps),
             "return": stat([e.ret for e in eps]),
@@ -42,10 +44,25 @@ def aggregate(episodes: list[Episode]) -> list[dict[str, Any]]:
             "pred_error_k": stat([e.pred_error_k for e in eps]),
             "latency_ms": stat([e.latency_ms_p50 for e in eps]),
             "recovery_s": stat([r for r in rec if r is not None]) if rec else (math.nan, math.nan),
-            "recovered": f"{len(rec) - never}/{len(rec)}" if rec else "",
+            "recovered": (f"{len(rec) - never - undefined}/{len(rec) - undefined}"
+                          + (f" ({undefined} n/a)" if undefined else "")) if rec else "",
             "diverged": sum(e.diverged for e in eps),
         })
     return rows
+
+
+def episodes_from_results(path: Path) -> tuple[list[Episode], dict[str, Any]]:
+    """Rebuild episodes (without joint positions) from a report's results.json."""
+    res = json.loads(Path(path).read_text())
+    traces = {(t["method"], t["scenario"], t["seed"]): t for t in res["traces"]}
+    eps = []
+    for e in res["episodes"]:
+        t = traces[(e["method"], e["scenario"], e["seed"])]
+        pe = [v for v in t["pred_error"] if v is not None]
+        e = dict(e, speed=t["speed"], pred_error_t=t["pred_error_t"], pred_error=t["pred_error"])
+        e["pred_error_k"] = float(np.median(pe)) if pe else math.nan
+        eps.append(Episode(**e))
+    return eps, res["meta"]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -94,6 +111,22 @@ def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
         if v is not None:
             files["video"] = v
     return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m adaptive_control.report DIR [--dt S]``: rebuild a report from results.json."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("folder")
+    a = p.parse_args(argv)
+    eps, meta = episodes_from_results(Path(a.folder) / "results.json")
+    from sims.robots import get_robot
+
+    dt = get_robot(meta["robot"]).control_timestep
+    write_report(Path(a.folder), eps, meta, dt, video=False)
+    print((Path(a.folder) / "summary.md").read_text().split("\n\n![")[0])
+    return 0
 
 
 def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
@@ -227,3 +260,7 @@ def render_videos(out: Path, episodes: list[Episode], robot_name: str,
 
 def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in s).strip("_")[:60]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

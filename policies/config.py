@@ -51,7 +51,7 @@ class DistillConfig:
     """DAgger from the adaptive-MPC teacher."""
 
     #: The teacher: an `adapt train` checkpoint of the same family.
-    teacher: str = "/work/runs/grbal_small/checkpoint.pt"
+    teacher: str = "runs/grbal/checkpoint.pt"
     #: Probability of executing the teacher's action in round 0 (1 = pure teacher rollouts).
     beta0: float = 1.0
     #: beta in round i is beta0 * beta_decay**i (per-step mixture of teacher and student).
