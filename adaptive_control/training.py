@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import csv
 import json
 import math
 import os
@@ -35,6 +34,7 @@ from adaptive_control.config import TrainConfig, config_from_json
 from adaptive_control.controller import AdaptiveController
 from adaptive_control.data import WindowSampler, split_trajectories
 from adaptive_control.learners import Learner, make_learner
+from adaptive_control.metrics_log import append_csv, tensorboard_writer
 from adaptive_control.normalizer import Normalizer
 from adaptive_control.planners import make_planner
 from sims.collect import collect_closed_loop, collect_open_loop
@@ -225,8 +225,8 @@ def _train_locked(cfg: TrainConfig, out: Path, family: TaskFamily, learner: Lear
     # between writing the checkpoint and appending the row).
     (out / METRICS).unlink(missing_ok=True)
     for row in state.metrics:
-        _append_csv(out / METRICS, row)
-    writer = _tensorboard(out / "tb")
+        append_csv(out / METRICS, row)
+    writer = tensorboard_writer(out / "tb")
 
     done_this_call = 0
     for it in range(state.iteration, cfg.iterations):
@@ -263,7 +263,7 @@ def _train_locked(cfg: TrainConfig, out: Path, family: TaskFamily, learner: Lear
             "torch_rng": torch.get_rng_state(), "metrics": json.dumps(state.metrics),
             "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
         })
-        _append_csv(out / METRICS, row)
+        append_csv(out / METRICS, row)
         if writer is not None:
             for k, v in row.items():
                 if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
@@ -326,20 +326,3 @@ def _mean_return(data: Dataset, family: TaskFamily) -> float:
     r = fn(data.obs[:, :-1].astype(np.float64), data.act.astype(np.float64),
            data.obs[:, 1:].astype(np.float64))
     return float(r.sum(axis=1).mean())
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional: metrics.csv always has the figures
-        return None
-    return SummaryWriter(str(path))

@@ -11,6 +11,7 @@ PRESET=${PRESET:-small}
 SEEDS=${SEEDS:-3}
 STEPS=${STEPS:-500}
 ADAPT=${ADAPT:-adapt}
+FAMILIES=${FAMILIES:-"cheetah-cripple cheetah-terrain quadruped-leg-failure"}
 mkdir -p "$OUT/runs"
 
 train() {  # family learner
@@ -22,7 +23,7 @@ train() {  # family learner
   fi
 }
 
-for family in cheetah-cripple cheetah-terrain quadruped-leg-failure; do
+for family in $FAMILIES; do
   for learner in grbal rebal mb; do
     train "$family" "$learner"
   done

@@ -17,7 +17,6 @@ data is saved before fitting, so ``--resume`` continues a killed run where it st
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import math
 import time
@@ -29,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.metrics_log import append_csv, tensorboard_writer
 from policies.config import PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
@@ -295,8 +295,8 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     # The checkpoint is the source of truth: rebuild the CSV from it.
     (out / METRICS).unlink(missing_ok=True)
     for row in metrics:
-        _append_csv(out / METRICS, row)
-    writer = _tensorboard(out / "tb")
+        append_csv(out / METRICS, row)
+    writer = tensorboard_writer(out / "tb")
 
     done = 0
     for it in range(iteration, cfg.iterations):
@@ -316,7 +316,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
             "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
             "control_timestep": family.robot.control_timestep,
         })
-        _append_csv(out / METRICS, row)
+        append_csv(out / METRICS, row)
         if writer is not None:
             for k, v in row.items():
                 if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
@@ -332,20 +332,3 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     if writer is not None:
         writer.close()
     return ckpt_path
-
-
-def _append_csv(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
-
-
-def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional: metrics.csv always has the figures
-        return None
-    return SummaryWriter(str(path))

@@ -15,7 +15,7 @@ import numpy as np
 COLUMN_WIDTH = 0.1  # m between heightfield columns
 N_COLUMNS = 1000  # 100 m of track: a fast cheetah covers ~50 m in a 10 s episode
 START_X = -5.0  # the track begins 5 m behind the robot's start
-FLAT_RUN_IN = 3.0  # m of flat ground in front of the start before the first feature
+FLAT_RUN_IN = 0.5  # m of flat ground ahead of the start: features are under the front feet early
 
 PROFILES = ("hill", "basin", "gentle", "steep")
 
