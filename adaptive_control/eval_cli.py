@@ -36,6 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     q.add_argument("--seeds", type=int, default=2)
     q.add_argument("--episode-steps", type=int, default=500)
+    q.add_argument("--preset", default="small", choices=["small", "tiny"],
+                   help="meta-training preset (tiny: seconds, for a smoke test)")
+    q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     q.set_defaults(func=cmd_quickstart)
 
 
@@ -130,17 +133,20 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from adaptive_control.training import learner_from_checkpoint, train
     from sims.families import get_family
 
+    if args.seeds < 1 or args.episode_steps <= 300:
+        raise ValueError(f"--seeds={args.seeds}, --episode-steps={args.episode_steps}: need "
+                         "seeds >= 1 and more than 300 steps (the switch is at 3 s)")
     t0 = time.perf_counter()
     out = _prepare_out(args.out, args.overwrite)
     family = get_family("cheetah-cripple")
     runs = {}
     for learner in ("grbal", "mb"):
-        cfg = load_config(preset="small", overrides=[f"learner='{learner}'"])
-        print(f"\n== meta-training {learner} (small preset) ==", flush=True)
+        cfg = load_config(preset=args.preset, overrides=[f"learner='{learner}'"])
+        print(f"\n== meta-training {learner} ({args.preset} preset) ==", flush=True)
         runs[learner] = train(cfg, out / "runs" / learner)
 
     print("\n== prediction error on the held-out back thigh ==", flush=True)
-    data = heldout_data(family, "test", 3, 300, seed=1234)
+    data = heldout_data(family, "test", 3, 300 if args.preset == "small" else 60, seed=1234)
     scale = reference_scale(family)
     model_rows = {}
     for name, path in runs.items():
@@ -156,7 +162,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     scenarios = scenarios_for(family, ["fixed", "switch"])
     seeds = list(range(args.seeds))
     episodes = evaluate(methods, family, scenarios, seeds, args.episode_steps,
-                        default_workers(), video_episodes=1)
+                        args.workers or default_workers(), video_episodes=1)
     meta = _meta(family, methods, scenarios, seeds, args.episode_steps, 10)
     write_report(out, episodes, meta, family.robot.control_timestep, video=True,
                  robot=family.robot.name)
@@ -168,7 +174,8 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
                      f"{a[10].mean:.4f} |")
     with open(out / "summary.md", "a") as f:
         f.write("\n".join(lines) + "\n")
-    export_line = _quickstart_export(runs["grbal"], out)
+    export_line = _quickstart_export(runs["grbal"], out,
+                                     steps=500 if args.preset == "small" else 50)
     elapsed = time.perf_counter() - t0
     print("\n" + "=" * 78)
     print(f"adapt quickstart: done in {elapsed / 60:.1f} min; report in {out}/")
@@ -181,10 +188,10 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quickstart_export(checkpoint: Path, out: Path) -> str:
+def _quickstart_export(checkpoint: Path, out: Path, steps: int) -> str:
     """Export the controller and run it through ONNX Runtime, when the export layer exists."""
     try:
         from export.quickstart import export_and_check
     except ImportError:
         return ""
-    return export_and_check(checkpoint, out / "export")
+    return export_and_check(checkpoint, out / "export", steps=steps)

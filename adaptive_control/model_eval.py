@@ -49,14 +49,16 @@ def reference_scale(family: TaskFamily, seed: int = 0, trajectories: int = 8,
 
 @dataclass
 class ErrorSummary:
-    """Mean and standard error of the k-step error over windows."""
+    """Mean, standard error and median of the k-step error over windows (the median too,
+    because one diverging open-loop prediction can dominate a mean)."""
 
     mean: float
     sem: float
     n: int
+    median: float = float("nan")
 
     def to_dict(self) -> dict[str, float]:
-        return {"mean": self.mean, "sem": self.sem, "n": self.n}
+        return {"mean": self.mean, "sem": self.sem, "n": self.n, "median": self.median}
 
 
 def window_errors(learner: Learner, obs: torch.Tensor, act: torch.Tensor, m: int,
@@ -114,7 +116,7 @@ def prediction_errors(learner: Learner, data: Dataset, m: int, horizons: tuple[i
     for k, v in errs.items():
         a = np.asarray(v)
         out[k] = ErrorSummary(float(a.mean()), float(a.std(ddof=1) / np.sqrt(len(a)))
-                              if len(a) > 1 else 0.0, len(a))
+                              if len(a) > 1 else 0.0, len(a), float(np.median(a)))
     return out
 
 

@@ -79,8 +79,8 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
                "conditions": [c for c in data.conditions], "methods": {}}
     print(f"{family.name} ({args.split}): {data.n_trajectories} trajectories x "
           f"{data.horizon} steps; error = MSE in units of the training data's std")
-    header = f"{'method':<10}" + "".join(f"{f'{k}-step prior':>16}{f'{k}-step adapted':>18}"
-                                         for k in horizons)
+    header = f"{'method':<10}" + "".join(
+        f"{f'{k}-step prior':>16}{f'{k}-step adapted':>18}{'(median)':>10}" for k in horizons)
     print(header)
     for path, name, learner, cfg in loaded:
         prior = prediction_errors(learner, data, cfg.m, horizons, args.stride, False, scale)
@@ -92,7 +92,7 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
         }
         print(f"{name:<10}" + "".join(
             f"{prior[k].mean:>10.4f}±{prior[k].sem:<5.3f}{adapted[k].mean:>12.4f}"
-            f"±{adapted[k].sem:<5.3f}" for k in horizons))
+            f"±{adapted[k].sem:<5.3f}{adapted[k].median:>10.4f}" for k in horizons))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -132,3 +132,18 @@ def test_existing_output_folder_needs_overwrite(tiny_runs, tmp_path, capsys):
                "--episode-steps", "20", "--scenarios", "fixed", "--workers", "1",
                "--out", str(out), "--overwrite"])
     assert rc == 0 and not (out / "keep.txt").exists()
+
+
+def test_quickstart_smoke(tmp_path, capsys):
+    """The README's main job, end to end on the tiny preset: train, compare, report, export."""
+    out = tmp_path / "qs"
+    rc = main(["quickstart", "--preset", "tiny", "--out", str(out), "--seeds", "1",
+               "--episode-steps", "320", "--workers", "1"])
+    assert rc == 0
+    for f in ("summary.md", "results.json", "return_by_method.png", "speed_over_time.png",
+              "export/controller.onnx", "export/returns.json"):
+        assert (out / f).exists(), f
+    assert list(out.glob("video_*.mp4"))
+    md = (out / "summary.md").read_text()
+    assert "| switch@3s:disabled(bthigh) | grbal |" in md and "10-step adapted" in md
+    assert "adapt quickstart: done" in capsys.readouterr().out
