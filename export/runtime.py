@@ -557,6 +557,16 @@ class ControllerSession:
         """The action for an unusable observation (per ``safe_action``)."""
         return self.fallback(prefer_zeros=self.safe_action_mode == "zeros")
 
+    def warm_up(self, runs: int = 3) -> None:
+        """Run the graph a few times on zeros so the first real step does not pay for ONNX
+        Runtime's first-run allocations (and miss its deadline). Touches no episode state and
+        draws no noise."""
+        saved = self._noise
+        for _ in range(runs):
+            self._noise = np.zeros(self.noise_shape, np.float32)
+            self._sess.run(self.output_names, self.make_feed(np.zeros(self.obs_dim, np.float32)))
+        self._noise = saved
+
     # ------------------------------------------------------------------ one step
     def step(self, obs: Any, deadline: float | None = None) -> np.ndarray:
         """Observation in, action out (float64 ``[act_dim]``); never raises on bad data.
@@ -642,6 +652,9 @@ def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: fl
         raise ValueError(f"deadline_s={deadline_s!r}: allowed a number > 0")
     n_ticks = max(1, int(round(duration_s * rate_hz)))
 
+    # Before the robot starts: a real-time robot's clock runs from its reset, and the warm-up
+    # must not shift the control ticks against it.
+    session.warm_up()
     first = robot.reset() if reset else robot.observe()
     shape = np.shape(first)
     if shape != (session.obs_dim,):
