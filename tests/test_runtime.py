@@ -464,3 +464,14 @@ def test_sim_robot_realtime_follows_the_wall_clock():
     time.sleep(0.1)
     r.observe()
     assert 8 <= r.metrics()["sim_steps"] <= 30  # ~10 control steps of 0.01 s
+
+
+def test_warm_up_changes_nothing_a_step_sees(grbal_dir):
+    """warm_up() runs the graph but draws no noise and touches no episode state, so the first
+    step after it equals the first step of a session that never warmed up."""
+    cold, warm = ControllerSession(grbal_dir, seed=7), ControllerSession(grbal_dir, seed=7)
+    warm.warm_up()
+    obs = np.linspace(-0.5, 0.5, OBS_DIM)
+    for _ in range(3):
+        np.testing.assert_array_equal(cold.step(obs), warm.step(obs))
+    assert warm.counters["steps"] == 3 and len(warm.latencies) == 3
