@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,3 +25,14 @@ def tensorboard_writer(path: Path):
     except ImportError:
         return None
     return SummaryWriter(str(path))
+
+
+def log_iteration(csv_path: Path, writer, row: dict[str, Any], step: int, tag: str) -> None:
+    """One iteration's row: appended to the CSV, numeric fields as TensorBoard scalars."""
+    append_csv(csv_path, row)
+    if writer is None:
+        return
+    for k, v in row.items():
+        if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
+            writer.add_scalar(f"{tag}/{k}", v, step)
+    writer.flush()

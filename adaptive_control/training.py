@@ -34,7 +34,7 @@ from adaptive_control.config import TrainConfig, config_from_json
 from adaptive_control.controller import AdaptiveController
 from adaptive_control.data import WindowSampler, split_trajectories
 from adaptive_control.learners import Learner, make_learner
-from adaptive_control.metrics_log import append_csv, tensorboard_writer
+from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from adaptive_control.normalizer import Normalizer
 from adaptive_control.planners import make_planner
 from sims.collect import collect_closed_loop, collect_open_loop
@@ -263,12 +263,7 @@ def _train_locked(cfg: TrainConfig, out: Path, family: TaskFamily, learner: Lear
             "torch_rng": torch.get_rng_state(), "metrics": json.dumps(state.metrics),
             "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
         })
-        append_csv(out / METRICS, row)
-        if writer is not None:
-            for k, v in row.items():
-                if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
-                    writer.add_scalar(f"train/{k}", v, it)
-            writer.flush()
+        log_iteration(out / METRICS, writer, row, it, "train")
         if progress:
             print(f"iter {it}: {data.n_transitions} transitions, val {result.val_loss:.4f}, "
                   f"return {row['collect_return_mean']:.1f}, {row['seconds']:.0f} s", flush=True)

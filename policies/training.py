@@ -28,7 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.metrics_log import append_csv, tensorboard_writer
+from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from policies.config import PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
@@ -316,12 +316,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
             "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
             "control_timestep": family.robot.control_timestep,
         })
-        append_csv(out / METRICS, row)
-        if writer is not None:
-            for k, v in row.items():
-                if k != "iteration" and isinstance(v, (int, float)) and math.isfinite(v):
-                    writer.add_scalar(f"train_policy/{k}", v, it)
-            writer.flush()
+        log_iteration(out / METRICS, writer, row, it, "train_policy")
         if progress:
             print(f"iter {it}: return {row['return_mean']:.1f}, "
                   + ", ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "policy_loss")
