@@ -15,11 +15,9 @@ data is saved before fitting starts, so a run killed at any point and resumed wi
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,12 +35,12 @@ from adaptive_control.learners import Learner, make_learner
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from adaptive_control.normalizer import Normalizer
 from adaptive_control.planners import make_planner
+from adaptive_control.run_folder import CHECKPOINT, check_run_folder, run_lock
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
 
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 
 
@@ -190,11 +188,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     out = Path(out)
     family = get_family(cfg.family)
     ckpt_path = out / CHECKPOINT
-    if (ckpt_path.exists() or (out / "data").exists()) and not resume:
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or "
-                              "choose another --out")
-    if resume and not ckpt_path.exists() and not (out / "data").exists():
-        raise ValueError(f"--resume: {out} holds no run to resume")
+    check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(_torch_seed(cfg.seed, 0, 99))  # weight init
@@ -273,44 +267,6 @@ def _train_locked(cfg: TrainConfig, out: Path, family: TaskFamily, learner: Lear
     if writer is not None:
         writer.close()
     return ckpt_path
-
-
-@contextlib.contextmanager
-def run_lock(out: Path):
-    """One writer per run folder: two processes training into one folder would interleave
-    their data and checkpoints. A lock left by a dead process is taken over."""
-    lock = out / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise FileExistsError(
-                    f"{out} is in use by another adapt train (pid {pid})") from None
-            lock.unlink(missing_ok=True)
-    else:
-        raise FileExistsError(f"could not lock {out}")
-    with os.fdopen(fd, "w") as f:
-        f.write(str(os.getpid()))
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _mean_return(data: Dataset, family: TaskFamily) -> float:

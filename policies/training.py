@@ -29,12 +29,12 @@ from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
+from adaptive_control.run_folder import CHECKPOINT, check_run_folder, run_lock
 from policies.config import PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
 from sims.families import TaskFamily, get_family
 
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
 CONTENT = "policy"  # marks a policy checkpoint (``adapt train`` writes dynamics models)
 
@@ -265,11 +265,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     out = Path(out)
     family = get_family(cfg.family)
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or "
-                              "choose another --out")
-    if resume and not ckpt_path.exists() and not (out / "data").exists():
-        raise ValueError(f"--resume: {out} holds no run to resume")
+    check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     teachers = None
@@ -291,39 +287,40 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
         torch.set_rng_state(ckpt["torch_rng"])
         iteration, metrics = int(ckpt["iteration"]), json.loads(ckpt["metrics"])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-    # The checkpoint is the source of truth: rebuild the CSV from it.
-    (out / METRICS).unlink(missing_ok=True)
-    for row in metrics:
-        append_csv(out / METRICS, row)
-    writer = tensorboard_writer(out / "tb")
+    with run_lock(out):  # one writer per run folder
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        # The checkpoint is the source of truth: rebuild the CSV from it.
+        (out / METRICS).unlink(missing_ok=True)
+        for row in metrics:
+            append_csv(out / METRICS, row)
+        writer = tensorboard_writer(out / "tb")
 
-    done = 0
-    for it in range(iteration, cfg.iterations):
-        t0 = time.perf_counter()
-        if cfg.method == "distill":
-            row = distill_iteration(it, cfg, family, policy, optimizer, teachers, out, progress)
-        else:
-            row = rl2_iteration(it, cfg, family, policy, optimizer, progress)
-        row = {"iteration": it, **row, "seconds": time.perf_counter() - t0}
-        metrics.append(row)
-        save_checkpoint(ckpt_path, {
-            "content": CONTENT, "robot": family.robot.name, "family": family.name,
-            "method": cfg.method, "arch": cfg.net.arch, "config": cfg.to_json(),
-            "iteration": it + 1, "policy": policy.state_dict(),
-            "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-            "metrics": json.dumps(metrics), "obs_dim": family.robot.obs_dim,
-            "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
-            "control_timestep": family.robot.control_timestep,
-        })
-        log_iteration(out / METRICS, writer, row, it, "train_policy")
-        if progress:
-            print(f"iter {it}: return {row['return_mean']:.1f}, "
-                  + ", ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "policy_loss")
-                              if k in row) + f", {row['seconds']:.0f} s", flush=True)
-        done += 1
-        if stop_after is not None and done >= stop_after:
-            break
-    if writer is not None:
-        writer.close()
-    return ckpt_path
+        done = 0
+        for it in range(iteration, cfg.iterations):
+            t0 = time.perf_counter()
+            if cfg.method == "distill":
+                row = distill_iteration(it, cfg, family, policy, optimizer, teachers, out, progress)
+            else:
+                row = rl2_iteration(it, cfg, family, policy, optimizer, progress)
+            row = {"iteration": it, **row, "seconds": time.perf_counter() - t0}
+            metrics.append(row)
+            save_checkpoint(ckpt_path, {
+                "content": CONTENT, "robot": family.robot.name, "family": family.name,
+                "method": cfg.method, "arch": cfg.net.arch, "config": cfg.to_json(),
+                "iteration": it + 1, "policy": policy.state_dict(),
+                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "metrics": json.dumps(metrics), "obs_dim": family.robot.obs_dim,
+                "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
+                "control_timestep": family.robot.control_timestep,
+            })
+            log_iteration(out / METRICS, writer, row, it, "train_policy")
+            if progress:
+                print(f"iter {it}: return {row['return_mean']:.1f}, "
+                      + ", ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "policy_loss")
+                                  if k in row) + f", {row['seconds']:.0f} s", flush=True)
+            done += 1
+            if stop_after is not None and done >= stop_after:
+                break
+        if writer is not None:
+            writer.close()
+        return ckpt_path

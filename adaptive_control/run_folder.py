@@ -1,0 +1,58 @@
+"""Run folders: one writer at a time, and no silent reuse of another run's files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse a fresh start into a folder that holds a run (its checkpoint or its collected
+    data), and a ``--resume`` of a folder that holds none."""
+    has_run = (out / CHECKPOINT).exists() or (out / "data").exists()
+    if has_run and not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it or "
+                              "choose another --out")
+    if resume and not has_run:
+        raise ValueError(f"--resume: {out} holds no run to resume")
+
+
+@contextlib.contextmanager
+def run_lock(out: Path):
+    """One writer per run folder: two processes training into one folder would interleave
+    their data and checkpoints. A lock left by a dead process is taken over."""
+    lock = out / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and _alive(pid):
+                raise FileExistsError(
+                    f"{out} is in use by another adapt train (pid {pid})") from None
+            lock.unlink(missing_ok=True)
+    else:
+        raise FileExistsError(f"could not lock {out}")
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
