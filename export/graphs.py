@@ -25,6 +25,7 @@ ReBAL's prior context (zero hidden state, dataset-mean previous Δ).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,34 +109,9 @@ def _linear_t(params: AnyParams, i: int, g: Tensor) -> Tensor:
     return torch.matmul(g, params[i][0].transpose(0, 1))
 
 
-def _buffers_from_normalizer(module: nn.Module, model: nn.Module) -> None:
-    n = model.normalizer
-    for name in ("obs_mean", "obs_std", "act_mean", "act_std", "delta_mean", "delta_std"):
-        module.register_buffer(name, getattr(n, name).detach().clone().float())
-
-
-class _Norm:
-    """Normaliser arithmetic on the buffers registered by ``_buffers_from_normalizer``;
-    the same expressions as :class:`adaptive_control.normalizer.Normalizer`."""
-
-    obs_mean: Tensor
-    obs_std: Tensor
-    act_mean: Tensor
-    act_std: Tensor
-    delta_mean: Tensor
-    delta_std: Tensor
-
-    def norm_obs(self, obs: Tensor) -> Tensor:
-        return (obs - self.obs_mean) / self.obs_std
-
-    def norm_act(self, act: Tensor) -> Tensor:
-        return (act - self.act_mean) / self.act_std
-
-    def norm_delta(self, delta: Tensor) -> Tensor:
-        return (delta - self.delta_mean) / self.delta_std
-
-    def denorm_delta(self, delta_n: Tensor) -> Tensor:
-        return delta_n * self.delta_std + self.delta_mean
+def _normalizer_copy(model: nn.Module) -> nn.Module:
+    """The model's own ``Normalizer`` (buffers, float32): the graphs use its arithmetic."""
+    return copy.deepcopy(model.normalizer).float()
 
 
 def masked_rows(mask: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
@@ -149,7 +125,7 @@ def masked_rows(mask: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
 # --------------------------------------------------------------------------------------------
 
 
-class MLPCore(nn.Module, _Norm):
+class MLPCore(nn.Module):
     """An :class:`MLPDynamics` as buffers, with an explicit forward and masked SGD step.
 
     ``inner_lr`` is a float or per-parameter tensors keyed like ``model.named_parameters()``
@@ -174,7 +150,7 @@ class MLPCore(nn.Module, _Norm):
         for i, lin in enumerate(linears):
             self.register_buffer(f"w{i}", lin.weight.detach().t().contiguous().float())
             self.register_buffer(f"b{i}", lin.bias.detach().clone().float())
-        _buffers_from_normalizer(self, model)
+        self.normalizer = _normalizer_copy(model)
         self.steps = int(steps)
         self.scalar_lr: float | None = None
         if isinstance(inner_lr, Mapping):
@@ -214,7 +190,7 @@ class MLPCore(nn.Module, _Norm):
         return hs, zs
 
     def inputs(self, obs: Tensor, act: Tensor) -> Tensor:
-        return torch.cat([self.norm_obs(obs), self.norm_act(act)], dim=-1)
+        return torch.cat([self.normalizer.norm_obs(obs), self.normalizer.norm_act(act)], dim=-1)
 
     def predict(self, params: AnyParams, obs: Tensor, act: Tensor) -> Tensor:
         """Next observation ``[N, obs_dim]`` (``MLPDynamics.functional_forward``)."""
@@ -223,7 +199,7 @@ class MLPCore(nn.Module, _Norm):
             x = _linear(params, i, x)
             if i < self.n_layers - 1:
                 x = torch.relu(x)
-        return obs + self.denorm_delta(x)
+        return obs + self.normalizer.denorm_delta(x)
 
     # ------------------------------------------------------------------ adaptation
     def sgd(self, params: AnyParams, r_obs: Tensor, r_act: Tensor, r_next: Tensor,
@@ -245,7 +221,7 @@ class MLPCore(nn.Module, _Norm):
         scale = 2.0 / (torch.clamp(w.sum(), min=1.0) * self.obs_dim)
         coef = (w * scale).unsqueeze(-1)  # [M, 1]: d loss / d pred = coef * (pred - y)
         x0 = self.inputs(r_obs, r_act)
-        y = self.norm_delta(r_next - r_obs)
+        y = self.normalizer.norm_delta(r_next - r_obs)
         for _ in range(self.steps):
             hs, zs = self._layers(params, x0)
             g = coef * (zs[-1] - y)
@@ -292,7 +268,7 @@ class MLPPredictorGraph:
 # --------------------------------------------------------------------------------------------
 
 
-class RecurrentCore(nn.Module, _Norm):
+class RecurrentCore(nn.Module):
     """ReBAL's RNN as explicit GRU/LSTM cell equations (PyTorch's gate order and formulas).
 
     GRU: r, z = σ(x W_ir + b_ir + h W_hr + b_hr), σ(...); n = tanh(x W_in + b_in +
@@ -316,7 +292,7 @@ class RecurrentCore(nn.Module, _Norm):
         self.register_buffer("b_hh", rnn.bias_hh_l0.detach().clone().float())
         self.register_buffer("w_head", model.head.weight.detach().t().contiguous().float())
         self.register_buffer("b_head", model.head.bias.detach().clone().float())
-        _buffers_from_normalizer(self, model)
+        self.normalizer = _normalizer_copy(model)
 
     @property
     def is_lstm(self) -> bool:
@@ -340,7 +316,7 @@ class RecurrentCore(nn.Module, _Norm):
         return o * torch.tanh(c2), c2
 
     def _gx(self, obs: Tensor, act: Tensor, prev_delta_n: Tensor) -> Tensor:
-        x = torch.cat([self.norm_obs(obs), self.norm_act(act)], dim=-1)
+        x = torch.cat([self.normalizer.norm_obs(obs), self.normalizer.norm_act(act)], dim=-1)
         return torch.matmul(x, self.w_x) + torch.matmul(prev_delta_n, self.w_d) + self.b_ih
 
     def hidden_gates(self, h: Tensor) -> Tensor:
@@ -349,9 +325,9 @@ class RecurrentCore(nn.Module, _Norm):
     def step(self, obs: Tensor, act: Tensor, prev_delta: Tensor, h: Tensor,
              c: Tensor | None, gh: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
         """One step (``RecurrentDynamics.step``): (next_obs, h', c'). ``h``/``c`` broadcast."""
-        gx = self._gx(obs, act, self.norm_delta(prev_delta))
+        gx = self._gx(obs, act, self.normalizer.norm_delta(prev_delta))
         h2, c2 = self._cell(gx, self.hidden_gates(h) if gh is None else gh, h, c)
-        next_obs = obs + self.denorm_delta(torch.matmul(h2, self.w_head) + self.b_head)
+        next_obs = obs + self.normalizer.denorm_delta(torch.matmul(h2, self.w_head) + self.b_head)
         return next_obs, h2, c2
 
     def encode(self, r_obs: Tensor, r_act: Tensor, r_next: Tensor, mask: Tensor
@@ -365,14 +341,15 @@ class RecurrentCore(nn.Module, _Norm):
         r_obs, r_act, r_next = masked_rows(mask, r_obs, r_act, r_next)
         m = r_obs.shape[0]
         delta = r_next - r_obs
-        delta_n = self.norm_delta(delta)
-        gx_all = torch.matmul(torch.cat([self.norm_obs(r_obs), self.norm_act(r_act)], -1),
+        delta_n = self.normalizer.norm_delta(delta)
+        n = self.normalizer
+        gx_all = torch.matmul(torch.cat([n.norm_obs(r_obs), n.norm_act(r_act)], -1),
                               self.w_x) + self.b_ih  # [M, G·H]
         valid = (mask > 0).unsqueeze(-1)  # [M, 1]
         h = torch.zeros(1, self.hidden_size, dtype=r_obs.dtype)
         c = torch.zeros_like(h) if self.is_lstm else None
         prev_n = torch.zeros(1, self.obs_dim, dtype=r_obs.dtype)  # normalised Δ of the first step
-        last = self.delta_mean.unsqueeze(0)
+        last = self.normalizer.delta_mean.unsqueeze(0)
         for t in range(m):  # static window length: unrolled
             v = valid[t:t + 1]
             gx = gx_all[t:t + 1] + torch.matmul(prev_n, self.w_d)
