@@ -175,9 +175,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "collect": {"random_rollouts": 60, "rollouts_per_iter": 3, "episode_steps": 500},
         "optim": {"max_epochs": 12, "steps_per_epoch": 150, "patience": 3, "meta_batch": 16},
         "planner": {"num_candidates": 200, "horizon": 10},
-        # lowrank: the same second-order meta-gradient as vmap, ~3x faster at this width
-        # (bench/meta_gradient.py); the paper preset keeps the torch.func vmap default.
-        "grbal": {"hidden_sizes": [256, 256], "meta_impl": "lowrank"},
+        # Action gains: the inner step also fits one command gain per motor, which is what
+        # lets one step identify a motor that training never broke (docs/results.md). The
+        # paper preset keeps the paper's all-weights inner step.
+        "grbal": {"hidden_sizes": [256, 256], "action_gains": True},
         "mb": {"hidden_sizes": [256, 256]},
         "mbde": {"hidden_sizes": [256, 256]},
         "rebal": {"hidden_size": 128, "cell": "gru", "lr": 3e-3},
@@ -190,7 +191,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "val_windows": 16},
         "planner": {"num_candidates": 16, "horizon": 3},
         "m": 8, "k": 8,
-        "grbal": {"hidden_sizes": [32, 32]},
+        "grbal": {"hidden_sizes": [32, 32], "action_gains": True},
         "mb": {"hidden_sizes": [32, 32]},
         "mbde": {"hidden_sizes": [32, 32]},
         "rebal": {"hidden_size": 16, "cell": "gru"},

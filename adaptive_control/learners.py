@@ -85,12 +85,20 @@ class GrBALConfig:
     learn_inner_lr: bool = False
     #: Meta-batch implementation: "vmap" (torch.func) or "lowrank" (exact, faster when wide).
     meta_impl: Literal["vmap", "lowrank"] = "vmap"
+    #: Per-actuator command gains in front of the MLP, adapted by the inner step too
+    #: (identifies dead, weak and reversed motors, including ones training never broke).
+    action_gains: bool = False
+    #: Inner SGD step size of the action gains (with action_gains).
+    gain_inner_lr: float = 10.0
     #: Seed of the weight initialisation.
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_positive(self, "lr", "inner_lr")
+        _check_positive(self, "lr", "inner_lr", "gain_inner_lr")
         _check_non_negative_int(self, "inner_steps")
+        if self.meta_impl == "lowrank" and self.action_gains:
+            raise ValueError("GrBALConfig: action_gains=True needs meta_impl='vmap' (the "
+                             "low-rank form covers the MLP weights only)")
         if self.meta_impl not in ("vmap", "lowrank"):
             raise ValueError(f"GrBALConfig.meta_impl must be 'vmap' or 'lowrank', "
                              f"got {self.meta_impl!r}")
@@ -332,20 +340,26 @@ class GrBAL(Learner):
         super().__init__()
         self.config = config if config is not None else GrBALConfig()
         self.model = MLPDynamics(obs_dim, act_dim, self.config.hidden_sizes, normalizer,
-                                 seed=self.config.seed)
+                                 seed=self.config.seed, action_gain=self.config.action_gains)
         self.inner_lrs: nn.ParameterDict | None = None
         if self.config.learn_inner_lr:
             # ParameterDict keys may not contain '.', hence the renaming.
             self.inner_lrs = nn.ParameterDict({
-                _lr_key(k): nn.Parameter(torch.full_like(p.detach(), self.config.inner_lr))
+                _lr_key(k): nn.Parameter(torch.full_like(p.detach(), self._initial_lr(k)))
                 for k, p in self.model.named_parameters()
             })
 
+    def _initial_lr(self, name: str) -> float:
+        return self.config.gain_inner_lr if name == "act_gain" else self.config.inner_lr
+
     def inner_lr(self) -> float | dict[str, Tensor]:
-        """The inner step size: a float, or per-parameter tensors keyed like the model params."""
-        if self.inner_lrs is None:
-            return self.config.inner_lr
-        return {k: self.inner_lrs[_lr_key(k)] for k, _ in self.model.named_parameters()}
+        """The inner step size: a float, or per-parameter tensors keyed like the model params
+        (Meta-SGD, or a separate rate for the action gains)."""
+        if self.inner_lrs is not None:
+            return {k: self.inner_lrs[_lr_key(k)] for k, _ in self.model.named_parameters()}
+        if self.model.has_action_gain:
+            return {k: torch.tensor(self._initial_lr(k)) for k, _ in self.model.named_parameters()}
+        return self.config.inner_lr
 
     def task_losses(self, batch: WindowBatch,
                     impl: Literal["vmap", "loop", "lowrank"] | None = None) -> Tensor:

@@ -40,8 +40,16 @@ def _init_linear_(layer: nn.Linear, gen: torch.Generator) -> None:
 class MLPDynamics(nn.Module):
     """ReLU MLP on concat(norm obs, norm act) -> normalised Δs.
 
-    Parameters live under ``net.`` only (the normaliser holds buffers), so the dict from
-    :meth:`params` is exactly what :meth:`functional_forward` / :meth:`functional_loss` take.
+    Parameters live under ``net.`` (the normaliser holds buffers), plus ``act_gain`` when
+    ``action_gain`` is set, so the dict from :meth:`params` is exactly what
+    :meth:`functional_forward` / :meth:`functional_loss` take.
+
+    ``action_gain``: one gain per actuator multiplies the command before the network
+    (``a' = g ⊙ a``, g initialised to 1). A dead, weak or reversed motor is exactly a change of
+    its gain, so adapting these few numbers identifies actuator faults the training
+    distribution never showed for that motor: the gradient with respect to g_j is computed
+    the same way for every actuator, while the network's weights for one never-failed motor
+    have nothing to generalise from.
     """
 
     def __init__(
@@ -51,6 +59,7 @@ class MLPDynamics(nn.Module):
         hidden_sizes: Sequence[int] = (512, 512, 512),
         normalizer: Normalizer | None = None,
         seed: int = 0,
+        action_gain: bool = False,
     ) -> None:
         super().__init__()
         self.obs_dim, self.act_dim = obs_dim, act_dim
@@ -67,17 +76,25 @@ class MLPDynamics(nn.Module):
         for m in self.net:
             if isinstance(m, nn.Linear):
                 _init_linear_(m, gen)
+        self.act_gain: nn.Parameter | None = (
+            nn.Parameter(torch.ones(act_dim)) if action_gain else None)
+
+    @property
+    def has_action_gain(self) -> bool:
+        return self.act_gain is not None
 
     def params(self) -> dict[str, Tensor]:
         """The trainable parameters by name (the keys the functional methods expect)."""
         return dict(self.named_parameters())
 
-    def net_inputs(self, obs: Tensor, act: Tensor) -> Tensor:
+    def net_inputs(self, obs: Tensor, act: Tensor, act_gain: Tensor | None = None) -> Tensor:
+        if act_gain is not None:
+            act = act * act_gain
         return torch.cat([self.normalizer.norm_obs(obs), self.normalizer.norm_act(act)], dim=-1)
 
     def forward_norm_delta(self, obs: Tensor, act: Tensor) -> Tensor:
         """Network output: predicted normalised Δs, ``[..., obs_dim]``."""
-        return self.net(self.net_inputs(obs, act))
+        return self.net(self.net_inputs(obs, act, self.act_gain))
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         """Predicted next observation (denormalised), ``[..., obs_dim]``."""
@@ -96,10 +113,29 @@ class MLPDynamics(nn.Module):
         # Call the inner Sequential so that the normaliser buffers are used as-is; strict=True
         # so that a misspelt or missing key fails loudly instead of falling back to θ.
         net_params = {k[4:]: v for k, v in params.items() if k.startswith("net.")}
-        if len(net_params) != len(params):
+        gain = params.get("act_gain") if self.has_action_gain else None
+        if len(net_params) + (gain is not None) != len(params) or (
+                self.has_action_gain and gain is None):
             extra = sorted(k for k in params if not k.startswith("net."))
-            raise KeyError(f"MLPDynamics: unexpected parameter names {extra}")
-        return functional_call(self.net, net_params, (self.net_inputs(obs, act),), strict=True)
+            raise KeyError(f"MLPDynamics: unexpected parameter names {extra} (action_gain="
+                           f"{self.has_action_gain})")
+        return functional_call(self.net, net_params, (self.net_inputs(obs, act, gain),),
+                               strict=True)
+
+    def fold_action_gain(self, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The ``net.*`` weights of the plain MLP equal to ``params`` (gains folded into the
+        first layer: ``norm_act(g ⊙ a) = g ⊙ norm_act(a) + μ ⊙ (g − 1) / σ``)."""
+        out = {k: v for k, v in params.items() if k.startswith("net.")}
+        if not self.has_action_gain:
+            return out
+        gain, n = params["act_gain"], self.normalizer
+        first = next(k[:-len(".weight")] for k in out if k.endswith(".weight"))
+        w, b = out[first + ".weight"], out[first + ".bias"]
+        w_act = w[:, self.obs_dim:]
+        shift = n.act_mean * (gain - 1.0) / n.act_std
+        out[first + ".weight"] = torch.cat([w[:, :self.obs_dim], w_act * gain], dim=1)
+        out[first + ".bias"] = b + w_act @ shift
+        return out
 
     def functional_forward(self, params: Mapping[str, Tensor], obs: Tensor,
                            act: Tensor) -> Tensor:

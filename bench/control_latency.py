@@ -14,7 +14,11 @@ training). Compared on identical weights, candidates and horizon:
   ``torch.func``, i.e. ``GrBAL.adapted_params``) — if the package is installed;
 - ``matmul``: one plain ONNX Runtime MatMul (square, constant right operand) with the same
   FLOP count as the controller graph (FLOPs counted over the graph's MatMul/Gemm/Einsum and
-  elementwise nodes after shape inference).
+  elementwise nodes after shape inference);
+- ``torch_matmul``: the same product in torch, 1 thread. Any torch controller doing the same
+  FLOPs takes at least this long, so ``torch_matmul / onnx`` is the largest ratio against
+  pytorch_mppi reachable without doing fewer FLOPs (on this machine's AMD EPYC, MKL reaches
+  ~90 GFLOP/s on one thread and ONNX Runtime's MLAS ~190, so the ceiling is ~2.1×).
 
 Then the largest configuration (candidates × horizon) whose p99 step latency fits the
 runtime's default deadline (90 % of the period) at 100 Hz for the cheetah (obs 17, act 6) and
@@ -342,6 +346,13 @@ def main() -> None:
         log(f"equal-FLOP matmul   p50 {timings['matmul']['p50_ms']:8.2f} ms  "
             f"({n}x{n} @ {n}x{n}, {2 * n ** 3 / 1e9:.2f} GFLOP; controller "
             f"{flops['total'] / 1e9:.2f} GFLOP, {flops['matmul'] / 1e9:.2f} in MatMul/Gemm)")
+        # The same product in torch (1 thread): a torch controller that does the same FLOPs
+        # cannot be faster than this, so torch_matmul / onnx bounds what any torch planner
+        # (pytorch_mppi included) can be slower by without doing extra work.
+        xt = torch.from_numpy(x)
+        timings["torch_matmul"] = {**stats(measure(lambda: xt @ xt, args.seconds, min_runs=10)),
+                                   "n": n, "flops": 2 * n ** 3}
+        log(f"equal-FLOP matmul, torch p50 {timings['torch_matmul']['p50_ms']:8.2f} ms")
 
         o = timings["onnx"]["p50_ms"]
         ratios = {
@@ -351,6 +362,8 @@ def main() -> None:
                                        if "p50_ms" in timings["pytorch_mppi"] else None),
             "onnx_over_equal_flop_matmul": o / timings["matmul"]["p50_ms"],
             "onnx_p99_over_p50": timings["onnx"]["p99_ms"] / o,
+            # The ceiling of the pytorch_mppi ratio for equal FLOPs: torch's GEMM rate vs ONNX's.
+            "torch_equal_flop_matmul_over_onnx": timings["torch_matmul"]["p50_ms"] / o,
         }
         targets = {
             "torch_eager_over_onnx >= 2": ratios["torch_eager_over_onnx"] >= 2,

@@ -143,8 +143,17 @@ class MLPCore(nn.Module):
             raise ValueError("export supports a Linear-ReLU-...-Linear dynamics MLP only; got "
                              f"{[type(m).__name__ for m in mods]}")
         self.obs_dim, self.act_dim = model.obs_dim, model.act_dim
-        self.param_names = [k for k, _ in model.named_parameters()]
-        self.param_shapes = [tuple(p.shape) for _, p in model.named_parameters()]
+        named = [(k, p) for k, p in model.named_parameters() if k.startswith("net.")]
+        self.param_names = [k for k, _ in named]
+        self.param_shapes = [tuple(p.shape) for _, p in named]
+        # Action gains (GrBALConfig.action_gains) are adapted alongside the weights and then
+        # folded into the first layer, so the planner's rollout graph stays a plain MLP.
+        self.has_gain = model.act_gain is not None
+        if self.has_gain:
+            assert model.act_gain is not None
+            self.register_buffer("act_gain", model.act_gain.detach().clone().float())
+            gain_lr = inner_lr["act_gain"] if isinstance(inner_lr, Mapping) else inner_lr
+            self.register_buffer("gain_lr", torch.as_tensor(gain_lr).detach().clone().float())
         linears = [m for m in mods if isinstance(m, nn.Linear)]
         self.n_layers = len(linears)
         for i, lin in enumerate(linears):
@@ -163,9 +172,28 @@ class MLPCore(nn.Module):
             self.scalar_lr = float(inner_lr)
 
     # ------------------------------------------------------------------ parameters
-    def theta(self) -> Params:
-        """The trained weights θ*."""
+    def raw_theta(self) -> Params:
+        """The trained network weights θ* (without the action gains folded in)."""
         return [(getattr(self, f"w{i}"), getattr(self, f"b{i}")) for i in range(self.n_layers)]
+
+    def theta(self) -> Params:
+        """The trained model θ* as a plain MLP (action gains, if any, folded in)."""
+        raw = self.raw_theta()
+        return self.fold_gain(raw, self.act_gain) if self.has_gain else raw
+
+    def fold_gain(self, params: Params, gain: Tensor) -> Params:
+        """The plain MLP equal to ``params`` behind the action gains ``gain``.
+
+        ``norm_act(g ⊙ a) = g ⊙ norm_act(a) + μ ⊙ (g − 1) / σ``, so the first layer's action
+        rows scale by g and its bias absorbs the constant.
+        """
+        n = self.normalizer
+        (w0, b0), rest = params[0], list(params[1:])
+        w_obs, w_act = w0[:self.obs_dim], w0[self.obs_dim:]
+        shift = n.act_mean * (gain - 1.0) / n.act_std
+        w0 = torch.cat([w_obs, w_act * gain.unsqueeze(-1)], dim=0)
+        b0 = b0 + torch.matmul(shift.unsqueeze(0), w_act).squeeze(0)
+        return [(w0, b0)] + rest
 
     def to_state_dict_layout(self, params: AnyParams) -> list[Tensor]:
         """Params in ``named_parameters`` order and PyTorch layout (weights ``[out, in]``)."""
@@ -220,9 +248,12 @@ class MLPCore(nn.Module):
         w = torch.where(mask > 0, mask, torch.zeros_like(mask))
         scale = 2.0 / (torch.clamp(w.sum(), min=1.0) * self.obs_dim)
         coef = (w * scale).unsqueeze(-1)  # [M, 1]: d loss / d pred = coef * (pred - y)
+        gain = self.act_gain if self.has_gain else None
         x0 = self.inputs(r_obs, r_act)
         y = self.normalizer.norm_delta(r_next - r_obs)
         for _ in range(self.steps):
+            if gain is not None:
+                x0 = self.inputs(r_obs, r_act * gain)
             hs, zs = self._layers(params, x0)
             g = coef * (zs[-1] - y)
             gs: list[Tensor] = [g] * self.n_layers
@@ -230,6 +261,10 @@ class MLPCore(nn.Module):
                 gs[i] = g
                 if i > 0:
                     g = _linear_t(params, i, g) * (zs[i - 1] > 0).to(g)
+            if gain is not None:
+                # d loss / d g_j = Σ_rows (d loss / d x)_{act j} · a_j / σ_j (reads old W0)
+                gx = _linear_t(params, 0, gs[0])[:, self.obs_dim:]
+                gain = gain - self.gain_lr * (gx * r_act / self.normalizer.act_std).sum(0)
             if isinstance(params, LowRankParams):
                 assert self.scalar_lr is not None
                 for i in range(self.n_layers):  # after the backward pass: it reads old W
@@ -239,6 +274,9 @@ class MLPCore(nn.Module):
                 params = [self._update(i, p, (torch.matmul(hs[i].transpose(0, 1), gs[i]),
                                               gs[i].sum(0)))
                           for i, p in enumerate(params)]
+        if gain is not None:
+            assert not isinstance(params, LowRankParams)
+            return self.fold_gain(list(params), gain)
         return params
 
     def _update(self, i: int, p: tuple[Tensor, Tensor], g: tuple[Tensor, Tensor]
@@ -443,7 +481,8 @@ class MLPAdapter(Adapter):
             delta = self.core.from_state_dict_layout(list(state))
             start = [(w + dw, b + db) for (w, b), (dw, db) in zip(theta, delta, strict=True)]
             return self.core.sgd(start, *recent)
-        return self.core.sgd(theta, *recent, lowrank=lowrank and self.core.scalar_lr is not None)
+        return self.core.sgd(self.core.raw_theta(), *recent,
+                             lowrank=lowrank and self.core.scalar_lr is not None)
 
     def adapt(self, recent: Sequence[Tensor], state: Sequence[Tensor]
               ) -> tuple[Any, list[Tensor]]:

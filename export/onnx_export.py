@@ -46,6 +46,7 @@ from adaptive_control.planners import (
     shift_plan,
 )
 from adaptive_control.types import Transitions
+from adaptive_control.models import MLPDynamics
 from export import contract as C
 from export.graphs import (
     AdaptStepGraph,
@@ -307,7 +308,8 @@ def _forward_arg_names(module: torch.nn.Module, n: int) -> list[str]:
 def _adapt_step_graph(adapter: MLPAdapter, out: Path, m: int, do: int, da: int) -> GraphInfo:
     core = adapter.core
     ins = _recent_specs(m, do, da) + adapter.state_specs()
-    outs = [TensorSpec(C.ADAPTED_PREFIX + n, s, "adapted weight (PyTorch state_dict layout)")
+    outs = [TensorSpec(C.ADAPTED_PREFIX + n, s, "adapted weight (PyTorch state_dict layout) "
+                       "of the plain MLP; adapted action gains are folded into net.0")
             for n, s in zip(core.param_names, core.param_shapes, strict=True)]
     if adapter.mode == "online":
         outs += [TensorSpec(C.STATE_OUT_PREFIX + n, s, "new online change; feed back as "
@@ -585,6 +587,8 @@ def reference_graph(role: str, learner: Learner, spec: PlannerSpec, robot: Robot
     if role == "adapt_step":
         _, params = reference_adapted(learner, feed)
         assert params is not None
+        assert isinstance(learner.model, MLPDynamics)
+        params = learner.model.fold_action_gain(params)  # the graph outputs a plain MLP
         out = {C.ADAPTED_PREFIX + k: v.numpy() for k, v in params.items()}
         if isinstance(learner, MBDE):
             for k, v in learner.model.named_parameters():

@@ -178,6 +178,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "trial": {"episodes_per_trial": 3, "episode_steps": 100, "trials_per_iter": 16},
         "ppo": {"epochs": 4, "batch_trials": 4, "lr": 3e-4},
     },
+    # RL^2 where remembering across episodes pays: reversed motors must be found by trying them,
+    # and a trial's later episodes can start with what the first one found out. ~40 minutes here.
+    "rl2-reversed": {
+        "method": "rl2", "family": "cheetah-reversed", "iterations": 400, "bptt": 50,
+        "net": {"hidden_size": 64, "mlp_sizes": [64]},
+        "trial": {"episodes_per_trial": 3, "episode_steps": 100, "trials_per_iter": 16},
+        "ppo": {"epochs": 4, "batch_trials": 4, "lr": 3e-4},
+    },
     # For tests: seconds, not minutes.
     "tiny": {
         "iterations": 2, "bptt": 8,

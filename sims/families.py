@@ -189,8 +189,31 @@ CHEETAH_MIXED = TaskFamily(
     ),
 )
 
+# ------------------------------------------------------------------ cheetah-reversed
+def _reversed(names: tuple[str, ...]) -> Condition:
+    return Condition(tuple(ActuatorCalibration(n, flipped=True) for n in names),
+                     name=f"reversed({'+'.join(names)})")
+
+
+def _flipped_actuators(c: Condition) -> set[str]:
+    return {m.actuator for m in c.modifiers if isinstance(m, ActuatorCalibration) and m.flipped}
+
+
+CHEETAH_REVERSED = TaskFamily(
+    name="cheetah-reversed",
+    robot=CHEETAH,
+    description="motors wired in reverse (sign-flipped, MOLe's fault); train: one or two of "
+                "bshin, bfoot, fthigh, fshin, ffoot; held out: bthigh, alone or with ffoot",
+    # Sign flips cannot be ridden out by one robust gait: the controller has to find out which
+    # motors are reversed, which is what an RL^2 trial rewards remembering across episodes.
+    train_sampler=lambda rng: _reversed(tuple(str(n) for n in rng.choice(
+        _CHEETAH_TRAIN_JOINTS, size=int(rng.integers(1, 3)), replace=False))),
+    test_conditions=(_reversed(("bthigh",)), _reversed(("bthigh", "ffoot"))),
+    is_held_out=lambda c: _CHEETAH_HELD_OUT_JOINT in _flipped_actuators(c),
+)
+
 FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (
-    CHEETAH_CRIPPLE, CHEETAH_TERRAIN, CHEETAH_PAYLOAD, CHEETAH_MIXED,
+    CHEETAH_CRIPPLE, CHEETAH_TERRAIN, CHEETAH_PAYLOAD, CHEETAH_MIXED, CHEETAH_REVERSED,
     QUADRUPED_LEG_FAILURE, QUADRUPED_SLOPE,
 )}
 

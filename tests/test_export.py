@@ -29,7 +29,8 @@ from export.testing import tiny_config, tiny_learner
 from sims.families import get_family
 
 # name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,
-# Meta-SGD with two inner steps, warm-started CEM, MPPI with the "mid" fill.
+# Meta-SGD with two inner steps, warm-started CEM, MPPI with the "mid" fill, GrBAL with
+# adapted action gains.
 CASES = {
     "grbal_rs": (dict(learner="grbal", planner="random_shooting"), {}),
     "grbal_metasgd_mppi": (dict(learner="grbal", planner="mppi", learn_inner_lr=True,
@@ -39,6 +40,8 @@ CASES = {
     "rebal_lstm_cem": (dict(learner="rebal", planner="cem", cell="lstm"), {"warm_start": True}),
     "rebal_gru_mppi": (dict(learner="rebal", planner="mppi", cell="gru"), {}),
     "mb_cem": (dict(learner="mb", planner="cem"), {}),
+    "grbal_gains_cem": (dict(learner="grbal", planner="cem", action_gains=True, inner_steps=2,
+                             gain_inner_lr=0.5), {}),
 }
 GRAPHS = {"grbal": {"dynamics", "adapt_step", "controller"},
           "mbde": {"dynamics", "adapt_step", "controller"},
@@ -56,6 +59,9 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
             with torch.no_grad():
                 for p in learner.inner_lrs.values():
                     p.uniform_(0.002, 0.05, generator=torch.Generator().manual_seed(1))
+        if getattr(learner.model, "act_gain", None) is not None:  # gains away from 1 (folding)
+            with torch.no_grad():
+                learner.model.act_gain.uniform_(0.3, 1.5, generator=torch.Generator().manual_seed(2))
         res = export_learner(learner, cfg, tmp_path_factory.mktemp(name),
                              planner_overrides=overrides, record_steps=14)
         out[name] = (learner, cfg, res)

@@ -332,3 +332,25 @@ def test_grbal_learns_to_adapt_on_toy_linear_systems() -> None:
     plain = learner.model(fut.obs, fut.act).detach()
     err = lambda y: (y - fut.next_obs).pow(2).mean().item()  # noqa: E731
     assert err(adapted) < err(plain)
+
+
+def test_grbal_action_gains_adapt_toward_a_dead_actuator() -> None:
+    # Data from the prior model itself with actuator 0 dead: the inner steps should move that
+    # gain toward 0 and leave the healthy one near 1 (the structure that lets GrBAL identify a
+    # failed motor that training never broke).
+    g = torch.Generator().manual_seed(0)
+    learner = GrBAL(3, 2, GrBALConfig(hidden_sizes=(16,), action_gains=True, inner_lr=1e-6,
+                                      gain_inner_lr=10.0, inner_steps=5)).double()
+    model = learner.model
+    obs = torch.randn(64, 3, generator=g, dtype=F64)
+    act = torch.rand(64, 2, generator=g, dtype=F64) * 2 - 1
+    truth = model.params()
+    truth["act_gain"] = torch.tensor([0.0, 1.0], dtype=F64)
+    with torch.no_grad():
+        nxt = model.functional_forward(truth, obs, act)
+    adapted = learner.adapted_params(Transitions(obs, act, nxt))
+    assert adapted["act_gain"][0] < 0.5
+    assert abs(float(adapted["act_gain"][1]) - 1.0) < 0.25
+    assert learner.inner_lr()["act_gain"] == 10.0  # type: ignore[index]
+    with pytest.raises(ValueError, match="action_gains=True needs meta_impl='vmap'"):
+        GrBALConfig(action_gains=True, meta_impl="lowrank")

@@ -198,3 +198,26 @@ def test_recurrent_state_dict_and_bad_cell() -> None:
     assert "normalizer.delta_std" in m.state_dict()
     with pytest.raises(ValueError, match="cell"):
         RecurrentDynamics(OBS, ACT, 8, "rnn")  # type: ignore[arg-type]
+
+
+def test_action_gain_scales_the_command_and_folds_into_a_plain_mlp() -> None:
+    g = torch.Generator().manual_seed(3)
+    norm = Normalizer.fit(torch.randn(64, 4, generator=g), torch.rand(64, 3, generator=g) * 2 - 1,
+                          torch.randn(64, 4, generator=g))
+    gained = MLPDynamics(4, 3, (8, 8), norm, seed=1, action_gain=True).double()
+    plain = MLPDynamics(4, 3, (8, 8), norm, seed=1).double()
+    obs, act = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.rand(
+        5, 3, generator=g, dtype=torch.float64)
+    # gains of one are the plain model; a gain scales that actuator's command
+    torch.testing.assert_close(gained(obs, act), plain(obs, act))
+    params = gained.params()
+    params["act_gain"] = torch.tensor([0.0, 0.5, -1.0], dtype=torch.float64)
+    scaled = act * params["act_gain"]
+    torch.testing.assert_close(gained.functional_forward(params, obs, act), plain(obs, scaled))
+    # folded into the first layer, the gains leave a plain MLP with the same predictions
+    folded = gained.fold_action_gain(params)
+    assert set(folded) == set(plain.params())
+    torch.testing.assert_close(plain.functional_forward(folded, obs, act),
+                               gained.functional_forward(params, obs, act))
+    with pytest.raises(KeyError, match="act_gain"):
+        plain.functional_forward(params, obs, act)
