@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.models import Hidden, MLPDynamics, RecurrentDynamics
+from adaptive_control.models import ActuatorGainEncoder, Hidden, MLPDynamics, RecurrentDynamics
 from adaptive_control.normalizer import Normalizer
 from adaptive_control.types import Predictor, Transitions, WindowBatch
 
@@ -119,6 +119,11 @@ class ReBALConfig:
     lr: float = 1e-2
     #: Weight of the one-step predictions inside the past window in the loss (0 = future only).
     past_weight: float = 0.0
+    #: Action-gain ReBAL: a GRU shared by all motors reads the window into one command gain
+    #: per motor, in front of an MLP (generalises to failures of motors training never broke).
+    action_gains: bool = False
+    #: MLP hidden widths of the action-gain variant.
+    hidden_sizes: tuple[int, ...] = (256, 256)
     #: Seed of the weight initialisation.
     seed: int = 0
 
@@ -516,6 +521,55 @@ class ReBAL(Learner):
         return RecurrentPredictor(self.model, context, self.normalizer.delta_mean.clone())
 
 
+class ReBALGains(Learner):
+    """ReBAL with action gains: the recurrent state that absorbs the window is per motor.
+
+    An :class:`~adaptive_control.models.ActuatorGainEncoder` (one GRU of ``hidden_size`` units
+    shared by all motors) reads the past M transitions into one command gain per motor; the
+    dynamics are an :class:`~adaptive_control.models.MLPDynamics` behind those gains. Trained on
+    the same windows: encode the past M, predict the future K. Adaptation is the encoder's
+    forward pass; no gradient step at run time.
+    """
+
+    name = "rebal"
+
+    def __init__(self, obs_dim: int, act_dim: int, config: ReBALConfig | None = None,
+                 normalizer: Normalizer | None = None,
+                 actuator_velocity_index: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else ReBALConfig(action_gains=True)
+        if actuator_velocity_index is None or len(actuator_velocity_index) != act_dim:
+            raise ValueError(f"ReBAL with action_gains needs the observation index of every "
+                             f"motor's joint velocity ({act_dim}), got {actuator_velocity_index!r}")
+        self.model = MLPDynamics(obs_dim, act_dim, self.config.hidden_sizes, normalizer,
+                                 seed=self.config.seed, action_gain=True)
+        self.model.act_gain.requires_grad_(False)  # the gains come from the encoder
+        self.encoder = ActuatorGainEncoder(actuator_velocity_index, self.config.hidden_size,
+                                           seed=self.config.seed + 1)
+
+    def gains(self, past: Transitions) -> Tensor:
+        return self.encoder(past, self.model.normalizer)
+
+    def _params(self, gain: Tensor) -> dict[str, Tensor]:
+        return {**self.model.params(), "act_gain": gain}
+
+    def loss(self, batch: WindowBatch) -> Tensor:
+        gain = self.gains(batch.past).unsqueeze(-2)  # [B, 1, A]: one gain per window
+        fut = batch.future
+        pred = self.model._functional_norm_delta(self._params(gain), fut.obs, fut.act)
+        return torch.nn.functional.mse_loss(pred, self.model.target(fut))
+
+    def adapt(self, recent: Transitions) -> Predictor:
+        _check_recent(recent, "ReBAL")
+        with torch.no_grad():
+            gain = self.gains(recent)
+        return MLPPredictor(self.model, self._params(gain))
+
+    def prior(self) -> Predictor:
+        """No history: every gain 1."""
+        return MLPPredictor(self.model, self._params(torch.ones(self.model.act_dim)))
+
+
 # --------------------------------------------------------------------------------------------
 # Factory
 # --------------------------------------------------------------------------------------------
@@ -534,8 +588,13 @@ def make_learner(
     act_dim: int,
     config: MBConfig | MBDEConfig | GrBALConfig | ReBALConfig | None = None,
     normalizer: Normalizer | None = None,
+    actuator_velocity_index: tuple[int, ...] | None = None,
 ) -> Learner:
-    """Build a learner by name (case-insensitive; "MB+DE"/"mb_de" are accepted for "mbde")."""
+    """Build a learner by name (case-insensitive; "MB+DE"/"mb_de" are accepted for "mbde").
+
+    ``actuator_velocity_index`` (the robot's ``Robot.actuator_velocity_index``) is needed by
+    ReBAL with ``action_gains`` only.
+    """
     key = name.lower().replace("+", "").replace("-", "").replace("_", "")
     if key not in LEARNERS:
         raise ValueError(f"unknown learner {name!r}; allowed: {', '.join(LEARNERS)}")
@@ -543,4 +602,6 @@ def make_learner(
     if config is not None and type(config) is not cfg_cls:
         raise ValueError(f"learner {key!r} takes a {cfg_cls.__name__}, "
                          f"got {type(config).__name__}")
+    if isinstance(config, ReBALConfig) and config.action_gains:
+        return ReBALGains(obs_dim, act_dim, config, normalizer, actuator_velocity_index)
     return cls(obs_dim, act_dim, config, normalizer)

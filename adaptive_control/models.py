@@ -277,3 +277,51 @@ def _check_normalizer(normalizer: Normalizer | None, obs_dim: int, act_dim: int)
         )
     # A private copy: two models built from one fitted normaliser must not share buffers.
     return Normalizer.identity(obs_dim, act_dim, normalizer.obs_mean.dtype).update_from(normalizer)
+
+
+class ActuatorGainEncoder(nn.Module):
+    """Per-motor command gains from a window of transitions, by one GRU shared by all motors.
+
+    For motor j the GRU reads, step by step, ``(norm a_j, norm Δv_j, norm v_j)``: its command
+    and the change and value of its own joint's velocity (``velocity_index[j]`` in the
+    observation). A linear head maps the final hidden state to ``g_j − 1`` (zero-initialised,
+    so untrained gains are 1). Sharing the weights across motors is the point: what training
+    shows about one motor's failure (command and joint response decorrelate) applies to every
+    motor, including one training never broke — an encoder with per-motor weights has nothing
+    to generalise from for that motor.
+    """
+
+    def __init__(self, velocity_index: Sequence[int], hidden_size: int = 32,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.hidden_size = int(hidden_size)
+        self.register_buffer("velocity_index", torch.as_tensor(list(velocity_index),
+                                                               dtype=torch.long))
+        self.rnn = nn.GRU(3, self.hidden_size, batch_first=True,
+                          device="meta").to_empty(device="cpu")
+        self.head = _linear(self.hidden_size, 1)
+        gen = torch.Generator().manual_seed(seed)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.rnn.parameters():
+            nn.init.uniform_(p, -bound, bound, generator=gen)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def act_dim(self) -> int:
+        return int(self.velocity_index.numel())
+
+    def features(self, past: Transitions, normalizer: Normalizer) -> Tensor:
+        """``[..., M, ·]`` window -> per-motor sequences ``[..., act_dim, M, 3]``."""
+        idx = self.velocity_index
+        a = normalizer.norm_act(past.act)
+        dv = normalizer.norm_delta(past.next_obs - past.obs)[..., idx]
+        v = normalizer.norm_obs(past.obs)[..., idx]
+        return torch.stack([a, dv, v], dim=-1).transpose(-3, -2)
+
+    def forward(self, past: Transitions, normalizer: Normalizer) -> Tensor:
+        """Gains ``[..., act_dim]`` after reading the window."""
+        x = self.features(past, normalizer)
+        lead = x.shape[:-2]
+        _, h = self.rnn(x.reshape(-1, *x.shape[-2:]))
+        return 1.0 + self.head(h[0]).reshape(lead)

@@ -56,7 +56,8 @@ def _torch_seed(seed: int, iteration: int, purpose: int) -> int:
 # ------------------------------------------------------------------------------ building
 def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
     robot = family.robot
-    return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config)
+    return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
+                        actuator_velocity_index=robot.actuator_velocity_index)
 
 
 def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,

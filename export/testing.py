@@ -56,5 +56,6 @@ def tiny_learner(cfg: TrainConfig, seed: int = 0) -> Learner:
     """The learner ``cfg`` describes, randomly initialised, with a synthetic normaliser."""
     robot = get_family(cfg.family).robot
     learner = make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
-                           synthetic_normalizer(robot.obs_dim, robot.act_dim, seed))
+                           synthetic_normalizer(robot.obs_dim, robot.act_dim, seed),
+                           actuator_velocity_index=robot.actuator_velocity_index)
     return learner.eval()

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train-policy", help="meta-train a recurrent policy (DAgger from the "
@@ -88,11 +90,20 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         print(f"{name:<50} return {r.mean_return:9.2f} ± {r.sem_return:6.2f}   "
               f"{r.ms_per_step:8.3f} ms/step (median {r.ms_median:.3f})")
         if args.trials and hasattr(ctrl, "new_condition"):
-            tr = evaluate_trials(ctrl, family, args.trials, args.episodes_per_trial, args.steps,
-                                 args.seed)
-            results["methods"][name]["trial_returns"] = tr.tolist()
-            print(f"{'':<50} per episode of a trial: "
-                  + "  ".join(f"{m:.2f}" for m in tr.mean(axis=0)))
+            for carry in (True, False):
+                tr = evaluate_trials(ctrl, family, args.trials, args.episodes_per_trial,
+                                     args.steps, args.seed, carry=carry)
+                key = "trial_returns" if carry else "trial_returns_reset_each_episode"
+                results["methods"][name][key] = tr.tolist()
+                # paired over trials (same initial states): last episode minus first
+                gain = tr[:, -1] - tr[:, 0]
+                sem = tr.std(axis=0, ddof=1) / np.sqrt(len(tr)) if len(tr) > 1 else 0 * tr[0]
+                label = ("per episode of a trial (hidden carried)" if carry
+                         else "same, hidden reset every episode")
+                print(f"  {label:<48} "
+                      + "  ".join(f"{m:.2f}±{e:.2f}" for m, e in zip(tr.mean(0), sem))
+                      + f"   last-first {gain.mean():+.2f}"
+                      + (f"±{gain.std(ddof=1) / np.sqrt(len(gain)):.2f}" if len(gain) > 1 else ""))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -162,12 +162,18 @@ def evaluate(controller, family: TaskFamily, episodes: int = 3, steps: int = 500
 
 def evaluate_trials(controller: PolicyController, family: TaskFamily, trials: int = 3,
                     episodes_per_trial: int = 3, steps: int = 100, seed: int = 1234,
-                    conditions: Sequence[Condition] | None = None) -> np.ndarray:
+                    conditions: Sequence[Condition] | None = None,
+                    carry: bool = True) -> np.ndarray:
     """RL^2 view: returns ``[conditions * trials, episodes_per_trial]``, the hidden state carried
-    across the episodes of a trial and reset between trials."""
+    across the episodes of a trial and reset between trials.
+
+    ``carry=False`` is the control: the hidden state is reset every episode, on the same
+    initial states (same seed), so any rise across a trial's episodes with ``carry=True`` and
+    not without it is what the policy remembered from earlier episodes.
+    """
     rng = np.random.default_rng(seed)
     keep = controller.keep_hidden
-    controller.keep_hidden = True
+    controller.keep_hidden = carry
     rows = []
     try:
         for cond in conditions or family.test_conditions:

@@ -203,6 +203,18 @@ class Robot:
         raise KeyError(f"no observation part {name!r}; parts: {[p.name for p in self.obs_parts]}")
 
     @property
+    def actuator_velocity_index(self) -> tuple[int, ...]:
+        """Index in the observation of each actuator's joint velocity, in actuator order."""
+        m = self.base_model()
+        out = []
+        for i in range(m.nu):
+            if m.actuator_trntype[i] != mujoco.mjtTrn.mjTRN_JOINT:
+                raise ValueError(f"robot {self.name!r}: actuator {m.actuator(i).name!r} does "
+                                 "not drive a joint")
+            out.append(self.obs_part(f"qvel/{m.joint(int(m.actuator_trnid[i, 0])).name}").start)
+        return tuple(out)
+
+    @property
     def forward_velocity_index(self) -> int:
         """Index in the observation of the torso's world-frame x velocity."""
         m = self.base_model()

@@ -354,3 +354,36 @@ def test_grbal_action_gains_adapt_toward_a_dead_actuator() -> None:
     assert learner.inner_lr()["act_gain"] == 10.0  # type: ignore[index]
     with pytest.raises(ValueError, match="action_gains=True needs meta_impl='vmap'"):
         GrBALConfig(action_gains=True, meta_impl="lowrank")
+
+
+def test_rebal_action_gains_encoder_is_shared_across_motors() -> None:
+    # One GRU for all motors: swapping two motors' commands and joint velocities swaps their
+    # gains (what lets a failure learned on one motor be recognised on another).
+    from adaptive_control.learners import ReBALGains
+
+    g = torch.Generator().manual_seed(0)
+    learner = make_learner("rebal", 4, 2, ReBALConfig(action_gains=True, hidden_size=6),
+                           actuator_velocity_index=(2, 3)).double()
+    assert isinstance(learner, ReBALGains)
+    with torch.no_grad():
+        learner.encoder.head.weight.normal_(generator=g)  # trained-like, not the zero init
+    obs = torch.randn(7, 4, generator=g, dtype=F64)
+    act = torch.randn(7, 2, generator=g, dtype=F64)
+    nxt = obs + 0.1 * torch.randn(7, 4, generator=g, dtype=F64)
+    swap = [0, 1, 3, 2]
+    n = learner.model.normalizer  # per-motor statistics: make them equal so a swap is exact
+    for buf in (n.act_mean, n.obs_mean, n.delta_mean):
+        buf.zero_()
+    for buf in (n.act_std, n.obs_std, n.delta_std):
+        buf.fill_(1.0)
+    gains = learner.gains(Transitions(obs, act, nxt))
+    swapped = learner.gains(Transitions(obs[:, swap], act[:, [1, 0]], nxt[:, swap]))
+    torch.testing.assert_close(swapped, gains.flip(0))
+    assert not torch.allclose(gains, torch.ones(2, dtype=F64))
+    # adaptation is the encoder's read of the window: another window, other predictions
+    p1 = learner.adapt(Transitions(obs, act, nxt))
+    p2 = learner.adapt(Transitions(obs, -act, nxt))
+    x, a = obs[:3], act[:3]
+    assert not torch.allclose(p1(x, a, None)[0], p2(x, a, None)[0])
+    with pytest.raises(ValueError, match="joint velocity"):
+        make_learner("rebal", 4, 2, ReBALConfig(action_gains=True))

@@ -332,3 +332,20 @@ def test_onnx_export_matches_torch_over_100_steps(tmp_path, rng):
         ts = env.step(a_torch)
         pa, pr, n = a_torch, float(ts.reward), n + 1
     assert n == 100 and worst <= 1e-4
+
+
+def test_trials_carry_the_hidden_state_and_the_control_resets_it(tmp_path):
+    from policies.evaluate import evaluate_trials
+
+    cfg = tiny_cfg(method="rl2", iterations=1)
+    ctrl = policy_controller(training.train_policy(cfg, tmp_path / "run", progress=False))
+    family = get_family(cfg.family)
+    carried = evaluate_trials(ctrl, family, trials=1, episodes_per_trial=3, steps=8, seed=5)
+    control = evaluate_trials(ctrl, family, trials=1, episodes_per_trial=3, steps=8, seed=5,
+                              carry=False)
+    assert carried.shape == control.shape == (len(family.test_conditions), 3)
+    # Same initial states: the first episode (zero hidden state) is identical; later ones
+    # differ only by what the carried hidden state remembers.
+    np.testing.assert_array_equal(carried[:, 0], control[:, 0])
+    assert not np.allclose(carried[:, 1:], control[:, 1:])
+    assert ctrl.keep_hidden is False  # restored
