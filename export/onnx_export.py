@@ -37,6 +37,7 @@ from torch import Tensor
 from adaptive_control.checkpoint import load_checkpoint, package_version
 from adaptive_control.config import PlannerConfig, TrainConfig
 from adaptive_control.learners import MB, MBDE, GrBAL, Learner, MLPPredictor, ReBAL, inner_update
+from adaptive_control.models import MLPDynamics
 from adaptive_control.planners import (
     PLANNER_NAMES,
     cem,
@@ -46,7 +47,6 @@ from adaptive_control.planners import (
     shift_plan,
 )
 from adaptive_control.types import Transitions
-from adaptive_control.models import MLPDynamics
 from export import contract as C
 from export.graphs import (
     AdaptStepGraph,

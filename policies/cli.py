@@ -101,7 +101,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
                 label = ("per episode of a trial (hidden carried)" if carry
                          else "same, hidden reset every episode")
                 print(f"  {label:<48} "
-                      + "  ".join(f"{m:.2f}±{e:.2f}" for m, e in zip(tr.mean(0), sem))
+                      + "  ".join(f"{m:.2f}±{e:.2f}" for m, e in zip(tr.mean(0), sem, strict=True))
                       + f"   last-first {gain.mean():+.2f}"
                       + (f"±{gain.std(ddof=1) / np.sqrt(len(gain)):.2f}" if len(gain) > 1 else ""))
     if args.out:

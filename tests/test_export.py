@@ -61,7 +61,8 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
                     p.uniform_(0.002, 0.05, generator=torch.Generator().manual_seed(1))
         if getattr(learner.model, "act_gain", None) is not None:  # gains away from 1 (folding)
             with torch.no_grad():
-                learner.model.act_gain.uniform_(0.3, 1.5, generator=torch.Generator().manual_seed(2))
+                gen = torch.Generator().manual_seed(2)
+                learner.model.act_gain.uniform_(0.3, 1.5, generator=gen)
         res = export_learner(learner, cfg, tmp_path_factory.mktemp(name),
                              planner_overrides=overrides, record_steps=14)
         out[name] = (learner, cfg, res)
