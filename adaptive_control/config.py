@@ -181,7 +181,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grbal": {"hidden_sizes": [256, 256], "action_gains": True},
         "mb": {"hidden_sizes": [256, 256]},
         "mbde": {"hidden_sizes": [256, 256]},
-        "rebal": {"hidden_size": 128, "cell": "gru", "lr": 3e-3},
+        # Action-gain ReBAL: one GRU (32 units) shared by all motors reads the window into
+        # per-motor gains in front of a 2 x 256 MLP; for terrain, where the change is not in
+        # the motors, set rebal.action_gains=false (plain GRU 128, lr 3e-3).
+        "rebal": {"hidden_size": 32, "cell": "gru", "lr": 1e-3, "action_gains": True,
+                  "hidden_sizes": [256, 256]},
     },
     # For tests: seconds, not minutes.
     "tiny": {
@@ -194,7 +198,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grbal": {"hidden_sizes": [32, 32], "action_gains": True},
         "mb": {"hidden_sizes": [32, 32]},
         "mbde": {"hidden_sizes": [32, 32]},
-        "rebal": {"hidden_size": 16, "cell": "gru"},
+        "rebal": {"hidden_size": 8, "cell": "gru", "action_gains": True, "hidden_sizes": [32, 32]},
     },
 }
 

@@ -15,11 +15,17 @@ FAMILIES=${FAMILIES:-"cheetah-cripple cheetah-terrain quadruped-leg-failure"}
 mkdir -p "$OUT/runs"
 
 train() {  # family learner
-  local dir="$OUT/runs/$1-$2"
+  local dir="$OUT/runs/$1-$2" extra=()
+  # Terrain changes the ground, not the motors: ReBAL keeps its plain GRU context there.
+  if [ "$1" = cheetah-terrain ] && [ "$2" = rebal ]; then
+    extra=(--set rebal.action_gains=false --set rebal.hidden_size=128 --set rebal.lr=3e-3)
+  fi
   if [ -f "$dir/checkpoint.pt" ]; then
-    $ADAPT train "$PRESET" --set "family='$1'" --set "learner='$2'" --out "$dir" --resume --quiet
+    $ADAPT train "$PRESET" --set "family='$1'" --set "learner='$2'" "${extra[@]}" --out "$dir" \
+      --resume --quiet
   else
-    $ADAPT train "$PRESET" --set "family='$1'" --set "learner='$2'" --out "$dir" --quiet
+    $ADAPT train "$PRESET" --set "family='$1'" --set "learner='$2'" "${extra[@]}" --out "$dir" \
+      --quiet
   fi
 }
 

@@ -51,6 +51,7 @@ NEXT_CELL = "next_cell"
 CONTEXT_HIDDEN = "context_hidden"  # ReBAL encode graph outputs
 CONTEXT_CELL = "context_cell"
 LAST_DELTA = "last_delta"
+ACTION_GAINS = "action_gains"  # ReBAL with action gains: encode output, dynamics input
 #: Prefix of the adapt_step outputs: one per weight tensor, named after the state_dict key.
 ADAPTED_PREFIX = "adapted."
 #: Recurrent state of a graph: every input ``state_in.X`` has an output ``state_out.X``; the

@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.learners import MBDE, GrBAL, Learner, ReBAL
-from adaptive_control.models import MLPDynamics, RecurrentDynamics
+from adaptive_control.learners import MBDE, GrBAL, Learner, ReBAL, ReBALGains
+from adaptive_control.models import ActuatorGainEncoder, MLPDynamics, RecurrentDynamics
 from adaptive_control.planners import cem, mppi, random_shooting, shift_plan
 from export import contract as C
 
@@ -306,6 +306,14 @@ class MLPPredictorGraph:
 # --------------------------------------------------------------------------------------------
 
 
+def gru_cell(gx: Tensor, gh: Tensor, h: Tensor, hs: int) -> Tensor:
+    """PyTorch's GRU update from input gates ``gx`` and hidden gates ``gh`` (order r, z, n)."""
+    r = torch.sigmoid(gx[..., :hs] + gh[..., :hs])
+    z = torch.sigmoid(gx[..., hs:2 * hs] + gh[..., hs:2 * hs])
+    n = torch.tanh(gx[..., 2 * hs:] + r * gh[..., 2 * hs:])
+    return (1.0 - z) * n + z * h
+
+
 class RecurrentCore(nn.Module):
     """ReBAL's RNN as explicit GRU/LSTM cell equations (PyTorch's gate order and formulas).
 
@@ -340,10 +348,7 @@ class RecurrentCore(nn.Module):
               ) -> tuple[Tensor, Tensor | None]:
         hs = self.hidden_size
         if not self.is_lstm:
-            r = torch.sigmoid(gx[..., :hs] + gh[..., :hs])
-            z = torch.sigmoid(gx[..., hs:2 * hs] + gh[..., hs:2 * hs])
-            n = torch.tanh(gx[..., 2 * hs:] + r * gh[..., 2 * hs:])
-            return (1.0 - z) * n + z * h, None
+            return gru_cell(gx, gh, h, hs), None
         g = gx + gh
         i = torch.sigmoid(g[..., :hs])
         f = torch.sigmoid(g[..., hs:2 * hs])
@@ -399,6 +404,41 @@ class RecurrentCore(nn.Module):
             prev_n = torch.where(v, delta_n[t:t + 1], prev_n)
             last = torch.where(v, delta[t:t + 1], last)
         return h[0], (c[0] if c is not None else None), last[0]
+
+
+class GainEncoderCore(nn.Module):
+    """ReBAL's action-gain encoder (:class:`ActuatorGainEncoder`) as explicit, masked GRU
+    equations: the recent window -> one command gain per motor (1 for every motor when no row
+    is valid, as ``ReBALGains.prior``)."""
+
+    def __init__(self, encoder: ActuatorGainEncoder, model: MLPDynamics) -> None:
+        super().__init__()
+        rnn = encoder.rnn
+        self.hidden_size = encoder.hidden_size
+        self.register_buffer("velocity_index", encoder.velocity_index.clone())
+        self.register_buffer("w_ih", rnn.weight_ih_l0.detach().t().contiguous().float())
+        self.register_buffer("b_ih", rnn.bias_ih_l0.detach().clone().float())
+        self.register_buffer("w_hh", rnn.weight_hh_l0.detach().t().contiguous().float())
+        self.register_buffer("b_hh", rnn.bias_hh_l0.detach().clone().float())
+        self.register_buffer("w_head", encoder.head.weight.detach().t().contiguous().float())
+        self.register_buffer("b_head", encoder.head.bias.detach().clone().float())
+        self.normalizer = _normalizer_copy(model)
+
+    def encode(self, r_obs: Tensor, r_act: Tensor, r_next: Tensor, mask: Tensor) -> Tensor:
+        """Gains ``[act_dim]``; masked rows leave every motor's hidden state unchanged."""
+        r_obs, r_act, r_next = masked_rows(mask, r_obs, r_act, r_next)
+        n, idx = self.normalizer, self.velocity_index
+        a = n.norm_act(r_act)
+        dv = torch.index_select(n.norm_delta(r_next - r_obs), 1, idx)
+        v = torch.index_select(n.norm_obs(r_obs), 1, idx)
+        gx_all = torch.matmul(torch.stack([a, dv, v], dim=-1), self.w_ih) + self.b_ih  # [M,A,3H]
+        valid = (mask > 0).reshape(-1, 1, 1)
+        h = torch.zeros(a.shape[1], self.hidden_size, dtype=r_obs.dtype)
+        for t in range(a.shape[0]):  # static window length: unrolled
+            h2 = gru_cell(gx_all[t], torch.matmul(h, self.w_hh) + self.b_hh, h, self.hidden_size)
+            h = torch.where(valid[t], h2, h)
+        gains = 1.0 + (torch.matmul(h, self.w_head) + self.b_head)[:, 0]
+        return torch.where((mask > 0).any(), gains, torch.ones_like(gains))
 
 
 class RecurrentPredictorGraph:
@@ -508,11 +548,29 @@ class RecurrentAdapter(Adapter):
         return RecurrentPredictorGraph(self.core, h, c, last), []
 
 
+class GainAdapter(Adapter):
+    """ReBAL with action gains: encode the window into gains, fold them into the MLP."""
+
+    mode = "encode_gains"
+
+    def __init__(self, core: MLPCore, encoder: GainEncoderCore) -> None:
+        super().__init__()
+        self.core, self.encoder = core, encoder
+
+    def adapt(self, recent: Sequence[Tensor], state: Sequence[Tensor]
+              ) -> tuple[Any, list[Tensor]]:
+        gains = self.encoder.encode(*recent)
+        return MLPPredictorGraph(self.core, self.core.fold_gain(self.core.raw_theta(), gains)), []
+
+
 def make_adapter(learner: Learner) -> Adapter:
     """The adapter of a trained learner (MB, MB+DE, GrBAL, ReBAL)."""
     if isinstance(learner, ReBAL):
         assert isinstance(learner.model, RecurrentDynamics)
         return RecurrentAdapter(RecurrentCore(learner.model))
+    if isinstance(learner, ReBALGains):
+        return GainAdapter(MLPCore(learner.model), GainEncoderCore(learner.encoder,
+                                                                    learner.model))
     model = learner.model
     assert isinstance(model, MLPDynamics)
     if isinstance(learner, GrBAL):
@@ -540,6 +598,28 @@ class DynamicsGraph(nn.Module):
 
     def forward(self, obs: Tensor, act: Tensor) -> Tensor:
         return self.core.predict(self.core.theta(), obs, act)
+
+
+class GainDynamicsGraph(nn.Module):
+    """(obs [N, do], act [N, da], action_gains [da]) -> next_obs [N, do] (ReBAL gains)."""
+
+    def __init__(self, core: MLPCore) -> None:
+        super().__init__()
+        self.core = core
+
+    def forward(self, obs: Tensor, act: Tensor, gains: Tensor) -> Tensor:
+        return self.core.predict(self.core.fold_gain(self.core.raw_theta(), gains), obs, act)
+
+
+class EncodeGainsGraph(nn.Module):
+    """ReBAL with action gains: recent window -> action_gains [da]."""
+
+    def __init__(self, encoder: GainEncoderCore) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, r_obs: Tensor, r_act: Tensor, r_next: Tensor, mask: Tensor) -> Tensor:
+        return self.encoder.encode(r_obs, r_act, r_next, mask)
 
 
 class RecurrentStepGraph(nn.Module):

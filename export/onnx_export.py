@@ -36,7 +36,16 @@ from torch import Tensor
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
 from adaptive_control.config import PlannerConfig, TrainConfig
-from adaptive_control.learners import MB, MBDE, GrBAL, Learner, MLPPredictor, ReBAL, inner_update
+from adaptive_control.learners import (
+    MB,
+    MBDE,
+    GrBAL,
+    Learner,
+    MLPPredictor,
+    ReBAL,
+    ReBALGains,
+    inner_update,
+)
 from adaptive_control.models import MLPDynamics
 from adaptive_control.planners import (
     PLANNER_NAMES,
@@ -52,7 +61,10 @@ from export.graphs import (
     AdaptStepGraph,
     ControllerGraph,
     DynamicsGraph,
+    EncodeGainsGraph,
     EncodeGraph,
+    GainAdapter,
+    GainDynamicsGraph,
     MLPAdapter,
     PlannerSpec,
     RecurrentAdapter,
@@ -127,6 +139,11 @@ def adaptation_info(learner: Learner) -> dict[str, Any]:
                 "doc": "RNN over the valid rows of the recent window (masked rows skipped); the "
                        "final hidden state is a fixed context for every planning step; "
                        "all-zero mask -> zero context, dataset-mean previous delta"}
+    if isinstance(learner, ReBALGains):
+        return {"mode": "encode_gains", "hidden_size": learner.config.hidden_size,
+                "doc": "one GRU shared by all motors reads the valid rows of the recent window "
+                       "into a command gain per motor, folded into the MLP's first layer for "
+                       "planning; all-zero mask -> every gain 1"}
     return {"mode": "none", "doc": "no adaptation: the recent window is ignored"}
 
 
@@ -271,13 +288,23 @@ def _dynamics_graph(learner: Learner, adapter: Any, out: Path, do: int, da: int)
             ins.append(TensorSpec(C.CELL, ("N", hs), "LSTM cell state c"))
             outs.append(TensorSpec(C.NEXT_CELL, ("N", hs), "advanced cell state"))
         module: torch.nn.Module = _StepWrapper(RecurrentStepGraph(core), core.is_lstm)
+    elif isinstance(adapter, GainAdapter):
+        ins = [TensorSpec(C.OBS, ("N", do), "observations"),
+               TensorSpec(C.ACT, ("N", da), "actions"),
+               TensorSpec(C.ACTION_GAINS, (da,), "per-motor command gains (encode.onnx's "
+                          "output; ones = the unadapted model)")]
+        outs = [TensorSpec(C.NEXT_OBS, ("N", do), "predicted next observations")]
+        module = GainDynamicsGraph(adapter.core)
     else:
         ins = [TensorSpec(C.OBS, ("N", do), "observations"),
                TensorSpec(C.ACT, ("N", da), "actions")]
         outs = [TensorSpec(C.NEXT_OBS, ("N", do), "predicted next observations")]
         module = DynamicsGraph(adapter.core)
-    args = tuple(torch.randn(4, *s.shape[1:]) for s in ins)
-    dyn = {name: {0: batch} for name in _forward_arg_names(module, len(ins))}
+    batched = [s.shape[0] == "N" for s in ins]
+    args = tuple(torch.randn(4, *s.shape[1:]) if b else torch.ones(s.shape)
+                 for s, b in zip(ins, batched, strict=True))
+    dyn = {name: ({0: batch} if b else None)
+           for name, b in zip(_forward_arg_names(module, len(ins)), batched, strict=True)}
     path = out / C.DYNAMICS_FILE
     _export(module, args, path, [s.name for s in ins], [s.name for s in outs], dyn)
     return GraphInfo("dynamics", path, ins, outs)
@@ -319,6 +346,16 @@ def _adapt_step_graph(adapter: MLPAdapter, out: Path, m: int, do: int, da: int) 
     _export(AdaptStepGraph(adapter), tuple(_zeros(s) for s in ins), path,
             [s.name for s in ins], [s.name for s in outs])
     return GraphInfo("adapt_step", path, ins, outs)
+
+
+def _encode_gains_graph(adapter: GainAdapter, out: Path, m: int, do: int, da: int
+                        ) -> GraphInfo:
+    ins = _recent_specs(m, do, da)
+    outs = [TensorSpec(C.ACTION_GAINS, (da,), "per-motor command gains read from the window")]
+    path = out / C.ENCODE_FILE
+    _export(EncodeGainsGraph(adapter.encoder), tuple(_zeros(s) for s in ins), path,
+            [s.name for s in ins], [s.name for s in outs])
+    return GraphInfo("encode", path, ins, outs)
 
 
 def _encode_graph(adapter: RecurrentAdapter, out: Path, m: int, do: int, da: int) -> GraphInfo:
@@ -420,6 +457,9 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     if isinstance(adapter, RecurrentAdapter):
         say("exporting encode.onnx")
         graphs["encode"] = _encode_graph(adapter, out, m, do, da)
+    if isinstance(adapter, GainAdapter):
+        say("exporting encode.onnx")
+        graphs["encode"] = _encode_gains_graph(adapter, out, m, do, da)
     say(f"exporting controller.onnx ({spec.name}, {spec.config.num_candidates} candidates x "
         f"horizon {spec.config.horizon})")
     graphs["controller"] = _controller_graph(adapter, spec, reward, robot, out, m)
@@ -528,7 +568,7 @@ def reference_adapted(learner: Learner, feed: Mapping[str, np.ndarray]
             params = inner_update(learner.model, start, recent, learner.config.online_lr,
                                   learner.config.online_steps, create_graph=False)
         return MLPPredictor(learner.model, params), {k: v.detach() for k, v in params.items()}
-    if isinstance(learner, ReBAL):
+    if isinstance(learner, ReBAL | ReBALGains):
         return (learner.adapt(recent) if len(recent) else learner.prior()), None
     assert isinstance(learner, MB)
     return learner.prior(), None
@@ -583,6 +623,9 @@ def reference_graph(role: str, learner: Learner, spec: PlannerSpec, robot: Robot
             else:
                 out[C.NEXT_HIDDEN] = hn.numpy()
             return out
+        if isinstance(learner, ReBALGains):
+            params = {**learner.model.params(), "act_gain": _t(feed[C.ACTION_GAINS])}
+            return {C.NEXT_OBS: learner.model.functional_forward(params, obs, act).numpy()}
         return {C.NEXT_OBS: learner.model(obs, act).numpy()}
     if role == "adapt_step":
         _, params = reference_adapted(learner, feed)
@@ -594,6 +637,10 @@ def reference_graph(role: str, learner: Learner, spec: PlannerSpec, robot: Robot
             for k, v in learner.model.named_parameters():
                 out[C.STATE_OUT_PREFIX + k] = (params[k] - v.detach()).numpy()
         return out
+    if role == "encode" and isinstance(learner, ReBALGains):
+        gains = (learner.gains(_valid(feed)) if feed[C.RECENT_MASK].any()
+                 else torch.ones(learner.model.act_dim))
+        return {C.ACTION_GAINS: gains.numpy()}
     if role == "encode":
         assert isinstance(learner, ReBAL)
         pred = learner.adapt(_valid(feed)) if feed[C.RECENT_MASK].any() else learner.prior()
@@ -631,6 +678,8 @@ def random_feed(meta: Mapping[str, Any], rng: np.random.Generator, mask: np.ndar
             x = feed[C.RECENT_OBS] + dm + ds * rng.standard_normal(shape)
         elif name == C.PREV_DELTA:
             x = dm + ds * rng.standard_normal(shape)
+        elif name == C.ACTION_GAINS:
+            x = 1.0 + 0.5 * rng.standard_normal(shape)
         elif name == C.RECENT_MASK:
             x = mask if mask is not None else np.ones(shape)
         elif name == C.NOISE:

@@ -42,6 +42,7 @@ CASES = {
     "mb_cem": (dict(learner="mb", planner="cem"), {}),
     "grbal_gains_cem": (dict(learner="grbal", planner="cem", action_gains=True, inner_steps=2,
                              gain_inner_lr=0.5), {}),
+    "rebal_gains_mppi": (dict(learner="rebal", planner="mppi", action_gains=True), {}),
 }
 GRAPHS = {"grbal": {"dynamics", "adapt_step", "controller"},
           "mbde": {"dynamics", "adapt_step", "controller"},
@@ -59,7 +60,10 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
             with torch.no_grad():
                 for p in learner.inner_lrs.values():
                     p.uniform_(0.002, 0.05, generator=torch.Generator().manual_seed(1))
-        if getattr(learner.model, "act_gain", None) is not None:  # gains away from 1 (folding)
+        if hasattr(learner, "encoder"):  # a trained-like gain head, not the zero init
+            with torch.no_grad():
+                learner.encoder.head.weight.normal_(generator=torch.Generator().manual_seed(3))
+        elif getattr(learner.model, "act_gain", None) is not None:  # gains away from 1
             with torch.no_grad():
                 gen = torch.Generator().manual_seed(2)
                 learner.model.act_gain.uniform_(0.3, 1.5, generator=gen)

@@ -73,3 +73,17 @@ def test_switch_scenario_is_healthy_then_held_out():
     assert sched.segments[0][1].modifiers == ()
     assert sched.segments[1] == (3.0, fam.test_conditions[0])
     assert sched.switch_steps(fam.robot.control_timestep) == (0, 150)
+
+
+def test_reversed_family_holds_out_combinations_of_motors_trained_singly():
+    fam = get_family("cheetah-reversed")
+    draws = fam.conditions("train", np.random.default_rng(0), n=400)
+    flipped = [frozenset(m.actuator for m in c.modifiers) for c in draws]
+    # every motor is reversed somewhere in training; the held-out pairs never are
+    assert set().union(*flipped) == set(fam.robot.actuator_names)
+    held = [frozenset(m.actuator for m in c.modifiers) for c in fam.test_conditions]
+    assert held and not set(held) & set(flipped)
+    model = fam.test_conditions[0].build(fam.robot)
+    signs = np.sign(model.actuator_gainprm[:, 0])
+    names = fam.robot.actuator_names
+    assert {n for n, s in zip(names, signs, strict=True) if s < 0} == set(held[0])
