@@ -174,7 +174,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "iterations": 3,
         "collect": {"random_rollouts": 60, "rollouts_per_iter": 3, "episode_steps": 500},
         "optim": {"max_epochs": 12, "steps_per_epoch": 150, "patience": 3, "meta_batch": 16},
-        "planner": {"num_candidates": 200, "horizon": 10},
+        # CEM 64 x 10, 4 iterations: on the held-out cheetah it returns ~100 ± 9 (5 episodes)
+        # where random shooting 200 x 10 returns ~63 ± 15 with the same model, at a cost that
+        # still holds 100 Hz in ONNX Runtime; steadier actions also distil better.
+        "planner": {"name": "cem", "num_candidates": 64, "horizon": 10, "num_iterations": 4},
         # Action gains: the inner step also fits one command gain per motor, which is what
         # lets one step identify a motor that training never broke (docs/results.md). The
         # paper preset keeps the paper's all-weights inner step.

@@ -41,7 +41,8 @@ ckpt, out, seeds, duration, cond = sys.argv[1], sys.argv[2], int(sys.argv[3]), f
 reports = [json.load(open(f"{out}/seed{s}/report.json")) for s in range(seeds)]
 steps = reports[0]["report"]["steps"]
 onnx = [r["return"] for r in reports]
-torch_r = torch_returns(ckpt, cond, list(range(seeds)), steps, runtime_noise=True)
+torch_r = torch_returns(ckpt, cond, list(range(seeds)), steps, runtime_noise=True,
+                        export_dir=f"{out}/export")
 summary = {
     "condition": cond, "steps": steps, "seeds": seeds, "realtime": reports[0]["realtime"],
     "onnx_returns": onnx, "torch_returns": torch_r,

@@ -575,28 +575,37 @@ def reference_adapted(learner: Learner, feed: Mapping[str, np.ndarray]
 
 
 @torch.no_grad()
+def plan_with_noise(spec: PlannerSpec, predictor: Any, reward: TaskReward, obs: Tensor,
+                    noise: Tensor, lo: Tensor, hi: Tensor, prev_plan: Tensor | None) -> Tensor:
+    """The plan ``[H, da]`` controller.onnx computes from ``noise`` (and, warm-started, the
+    previous plan), by the library's pure planner functions."""
+    cfg = spec.config
+    mid = (lo + hi) / 2
+    if spec.warm_start:
+        assert prev_plan is not None
+        prior = shift_plan(prev_plan, None if cfg.warm_start_fill == "last" else mid)
+    else:
+        prior = mid.expand(cfg.horizon, lo.shape[0]).clone()
+    if spec.name == "random_shooting":
+        plan, _ = random_shooting(predictor, reward, obs, noise, lo, hi, cfg.discount)
+        return plan
+    if spec.name == "cem":
+        return cem(predictor, reward, obs, noise, lo, hi, prior, cfg.init_std * (hi - lo) / 2,
+                   cfg.elite_frac, cfg.alpha, cfg.discount)
+    return mppi(predictor, reward, obs, noise, prior, lo, hi, cfg.noise_sigma * (hi - lo) / 2,
+                cfg.lambda_, cfg.beta, cfg.discount)
+
+
+@torch.no_grad()
 def reference_controller(learner: Learner, spec: PlannerSpec, robot: Robot,
                          feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """controller.onnx's outputs computed with the library: learner + pure planner function."""
     predictor, params = reference_adapted(learner, feed)
     lo, hi = (torch.tensor(b, dtype=torch.float32) for b in robot.action_bounds)
-    cfg = spec.config
     reward = task_reward(robot)
     obs, noise = _t(feed[C.OBS]), _t(feed[C.NOISE])
-    mid = (lo + hi) / 2
-    if spec.warm_start:
-        fill = None if cfg.warm_start_fill == "last" else mid
-        prior = shift_plan(_t(feed[C.PREV_PLAN]), fill)
-    else:
-        prior = mid.expand(cfg.horizon, robot.act_dim).clone()
-    if spec.name == "random_shooting":
-        plan, _ = random_shooting(predictor, reward, obs, noise, lo, hi, cfg.discount)
-    elif spec.name == "cem":
-        plan = cem(predictor, reward, obs, noise, lo, hi, prior, cfg.init_std * (hi - lo) / 2,
-                   cfg.elite_frac, cfg.alpha, cfg.discount)
-    else:
-        plan = mppi(predictor, reward, obs, noise, prior, lo, hi,
-                    cfg.noise_sigma * (hi - lo) / 2, cfg.lambda_, cfg.beta, cfg.discount)
+    prev = _t(feed[C.PREV_PLAN]) if spec.warm_start else None
+    plan = plan_with_noise(spec, predictor, reward, obs, noise, lo, hi, prev)
     out = {C.ACTION: plan[0].numpy(), C.PLAN: plan.numpy()}
     if isinstance(learner, MBDE):
         assert params is not None

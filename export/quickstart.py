@@ -3,8 +3,8 @@
 The exported controller (no torch at run time) and the torch ``AdaptiveController`` each drive
 the simulated cheetah with its held-out back thigh disabled, from the same initial states; the
 returns are compared seed by seed. The torch controller plans with the runtime's noise stream
-(``RuntimeNoiseRandomShooting``), so on the same seed both see the same candidates and should
-act alike up to float rounding.
+(``RuntimeNoisePlanner``), so on the same seed both see the same candidates and should act
+alike up to float rounding.
 """
 
 from __future__ import annotations
@@ -14,68 +14,84 @@ from pathlib import Path
 import numpy as np
 
 
-class RuntimeNoiseRandomShooting:
-    """The library's random-shooting planner fed the ONNX runtime's noise stream.
+class RuntimeNoisePlanner:
+    """The library's planner (random shooting, CEM or MPPI) fed the ONNX runtime's noise.
 
-    ``ControllerSession`` draws one ``rng.random([N, H, da], float32)`` per step from
-    ``numpy.random.default_rng(seed)``, restarted at every reset; this planner draws the
-    same, so the torch controller and the exported one can be compared action for action on
-    the same seed instead of only in distribution.
+    ``ControllerSession`` draws one noise tensor per step (``rng.random`` for random shooting,
+    ``rng.standard_normal`` otherwise, in the controller graph's noise shape) from
+    ``numpy.random.default_rng(seed)``, restarted at every reset, and feeds warm-started
+    planners the previous plan (the bounds' midpoint at reset). This planner does the same
+    with :func:`export.onnx_export.plan_with_noise`, so the torch controller and the exported
+    one can be compared action for action on the same seed instead of only in distribution.
     """
 
-    def __init__(self, num_candidates: int, horizon: int, low, high, seed: int) -> None:
+    def __init__(self, spec, low, high, seed: int) -> None:
         import torch
 
-        self.shape = (num_candidates, horizon, len(low))
+        self.spec = spec
         self.low = torch.as_tensor(low, dtype=torch.float32)
         self.high = torch.as_tensor(high, dtype=torch.float32)
+        self.shape = spec.noise_shape(len(low))
         self.seed = seed
         self.reset()
 
     def reset(self) -> None:
         self.rng = np.random.default_rng(self.seed)
-        self.last_plan = None
+        mid = (self.low + self.high) / 2
+        self.last_plan = mid.expand(self.spec.config.horizon, len(mid)).clone()
 
     def plan(self, obs, predictor, reward_fn, generator=None):
         import torch
 
-        from adaptive_control.planners import random_shooting
+        from export.onnx_export import plan_with_noise
 
-        noise = torch.from_numpy(self.rng.random(self.shape, dtype=np.float32))
+        draw = (self.rng.random if self.spec.noise_distribution == "uniform"
+                else self.rng.standard_normal)
+        noise = torch.from_numpy(draw(self.shape, dtype=np.float32))
         with torch.no_grad():
-            seq, _ = random_shooting(predictor, reward_fn, obs, noise, self.low, self.high)
-        self.last_plan = seq
-        return seq[0]
+            self.last_plan = plan_with_noise(self.spec, predictor, reward_fn, obs, noise,
+                                             self.low, self.high, self.last_plan)
+        return self.last_plan[0]
 
 
 def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], steps: int,
-                  runtime_noise: bool = False) -> list[float]:
+                  runtime_noise: bool = False, export_dir: str | Path | None = None
+                  ) -> list[float]:
     """Return per seed of the torch ``AdaptiveController`` on the simulated robot.
 
-    ``runtime_noise=True`` (random shooting only) plans with the ONNX runtime's noise stream
-    for the seed, so both controllers see identical candidates.
+    ``runtime_noise=True`` plans with the ONNX runtime's noise stream for the seed (and the
+    planner baked into ``export_dir``'s controller when given, else the checkpoint's), so
+    both controllers see identical candidates.
     """
     import torch
 
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.controller import AdaptiveController
     from adaptive_control.training import build_controller, learner_from_checkpoint
+    from export.onnx_export import planner_spec
     from export.sim_robot import SimRobot
     from sims.families import get_family
     from sims.rewards import task_reward
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint))
     family = get_family(cfg.family)
-    if runtime_noise and cfg.planner.name != "random_shooting":
-        raise ValueError(f"runtime_noise: only for random shooting, not {cfg.planner.name!r}")
+    spec = planner_spec(cfg.planner, family.robot)
+    if export_dir is not None:
+        import json
+
+        from export import contract as C
+
+        manifest = json.loads((Path(export_dir) / C.MANIFEST_FILE).read_text())
+        p = manifest["planner"]
+        spec = planner_spec(cfg.planner, family.robot, p["name"],
+                            overrides={k: v for k, v in p.items() if k != "name"})
     out = []
     for seed in seeds:
         torch.manual_seed(seed)
         if runtime_noise:
             lo, hi = family.robot.action_bounds
-            planner = RuntimeNoiseRandomShooting(cfg.planner.num_candidates,
-                                                 cfg.planner.horizon, lo, hi, seed)
-            ctrl = AdaptiveController(learner, planner, task_reward(family.robot), m=cfg.m)
+            ctrl = AdaptiveController(learner, RuntimeNoisePlanner(spec, lo, hi, seed),
+                                      task_reward(family.robot), m=cfg.m)
         else:
             ctrl = build_controller(learner, cfg, family, seed=seed)
         ctrl.reset()
@@ -114,7 +130,8 @@ def export_and_check(checkpoint: str | Path, out: str | Path, seeds: int = 3,
     result = export_checkpoint(checkpoint, out, verify=True, overwrite=True)
     cond, seed_list = "disabled:bthigh", list(range(seeds))
     res = {"onnx": onnx_returns(out, result.manifest["robot"], cond, seed_list, steps),
-           "torch": torch_returns(checkpoint, cond, seed_list, steps, runtime_noise=True)}
+           "torch": torch_returns(checkpoint, cond, seed_list, steps, runtime_noise=True,
+                                  export_dir=out)}
     onnx_m, torch_m = float(np.mean(res["onnx"])), float(np.mean(res["torch"]))
     (Path(out) / "returns.json").write_text(
         __import__("json").dumps({"condition": "disabled:bthigh", "steps": steps, **res},

@@ -18,8 +18,8 @@ from sims.families import FAMILIES, get_family
 ROBOTS = ("cheetah", "quadruped")
 KINDS = ("slope", "heightfield", "friction", "payload", "disabled", "weak", "locked",
          "shortened", "lost_leg", "calibration", "obs_noise")
-FAMILY_NAMES = ("cheetah-cripple", "cheetah-terrain", "cheetah-payload", "cheetah-mixed", "cheetah-reversed",
-                "quadruped-leg-failure", "quadruped-slope")
+FAMILY_NAMES = ("cheetah-cripple", "cheetah-terrain", "cheetah-payload", "cheetah-mixed",
+                "cheetah-reversed", "quadruped-leg-failure", "quadruped-slope")
 
 
 # ------------------------------------------------------------------ list

@@ -230,3 +230,23 @@ def test_cli_train_export_deploy(tmp_path: Path, capsys):
     assert "'cheetah'" in err and "'quadruped'" in err
     assert main(["deploy", str(out), "--robot", "cheetah", "--duration", "0.1"]) == 2
     assert "sim:NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("planner,extra", [("random_shooting", []), ("cem", []),
+                                           ("mppi", ["--set", "warm_start=true"])])
+def test_runtime_and_torch_controller_act_alike_on_the_same_noise(tmp_path: Path, planner,
+                                                                  extra):
+    # The exported controller in ONNX Runtime and the torch AdaptiveController planning with
+    # the runtime's noise stream drive the damaged cheetah the same way, seed for seed.
+    from adaptive_control.cli import main
+    from export.quickstart import onnx_returns, torch_returns
+
+    run = tmp_path / "run"
+    assert main(["train", "tiny", "--out", str(run), "--quiet"]) == 0  # GrBAL, action gains
+    out = tmp_path / "onnx"
+    assert main(["export", str(run), "--out", str(out), "--planner", planner, "--candidates",
+                 "10", "--horizon", "3", "--no-verify", *extra]) == 0
+    onnx = onnx_returns(out, "cheetah", "disabled:bthigh", [0, 1], 30)
+    torch_r = torch_returns(run / "checkpoint.pt", "disabled:bthigh", [0, 1], 30,
+                            runtime_noise=True, export_dir=out)
+    np.testing.assert_allclose(onnx, torch_r, rtol=1e-3, atol=1e-3)
