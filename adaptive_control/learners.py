@@ -6,7 +6,8 @@
 - ``GrBAL``: gradient-based adaptive learner (MAML on the dynamics model), optionally
   first-order or Meta-SGD; meta-batches are vectorised with ``torch.func.vmap``.
 - ``ReBAL``: recurrent model whose hidden state, after reading the recent window, is the
-  adaptation.
+  adaptation; ``ReBALGains`` (``ReBALConfig.action_gains``) reads it into per-motor command
+  gains with one GRU shared by all motors.
 
 Training: ``opt = torch.optim.Adam(learner.parameters(), lr=learner.config.lr)`` and minimise
 ``learner.loss(batch)``. Test time: ``predictor = learner.adapt(recent)`` every control step,

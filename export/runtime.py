@@ -38,6 +38,7 @@ What it does around ``controller.onnx`` (docs/export.md has the full contract):
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import threading
@@ -629,15 +630,19 @@ class RunReport:
 
 def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: float, *,
         deadline_s: float | None = None, pace: bool = True, reset: bool = True,
-        on_tick: Callable[[dict[str, Any]], None] | None = None) -> RunReport:
+        on_tick: Callable[[dict[str, Any]], None] | None = None,
+        spin_s: float = 0.002) -> RunReport:
     """Drive ``robot`` with ``session`` at ``rate_hz`` for ``duration_s`` seconds.
 
     Each tick: observe, step with a deadline ``deadline_s`` after the observation (default
     90 % of the period), act, then draw the next noise while waiting for the next tick. A
     step that misses its deadline executes the previous plan shifted by one step and is
     counted. ``pace=False`` starts each tick as soon as the previous one ends (a simulator
-    running as fast as possible); deadlines still apply. The robot's observation size is
-    checked on ``reset()`` before the first step (:class:`ObservationError`). Exceptions from
+    running as fast as possible); deadlines still apply. The wait for a tick sleeps and then
+    busy-waits its last ``spin_s`` seconds; Python's garbage collector is paused during the run
+    (its pauses would land on the control path; it collects once before the robot starts). The
+    robot's observation size is checked on ``reset()`` before the first step
+    (:class:`ObservationError`). Exceptions from
     the robot or the session are counted and replaced by the safe action; Ctrl-C ends the run
     early with a report.
     """
@@ -653,11 +658,17 @@ def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: fl
     n_ticks = max(1, int(round(duration_s * rate_hz)))
 
     # Before the robot starts: a real-time robot's clock runs from its reset, and the warm-up
-    # must not shift the control ticks against it.
+    # (and the collection before pausing the garbage collector) must not shift the control
+    # ticks against it.
     session.warm_up()
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
     first = robot.reset() if reset else robot.observe()
     shape = np.shape(first)
     if shape != (session.obs_dim,):
+        if gc_was_enabled:
+            gc.enable()
         raise ObservationError(
             f"robot observation has shape {shape}; the controller for {session.robot_name!r} "
             f"expects ({session.obs_dim},) laid out as "
@@ -676,7 +687,12 @@ def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: fl
                 tick = t_start + k * period
                 now = time.perf_counter()
                 if tick > now:
-                    time.sleep(tick - now)
+                    # Sleep, then spin the last stretch: waking from a sleep can be late by
+                    # milliseconds, and a core kept busy until the tick starts the step warm.
+                    if tick - now > spin_s:
+                        time.sleep(tick - now - spin_s)
+                    while time.perf_counter() < tick:
+                        pass
                 elif now - tick > 0.5 * period and k > 0:
                     overruns += 1
             t_obs = time.perf_counter()
@@ -712,6 +728,9 @@ def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: fl
                     session.last_error = f"on_tick: {type(e).__name__}: {e}"
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     elapsed = time.perf_counter() - t_start
     steps = len(tick_lat)
     c = session.counters

@@ -382,6 +382,21 @@ def test_run_holds_the_rate(grbal_dir):
     assert rep.deadline_misses == 0 or rep.deadline_misses < 3  # a loaded CI box may hiccup
 
 
+def test_garbage_collector_is_paused_during_the_run_only(grbal_dir):
+    import gc
+
+    seen = []
+    assert gc.isenabled()
+    run(ScriptedRobot(), ControllerSession(grbal_dir), rate_hz=200, duration_s=0.03,
+        on_tick=lambda info: seen.append(gc.isenabled()))
+    assert seen and not any(seen)  # no collection pause can land on a control step
+    assert gc.isenabled()
+    with pytest.raises(ObservationError):  # also restored when the run is refused
+        run(ScriptedRobot(obs_dim=OBS_DIM + 1), ControllerSession(grbal_dir), rate_hz=100,
+            duration_s=0.1)
+    assert gc.isenabled()
+
+
 def test_threads_are_not_left_running(grbal_dir):
     before = threading.active_count()
     s = ControllerSession(grbal_dir)
