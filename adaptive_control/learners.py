@@ -428,52 +428,53 @@ def lowrank_task_losses(
     first_order: bool = False,
 ) -> Tensor:
     """Per-task post-adaptation future losses ``[B]``, equal to the vmap path, without ever
-    forming per-task weights.
+    forming per-task weights; tasks batched with ``torch.func.vmap``, the inner gradient taken
+    with ``torch.func.grad``.
 
     One SGD step on a linear layer changes ``W`` by ``-lr * Gᵀ H`` (``G``: loss gradients at
     the layer's outputs, ``H``: its inputs, over the M past steps) — a rank-≤M update — and
     ``b`` by ``-lr * 1ᵀ G``. So the adapted layer applied to ``x`` is
-    ``x Wᵀ + b - lr * (x Hᵀ + 1) G``: matrix products with the shared ``W`` over all tasks'
-    rows plus small ``[K, M]`` kernels per task. The vmap path instead materialises every
-    task's adapted ``[width, width]`` weights and their gradients, which is memory-bound for
-    wide layers. Backprop through the inner loss is written out (MSE, ReLU), so this works
-    under ``torch.no_grad`` too. Plain SGD with a scalar lr only (not Meta-SGD).
+    ``x Wᵀ + b - lr * (x Hᵀ + 1) G``: matrix products with the shared ``W`` plus small
+    ``[K, M]`` kernels per task. ``G`` is the gradient of the inner loss with respect to a zero
+    perturbation of each layer's pre-activations. The plain vmap path instead materialises
+    every task's adapted ``[width, width]`` weights and their gradients, which is memory-bound
+    for wide layers. Plain SGD with a scalar lr only (not Meta-SGD, not action gains).
     """
     layers = _mlp_layers(model)
     n_layers = len(layers)
-    # corrections[l]: the (G, H) pairs of the inner steps taken so far, for layer l.
-    corrections: list[list[tuple[Tensor, Tensor]]] = [[] for _ in layers]
 
-    def forward(x: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        hs, zs = [], []
+    def forward(x: Tensor, corrections: list[list[tuple[Tensor, Tensor]]],
+                eps: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+        hs = []
         for i, lin in enumerate(layers):
             hs.append(x)
             z = torch.nn.functional.linear(x, lin.weight, lin.bias)
             for g, h in corrections[i]:
                 z = z - inner_lr * ((x @ h.transpose(-1, -2) + 1.0) @ g)
-            zs.append(z)
+            if eps is not None:
+                z = z + eps[i]
             x = torch.relu(z) if i < n_layers - 1 else z
-        return hs, zs
+        return x, hs
+
+    def one(x_past: Tensor, y_past: Tensor, x_fut: Tensor, y_fut: Tensor) -> Tensor:
+        corrections: list[list[tuple[Tensor, Tensor]]] = [[] for _ in layers]
+        zeros = [x_past.new_zeros(x_past.shape[0], lin.out_features) for lin in layers]
+        for _ in range(steps):
+            def inner(eps: list[Tensor], corr=corrections) -> tuple[Tensor, list[Tensor]]:
+                out, hs = forward(x_past, corr, eps)
+                return ((out - y_past) ** 2).mean(), hs
+
+            gs, hs = torch.func.grad(inner, has_aux=True)(zeros)
+            if first_order:
+                gs = [g.detach() for g in gs]
+                hs = [h.detach() for h in hs]
+            corrections = [c + [(g, h)] for c, g, h in zip(corrections, gs, hs, strict=True)]
+        out, _ = forward(x_fut, corrections)
+        return ((out - y_fut) ** 2).mean()
 
     past, fut = batch.past, batch.future
-    x_past, y_past = model.net_inputs(past.obs, past.act), model.target(past)
-    for _ in range(steps):
-        hs, zs = forward(x_past)
-        # d mean((z_L - y)^2) / d z_L over one task's [M, obs_dim] block.
-        g = 2.0 * (zs[-1] - y_past) / (y_past.shape[-2] * y_past.shape[-1])
-        new: dict[int, tuple[Tensor, Tensor]] = {}
-        for i in reversed(range(n_layers)):
-            new[i] = (g.detach(), hs[i].detach()) if first_order else (g, hs[i])
-            if i > 0:
-                # g @ W_eff with W_eff = W - lr Σ Gᵀ H, again without forming W_eff.
-                gi = g @ layers[i].weight
-                for gc, hc in corrections[i]:
-                    gi = gi - inner_lr * ((g @ gc.transpose(-1, -2)) @ hc)
-                g = gi * (zs[i - 1] > 0)
-        for i in range(n_layers):
-            corrections[i].append(new[i])
-    _, zs = forward(model.net_inputs(fut.obs, fut.act))
-    return ((zs[-1] - model.target(fut)) ** 2).mean(dim=(-2, -1))
+    return torch.vmap(one)(model.net_inputs(past.obs, past.act), model.target(past),
+                           model.net_inputs(fut.obs, fut.act), model.target(fut))
 
 
 def _mlp_layers(model: MLPDynamics) -> list[nn.Linear]:

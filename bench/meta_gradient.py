@@ -7,8 +7,10 @@ post-adaptation future loss w.r.t. θ, on identical weights and data:
   one ``torch.autograd.grad`` of the mean;
 - loop: for each task, ``torch.autograd.grad(create_graph=True)`` on its past window, adapted
   future loss, ``torch.autograd.grad`` w.r.t. θ, accumulated;
-- lowrank (investigation, opt-in ``GrBALConfig(meta_impl="lowrank")``): the same meta-gradient
-  written so that no per-task adapted weight matrix is ever formed (see
+- lowrank (``GrBALConfig(meta_impl="lowrank")``): also batched with torch.func — ``vmap``
+  over tasks, ``torch.func.grad`` for the inner step — but with the inner gradient taken at
+  each layer's pre-activations, so the adapted layers are applied as the shared weights plus
+  a rank-≤M correction and no per-task weight matrix is ever formed (see
   ``adaptive_control.learners.lowrank_task_losses``).
 
 Paper setting: cheetah-sized obs 17 / act 6, MLP 3 × 512, M = K = 16, meta-batch 10; also a
