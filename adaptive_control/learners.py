@@ -557,9 +557,7 @@ class ReBALGains(Learner):
 
     def loss(self, batch: WindowBatch) -> Tensor:
         gain = self.gains(batch.past).unsqueeze(-2)  # [B, 1, A]: one gain per window
-        fut = batch.future
-        pred = self.model._functional_norm_delta(self._params(gain), fut.obs, fut.act)
-        return torch.nn.functional.mse_loss(pred, self.model.target(fut))
+        return self.model.functional_loss(self._params(gain), batch.future)
 
     def adapt(self, recent: Transitions) -> Predictor:
         _check_recent(recent, "ReBAL")

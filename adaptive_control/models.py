@@ -123,18 +123,16 @@ class MLPDynamics(nn.Module):
                                strict=True)
 
     def fold_action_gain(self, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The ``net.*`` weights of the plain MLP equal to ``params`` (gains folded into the
-        first layer: ``norm_act(g ⊙ a) = g ⊙ norm_act(a) + μ ⊙ (g − 1) / σ``)."""
+        """The ``net.*`` weights of the plain MLP equal to ``params`` (the gains folded into
+        the first layer by :func:`fold_gain`)."""
         out = {k: v for k, v in params.items() if k.startswith("net.")}
         if not self.has_action_gain:
             return out
-        gain, n = params["act_gain"], self.normalizer
         first = next(k[:-len(".weight")] for k in out if k.endswith(".weight"))
         w, b = out[first + ".weight"], out[first + ".bias"]
-        w_act = w[:, self.obs_dim:]
-        shift = n.act_mean * (gain - 1.0) / n.act_std
-        out[first + ".weight"] = torch.cat([w[:, :self.obs_dim], w_act * gain], dim=1)
-        out[first + ".bias"] = b + w_act @ shift
+        w_act, out[first + ".bias"] = fold_gain(w[:, self.obs_dim:].t(), b, params["act_gain"],
+                                                self.normalizer)
+        out[first + ".weight"] = torch.cat([w[:, :self.obs_dim], w_act.t()], dim=1)
         return out
 
     def functional_forward(self, params: Mapping[str, Tensor], obs: Tensor,
@@ -145,6 +143,16 @@ class MLPDynamics(nn.Module):
     def functional_loss(self, params: Mapping[str, Tensor], t: Transitions) -> Tensor:
         """:meth:`loss` with the weights taken from ``params``; usable under grad/vmap."""
         return F.mse_loss(self._functional_norm_delta(params, t.obs, t.act), self.target(t))
+
+
+def fold_gain(w_act: Tensor, bias: Tensor, gain: Tensor, normalizer: Normalizer
+              ) -> tuple[Tensor, Tensor]:
+    """Fold action gains into a first layer: its action rows ``w_act`` (``[act_dim, out]``,
+    input-major) and ``bias`` such that the layer on ``norm_act(a)`` equals the original on
+    ``norm_act(g ⊙ a)``. Since ``norm_act(g ⊙ a) = g ⊙ norm_act(a) + μ ⊙ (g − 1) / σ``, the rows
+    scale by g and the bias absorbs the constant."""
+    shift = normalizer.act_mean * (gain - 1.0) / normalizer.act_std
+    return w_act * gain.unsqueeze(-1), bias + torch.matmul(shift, w_act)
 
 
 class RecurrentDynamics(nn.Module):
@@ -279,6 +287,16 @@ def _check_normalizer(normalizer: Normalizer | None, obs_dim: int, act_dim: int)
     return Normalizer.identity(obs_dim, act_dim, normalizer.obs_mean.dtype).update_from(normalizer)
 
 
+def actuator_features(obs: Tensor, act: Tensor, next_obs: Tensor, velocity_index: Tensor,
+                      normalizer: Normalizer) -> Tensor:
+    """What :class:`ActuatorGainEncoder` reads per motor and step: ``[..., M, act_dim, 3]`` =
+    (normalised command, change and value of the motor's joint velocity)."""
+    a = normalizer.norm_act(act)
+    dv = torch.index_select(normalizer.norm_delta(next_obs - obs), -1, velocity_index)
+    v = torch.index_select(normalizer.norm_obs(obs), -1, velocity_index)
+    return torch.stack([a, dv, v], dim=-1)
+
+
 class ActuatorGainEncoder(nn.Module):
     """Per-motor command gains from a window of transitions, by one GRU shared by all motors.
 
@@ -311,17 +329,10 @@ class ActuatorGainEncoder(nn.Module):
     def act_dim(self) -> int:
         return int(self.velocity_index.numel())
 
-    def features(self, past: Transitions, normalizer: Normalizer) -> Tensor:
-        """``[..., M, ·]`` window -> per-motor sequences ``[..., act_dim, M, 3]``."""
-        idx = self.velocity_index
-        a = normalizer.norm_act(past.act)
-        dv = normalizer.norm_delta(past.next_obs - past.obs)[..., idx]
-        v = normalizer.norm_obs(past.obs)[..., idx]
-        return torch.stack([a, dv, v], dim=-1).transpose(-3, -2)
-
     def forward(self, past: Transitions, normalizer: Normalizer) -> Tensor:
         """Gains ``[..., act_dim]`` after reading the window."""
-        x = self.features(past, normalizer)
+        x = actuator_features(past.obs, past.act, past.next_obs, self.velocity_index,
+                              normalizer).transpose(-3, -2)  # [..., act_dim, M, 3]
         lead = x.shape[:-2]
         _, h = self.rnn(x.reshape(-1, *x.shape[-2:]))
         return 1.0 + self.head(h[0]).reshape(lead)

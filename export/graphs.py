@@ -34,7 +34,13 @@ import torch
 from torch import Tensor, nn
 
 from adaptive_control.learners import MBDE, GrBAL, Learner, ReBAL, ReBALGains
-from adaptive_control.models import ActuatorGainEncoder, MLPDynamics, RecurrentDynamics
+from adaptive_control.models import (
+    ActuatorGainEncoder,
+    MLPDynamics,
+    RecurrentDynamics,
+    actuator_features,
+    fold_gain,
+)
 from adaptive_control.planners import cem, mppi, random_shooting, shift_plan
 from export import contract as C
 
@@ -182,18 +188,11 @@ class MLPCore(nn.Module):
         return self.fold_gain(raw, self.act_gain) if self.has_gain else raw
 
     def fold_gain(self, params: Params, gain: Tensor) -> Params:
-        """The plain MLP equal to ``params`` behind the action gains ``gain``.
-
-        ``norm_act(g ⊙ a) = g ⊙ norm_act(a) + μ ⊙ (g − 1) / σ``, so the first layer's action
-        rows scale by g and its bias absorbs the constant.
-        """
-        n = self.normalizer
+        """The plain MLP equal to ``params`` behind the action gains ``gain``
+        (:func:`adaptive_control.models.fold_gain` on the first layer)."""
         (w0, b0), rest = params[0], list(params[1:])
-        w_obs, w_act = w0[:self.obs_dim], w0[self.obs_dim:]
-        shift = n.act_mean * (gain - 1.0) / n.act_std
-        w0 = torch.cat([w_obs, w_act * gain.unsqueeze(-1)], dim=0)
-        b0 = b0 + torch.matmul(shift.unsqueeze(0), w_act).squeeze(0)
-        return [(w0, b0)] + rest
+        w_act, b0 = fold_gain(w0[self.obs_dim:], b0, gain, self.normalizer)
+        return [(torch.cat([w0[:self.obs_dim], w_act], dim=0), b0)] + rest
 
     def to_state_dict_layout(self, params: AnyParams) -> list[Tensor]:
         """Params in ``named_parameters`` order and PyTorch layout (weights ``[out, in]``)."""
@@ -427,14 +426,11 @@ class GainEncoderCore(nn.Module):
     def encode(self, r_obs: Tensor, r_act: Tensor, r_next: Tensor, mask: Tensor) -> Tensor:
         """Gains ``[act_dim]``; masked rows leave every motor's hidden state unchanged."""
         r_obs, r_act, r_next = masked_rows(mask, r_obs, r_act, r_next)
-        n, idx = self.normalizer, self.velocity_index
-        a = n.norm_act(r_act)
-        dv = torch.index_select(n.norm_delta(r_next - r_obs), 1, idx)
-        v = torch.index_select(n.norm_obs(r_obs), 1, idx)
-        gx_all = torch.matmul(torch.stack([a, dv, v], dim=-1), self.w_ih) + self.b_ih  # [M,A,3H]
+        x = actuator_features(r_obs, r_act, r_next, self.velocity_index, self.normalizer)
+        gx_all = torch.matmul(x, self.w_ih) + self.b_ih  # [M, A, 3H]
         valid = (mask > 0).reshape(-1, 1, 1)
-        h = torch.zeros(a.shape[1], self.hidden_size, dtype=r_obs.dtype)
-        for t in range(a.shape[0]):  # static window length: unrolled
+        h = torch.zeros(x.shape[1], self.hidden_size, dtype=r_obs.dtype)
+        for t in range(x.shape[0]):  # static window length: unrolled
             h2 = gru_cell(gx_all[t], torch.matmul(h, self.w_hh) + self.b_hh, h, self.hidden_size)
             h = torch.where(valid[t], h2, h)
         gains = 1.0 + (torch.matmul(h, self.w_head) + self.b_head)[:, 0]
