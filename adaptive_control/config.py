@@ -13,6 +13,7 @@ import json
 import tomllib
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,15 +299,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(path: str | Path | None = None, preset: str | None = None,
-                overrides: list[str] = ()) -> TrainConfig:
-    """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
+def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | None = None,
+                   preset: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """A config as nested values: the preset, then the file (TOML or YAML; it may name a
+    ``preset``), then the ``key=value`` overrides. Shared by every typed config loader."""
     values: dict[str, Any] = {}
     file_values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config={str(path)!r}: no such file")
+            raise ValueError(f"config={str(path)!r}: no such file or preset (presets: "
+                             f"{', '.join(presets)})")
         if path.suffix == ".toml":
             file_values = tomllib.loads(path.read_text())
         elif path.suffix in (".yaml", ".yml"):
@@ -320,9 +323,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
         file_values = dict(file_values)
         preset = file_values.pop("preset", preset)
     if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(PRESETS)}")
-        values = _merge(values, copy.deepcopy(PRESETS[preset]))
+        if preset not in presets:
+            raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(presets)}")
+        values = copy.deepcopy(presets[preset])
     values = _merge(values, copy.deepcopy(file_values))
     for text in overrides:
         keys, value = parse_override(text)
@@ -332,7 +335,13 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
             if not isinstance(node, dict):
                 raise ValueError(f"override {text!r}: {k!r} is not a table")
         node[keys[-1]] = value
-    return build_dataclass(TrainConfig, values)
+    return values
+
+
+def load_config(path: str | Path | None = None, preset: str | None = None,
+                overrides: Sequence[str] = ()) -> TrainConfig:
+    """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
+    return build_dataclass(TrainConfig, layered_values(PRESETS, path, preset, overrides))
 
 
 def config_from_json(text: str) -> TrainConfig:

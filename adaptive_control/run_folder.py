@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import torch
+
+from adaptive_control.checkpoint import load_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -56,3 +63,20 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def restore_run(ckpt_path: Path, robot: str, cfg: Any, parse_config: Callable[[str], Any],
+                module: torch.nn.Module, module_key: str,
+                optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, Any]]]:
+    """``--resume``: load the checkpoint's weights (under ``module_key``), optimiser state and
+    torch RNG state, refusing a run started with another config. Returns (iteration done,
+    metrics rows so far)."""
+    ckpt = load_checkpoint(ckpt_path, robot=robot)
+    if parse_config(ckpt["config"]) != cfg:
+        raise ValueError(f"--resume: the config differs from the one {ckpt_path.parent} was "
+                         "started with; resume with the same config (see config.json in the "
+                         "run folder)")
+    module.load_state_dict(ckpt[module_key])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    return int(ckpt["iteration"]), json.loads(ckpt["metrics"])

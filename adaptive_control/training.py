@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.checkpoint import save_checkpoint
 from adaptive_control.config import TrainConfig, config_from_json
 from adaptive_control.controller import AdaptiveController
 from adaptive_control.data import WindowSampler, split_trajectories
@@ -35,7 +35,7 @@ from adaptive_control.learners import Learner, make_learner
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from adaptive_control.normalizer import Normalizer
 from adaptive_control.planners import make_planner
-from adaptive_control.run_folder import CHECKPOINT, check_run_folder, run_lock
+from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
@@ -197,15 +197,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr)
     state = RunState(0, [])
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, robot=family.robot.name)
-        saved = config_from_json(ckpt["config"])
-        if saved != cfg:
-            raise ValueError(f"--resume: the config differs from the one {out} was started with; "
-                             "resume with the same config (see config.json in the run folder)")
-        learner.load_state_dict(ckpt["learner"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        state = RunState(int(ckpt["iteration"]), json.loads(ckpt["metrics"]))
+        state = RunState(*restore_run(ckpt_path, family.robot.name, cfg, config_from_json,
+                                      learner, "learner", optimizer))
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
         return _train_locked(cfg, out, family, learner, optimizer, state, progress, stop_after)

@@ -6,15 +6,13 @@ unknown keys and bad values are refused (field, value, what is allowed) before a
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adaptive_control.config import _merge, build_dataclass, parse_override
+from adaptive_control.config import build_dataclass, layered_values
 
 METHODS = ("distill", "rl2")
 ARCHS = ("gru", "lstm", "mlp")
@@ -201,39 +199,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 def load_policy_config(path: str | Path | None = None, preset: str | None = None,
                        overrides: list[str] | tuple[str, ...] = ()) -> PolicyTrainConfig:
     """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
-    file_values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"config={str(path)!r}: no such file or preset (presets: "
-                             f"{', '.join(PRESETS)})")
-        if path.suffix == ".toml":
-            file_values = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            file_values = yaml.safe_load(path.read_text()) or {}
-        else:
-            raise ValueError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml")
-        if not isinstance(file_values, dict):
-            raise ValueError(f"config={str(path)!r} must hold a table of settings")
-        file_values = dict(file_values)
-        preset = file_values.pop("preset", preset)
-    values: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(PRESETS)}")
-        values = copy.deepcopy(PRESETS[preset])
-    values = _merge(values, copy.deepcopy(file_values))
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = values
-        for k in keys[:-1]:
-            node = node.setdefault(k, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {text!r}: {k!r} is not a table")
-        node[keys[-1]] = value
-    return build_dataclass(PolicyTrainConfig, values)
+    return build_dataclass(PolicyTrainConfig, layered_values(PRESETS, path, preset, overrides))
 
 
 def policy_config_from_json(text: str) -> PolicyTrainConfig:

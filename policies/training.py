@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
-from adaptive_control.run_folder import CHECKPOINT, check_run_folder, run_lock
+from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
 from policies.config import PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
@@ -278,14 +278,8 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
     iteration, metrics = 0, []
     if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path, robot=family.robot.name)
-        if policy_config_from_json(ckpt["config"]) != cfg:
-            raise ValueError(f"--resume: the config differs from the one {out} was started with; "
-                             "resume with the same config (see config.json in the run folder)")
-        policy.load_state_dict(ckpt["policy"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        iteration, metrics = int(ckpt["iteration"]), json.loads(ckpt["metrics"])
+        iteration, metrics = restore_run(ckpt_path, family.robot.name, cfg,
+                                         policy_config_from_json, policy, "policy", optimizer)
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):  # one writer per run folder
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
