@@ -3,11 +3,13 @@
 - :mod:`export.onnx_export` (torch): ``export_checkpoint`` / ``export_learner`` write
   ``dynamics.onnx``, ``adapt_step.onnx`` or ``encode.onnx``, ``controller.onnx`` and
   ``manifest.json``, and check ONNX Runtime against torch.
-- :mod:`export.runtime` (numpy + onnxruntime only): ``ControllerSession`` and the fixed-rate
-  loop ``run``.
+- :mod:`export.runtime` (numpy + onnxruntime only): ``ControllerSession``, the session
+  protocol and the fixed-rate loop ``run``.
+- :mod:`export.policy_runtime` (numpy + onnxruntime only): ``PolicySession`` for the deploy
+  folders of ``adapt export-policy`` (written by :mod:`policies.export`).
 - :mod:`export.sim_robot` (mujoco + sims, no torch): ``SimRobot`` for ``run``.
 - :mod:`export.contract`: file, tensor and metadata names shared by both sides.
-- :mod:`export.cli`: ``adapt export`` and ``adapt deploy``.
+- :mod:`export.cli`: ``adapt export`` and ``adapt deploy`` (controllers and policies).
 
 This package module imports nothing, so ``import export.runtime`` stays torch-free.
 See docs/export.md for the artifact contract.

@@ -1,5 +1,8 @@
 """``adapt export`` and ``adapt deploy`` (also ``python -m export.cli export|deploy``).
 
+``deploy`` runs either kind of deploy folder — a controller (``adapt export``) or a recurrent
+policy (``adapt export-policy``) — as its ``manifest.json`` says, through the same loop.
+
 Heavy imports happen inside the commands: ``deploy`` itself loads only numpy, onnxruntime
 and (for ``sim:`` robots) mujoco with ``sims``' torch-free modules. The ``adapt`` entry point
 builds the parsers of every layer, which imports torch; ``python -m export.cli deploy ...``
@@ -43,10 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_export)
 
     d = sub.add_parser(
-        "deploy", help="run an exported controller against a robot at a fixed rate",
-        description="Runs controller.onnx through ONNX Runtime (no torch) at --rate Hz, shows "
-                    "live latency and speed, and writes a JSON report.")
-    d.add_argument("export_dir", help="a folder written by `adapt export`")
+        "deploy", help="run an exported controller or policy against a robot at a fixed rate",
+        description="Runs controller.onnx (a folder from `adapt export`) or policy.onnx with "
+                    "reward.onnx (a folder from `adapt export-policy`) through ONNX Runtime "
+                    "(no torch) at --rate Hz, shows live latency and speed, and writes a JSON "
+                    "report.")
+    d.add_argument("export_dir",
+                   help="a folder written by `adapt export` or `adapt export-policy`")
     d.add_argument("--robot", required=True,
                    help="sim:NAME — the MuJoCo simulation of a built-in robot (cheetah, "
                         "quadruped)")
@@ -64,11 +70,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="simulate as fast as possible (one control step per tick, no pacing) "
                         "instead of in real time")
     d.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
-    d.add_argument("--seed", type=int, default=0, help="noise and initial-state seed")
+    d.add_argument("--seed", type=int, default=0,
+                   help="initial-state seed (and a controller's noise seed)")
     d.add_argument("--adapt-before-full", action="store_true",
-                   help="adapt on a partly filled window instead of the prior until M exist")
+                   help="controllers only: adapt on a partly filled window instead of the "
+                        "prior until M exist")
     d.add_argument("--safe-action", choices=("shift", "zeros"), default="shift",
-                   help="action for an unusable observation (default: previous plan shifted)")
+                   help="action for an unusable observation (default: a controller's previous "
+                        "plan shifted, a policy's previous action)")
     d.add_argument("--out", default=None, help="folder for report.json")
     d.add_argument("--quiet", action="store_true", help="no live status line")
     d.set_defaults(func=cmd_deploy)
@@ -168,8 +177,34 @@ class _Status:
             print(flush=True)
 
 
+def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[str, Any]]:
+    """The session for the folder's kind, a one-line description and the report's fields."""
+    from export.runtime import ControllerSession, deploy_kind
+
+    if deploy_kind(args.export_dir) == C.KIND_POLICY:
+        from export.policy_runtime import PolicySession
+
+        if args.adapt_before_full:
+            raise ValueError(f"--adapt-before-full: allowed only for a controller (`adapt "
+                             f"export`); {args.export_dir} holds a policy, which adapts "
+                             "through its hidden state")
+        ps = PolicySession(args.export_dir, robot=robot, threads=args.threads,
+                           safe_action=args.safe_action)
+        info = {k: ps.meta.get(k) for k in ("method", "arch", "hidden_size")}
+        what = (f"{ps.path}: {info['method']} {info['arch']} policy for {ps.robot_name}, "
+                f"hidden {ps.hidden_size}")
+        return ps, what, info
+    cs = ControllerSession(args.export_dir, robot=robot, threads=args.threads,
+                           seed=args.seed, adapt_before_full=args.adapt_before_full,
+                           safe_action=args.safe_action)
+    planner = cs.planner
+    what = (f"{cs.path}: {cs.meta['learner']} for {cs.robot_name}, {planner['name']} "
+            f"{planner['num_candidates']} x {planner['horizon']}, M={cs.m}")
+    return cs, what, {"learner": cs.meta["learner"], "planner": planner}
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from export.runtime import ControllerSession, run
+    from export.runtime import run
     from export.sim_robot import SimRobot
 
     name = _sim_name(args.robot)
@@ -177,30 +212,26 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise ValueError(f"--duration={args.duration}: allowed a number of seconds > 0")
     if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
         raise ValueError(f"--rate={args.rate}: allowed a number of Hz > 0")
-    session = ControllerSession(args.export_dir, robot=name, threads=args.threads,
-                                seed=args.seed, adapt_before_full=args.adapt_before_full,
-                                safe_action=args.safe_action)
+    session, what, info = _open_session(args, name)
     robot = SimRobot(name, args.condition, seed=args.seed, realtime=not args.fast,
                      switch_at=args.switch_at, switch_to=args.switch_to)
     rate = args.rate if args.rate is not None else 1.0 / session.control_timestep
     if abs(rate * session.control_timestep - 1.0) > 1e-6:
-        print(f"warning: --rate {rate:g} Hz differs from the model's control rate "
-              f"{1 / session.control_timestep:g} Hz; its predictions assume "
+        print(f"warning: --rate {rate:g} Hz differs from the {session.kind}'s control rate "
+              f"{1 / session.control_timestep:g} Hz; it was trained for "
               f"{session.control_timestep:g} s steps", file=sys.stderr)
     deadline = None if args.deadline_ms is None else args.deadline_ms / 1e3
-    planner = session.planner
-    print(f"{session.path}: {session.meta['learner']} for {session.robot_name}, "
-          f"{planner['name']} {planner['num_candidates']} x {planner['horizon']}, M={session.m}; "
-          f"robot sim:{name} [{robot.schedule.label}] at {rate:g} Hz for {args.duration:g} s"
-          f"{' (as fast as possible)' if args.fast else ' (real time)'}", flush=True)
+    print(f"{what}; robot sim:{name} [{robot.schedule.label}] at {rate:g} Hz for "
+          f"{args.duration:g} s{' (as fast as possible)' if args.fast else ' (real time)'}",
+          flush=True)
     status = _Status(robot, not args.quiet)
     report = run(robot, session, rate, args.duration, deadline_s=deadline, pace=not args.fast,
                  on_tick=status)
     status.close()
     m = report.robot
     summary = {
-        "export_dir": str(Path(args.export_dir)), "robot": args.robot,
-        "learner": session.meta["learner"], "planner": planner,
+        "export_dir": str(Path(args.export_dir)), "kind": session.kind, **info,
+        "robot": args.robot,
         "schedule": robot.schedule.label, "rate_hz": rate, "duration_s": args.duration,
         "realtime": not args.fast,
         "return": m.get("return"), "distance": m.get("distance"),

@@ -21,6 +21,8 @@ DYNAMICS_FILE = "dynamics.onnx"
 ADAPT_STEP_FILE = "adapt_step.onnx"  # GrBAL and MB+DE
 ENCODE_FILE = "encode.onnx"  # ReBAL
 MANIFEST_FILE = "manifest.json"
+POLICY_FILE = "policy.onnx"  # `adapt export-policy`: one step of a recurrent policy
+REWARD_FILE = "reward.onnx"  # `adapt export-policy`: the task reward the policy reads
 
 #: Graph role (``metadata_props["graph"]``) -> file name.
 GRAPH_FILES = {
@@ -29,6 +31,19 @@ GRAPH_FILES = {
     "adapt_step": ADAPT_STEP_FILE,
     "encode": ENCODE_FILE,
 }
+#: Graph role -> file name in a policy deploy folder.
+POLICY_GRAPH_FILES = {
+    "policy": POLICY_FILE,
+    "reward": REWARD_FILE,
+}
+
+# ---------------------------------------------------------------------------- deploy folders
+#: ``manifest.json["kind"]``: what a deploy folder holds, so ``adapt deploy`` knows which
+#: session runs it. A manifest without the key is a controller (exports that predate it).
+KIND = "kind"
+KIND_CONTROLLER = "controller"  # written by `adapt export`
+KIND_POLICY = "policy"  # written by `adapt export-policy`
+KINDS = (KIND_CONTROLLER, KIND_POLICY)
 
 # ---------------------------------------------------------------------------- tensor names
 RECENT_OBS = "recent_obs"
@@ -51,6 +66,14 @@ NEXT_CELL = "next_cell"
 CONTEXT_HIDDEN = "context_hidden"  # ReBAL encode graph outputs
 CONTEXT_CELL = "context_cell"
 LAST_DELTA = "last_delta"
+PREV_ACTION = "prev_action"  # policy graph: the action executed at the previous step
+PREV_REWARD = "prev_reward"  # policy graph: the reward of the previous transition
+HIDDEN_OUT = "hidden_out"  # policy graph: feed back as ``hidden`` next step
+REWARD = "reward"  # reward graph output
+POLICY_INPUTS = (OBS, PREV_ACTION, PREV_REWARD, HIDDEN)
+POLICY_OUTPUTS = (ACTION, HIDDEN_OUT)
+REWARD_INPUTS = (OBS, ACT, NEXT_OBS)
+REWARD_OUTPUTS = (REWARD,)
 ACTION_GAINS = "action_gains"  # ReBAL with action gains: encode output, dynamics input
 #: Prefix of the adapt_step outputs: one per weight tensor, named after the state_dict key.
 ADAPTED_PREFIX = "adapted."
@@ -69,5 +92,10 @@ COMMON_KEYS = (
 )
 #: Extra keys of controller.onnx.
 CONTROLLER_KEYS = ("noise", "initial_plan", "window")
+#: Keys of a policy folder's manifest.json that the runtime reads.
+POLICY_MANIFEST_KEYS = (
+    "format", "format_version", KIND, "robot", "obs_dim", "act_dim", "hidden_size",
+    "obs_layout", "action_low", "action_high", "control_timestep", "files", "graphs",
+)
 
 PLANNER_NAMES = ("random_shooting", "cem", "mppi")

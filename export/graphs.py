@@ -9,8 +9,9 @@ so ``torch.onnx.export`` sees no autograd and no recurrent-layer modules:
 * :class:`RecurrentCore` — ReBAL's GRU/LSTM as explicit cell equations: a masked encoder
   over the recent window and the fixed-context step the planner uses.
 * Graph modules (:class:`DynamicsGraph`, :class:`RecurrentStepGraph`,
-  :class:`AdaptStepGraph`, :class:`EncodeGraph`, :class:`ControllerGraph`) whose ``forward``
-  takes the graph inputs positionally in the order of ``input_names``.
+  :class:`AdaptStepGraph`, :class:`EncodeGraph`, :class:`ControllerGraph`,
+  :class:`RewardGraph`) whose ``forward`` takes the graph inputs positionally in the order of
+  ``input_names``.
 
 Weights are stored transposed (``[in, out]``) so every layer is one ``x @ W + b`` MatMul
 without a per-call Transpose; the adapt_step outputs are transposed back to the PyTorch
@@ -680,6 +681,22 @@ class PlannerSpec:
     @property
     def noise_distribution(self) -> str:
         return "uniform" if self.name == "random_shooting" else "normal"
+
+
+class RewardGraph(nn.Module):
+    """(obs, act, next_obs) -> reward: the task reward alone, for runtimes that need it
+    outside a controller (a recurrent policy reads the previous step's reward).
+
+    ``reward`` is the :class:`sims.rewards.TaskReward` the environment and the planners use,
+    traced as it is, so the graph cannot drift from the simulator's arithmetic.
+    """
+
+    def __init__(self, reward: Any) -> None:
+        super().__init__()
+        self.reward = reward
+
+    def forward(self, obs: Tensor, act: Tensor, next_obs: Tensor) -> Tensor:
+        return self.reward(obs, act, next_obs)
 
 
 class ControllerGraph(nn.Module):

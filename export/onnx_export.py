@@ -70,6 +70,7 @@ from export.graphs import (
     RecurrentAdapter,
     RecurrentCore,
     RecurrentStepGraph,
+    RewardGraph,
     TensorSpec,
     make_adapter,
 )
@@ -153,7 +154,8 @@ def _normalizer_dict(learner: Learner) -> dict[str, list[float]]:
             ("obs_mean", "obs_std", "act_mean", "act_std", "delta_mean", "delta_std")}
 
 
-def _reward_dict(reward: TaskReward) -> dict[str, Any]:
+def reward_metadata(reward: TaskReward) -> dict[str, Any]:
+    """The reward's parameters and formula, for metadata and manifests."""
     return {**dataclasses.asdict(reward),
             "formula": "next_obs[forward_index] - ctrl_cost * sum(act^2) + alive_bonus * "
                        "(1 - 2 (q_x^2 + q_y^2)) with q = next_obs[quat_index:quat_index+4] "
@@ -183,7 +185,7 @@ def common_metadata(learner: Learner, cfg: TrainConfig, robot: Robot,
         "control_timestep": robot.control_timestep,
         "m": cfg.m,
         "normalizer": _normalizer_dict(learner),
-        "reward": _reward_dict(task_reward(robot)),
+        "reward": reward_metadata(task_reward(robot)),
         "adaptation": adaptation_info(learner),
         "planner": {"name": planner.name, **dataclasses.asdict(planner.config)},
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__,
@@ -270,6 +272,35 @@ class ExportResult:
     def max_error(self) -> float:
         errs = [v for d in self.parity.values() for v in d.values()]
         return max(errs) if errs else math.nan
+
+
+def export_graph(module: torch.nn.Module, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                 path: Path, meta: Mapping[str, Any], doc: str) -> GraphInfo:
+    """Export ``module`` (fixed shapes, traced on zeros) to ``path`` with ``meta`` plus the
+    graph's ``inputs``/``outputs`` specs as its metadata; ``meta["graph"]`` names the role."""
+    _export(module, tuple(_zeros(s) for s in inputs), path, [s.name for s in inputs],
+            [s.name for s in outputs])
+    write_metadata(path, {**meta, "inputs": [s.to_dict() for s in inputs],
+                          "outputs": [s.to_dict() for s in outputs]}, doc)
+    return GraphInfo(str(meta["graph"]), path, inputs, outputs)
+
+
+def export_reward_graph(robot: Robot, path: Path, meta: Mapping[str, Any] | None = None
+                        ) -> GraphInfo:
+    """``reward.onnx``: ``sims.rewards.task_reward(robot)`` traced as a graph
+    ``(obs [1, do], act [1, da], next_obs [1, do]) -> reward [1]``, so a runtime computes the
+    reward with the simulator's own arithmetic instead of a copy of it."""
+    do, da = robot.obs_dim, robot.act_dim
+    reward = task_reward(robot)
+    ins = [TensorSpec(C.OBS, (1, do), "observation s_t"),
+           TensorSpec(C.ACT, (1, da), "action a_t executed after s_t"),
+           TensorSpec(C.NEXT_OBS, (1, do), "observation s_{t+1} that followed")]
+    outs = [TensorSpec(C.REWARD, (1,), "r_t of the transition (s_t, a_t, s_{t+1})")]
+    full = {"format": C.FORMAT, "format_version": C.FORMAT_VERSION, **(meta or {}),
+            "graph": "reward", "robot": robot.name, "obs_dim": do, "act_dim": da,
+            "reward": reward_metadata(reward)}
+    return export_graph(RewardGraph(reward), ins, outs, path, full,
+                        f"adaptive-control task reward of {robot.name}; see docs/export.md")
 
 
 def _dynamics_graph(learner: Learner, adapter: Any, out: Path, do: int, da: int) -> GraphInfo:
@@ -477,6 +508,7 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
                                log=say)
     manifest = {
         **meta,
+        C.KIND: C.KIND_CONTROLLER,
         "files": {role: g.path.name for role, g in graphs.items()},
         "graphs": {role: {"inputs": [s.to_dict() for s in g.inputs],
                           "outputs": [s.to_dict() for s in g.outputs], **g.extra}

@@ -33,7 +33,9 @@ What it does around ``controller.onnx`` (docs/export.md has the full contract):
   thread keeps thread hand-offs off the critical path; cancelling means a late step never
   steals the next tick's CPU.
 * **Fixed-rate loop.** :func:`run` ticks at a fixed rate with a deadline per step and never
-  raises mid-loop.
+  raises mid-loop. It drives any :class:`Session`: this controller, or the recurrent policy of
+  :mod:`export.policy_runtime`; both build on :class:`SessionBase`, which holds the per-step
+  safety logic (validation, deadline, fallback, counters) once.
 """
 
 from __future__ import annotations
@@ -57,12 +59,17 @@ __all__ = [
     "ArtifactError",
     "ControllerSession",
     "DeadlineMiss",
+    "GraphRunner",
     "LatencyStats",
     "ObservationError",
     "Robot",
     "RunReport",
+    "Session",
+    "SessionBase",
     "TransitionBuffer",
+    "deploy_kind",
     "load_metadata",
+    "read_manifest",
     "run",
 ]
 
@@ -93,6 +100,48 @@ class Robot(Protocol):
         ...
 
 
+class Session(Protocol):
+    """What :func:`run` steps: :class:`ControllerSession` and
+    :class:`export.policy_runtime.PolicySession` (both :class:`SessionBase`)."""
+
+    kind: str  # manifest kind: "controller" or "policy"
+    robot_name: str
+    obs_dim: int
+    meta: Mapping[str, Any]  # metadata; ``meta["obs_layout"]`` names the observation's parts
+    counters: dict[str, int]
+    last_error: str | None
+
+    def warm_up(self) -> None:
+        """Run the graphs once or more before the robot starts (no episode state touched)."""
+        ...
+
+    def reset(self) -> None:
+        """Start an episode."""
+        ...
+
+    def reset_stats(self) -> None:
+        ...
+
+    def idle(self) -> None:
+        """Work that can be done between steps, off the critical path."""
+        ...
+
+    def step(self, obs: Any, deadline: float | None = None) -> np.ndarray:
+        """Observation in, action out; never raises."""
+        ...
+
+    def no_observation(self) -> np.ndarray:
+        """The action for a tick whose observation could not be read."""
+        ...
+
+    def fallback(self) -> np.ndarray:
+        """The safe action when stepping failed."""
+        ...
+
+    def latency(self) -> LatencyStats:
+        ...
+
+
 # --------------------------------------------------------------------------------------------
 # Metadata and validation
 # --------------------------------------------------------------------------------------------
@@ -109,6 +158,49 @@ def load_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
             raise ArtifactError(f"{path}: metadata key {key!r} is not valid JSON ({e}): "
                                 f"{text[:80]!r}") from e
     return meta
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """``folder/manifest.json`` as a dict; :class:`ArtifactError` if missing or garbled."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ArtifactError(f"export folder {str(folder)!r}: no such folder")
+    path = folder / C.MANIFEST_FILE
+    if not path.is_file():
+        present = sorted(p.name for p in folder.iterdir())
+        raise ArtifactError(f"{path}: missing; a deploy folder written by `adapt export` or "
+                            f"`adapt export-policy` holds {C.MANIFEST_FILE} (found "
+                            f"{present or 'nothing'})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e}); re-export the folder") from e
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path}: holds a JSON {type(manifest).__name__}, expected an "
+                            "object of manifest fields")
+    return manifest
+
+
+def deploy_kind(export_dir: str | Path) -> str:
+    """What a deploy folder holds, from its manifest's ``kind``: ``"controller"`` or
+    ``"policy"``.
+
+    A manifest without ``kind`` is a controller (exports that predate the field), and so is a
+    folder with ``controller.onnx`` but no manifest: the controller runtime reads only the
+    graph's own metadata. Anything else is an :class:`ArtifactError` naming what was found.
+    """
+    folder = Path(export_dir)
+    if not folder.is_dir():
+        raise ArtifactError(f"export folder {str(folder)!r}: no such folder")
+    if not (folder / C.MANIFEST_FILE).exists() and (folder / C.CONTROLLER_FILE).is_file():
+        return C.KIND_CONTROLLER
+    manifest = read_manifest(folder)
+    kind = manifest.get(C.KIND, C.KIND_CONTROLLER)
+    if kind not in C.KINDS:
+        raise ArtifactError(f"{folder / C.MANIFEST_FILE}: {C.KIND}={kind!r}: allowed "
+                            f"{C.KIND_CONTROLLER!r} (written by `adapt export`) or "
+                            f"{C.KIND_POLICY!r} (written by `adapt export-policy`)")
+    return kind
 
 
 def _shape_of(arg: Any) -> list[int | str]:
@@ -144,6 +236,33 @@ def _require(path: Path, cond: bool, what: str) -> None:
         raise ArtifactError(f"{path}: {what}")
 
 
+def _artifact_file(export_dir: str | Path, name: str) -> Path:
+    """``export_dir/name``, or an :class:`ArtifactError` saying what the folder holds."""
+    folder = Path(export_dir)
+    if not folder.is_dir():
+        raise ArtifactError(f"export folder {str(folder)!r}: no such folder")
+    path = folder / name
+    if not path.is_file():
+        present = sorted(p.name for p in folder.iterdir())
+        raise ArtifactError(f"{path}: missing; an export folder holds {name} "
+                            f"(found {present or 'nothing'})")
+    return path
+
+
+def check_bounds(path: Path, low: Any, high: Any, act_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validated action bounds (float32): ``act_dim`` finite values each, low < high."""
+    for key, v in (("action_low", low), ("action_high", high)):
+        _require(path, isinstance(v, list) and len(v) == act_dim
+                 and all(isinstance(x, (int, float)) for x in v),
+                 f"metadata {key} has {len(v) if isinstance(v, list) else v!r} values, "
+                 f"expected act_dim={act_dim}")
+    lo, hi = np.array(low, float), np.array(high, float)
+    _require(path, bool(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)),
+             f"metadata action bounds must be finite with low < high: low={lo.tolist()}, "
+             f"high={hi.tolist()}")
+    return lo.astype(np.float32), hi.astype(np.float32)
+
+
 def _validate_controller(path: Path, meta: Mapping[str, Any], sess: ort.InferenceSession,
                          robot: str | None) -> None:
     missing = [k for k in (*C.COMMON_KEYS, *C.CONTROLLER_KEYS) if k not in meta]
@@ -166,15 +285,7 @@ def _validate_controller(path: Path, meta: Mapping[str, Any], sess: ort.Inferenc
     do, da, m = meta["obs_dim"], meta["act_dim"], meta["m"]
     for key, v in (("obs_dim", do), ("act_dim", da), ("m", m)):
         _require(path, isinstance(v, int) and v >= 1, f"metadata {key}={v!r} must be an int >= 1")
-    for key in ("action_low", "action_high"):
-        v = meta[key]
-        _require(path, isinstance(v, list) and len(v) == da,
-                 f"metadata {key} has {len(v) if isinstance(v, list) else v!r} values, "
-                 f"expected act_dim={da}")
-    lo, hi = np.array(meta["action_low"], float), np.array(meta["action_high"], float)
-    _require(path, bool(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo < hi)),
-             f"metadata action bounds must be finite with low < high: low={lo.tolist()}, "
-             f"high={hi.tolist()}")
+    check_bounds(path, meta["action_low"], meta["action_high"], da)
     _check_io(path, "input", meta["inputs"], sess.get_inputs())
     _check_io(path, "output", meta["outputs"], sess.get_outputs())
     shapes = {d["name"]: list(d["shape"]) for d in meta["inputs"]}
@@ -318,7 +429,59 @@ class _Watchdog:
 
 
 class DeadlineMiss(Exception):
-    """Raised inside :meth:`ControllerSession.step` when the graph was cancelled or late."""
+    """Raised inside :meth:`SessionBase.step` when the graph was cancelled or late."""
+
+
+class GraphRunner:
+    """One ONNX Runtime session, run with an optional deadline.
+
+    Loads the graph with latency-predictable options (``threads`` intra-op threads, sequential
+    execution) and, given an absolute ``deadline``, cancels the run at that time through a
+    watchdog thread (started on first use; :meth:`close` stops it).
+    """
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads={threads!r}: allowed an integer >= 1")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:  # ORT raises its own exception types for corrupt files
+            raise ArtifactError(f"{path}: ONNX Runtime cannot load it: {e}") from e
+        self.path = path
+        self.output_names = [o.name for o in self.sess.get_outputs()]
+        self._watchdog: _Watchdog | None = None
+
+    def run(self, feed: Mapping[str, np.ndarray], deadline: float | None = None
+            ) -> list[np.ndarray]:
+        """All outputs; with an absolute ``deadline`` (``time.perf_counter()`` clock) the run
+        is cancelled at that time and :class:`DeadlineMiss` raised, also if it finishes late."""
+        if deadline is None:
+            return self.sess.run(self.output_names, dict(feed))
+        if self._watchdog is None:
+            self._watchdog = _Watchdog()
+        ro = ort.RunOptions()
+        self._watchdog.arm(ro, deadline)
+        try:
+            out = self.sess.run(self.output_names, dict(feed), ro)
+        except Exception as e:
+            if ro.terminate:
+                raise DeadlineMiss("cancelled at the deadline") from e
+            raise
+        finally:
+            self._watchdog.disarm()
+        if time.perf_counter() > deadline:
+            raise DeadlineMiss("finished after the deadline")
+        return out
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +493,119 @@ _COUNTERS = ("steps", "graph_actions", "deadline_misses", "nonfinite_obs", "bad_
              "session_errors", "bad_outputs")
 
 
-class ControllerSession:
+def check_safe_action(safe_action: str) -> None:
+    if safe_action not in _SAFE_ACTIONS:
+        raise ValueError(f"safe_action={safe_action!r}: allowed {', '.join(_SAFE_ACTIONS)}")
+
+
+class SessionBase:
+    """The step protocol of every session: validate the observation, build the feed, run the
+    graph under the deadline, commit the result — or execute the safe action and count why.
+    Kept in one place so a controller and a policy are equally safe on a robot.
+
+    A subclass sets ``_graph`` (the :class:`GraphRunner` :meth:`compute` runs), ``obs_dim``,
+    ``counters``, ``latencies``, ``last_error``, ``safe_action_mode`` and ``_prev_obs``, and
+    implements :meth:`begin`, :meth:`finish`, :meth:`fallback`, :meth:`reset` and
+    :meth:`warm_up`.
+    """
+
+    kind: str
+    obs_dim: int
+    safe_action_mode: str
+    counters: dict[str, int]
+    latencies: list[float]
+    last_error: str | None
+    _graph: GraphRunner
+    _prev_obs: np.ndarray | None
+
+    def _init_stats(self) -> None:
+        self.counters = dict.fromkeys(_COUNTERS, 0)
+        self.latencies = []  # seconds, every step() / run() tick
+        self.last_error = None
+
+    def reset_stats(self) -> None:
+        self.counters = dict.fromkeys(_COUNTERS, 0)
+        self.latencies = []
+
+    def latency(self) -> LatencyStats:
+        return LatencyStats.of(self.latencies)
+
+    def idle(self) -> None:
+        """Nothing to prepare by default (the controller draws its next noise here)."""
+
+    # ------------------------------------------------------------------ implemented below
+    def begin(self, obs: Any) -> dict[str, np.ndarray] | None:
+        raise NotImplementedError
+
+    def finish(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def fallback(self, prefer_zeros: bool = False) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def check_obs(self, obs: Any) -> str | None:
+        """None if ``obs`` is usable, else the counter it falls under."""
+        try:
+            a = np.asarray(obs, dtype=np.float32)
+        except (TypeError, ValueError):
+            return "bad_shape_obs"
+        if a.shape != (self.obs_dim,):
+            return "bad_shape_obs"
+        if not np.all(np.isfinite(a)):
+            return "nonfinite_obs"
+        return None
+
+    def compute(self, feed: Mapping[str, np.ndarray], deadline: float | None = None
+                ) -> list[np.ndarray]:
+        """Run the graph; with an absolute ``deadline`` (``time.perf_counter()`` clock) it is
+        cancelled at that time and :class:`DeadlineMiss` raised, also if it finishes late."""
+        return self._graph.run(feed, deadline)
+
+    def close(self) -> None:
+        """Stop the deadline watchdog thread (it is a daemon; closing is optional)."""
+        self._graph.close()
+
+    def no_observation(self) -> np.ndarray:
+        """A step without an observation (the sensor read failed): the safe action, and the
+        transition chain is broken as for a bad observation."""
+        t0 = time.perf_counter()
+        self.counters["steps"] += 1
+        self._prev_obs = None
+        action = self.safe_action()
+        self.latencies.append(time.perf_counter() - t0)
+        return action
+
+    def safe_action(self) -> np.ndarray:
+        """The action for an unusable observation (per ``safe_action``)."""
+        return self.fallback(prefer_zeros=self.safe_action_mode == "zeros")
+
+    def step(self, obs: Any, deadline: float | None = None) -> np.ndarray:
+        """Observation in, action out (float64 ``[act_dim]``); never raises on bad data.
+
+        ``deadline`` (absolute, ``time.perf_counter()`` clock): if the graph has not finished
+        by then, :meth:`fallback` is executed and a miss counted.
+        """
+        t0 = time.perf_counter()
+        self.counters["steps"] += 1
+        try:
+            feed = self.begin(obs)
+            if feed is None:
+                action = self.safe_action()
+            else:
+                action = self.finish(self.compute(feed, deadline))
+        except DeadlineMiss:
+            self.counters["deadline_misses"] += 1
+            action = self.fallback()
+        except Exception as e:  # ORT errors must not stop a robot: count, fall back
+            self.counters["session_errors"] += 1
+            self.last_error = f"{type(e).__name__}: {e}"
+            action = self.fallback()
+        self.latencies.append(time.perf_counter() - t0)
+        return action
+
+
+class ControllerSession(SessionBase):
     """One exported controller, ready to step.
 
     Args:
@@ -344,30 +619,17 @@ class ControllerSession:
         what a non-finite/invalid observation or a failed step executes.
     """
 
+    kind = C.KIND_CONTROLLER
+
     def __init__(self, export_dir: str | Path, robot: str | None = None, threads: int = 1,
                  seed: int = 0, adapt_before_full: bool = False,
                  safe_action: str = "shift") -> None:
-        if safe_action not in _SAFE_ACTIONS:
-            raise ValueError(f"safe_action={safe_action!r}: allowed {', '.join(_SAFE_ACTIONS)}")
+        check_safe_action(safe_action)
         if not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads={threads!r}: allowed an integer >= 1")
-        folder = Path(export_dir)
-        if not folder.is_dir():
-            raise ArtifactError(f"export folder {str(folder)!r}: no such folder")
-        path = folder / C.CONTROLLER_FILE
-        if not path.is_file():
-            present = sorted(p.name for p in folder.iterdir())
-            raise ArtifactError(f"{path}: missing; an export folder holds {C.CONTROLLER_FILE} "
-                                f"(found {present or 'nothing'})")
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        except Exception as e:  # ORT raises its own exception types for corrupt files
-            raise ArtifactError(f"{path}: ONNX Runtime cannot load it: {e}") from e
+        path = _artifact_file(export_dir, C.CONTROLLER_FILE)
+        self._graph = GraphRunner(path, threads)
+        self._sess = self._graph.sess
         self.meta = load_metadata(self._sess, path)
         _validate_controller(path, self.meta, self._sess, robot)
         self.path = path
@@ -387,16 +649,13 @@ class ControllerSession:
         self.initial_plan = (np.asarray(meta["initial_plan"], np.float32)
                              if self.has_prev_plan else None)
         self.state_shapes = {n: s for n, s in shapes.items() if n.startswith(C.STATE_IN_PREFIX)}
-        self.output_names = [o.name for o in self._sess.get_outputs()]
+        self.output_names = self._graph.output_names
         self.adapt_before_full = adapt_before_full
         self.safe_action_mode = safe_action
         self._seed = seed
         self._safe = np.clip(np.zeros(self.act_dim, np.float32), self.low, self.high)
         self.buffer = TransitionBuffer(self.m, self.obs_dim, self.act_dim)
-        self.counters = dict.fromkeys(_COUNTERS, 0)
-        self.latencies: list[float] = []  # seconds, every step() / run() tick
-        self.last_error: str | None = None
-        self._watchdog: _Watchdog | None = None
+        self._init_stats()
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -410,16 +669,9 @@ class ControllerSession:
         self._prev_obs: np.ndarray | None = None
         self._prev_act: np.ndarray | None = None
 
-    def reset_stats(self) -> None:
-        self.counters = dict.fromkeys(_COUNTERS, 0)
-        self.latencies = []
-
     @property
     def planner(self) -> dict[str, Any]:
         return dict(self.meta["planner"])
-
-    def latency(self) -> LatencyStats:
-        return LatencyStats.of(self.latencies)
 
     # ------------------------------------------------------------------ noise
     def prefetch_noise(self) -> None:
@@ -430,19 +682,10 @@ class ControllerSession:
             else:
                 self._noise = self.rng.standard_normal(self.noise_shape, dtype=np.float32)
 
-    # ------------------------------------------------------------------ one step, in parts
-    def check_obs(self, obs: Any) -> str | None:
-        """None if ``obs`` is usable, else the counter it falls under."""
-        try:
-            a = np.asarray(obs, dtype=np.float32)
-        except (TypeError, ValueError):
-            return "bad_shape_obs"
-        if a.shape != (self.obs_dim,):
-            return "bad_shape_obs"
-        if not np.all(np.isfinite(a)):
-            return "nonfinite_obs"
-        return None
+    def idle(self) -> None:
+        self.prefetch_noise()
 
+    # ------------------------------------------------------------------ one step, in parts
     def record(self, obs: Any) -> np.ndarray | None:
         """Validate ``obs`` and record the transition that ends at it.
 
@@ -486,34 +729,6 @@ class ControllerSession:
         o = self.record(obs)
         return None if o is None else self.make_feed(o)
 
-    def compute(self, feed: Mapping[str, np.ndarray], deadline: float | None = None
-                ) -> list[np.ndarray]:
-        """Run the graph; with an absolute ``deadline`` (``time.perf_counter()`` clock) it is
-        cancelled at that time and :class:`DeadlineMiss` raised, also if it finishes late."""
-        if deadline is None:
-            return self._sess.run(self.output_names, dict(feed))
-        if self._watchdog is None:
-            self._watchdog = _Watchdog()
-        ro = ort.RunOptions()
-        self._watchdog.arm(ro, deadline)
-        try:
-            out = self._sess.run(self.output_names, dict(feed), ro)
-        except Exception as e:
-            if ro.terminate:
-                raise DeadlineMiss("cancelled at the deadline") from e
-            raise
-        finally:
-            self._watchdog.disarm()
-        if time.perf_counter() > deadline:
-            raise DeadlineMiss("finished after the deadline")
-        return out
-
-    def close(self) -> None:
-        """Stop the deadline watchdog thread (it is a daemon; closing is optional)."""
-        if self._watchdog is not None:
-            self._watchdog.close()
-            self._watchdog = None
-
     def finish(self, outputs: Sequence[np.ndarray]) -> np.ndarray:
         """Commit a graph result: the action to execute (falls back on a non-finite result)."""
         out = dict(zip(self.output_names, outputs, strict=True))
@@ -544,20 +759,6 @@ class ControllerSession:
         self._prev_act = act
         return act.astype(np.float64)
 
-    def no_observation(self) -> np.ndarray:
-        """A step without an observation (the sensor read failed): the safe action, and the
-        transition chain is broken as for a bad observation."""
-        t0 = time.perf_counter()
-        self.counters["steps"] += 1
-        self._prev_obs = None
-        action = self.safe_action()
-        self.latencies.append(time.perf_counter() - t0)
-        return action
-
-    def safe_action(self) -> np.ndarray:
-        """The action for an unusable observation (per ``safe_action``)."""
-        return self.fallback(prefer_zeros=self.safe_action_mode == "zeros")
-
     def warm_up(self, runs: int = 3) -> None:
         """Run the graph a few times on zeros so the first real step does not pay for ONNX
         Runtime's first-run allocations (and miss its deadline). Touches no episode state and
@@ -568,31 +769,6 @@ class ControllerSession:
             self._sess.run(self.output_names, self.make_feed(np.zeros(self.obs_dim, np.float32)))
         self._noise = saved
 
-    # ------------------------------------------------------------------ one step
-    def step(self, obs: Any, deadline: float | None = None) -> np.ndarray:
-        """Observation in, action out (float64 ``[act_dim]``); never raises on bad data.
-
-        ``deadline`` (absolute, ``time.perf_counter()`` clock): if the graph has not finished
-        by then, the previous plan shifted by one step is executed and a miss counted.
-        """
-        t0 = time.perf_counter()
-        self.counters["steps"] += 1
-        try:
-            feed = self.begin(obs)
-            if feed is None:
-                action = self.safe_action()
-            else:
-                action = self.finish(self.compute(feed, deadline))
-        except DeadlineMiss:
-            self.counters["deadline_misses"] += 1
-            action = self.fallback()
-        except Exception as e:  # ORT errors must not stop a robot: count, fall back
-            self.counters["session_errors"] += 1
-            self.last_error = f"{type(e).__name__}: {e}"
-            action = self.fallback()
-        self.latencies.append(time.perf_counter() - t0)
-        return action
-
 
 # --------------------------------------------------------------------------------------------
 # Fixed-rate loop
@@ -601,8 +777,8 @@ class ControllerSession:
 
 @dataclass
 class RunReport:
-    """What :func:`run` measured. ``latency``: observation in -> action out of
-    :meth:`ControllerSession.step`; ``tick``: from asking the robot for the observation to
+    """What :func:`run` measured. ``latency``: observation in -> action out of the session's
+    ``step``; ``tick``: from asking the robot for the observation to
     the robot accepting the action."""
 
     steps: int
@@ -628,23 +804,24 @@ class RunReport:
         return asdict(self)
 
 
-def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: float, *,
+def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
         deadline_s: float | None = None, pace: bool = True, reset: bool = True,
         on_tick: Callable[[dict[str, Any]], None] | None = None,
         spin_s: float = 0.002) -> RunReport:
     """Drive ``robot`` with ``session`` at ``rate_hz`` for ``duration_s`` seconds.
 
     Each tick: observe, step with a deadline ``deadline_s`` after the observation (default
-    90 % of the period), act, then draw the next noise while waiting for the next tick. A
-    step that misses its deadline executes the previous plan shifted by one step and is
-    counted. ``pace=False`` starts each tick as soon as the previous one ends (a simulator
-    running as fast as possible); deadlines still apply. The wait for a tick sleeps and then
-    busy-waits its last ``spin_s`` seconds; Python's garbage collector is paused during the run
-    (its pauses would land on the control path; it collects once before the robot starts). The
-    robot's observation size is checked on ``reset()`` before the first step
-    (:class:`ObservationError`). Exceptions from
-    the robot or the session are counted and replaced by the safe action; Ctrl-C ends the run
-    early with a report.
+    90 % of the period), act, then prepare the next step (``session.idle()``: a controller
+    draws its next noise) while waiting for the next tick. A step that misses its deadline
+    executes the session's fallback (a controller's previous plan shifted by one step, a
+    policy's previous action) and is counted. ``pace=False`` starts each tick as soon as the
+    previous one ends (a simulator running as fast as possible); deadlines still apply. The
+    wait for a tick sleeps and then busy-waits its last ``spin_s`` seconds; Python's garbage
+    collector is paused during the run (its pauses would land on the control path; it collects
+    once before the robot starts). The robot's observation size is checked on ``reset()``
+    before the first step (:class:`ObservationError`). Exceptions from the robot or the
+    session are counted and replaced by the safe action; Ctrl-C ends the run early with a
+    report.
     """
     if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
         raise ValueError(f"rate_hz={rate_hz!r}: allowed a number > 0")
@@ -670,12 +847,12 @@ def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: fl
         if gc_was_enabled:
             gc.enable()
         raise ObservationError(
-            f"robot observation has shape {shape}; the controller for {session.robot_name!r} "
+            f"robot observation has shape {shape}; the {session.kind} for {session.robot_name!r} "
             f"expects ({session.obs_dim},) laid out as "
             f"{[p['name'] for p in session.meta['obs_layout']]}")
     session.reset()
     session.reset_stats()
-    session.prefetch_noise()
+    session.idle()
 
     robot_errors = overruns = 0
     tick_lat: list[float] = []
@@ -719,7 +896,7 @@ def run(robot: Robot, session: ControllerSession, rate_hz: float, duration_s: fl
                 session.last_error = f"robot.act: {type(e).__name__}: {e}"
             t_act = time.perf_counter()
             tick_lat.append(t_act - t_obs)
-            session.prefetch_noise()  # idle time: off the next step's critical path
+            session.idle()  # idle time: off the next step's critical path
             if on_tick is not None:
                 try:
                     on_tick({"tick": k, "t": t_act - t_start, "latency_s": t_act - t_obs,

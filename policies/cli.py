@@ -39,9 +39,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", default=None, help="write results JSON here")
     e.set_defaults(func=cmd_eval_policy)
 
-    x = sub.add_parser("export-policy", help="export a policy checkpoint to ONNX")
+    x = sub.add_parser(
+        "export-policy", help="export a policy checkpoint to an ONNX folder for `adapt deploy`",
+        description="Write policy.onnx (one step, hidden state in and out), reward.onnx (the "
+                    "task reward the policy reads) and manifest.json, then check ONNX Runtime "
+                    "against torch on random inputs and in closed loop in simulation.")
     x.add_argument("checkpoint", help="policy checkpoint.pt (or run folder)")
-    x.add_argument("--out", required=True, help="the .onnx file to write")
+    x.add_argument("--out", required=True, help="the deploy folder to write")
+    x.add_argument("--verify-steps", type=int, default=40,
+                   help="simulated steps of the closed-loop parity check (0: random inputs only)")
+    x.add_argument("--no-verify", action="store_true", help="skip the parity checks")
+    x.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
+    x.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
     x.set_defaults(func=cmd_export_policy)
 
 
@@ -61,6 +70,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 def cmd_eval_policy(args: argparse.Namespace) -> int:
     import torch
 
+    from adaptive_control.checkpoint import load_checkpoint
+    from policies.config import policy_config_from_json
     from policies.evaluate import (
         evaluate,
         evaluate_trials,
@@ -73,14 +84,28 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         raise ValueError("--episodes and --steps must be >= 1")
     torch.set_num_threads(args.threads)
     methods = {}
+    configs = []
+    group_of: dict[str, str] = {}  # policy name -> "method arch": runs that differ by seed only
     for path in args.checkpoints:
-        methods[str(path)] = policy_controller(path)
-    families = {get_family_name(p) for p in args.checkpoints}
+        ckpt = load_checkpoint(Path(path) / "checkpoint.pt" if Path(path).is_dir() else path)
+        methods[str(path)] = policy_controller(ckpt)
+        configs.append(policy_config_from_json(ckpt["config"]))
+        group_of[str(path)] = f"{configs[-1].method} {configs[-1].net.arch}"
+    families = {c.family for c in configs}
     if len(families) != 1:
         raise ValueError(f"policies come from different families {sorted(families)}")
     family = get_family(families.pop())
     if args.teacher:
-        methods[f"teacher:{args.teacher}"] = teacher_controller(args.teacher)
+        # The teacher plans as it did when it labelled the distilled policies.
+        labelling = {(c.distill.teacher_planner, c.distill.teacher_candidates,
+                      c.distill.teacher_iterations, c.distill.teacher_lambda): c.distill
+                     for c in configs if c.method == "distill"}
+        if len(labelling) > 1:
+            raise ValueError("--teacher: the distilled policies were labelled by differently "
+                             "configured teachers (distill.teacher_planner, _candidates, "
+                             f"_iterations, _lambda) = {sorted(labelling)}")
+        distill = next(iter(labelling.values()), None)
+        methods[f"teacher:{args.teacher}"] = teacher_controller(args.teacher, distill=distill)
     where = "switch to held-out" if args.switch else "held-out"
     print(f"{family.name} ({where}): {args.episodes} episodes x {args.steps} steps per condition")
     results: dict = {"family": family.name, "switch": args.switch, "methods": {}}
@@ -104,6 +129,15 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
                       + "  ".join(f"{m:.2f}±{e:.2f}" for m, e in zip(tr.mean(0), sem, strict=True))
                       + f"   last-first {gain.mean():+.2f}"
                       + (f"±{gain.std(ddof=1) / np.sqrt(len(gain)):.2f}" if len(gain) > 1 else ""))
+    teacher = results["methods"].get(f"teacher:{args.teacher}") if args.teacher else None
+    results["groups"] = summarize_groups(results["methods"], group_of, teacher)
+    if len(args.checkpoints) > len(results["groups"]):
+        print("by method and architecture (mean over runs ± standard error across runs):")
+        for g, row in results["groups"].items():
+            print(f"  {g:<20} {row['runs']} runs  return {row['mean_return']:9.2f} ± "
+                  f"{row['sem_across_runs']:6.2f}   median {row['ms_median']:.3f} ms/step"
+                  + (f"   {100 * row['return_vs_teacher']:.0f} % of the teacher's return at "
+                     f"1/{row['teacher_compute_ratio']:.0f} of its compute" if teacher else ""))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
@@ -111,15 +145,41 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def get_family_name(path: str) -> str:
-    from adaptive_control.checkpoint import load_checkpoint
-
-    p = Path(path)
-    return load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)["family"]
+def summarize_groups(methods: dict, group_of: dict[str, str],
+                     teacher: dict | None) -> dict[str, dict]:
+    """Pool runs of one method and architecture (e.g. training seeds): mean of their mean
+    returns, standard error across runs, and the ratios against the teacher."""
+    groups: dict[str, dict] = {}
+    for g in dict.fromkeys(group_of.values()):
+        rows = [methods[name] for name, gg in group_of.items() if gg == g]
+        means = np.array([r["mean_return"] for r in rows])
+        row = {"runs": len(rows), "mean_return": float(means.mean()),
+               "sem_across_runs": float(means.std(ddof=1) / np.sqrt(len(means)))
+               if len(means) > 1 else float("nan"),
+               "ms_median": float(np.median([r["ms_median"] for r in rows])),
+               "members": [name for name, gg in group_of.items() if gg == g]}
+        if teacher is not None:
+            row["return_vs_teacher"] = row["mean_return"] / teacher["mean_return"]
+            row["teacher_compute_ratio"] = teacher["ms_median"] / row["ms_median"]
+        groups[g] = row
+    return groups
 
 
 def cmd_export_policy(args: argparse.Namespace) -> int:
+    import time
+
+    from export.onnx_export import PARITY_TOL
     from policies.export import export_policy
 
-    print(f"wrote {export_policy(args.checkpoint, args.out)}")
+    t0 = time.perf_counter()
+    result = export_policy(args.checkpoint, args.out, verify=not args.no_verify,
+                           verify_steps=args.verify_steps, seed=args.seed, overwrite=args.force,
+                           log=lambda s: print(s, flush=True))
+    for role, path in result.files.items():
+        parity = result.parity.get(role, {})
+        figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.items()) or "not checked"
+        print(f"  {path}  max abs error vs torch: {figures}")
+    if result.parity:
+        print(f"parity: max abs error {result.max_error:.2g} (tolerance {PARITY_TOL:g})")
+    print(f"wrote {result.out_dir} in {time.perf_counter() - t0:.0f} s")
     return 0

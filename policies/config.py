@@ -60,6 +60,16 @@ class DistillConfig:
     batch_trials: int = 8
     #: Adam learning rate.
     lr: float = 1e-3
+    #: Planner of the labelling teacher: "" = the checkpoint's own, or random_shooting, cem,
+    #: mppi. The teacher need not run in real time; a planner whose action varies less from
+    #: call to call at the same state gives cleaner labels (docs/policies.md).
+    teacher_planner: str = ""
+    #: Candidate sequences of the labelling planner (0 = the checkpoint's).
+    teacher_candidates: int = 0
+    #: CEM iterations of the labelling planner (0 = the checkpoint's).
+    teacher_iterations: int = 0
+    #: MPPI temperature of the labelling planner, in reward units (0 = the checkpoint's).
+    teacher_lambda: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,17 @@ class PolicyTrainConfig:
                         ("ppo.clip", self.ppo.clip), ("ppo.reward_scale", self.ppo.reward_scale)):
             if not v > 0:
                 raise ValueError(f"{name}={v!r} is out of range: allowed > 0")
+        from adaptive_control.config import PLANNER_NAMES
+
+        if self.distill.teacher_planner not in ("", *PLANNER_NAMES):
+            raise ValueError(f"distill.teacher_planner={self.distill.teacher_planner!r} is "
+                             f"unknown: allowed '' (the teacher's own), {', '.join(PLANNER_NAMES)}")
+        for name, v in (("distill.teacher_candidates", self.distill.teacher_candidates),
+                        ("distill.teacher_iterations", self.distill.teacher_iterations),
+                        ("distill.teacher_lambda", self.distill.teacher_lambda)):
+            if v < 0:
+                raise ValueError(f"{name}={v!r} is out of range: allowed >= 0 (0 = the "
+                                 "teacher's own)")
         if self.grad_clip < 0 or self.threads < 0:
             raise ValueError("grad_clip and threads must be >= 0")
 

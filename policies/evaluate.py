@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint
+from policies.config import DistillConfig
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.conditions import Condition, Schedule
@@ -186,9 +187,13 @@ def evaluate_trials(controller: PolicyController, family: TaskFamily, trials: in
     return np.array(rows)
 
 
-def teacher_controller(checkpoint: str | Path, seed: int = 0):
-    """The adaptive-MPC controller of an `adapt train` checkpoint (for comparisons)."""
+def teacher_controller(checkpoint: str | Path, seed: int = 0,
+                       distill: DistillConfig | None = None):
+    """The adaptive-MPC controller of an `adapt train` checkpoint (for comparisons), planning
+    as it labelled for a policy distilled with ``distill`` (default: as trained)."""
     from adaptive_control.training import build_controller, learner_from_checkpoint
+    from policies.training import labelling_config
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(_resolve(checkpoint)))
+    cfg = labelling_config(cfg, distill or DistillConfig())
     return build_controller(learner, cfg, get_family(cfg.family), seed=seed)

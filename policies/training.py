@@ -17,6 +17,7 @@ data is saved before fitting, so ``--resume`` continues a killed run where it st
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -28,9 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.config import TrainConfig
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
-from policies.config import PolicyTrainConfig, policy_config_from_json
+from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
 from sims.families import TaskFamily, get_family
@@ -63,8 +65,29 @@ def policy_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Policy, PolicyTrainCon
     return policy, cfg
 
 
-def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int) -> list:
-    """``n`` independent adaptive-MPC controllers from an `adapt train` checkpoint.
+def labelling_config(tcfg: TrainConfig, distill: DistillConfig) -> TrainConfig:
+    """The teacher's `adapt train` config with the labelling planner of ``distill`` applied."""
+    planner = tcfg.planner
+    if distill.teacher_planner:
+        planner = dataclasses.replace(planner, name=distill.teacher_planner)
+    if distill.teacher_candidates:
+        planner = dataclasses.replace(planner, num_candidates=distill.teacher_candidates)
+    for field_, value, needs in (("teacher_iterations", distill.teacher_iterations, "cem"),
+                                 ("teacher_lambda", distill.teacher_lambda, "mppi")):
+        if value and planner.name != needs:
+            raise ValueError(f"distill.{field_}={value!r} needs a {needs} labelling planner; "
+                             f"this one is {planner.name!r} (set distill.teacher_planner)")
+    if distill.teacher_iterations:
+        planner = dataclasses.replace(planner, num_iterations=distill.teacher_iterations)
+    if distill.teacher_lambda:
+        planner = dataclasses.replace(planner, lambda_=distill.teacher_lambda)
+    return dataclasses.replace(tcfg, planner=planner)
+
+
+def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int,
+                 distill: DistillConfig | None = None) -> list:
+    """``n`` independent adaptive-MPC controllers from an `adapt train` checkpoint, planning
+    with the labelling planner of ``distill`` (default: as the checkpoint was trained).
 
     Each gets its own copy of the learner: some learners (MB+DE) change their weights online.
     """
@@ -75,6 +98,7 @@ def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int) -> lis
     if tcfg.family != family.name:
         raise ValueError(f"distill.teacher={str(path)!r} was trained on family "
                          f"{tcfg.family!r}, not {family.name!r}")
+    tcfg = labelling_config(tcfg, distill or DistillConfig())
     return [build_controller(copy.deepcopy(learner), tcfg, family, seed=seed + i)
             for i in range(n)]
 
@@ -271,7 +295,8 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     teachers = None
     if cfg.method == "distill":  # load (and so check) the teacher before any work
         teachers = load_teacher(cfg.distill.teacher, family, cfg.trial.trials_per_iter,
-                                seed=int(_rng(cfg.seed, 0, 98).integers(2**31)))
+                                seed=int(_rng(cfg.seed, 0, 98).integers(2**31)),
+                                distill=cfg.distill)
     torch.manual_seed(int(_rng(cfg.seed, 0, 99).integers(2**62)))  # weight init
     policy = build_policy(cfg, family)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr

@@ -268,6 +268,63 @@ def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
         json.loads(full["metrics"])[-1]["return_mean"])
 
 
+def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
+    """distill.teacher_* replace the teacher checkpoint's planner for labelling (and for the
+    teacher that eval-policy compares against); unset fields keep the checkpoint's."""
+    from adaptive_control.planners import CEM, MPPI
+
+    own = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0)[0].planner
+    cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "mppi",
+                      "distill.teacher_candidates": 48, "distill.teacher_lambda": 0.3})
+    (teacher,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=cfg.distill)
+    assert isinstance(teacher.planner, MPPI) and not isinstance(own, MPPI)
+    assert teacher.planner.config.num_candidates == 48
+    assert teacher.planner.config.lambda_ == 0.3
+    assert teacher.planner.config.horizon == own.config.horizon  # unset: the checkpoint's
+    from policies.evaluate import teacher_controller
+
+    assert isinstance(teacher_controller(teacher_ckpt, distill=cfg.distill).planner, MPPI)
+    cem = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "cem",
+                      "distill.teacher_iterations": 2})
+    (teacher,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=cem.distill)
+    assert isinstance(teacher.planner, CEM) and teacher.planner.config.num_iterations == 2
+    # An option the labelling planner does not have is refused before any rollout.
+    bad = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "mppi",
+                      "distill.teacher_iterations": 3})
+    with pytest.raises(ValueError, match="distill.teacher_iterations=3 needs a cem"):
+        training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=bad.distill)
+
+
+def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path, teacher_ckpt,
+                                                                         capsys):
+    """Runs differing by seed are pooled per method and architecture, with the standard error
+    across runs and the ratios against the teacher as it labelled them."""
+    runs = []
+    for arch, seed in (("gru", 0), ("gru", 1), ("mlp", 0)):
+        cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "net.arch": arch, "seed": seed,
+                          "iterations": 1, "distill.teacher_candidates": 8})
+        runs.append(str(training.train_policy(cfg, tmp_path / f"{arch}{seed}", progress=False)))
+    out = tmp_path / "eval.json"
+    assert main(["eval-policy", *runs, "--teacher", teacher_ckpt, "--episodes", "1",
+                 "--steps", "15", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    groups = res["groups"]
+    assert set(groups) == {"distill gru", "distill mlp"}
+    gru = groups["distill gru"]
+    means = [res["methods"][r]["mean_return"] for r in runs[:2]]
+    assert gru["runs"] == 2 and gru["mean_return"] == pytest.approx(np.mean(means))
+    assert gru["sem_across_runs"] == pytest.approx(np.std(means, ddof=1) / np.sqrt(2))
+    teacher = res["methods"][f"teacher:{teacher_ckpt}"]
+    assert gru["return_vs_teacher"] == pytest.approx(gru["mean_return"] / teacher["mean_return"])
+    assert "by method and architecture" in capsys.readouterr().out
+    # Policies labelled by differently configured teachers have no single teacher to compare.
+    other = tiny_cfg(**{"distill.teacher": teacher_ckpt, "iterations": 1})
+    runs.append(str(training.train_policy(other, tmp_path / "other", progress=False)))
+    assert main(["eval-policy", *runs, "--teacher", teacher_ckpt, "--episodes", "1",
+                 "--steps", "5"]) == 2
+    assert "labelled by differently configured teachers" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------------ config errors
 @pytest.mark.parametrize("override, message", [
     ("nonsense=1", "unknown config key 'nonsense'"),
@@ -278,6 +335,8 @@ def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
     ("ppo.gamma=1.5", "ppo.gamma=1.5 is out of range"),
     ("bptt='long'", "bptt='long' must be an integer"),
     ("family='cheetah-moon'", "family='cheetah-moon' is unknown"),
+    ("distill.teacher_planner='lqr'", "distill.teacher_planner='lqr' is unknown"),
+    ("distill.teacher_candidates=-1", "distill.teacher_candidates=-1 is out of range"),
 ])
 def test_bad_config_refused(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
@@ -311,8 +370,10 @@ def test_onnx_export_matches_torch_over_100_steps(tmp_path, rng):
             ckpt["policy"][k].normal_()
         ckpt["policy"]["obs_norm.var"].uniform_(0.5, 3.0)
         ckpt["policy"]["mean_head.weight"].normal_(std=0.5)
-    onnx_path = export_policy(ckpt, tmp_path / "policy.onnx")
-    ort = OnnxPolicy(onnx_path)
+    result = export_policy(ckpt, tmp_path / "policy")
+    assert result.policy_path == tmp_path / "policy" / "policy.onnx"
+    assert result.max_error <= 1e-4  # the export's own parity check passed
+    ort = OnnxPolicy(result.out_dir)
     meta = ort.metadata
     assert meta["robot"] == "cheetah" and int(meta["obs_dim"]) == ROBOT.obs_dim
     assert int(meta["act_dim"]) == ROBOT.act_dim and int(meta["hidden_size"]) == 8

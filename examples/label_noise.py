@@ -1,0 +1,84 @@
+"""How noisy are an adaptive-MPC teacher's labels? (docs/results.md, "Distilled policies")
+
+A sampling planner's action at a given state is itself random: a student distilled from it
+regresses onto the mean of that noise. This drives the teacher through an episode of a training
+condition and, every ``--every`` steps, asks copies of it (same history, same adapted model,
+other noise) for the action at that state; it reports the variance across copies in units of
+the action half-range squared (the unit of the distillation loss), then the teacher's return on
+the held-out conditions and per-step time.
+
+    python examples/label_noise.py TEACHER.pt [--set distill.teacher_planner=mppi ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+
+import numpy as np
+import torch
+
+from policies.config import load_policy_config
+from policies.evaluate import evaluate, teacher_controller
+from sims.env import AdaptEnv
+from sims.families import get_family
+
+
+def label_variance(ctrl, family, steps: int, every: int, copies: int, seed: int) -> float:
+    """Mean per-dimension variance of the teacher's action across ``copies`` noise draws."""
+    lo, hi = family.robot.action_bounds
+    half = (hi - lo) / 2
+    rng = np.random.default_rng(seed)
+    env = AdaptEnv(family.robot, family.sample(rng, "train"), episode_steps=steps, seed=rng)
+    ts = env.reset()
+    ctrl.reset()
+    spread, t = [], 0
+    while not ts.last():
+        if t > ctrl.m and t % every == 0:  # once the teacher adapts on a full window
+            acts = []
+            for c in range(copies):
+                twin = copy.deepcopy(ctrl)  # same history, adapted model and warm start
+                twin.generator = torch.Generator().manual_seed(seed * 1000 + c)
+                acts.append(twin(ts.observation) / half)
+            spread.append(float(np.var(np.stack(acts), axis=0).mean()))
+        ts = env.step(ctrl(ts.observation))
+        t += 1
+    return float(np.mean(spread))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("teacher", help="an `adapt train` checkpoint")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="distill.teacher_* fields of the labelling planner (repeatable)")
+    ap.add_argument("--episodes", type=int, default=5, help="held-out episodes")
+    ap.add_argument("--every", type=int, default=15, help="probe every this many steps")
+    ap.add_argument("--copies", type=int, default=6, help="noise draws per probed state")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = load_policy_config(preset="distill", overrides=[f"distill.teacher='{args.teacher}'",
+                                                           *args.overrides])
+    ctrl = teacher_controller(args.teacher, distill=cfg.distill)
+    family = get_family(ctrl_family(args.teacher))
+    var = label_variance(ctrl, family, 300, args.every, args.copies, seed=0)
+    res = evaluate(ctrl, family, args.episodes, 500, seed=1234)
+    out = {"planner": dataclasses.asdict(ctrl.planner.config), "label_variance": var,
+           "held_out_return": res.mean_return, "held_out_sem": res.sem_return,
+           "ms_median": res.ms_median}
+    print(f"{type(ctrl.planner).__name__} {ctrl.planner.config}")
+    print(f"label variance {var:.4f} (action half-range^2); held-out return "
+          f"{res.mean_return:.1f} ± {res.sem_return:.1f}; {res.ms_median:.1f} ms/step")
+    print(json.dumps(out))
+
+
+def ctrl_family(path: str) -> str:
+    from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.config import config_from_json
+
+    return config_from_json(load_checkpoint(path)["config"]).family
+
+
+if __name__ == "__main__":
+    main()
