@@ -46,5 +46,5 @@ export EXTRA="$*"
 
 jobs_list | xargs -P "$JOBS" -L 1 bash -c 'train_one "$0" "$1"'
 
-$ADAPT eval-policy "$OUT"/gru-s* "$OUT"/mlp-s* --teacher "$TEACHER" --episodes "$EPISODES" \
+$ADAPT eval-policy "$OUT"/gru-s*/ "$OUT"/mlp-s*/ --teacher "$TEACHER" --episodes "$EPISODES" \
   --steps 500 --out "$OUT/eval.json"
