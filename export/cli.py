@@ -16,6 +16,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx_export import PARITY_TOL, export_checkpoint
+    from export.onnx_export import export_checkpoint
 
     for name in ("candidates", "horizon"):
         v = getattr(args, name)
@@ -123,14 +124,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         horizon=args.horizon, planner_overrides=parse_sets(args.planner_set),
         verify=not args.no_verify, record_steps=args.verify_steps, seed=args.seed,
         overwrite=args.force, log=lambda s: print(s, flush=True))
-    for role, g in result.graphs.items():
-        parity = result.parity.get(role, {})
-        figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.items()) or "not checked"
-        print(f"  {g.path}  max abs error vs torch: {figures}")
-    if result.parity:
-        print(f"parity: max abs error {result.max_error:.2g} (tolerance {PARITY_TOL:g})")
-    print(f"wrote {result.out_dir} in {time.perf_counter() - t0:.0f} s")
+    print_export({role: g.path for role, g in result.graphs.items()}, result.parity,
+                 result.out_dir, time.perf_counter() - t0)
     return 0
+
+
+def print_export(files: Mapping[str, Path], parity: Mapping[str, Mapping[str, float]],
+                 out_dir: Path, seconds: float) -> None:
+    """What an export wrote and how far each graph is from torch (controllers and policies)."""
+    from export.onnx_export import PARITY_TOL, max_parity_error
+
+    for role, path in files.items():
+        figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.get(role, {}).items())
+        print(f"  {path}  max abs error vs torch: {figures or 'not checked'}")
+    if parity:
+        print(f"parity: max abs error {max_parity_error(parity):.2g} (tolerance {PARITY_TOL:g})")
+    print(f"wrote {out_dir} in {seconds:.0f} s")
 
 
 # --------------------------------------------------------------------------------------------

@@ -270,8 +270,13 @@ class ExportResult:
 
     @property
     def max_error(self) -> float:
-        errs = [v for d in self.parity.values() for v in d.values()]
-        return max(errs) if errs else math.nan
+        return max_parity_error(self.parity)
+
+
+def max_parity_error(parity: Mapping[str, Mapping[str, float]]) -> float:
+    """The largest error of a ``{graph: {check: max abs error}}`` report (NaN if none)."""
+    errs = [v for d in parity.values() for v in d.values()]
+    return max(errs) if errs else math.nan
 
 
 def export_graph(module: torch.nn.Module, inputs: list[TensorSpec], outputs: list[TensorSpec],

@@ -168,18 +168,12 @@ def summarize_groups(methods: dict, group_of: dict[str, str],
 def cmd_export_policy(args: argparse.Namespace) -> int:
     import time
 
-    from export.onnx_export import PARITY_TOL
+    from export.cli import print_export
     from policies.export import export_policy
 
     t0 = time.perf_counter()
     result = export_policy(args.checkpoint, args.out, verify=not args.no_verify,
                            verify_steps=args.verify_steps, seed=args.seed, overwrite=args.force,
                            log=lambda s: print(s, flush=True))
-    for role, path in result.files.items():
-        parity = result.parity.get(role, {})
-        figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.items()) or "not checked"
-        print(f"  {path}  max abs error vs torch: {figures}")
-    if result.parity:
-        print(f"parity: max abs error {result.max_error:.2g} (tolerance {PARITY_TOL:g})")
-    print(f"wrote {result.out_dir} in {time.perf_counter() - t0:.0f} s")
+    print_export(result.files, result.parity, result.out_dir, time.perf_counter() - t0)
     return 0

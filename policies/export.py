@@ -48,6 +48,7 @@ from export.onnx_export import (
     export_graph,
     export_reward_graph,
     max_abs_error,
+    max_parity_error,
     ort_session,
     reward_metadata,
     run_session,
@@ -80,8 +81,7 @@ class PolicyExport:
 
     @property
     def max_error(self) -> float:
-        errs = [v for d in self.parity.values() for v in d.values()]
-        return max(errs) if errs else math.nan
+        return max_parity_error(self.parity)
 
     @property
     def policy_path(self) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from blocked_imports import RUNTIME, TRAINING, blocking_prelude
 
 from adaptive_control.checkpoint import save_checkpoint
 from adaptive_control.cli import main
@@ -194,16 +195,7 @@ def test_deploy_command_runs_the_policy_without_torch(policy_dir, checkpoint, tm
     """``python -m export.cli deploy`` (the robot-side entry point) on the policy folder with
     torch and the training packages blocked: it runs, never loads torch, and its return equals
     the torch PolicyController's."""
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys
-        BLOCKED = {{"torch", "adaptive_control", "policies", "dm_env", "dm_control", "onnx",
-                    "onnxscript"}}
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in BLOCKED:
-                    raise ImportError(f"blocked import of {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
+    script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
         from export.cli import main
         rc = main(["deploy", {str(policy_dir)!r}, "--robot", "sim:cheetah",
                    "--condition", "healthy", "--switch-at", "0.1", "--switch-to",
@@ -226,16 +218,8 @@ def test_deploy_command_runs_the_policy_without_torch(policy_dir, checkpoint, tm
 
 def test_policy_runtime_imports_neither_torch_nor_mujoco(policy_dir):
     """The session and the loop alone, on a scripted robot: numpy and onnxruntime only."""
-    script = textwrap.dedent(f"""
-        import importlib.abc, json, sys
-        BLOCKED = {{"torch", "mujoco", "sims", "onnx", "adaptive_control", "policies",
-                    "dm_env", "dm_control", "onnxscript"}}
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in BLOCKED:
-                    raise ImportError(f"blocked import of {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
+    script = blocking_prelude(*RUNTIME) + textwrap.dedent(f"""
+        import json
         import numpy as np
         from export.policy_runtime import PolicySession
         from export.runtime import run

@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from blocked_imports import RUNTIME, TRAINING, blocking_prelude
 
 from export import contract as C
 from export.onnx_export import export_learner
@@ -97,16 +98,8 @@ class ScriptedRobot:
 def test_runtime_runs_without_torch(grbal_dir):
     """A fresh interpreter where importing torch (or mujoco, sims, onnx, the training
     package) raises: load, step, run the loop — and torch never appears in sys.modules."""
-    script = textwrap.dedent(f"""
-        import importlib.abc, json, sys
-        BLOCKED = {{"torch", "mujoco", "sims", "onnx", "adaptive_control", "dm_env",
-                    "dm_control", "onnxscript"}}
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in BLOCKED:
-                    raise ImportError(f"blocked import of {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
+    script = blocking_prelude(*RUNTIME) + textwrap.dedent(f"""
+        import json
         import numpy as np
         from export.runtime import ControllerSession, run
         s = ControllerSession({str(grbal_dir)!r}, robot="cheetah")
@@ -131,14 +124,7 @@ def test_runtime_runs_without_torch(grbal_dir):
 
 def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
     """``python -m export.cli deploy`` with the simulated robot, torch import blocked."""
-    script = textwrap.dedent(f"""
-        import importlib.abc, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] in {{"torch", "adaptive_control", "dm_env", "dm_control"}}:
-                    raise ImportError(f"blocked import of {{name}}")
-                return None
-        sys.meta_path.insert(0, Block())
+    script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
         from export.cli import main
         rc = main(["deploy", {str(grbal_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
                    "--fast", "--quiet", "--out", {str(tmp_path)!r}])
