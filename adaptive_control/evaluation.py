@@ -56,9 +56,9 @@ def parse_method(text: str) -> MethodSpec:
         raise ValueError(f"method {text!r}: allowed 'random' or NAME=CHECKPOINT "
                          "(e.g. grbal=runs/grbal, mbde=runs/mb, policy=runs/policy)")
     name, path = text.split("=", 1)
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
+    from adaptive_control.run_folder import checkpoint_path
+
+    p = checkpoint_path(path)
     if not p.is_file():
         raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
     if name == "policy" or name.startswith("policy"):

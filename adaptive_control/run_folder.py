@@ -16,6 +16,12 @@ from adaptive_control.checkpoint import load_checkpoint
 CHECKPOINT = "checkpoint.pt"
 
 
+def checkpoint_path(path: str | Path) -> Path:
+    """A checkpoint file as given, or the checkpoint inside the run folder ``path``."""
+    p = Path(path)
+    return p / CHECKPOINT if p.is_dir() else p
+
+
 def check_run_folder(out: Path, resume: bool) -> None:
     """Refuse a fresh start into a folder that holds a run (its checkpoint or its collected
     data), and a ``--resume`` of a folder that holds none."""

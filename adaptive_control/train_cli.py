@@ -46,14 +46,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _resolve(path: str) -> Path:
-    p = Path(path)
-    return p / "checkpoint.pt" if p.is_dir() else p
-
-
 def cmd_eval_model(args: argparse.Namespace) -> int:
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.model_eval import heldout_data, prediction_errors, reference_scale
+    from adaptive_control.run_folder import checkpoint_path
     from adaptive_control.training import learner_from_checkpoint, mbde_from_mb
     from sims.families import get_family
 
@@ -62,7 +58,7 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
         raise ValueError(f"--horizons={args.horizons!r}: every k must be >= 1")
     loaded = []
     for path in args.checkpoints:
-        ckpt = load_checkpoint(_resolve(path))
+        ckpt = load_checkpoint(checkpoint_path(path))
         learner, cfg = learner_from_checkpoint(ckpt)
         loaded.append((path, cfg.learner, learner, cfg))
         if cfg.learner == "mb":  # MB+DE is MB's weights updated online: evaluate it too

@@ -27,15 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptive_control.checkpoint import load_checkpoint  # noqa: E402
+from adaptive_control.run_folder import checkpoint_path  # noqa: E402
 from policies.config import policy_config_from_json  # noqa: E402
 from policies.evaluate import policy_controller, teacher_controller  # noqa: E402
 from sims.env import AdaptEnv  # noqa: E402
 from sims.families import get_family  # noqa: E402
-
-
-def _ckpt(path: str) -> dict:
-    p = Path(path)
-    return load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)
 
 
 def time_steps(step, observations: list[np.ndarray], warmup: int = 20) -> float:
@@ -60,7 +56,7 @@ def main() -> None:
     if args.steps < 1:
         raise SystemExit(f"--steps={args.steps}: allowed >= 1")
     torch.set_num_threads(1)
-    ckpts = [_ckpt(p) for p in args.policy]
+    ckpts = [load_checkpoint(checkpoint_path(p)) for p in args.policy]
     cfgs = [policy_config_from_json(c["config"]) for c in ckpts]
     family = get_family(cfgs[0].family)
     teacher = teacher_controller(args.teacher, distill=cfgs[0].distill)

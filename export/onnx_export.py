@@ -55,6 +55,7 @@ from adaptive_control.planners import (
     random_shooting,
     shift_plan,
 )
+from adaptive_control.run_folder import checkpoint_path
 from adaptive_control.types import Transitions
 from export import contract as C
 from export.graphs import (
@@ -560,10 +561,7 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any
     """Load a checkpoint (a ``checkpoint.pt`` or its run folder) and :func:`export_learner`."""
     from adaptive_control.training import learner_from_checkpoint
 
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / "checkpoint.pt"
-    learner, cfg = learner_from_checkpoint(load_checkpoint(path))
+    learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))
     return export_learner(learner, cfg, out_dir, **kwargs)
 
 

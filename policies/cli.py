@@ -71,6 +71,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     import torch
 
     from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.run_folder import checkpoint_path
     from policies.config import policy_config_from_json
     from policies.evaluate import (
         evaluate,
@@ -87,7 +88,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     configs = []
     group_of: dict[str, str] = {}  # policy name -> "method arch": runs that differ by seed only
     for path in args.checkpoints:
-        ckpt = load_checkpoint(Path(path) / "checkpoint.pt" if Path(path).is_dir() else path)
+        ckpt = load_checkpoint(checkpoint_path(path))
         methods[str(path)] = policy_controller(ckpt)
         configs.append(policy_config_from_json(ckpt["config"]))
         group_of[str(path)] = f"{configs[-1].method} {configs[-1].net.arch}"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint
+from adaptive_control.run_folder import checkpoint_path
 from policies.config import DistillConfig
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
@@ -25,11 +26,6 @@ from sims.conditions import Condition, Schedule
 from sims.env import AdaptEnv
 from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
-
-
-def _resolve(path: str | Path) -> Path:
-    p = Path(path)
-    return p / "checkpoint.pt" if p.is_dir() else p
 
 
 class PolicyController:
@@ -81,7 +77,8 @@ class PolicyController:
 def policy_controller(checkpoint: str | Path | dict[str, Any],
                       keep_hidden: bool = False) -> PolicyController:
     """Load an `adapt train-policy` checkpoint (path, run folder or loaded dict) as a controller."""
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(_resolve(checkpoint))
+    ckpt = (checkpoint if isinstance(checkpoint, dict)
+            else load_checkpoint(checkpoint_path(checkpoint)))
     policy, cfg = policy_from_checkpoint(ckpt)
     return PolicyController(policy, task_reward(get_family(cfg.family).robot), keep_hidden)
 
@@ -194,6 +191,6 @@ def teacher_controller(checkpoint: str | Path, seed: int = 0,
     from adaptive_control.training import build_controller, learner_from_checkpoint
     from policies.training import labelling_config
 
-    learner, cfg = learner_from_checkpoint(load_checkpoint(_resolve(checkpoint)))
+    learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))
     cfg = labelling_config(cfg, distill or DistillConfig())
     return build_controller(learner, cfg, get_family(cfg.family), seed=seed)

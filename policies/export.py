@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
+from adaptive_control.run_folder import checkpoint_path
 from export import contract as C
 from export.graphs import TensorSpec
 from export.onnx_export import (
@@ -91,8 +92,7 @@ class PolicyExport:
 def _load(checkpoint: str | Path | dict[str, Any]) -> dict[str, Any]:
     if isinstance(checkpoint, dict):
         return checkpoint
-    p = Path(checkpoint)
-    return load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)
+    return load_checkpoint(checkpoint_path(checkpoint))
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
