@@ -98,8 +98,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     family = get_family(families.pop())
     if args.teacher:
         # The teacher plans as it did when it labelled the distilled policies.
-        labelling = {(c.distill.teacher_planner, c.distill.teacher_candidates,
-                      c.distill.teacher_iterations, c.distill.teacher_lambda): c.distill
+        labelling = {c.distill.labelling_planner(): c.distill
                      for c in configs if c.method == "distill"}
         if len(labelling) > 1:
             raise ValueError("--teacher: the distilled policies were labelled by differently "

@@ -71,6 +71,12 @@ class DistillConfig:
     #: MPPI temperature of the labelling planner, in reward units (0 = the checkpoint's).
     teacher_lambda: float = 0.0
 
+    def labelling_planner(self) -> tuple[str, int, int, float]:
+        """The fields that set the labelling teacher's planner (what labelling_config reads):
+        two policies with equal tuples were labelled by the same teacher."""
+        return (self.teacher_planner, self.teacher_candidates, self.teacher_iterations,
+                self.teacher_lambda)
+
 
 @dataclass(frozen=True)
 class PPOConfig:
