@@ -87,11 +87,13 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     methods = {}
     configs = []
     group_of: dict[str, str] = {}  # policy name -> "method arch": runs that differ by seed only
+    seed_of: dict[str, int] = {}  # policy name -> training seed (pairs runs across groups)
     for path in args.checkpoints:
         ckpt = load_checkpoint(checkpoint_path(path))
         methods[str(path)] = policy_controller(ckpt)
         configs.append(policy_config_from_json(ckpt["config"]))
         group_of[str(path)] = f"{configs[-1].method} {configs[-1].net.arch}"
+        seed_of[str(path)] = configs[-1].seed
     families = {c.family for c in configs}
     if len(families) != 1:
         raise ValueError(f"policies come from different families {sorted(families)}")
@@ -138,6 +140,11 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
                   f"{row['sem_across_runs']:6.2f}   median {row['ms_median']:.3f} ms/step"
                   + (f"   {100 * row['return_vs_teacher']:.0f} % of the teacher's return at "
                      f"1/{row['teacher_compute_ratio']:.0f} of its compute" if teacher else ""))
+    results["paired"] = paired_differences(results["methods"], group_of, seed_of)
+    for pair, row in results["paired"].items():
+        print(f"  {pair:<36} paired by seed ({len(row['seeds'])}): "
+              + ", ".join(f"{d:+.1f}" for d in row["differences"])
+              + f"   mean {row['mean']:+.2f} ± {row['sem']:.2f}, {row['wins']} wins")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
@@ -163,6 +170,29 @@ def summarize_groups(methods: dict, group_of: dict[str, str],
             row["teacher_compute_ratio"] = teacher["ms_median"] / row["ms_median"]
         groups[g] = row
     return groups
+
+
+def paired_differences(methods: dict, group_of: dict[str, str],
+                       seed_of: dict[str, int]) -> dict[str, dict]:
+    """For every two groups, the difference of mean returns between their runs of the same
+    training seed. Same seed = same DAgger conditions and initial states (round 0 is the
+    teacher's own rollouts), so pairing removes what the seed does to both."""
+    by_group: dict[str, dict[int, float]] = {}
+    for name, g in group_of.items():
+        by_group.setdefault(g, {})[seed_of[name]] = methods[name]["mean_return"]
+    names = list(by_group)
+    out: dict[str, dict] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            seeds = sorted(set(by_group[a]) & set(by_group[b]))
+            if len(seeds) < 2:
+                continue
+            d = np.array([by_group[a][s] - by_group[b][s] for s in seeds])
+            out[f"{a} - {b}"] = {"seeds": seeds, "differences": d.tolist(),
+                                 "mean": float(d.mean()),
+                                 "sem": float(d.std(ddof=1) / np.sqrt(len(d))),
+                                 "wins": int((d > 0).sum())}
+    return out
 
 
 def cmd_export_policy(args: argparse.Namespace) -> int:

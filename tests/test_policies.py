@@ -300,7 +300,7 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
     """Runs differing by seed are pooled per method and architecture, with the standard error
     across runs and the ratios against the teacher as it labelled them."""
     runs = []
-    for arch, seed in (("gru", 0), ("gru", 1), ("mlp", 0)):
+    for arch, seed in (("gru", 0), ("gru", 1), ("mlp", 0), ("mlp", 1)):
         cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "net.arch": arch, "seed": seed,
                           "iterations": 1, "distill.teacher_candidates": 8})
         runs.append(str(training.train_policy(cfg, tmp_path / f"{arch}{seed}", progress=False)))
@@ -317,6 +317,13 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
     teacher = res["methods"][f"teacher:{teacher_ckpt}"]
     assert gru["return_vs_teacher"] == pytest.approx(gru["mean_return"] / teacher["mean_return"])
     assert "by method and architecture" in capsys.readouterr().out
+    # GRU and MLP runs of the same seed are compared pairwise.
+    pair = res["paired"]["distill gru - distill mlp"]
+    ret = {r: res["methods"][r]["mean_return"] for r in runs}
+    assert pair["seeds"] == [0, 1]
+    assert pair["differences"] == pytest.approx([ret[runs[0]] - ret[runs[2]],
+                                                 ret[runs[1]] - ret[runs[3]]])
+    assert pair["wins"] == sum(d > 0 for d in pair["differences"])
     # Policies labelled by differently configured teachers have no single teacher to compare.
     other = tiny_cfg(**{"distill.teacher": teacher_ckpt, "iterations": 1})
     runs.append(str(training.train_policy(other, tmp_path / "other", progress=False)))
