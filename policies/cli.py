@@ -178,9 +178,13 @@ def paired_differences(methods: dict, group_of: dict[str, str],
     training seed. Same seed = same DAgger conditions and initial states (round 0 is the
     teacher's own rollouts), so pairing removes what the seed does to both."""
     by_group: dict[str, dict[int, float]] = {}
+    ambiguous: set[str] = set()  # two runs of one group with one seed: no unique partner
     for name, g in group_of.items():
-        by_group.setdefault(g, {})[seed_of[name]] = methods[name]["mean_return"]
-    names = list(by_group)
+        runs = by_group.setdefault(g, {})
+        if seed_of[name] in runs:
+            ambiguous.add(g)
+        runs[seed_of[name]] = methods[name]["mean_return"]
+    names = [g for g in by_group if g not in ambiguous]
     out: dict[str, dict] = {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:

@@ -332,6 +332,23 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
     assert "labelled by differently configured teachers" in capsys.readouterr().err
 
 
+def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
+    from policies.cli import paired_differences
+
+    ret = {"g0": 10.0, "g1": 4.0, "g2": 7.0, "m0": 6.0, "m1": 5.0, "m3": 1.0}
+    methods = {k: {"mean_return": v} for k, v in ret.items()}
+    group_of = {k: "distill gru" if k[0] == "g" else "distill mlp" for k in ret}
+    seed_of = {k: int(k[1]) for k in ret}
+    pair = paired_differences(methods, group_of, seed_of)["distill gru - distill mlp"]
+    assert pair["seeds"] == [0, 1]  # seeds 2 and 3 have no partner
+    assert pair["differences"] == [4.0, -1.0] and pair["wins"] == 1
+    assert pair["mean"] == 1.5 and pair["sem"] == pytest.approx(2.5)
+    # Two GRU runs of seed 0 (say, different widths): which one pairs with MLP seed 0 is
+    # ambiguous, so that group is not paired rather than paired with whichever came last.
+    methods["g0b"], group_of["g0b"], seed_of["g0b"] = {"mean_return": 0.0}, "distill gru", 0
+    assert paired_differences(methods, group_of, seed_of) == {}
+
+
 # ------------------------------------------------------------------ config errors
 @pytest.mark.parametrize("override, message", [
     ("nonsense=1", "unknown config key 'nonsense'"),
