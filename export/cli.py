@@ -72,7 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "instead of in real time")
     d.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     d.add_argument("--seed", type=int, default=0,
-                   help="initial-state seed (and a controller's noise seed)")
+                   help="initial-state seed (and the noise seed of a controller, or of a "
+                        "policy exported with --action-std)")
     d.add_argument("--adapt-before-full", action="store_true",
                    help="controllers only: adapt on a partly filled window instead of the "
                         "prior until M exist")
@@ -198,10 +199,12 @@ def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[
                              f"export`); {args.export_dir} holds a policy, which adapts "
                              "through its hidden state")
         ps = PolicySession(args.export_dir, robot=robot, threads=args.threads,
-                           safe_action=args.safe_action)
+                           safe_action=args.safe_action, seed=args.seed)
         info = {k: ps.meta.get(k) for k in ("method", "arch", "hidden_size")}
+        info[C.ACTION_STD] = ps.action_std
         what = (f"{ps.path}: {info['method']} {info['arch']} policy for {ps.robot_name}, "
-                f"hidden {ps.hidden_size}")
+                f"hidden {ps.hidden_size}"
+                + (f", action noise {ps.action_std:g} half-ranges" if ps.action_std else ""))
         return ps, what, info
     cs = ControllerSession(args.export_dir, robot=robot, threads=args.threads,
                            seed=args.seed, adapt_before_full=args.adapt_before_full,

@@ -92,7 +92,10 @@ COMMON_KEYS = (
 )
 #: Extra keys of controller.onnx.
 CONTROLLER_KEYS = ("noise", "initial_plan", "window")
-#: Keys of a policy folder's manifest.json that the runtime reads.
+#: Optional policy manifest key: standard deviation, in action half-ranges, of the Gaussian
+#: noise added to the policy's action (absent or 0: the mean action).
+ACTION_STD = "action_std"
+#: Keys of a policy folder's manifest.json that the runtime reads (and ACTION_STD if present).
 POLICY_MANIFEST_KEYS = (
     "format", "format_version", KIND, "robot", "obs_dim", "act_dim", "hidden_size",
     "obs_layout", "action_low", "action_high", "control_timestep", "files", "graphs",

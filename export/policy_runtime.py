@@ -18,7 +18,8 @@ robot, sizes, control timestep, action bounds, the graphs' interfaces). Per step
   executed after it and the current observation — the reward the policy was trained on, in the
   simulator's own arithmetic (the graph is traced from ``sims.rewards.TaskReward``);
 * feeds the observation, the previous executed action, that reward and the hidden state to
-  ``policy.onnx``, carries ``hidden_out`` to the next step and clips the action into the bounds.
+  ``policy.onnx``, carries ``hidden_out`` to the next step and clips the action into the bounds
+  (after adding Gaussian noise when the manifest's ``action_std`` is above 0).
 
 At :meth:`PolicySession.reset` the hidden state, the previous action and the previous reward
 are zeros, as in training. Nothing else resets them: a mid-run change of the robot (a motor
@@ -107,6 +108,11 @@ def validate_policy_manifest(path: Path, manifest: Mapping[str, Any],
     _require(path, isinstance(layout, list) and all(isinstance(p, dict) and "name" in p
                                                      for p in layout),
              f"obs_layout={layout!r}: allowed a list of {{name, start, size}} entries")
+    std = manifest.get(C.ACTION_STD, 0.0)
+    _require(path, isinstance(std, (int, float)) and not isinstance(std, bool)
+             and math.isfinite(std) and std >= 0,
+             f"{C.ACTION_STD}={std!r}: allowed a number >= 0 (action noise in action "
+             "half-ranges; 0 = the mean action)")
     files = manifest["files"]
     _require(path, files == C.POLICY_GRAPH_FILES,
              f"files={files!r}: allowed {C.POLICY_GRAPH_FILES!r}")
@@ -136,12 +142,15 @@ class PolicySession(SessionBase):
       threads: ONNX Runtime intra-op threads (1 = the latency-predictable default).
       safe_action: "shift" (repeat the previous action; zeros at the start) or "zeros"; what
         an unusable observation executes.
+      seed: seed of the action noise, when the manifest's ``action_std`` asks for noise: the
+        policy's action plus ``action_std * half_range * N(0, 1)`` drawn from
+        ``np.random.default_rng(seed)``, the torch ``PolicyController``'s sequence.
     """
 
     kind = C.KIND_POLICY
 
     def __init__(self, export_dir: str | Path, robot: str | None = None, threads: int = 1,
-                 safe_action: str = "shift") -> None:
+                 safe_action: str = "shift", seed: int = 0) -> None:
         check_safe_action(safe_action)
         folder = Path(export_dir)
         manifest_path = folder / C.MANIFEST_FILE
@@ -172,6 +181,8 @@ class PolicySession(SessionBase):
                                            meta["action_high"], self.act_dim)
         self.output_names = self._graph.output_names
         self.safe_action_mode = safe_action
+        self.action_std = float(meta.get(C.ACTION_STD, 0.0))
+        self._noise = np.random.default_rng(seed)
         self._safe = np.clip(np.zeros(self.act_dim, np.float32), self.low, self.high)
         self._init_stats()
         self.reset()
@@ -240,7 +251,11 @@ class PolicySession(SessionBase):
             self.counters["bad_outputs"] += 1
             return self.fallback()
         self.hidden = np.array(hidden, dtype=np.float32)
-        act = np.clip(action[0], self.low, self.high).astype(np.float32)
+        act = action[0].astype(np.float64)
+        if self.action_std:
+            half = (self.high.astype(np.float64) - self.low) / 2
+            act = act + self.action_std * half * self._noise.standard_normal(self.act_dim)
+        act = np.clip(act, self.low, self.high).astype(np.float32)
         self.last_action = act
         self.counters["graph_actions"] += 1
         return act.astype(np.float64)

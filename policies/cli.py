@@ -34,7 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--trials", type=int, default=0,
                    help="also report RL^2 trials: this many trials per held-out condition")
     e.add_argument("--episodes-per-trial", type=int, default=3)
-    e.add_argument("--seed", type=int, default=1234)
+    e.add_argument("--action-std", type=float, default=0.0, metavar="S",
+                   help="act with each policy's mean plus Gaussian noise of standard deviation "
+                        "S action half-ranges (default 0: the mean). For students of a "
+                        "sampling planner: the teacher's label spread, sqrt of "
+                        "examples/label_noise.py's label variance (docs/policies.md)")
+    e.add_argument("--seed", type=int, default=1234,
+                   help="seed of the initial states (and of the action noise)")
     e.add_argument("--threads", type=int, default=1, help="torch threads")
     e.add_argument("--out", default=None, help="write results JSON here")
     e.set_defaults(func=cmd_eval_policy)
@@ -51,6 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     x.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
     x.add_argument("--force", action="store_true", help="overwrite a non-empty --out folder")
+    x.add_argument("--action-std", type=float, default=0.0, metavar="S",
+                   help="the deployed policy acts with its mean plus Gaussian noise of standard "
+                        "deviation S action half-ranges (default 0: the mean); written to the "
+                        "manifest, as for `adapt eval-policy --action-std`")
     x.set_defaults(func=cmd_export_policy)
 
 
@@ -74,6 +84,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     from adaptive_control.run_folder import checkpoint_path
     from policies.config import policy_config_from_json
     from policies.evaluate import (
+        check_action_std,
         evaluate,
         evaluate_trials,
         policy_controller,
@@ -83,6 +94,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.steps < 1:
         raise ValueError("--episodes and --steps must be >= 1")
+    check_action_std(args.action_std, "--action-std")
     torch.set_num_threads(args.threads)
     methods = {}
     configs = []
@@ -90,7 +102,9 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     seed_of: dict[str, int] = {}  # policy name -> training seed (pairs runs across groups)
     for path in args.checkpoints:
         ckpt = load_checkpoint(checkpoint_path(path))
-        methods[str(path)] = policy_controller(ckpt)
+        # One noise seed for all: the policies meet the same noise draws (common random numbers).
+        methods[str(path)] = policy_controller(ckpt, action_std=args.action_std,
+                                               noise_seed=args.seed)
         configs.append(policy_config_from_json(ckpt["config"]))
         group_of[str(path)] = f"{configs[-1].method} {configs[-1].net.arch}"
         seed_of[str(path)] = configs[-1].seed
@@ -109,8 +123,11 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         distill = next(iter(labelling.values()), None)
         methods[f"teacher:{args.teacher}"] = teacher_controller(args.teacher, distill=distill)
     where = "switch to held-out" if args.switch else "held-out"
-    print(f"{family.name} ({where}): {args.episodes} episodes x {args.steps} steps per condition")
-    results: dict = {"family": family.name, "switch": args.switch, "methods": {}}
+    noise = f", policy action noise {args.action_std:g} half-ranges" if args.action_std else ""
+    print(f"{family.name} ({where}): {args.episodes} episodes x {args.steps} steps per "
+          f"condition{noise}")
+    results: dict = {"family": family.name, "switch": args.switch,
+                     "action_std": args.action_std, "methods": {}}
     for name, ctrl in methods.items():
         r = evaluate(ctrl, family, args.episodes, args.steps, args.seed, switch=args.switch)
         results["methods"][name] = r.to_dict()
@@ -208,6 +225,6 @@ def cmd_export_policy(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = export_policy(args.checkpoint, args.out, verify=not args.no_verify,
                            verify_steps=args.verify_steps, seed=args.seed, overwrite=args.force,
-                           log=lambda s: print(s, flush=True))
+                           action_std=args.action_std, log=lambda s: print(s, flush=True))
     print_export(result.files, result.parity, result.out_dir, time.perf_counter() - t0)
     return 0

@@ -8,6 +8,7 @@ observation has to be passed in).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,15 +36,25 @@ class PolicyController:
     ``keep_hidden=True``, so does the hidden state. Keep it for RL^2-style trials where several
     episodes share one condition; call ``new_condition()`` when the condition changes.
     ``latencies`` holds the seconds each call took.
+
+    ``action_std`` > 0 acts with the policy's mean plus Gaussian noise of that standard
+    deviation, in action half-ranges, drawn from ``np.random.default_rng(noise_seed)`` (the
+    deploy runtime draws the same sequence). A student of a sampling planner (CEM) regresses
+    onto the mean of the planner's noisy actions; adding the teacher's own spread back, measured
+    by ``examples/label_noise.py``, makes it act like the teacher (docs/policies.md).
     """
 
-    def __init__(self, policy: Policy, reward_fn: Callable, keep_hidden: bool = False):
+    def __init__(self, policy: Policy, reward_fn: Callable, keep_hidden: bool = False,
+                 action_std: float = 0.0, noise_seed: int = 0):
+        check_action_std(action_std)
         self.policy = policy.eval()
         self.reward_fn = reward_fn
         self.keep_hidden = keep_hidden
         self.latencies: list[float] = []
         self._lo = policy.act_low.numpy().astype(np.float64)
         self._hi = policy.act_high.numpy().astype(np.float64)
+        self.action_std = float(action_std)
+        self._noise = np.random.default_rng(noise_seed)
         self.new_condition()
 
     def new_condition(self) -> None:
@@ -68,19 +79,32 @@ class PolicyController:
             torch.as_tensor(obs, dtype=torch.float32)[None],
             torch.as_tensor(self._prev_act, dtype=torch.float32)[None],
             torch.tensor([[self._prev_rew]], dtype=torch.float32), self._hidden)
-        a = np.clip(action[0].numpy().astype(np.float64), self._lo, self._hi)
+        a = action[0].numpy().astype(np.float64)
+        if self.action_std:
+            a = a + self.action_std * (self._hi - self._lo) / 2 * self._noise.standard_normal(
+                a.shape)
+        a = np.clip(a, self._lo, self._hi)
         self._prev_obs, self._prev_act = obs, a
         self.latencies.append(time.perf_counter() - t0)
         return a
 
 
-def policy_controller(checkpoint: str | Path | dict[str, Any],
-                      keep_hidden: bool = False) -> PolicyController:
+def check_action_std(action_std: float, name: str = "action_std") -> None:
+    """Refuse a negative or non-finite action noise (``name``: the field, for the message)."""
+    if not (isinstance(action_std, (int, float)) and math.isfinite(action_std)
+            and action_std >= 0):
+        raise ValueError(f"{name}={action_std!r}: allowed a number >= 0 (standard "
+                         "deviation of the action noise in action half-ranges; 0 = the mean)")
+
+
+def policy_controller(checkpoint: str | Path | dict[str, Any], keep_hidden: bool = False,
+                      action_std: float = 0.0, noise_seed: int = 0) -> PolicyController:
     """Load an `adapt train-policy` checkpoint (path, run folder or loaded dict) as a controller."""
     ckpt = (checkpoint if isinstance(checkpoint, dict)
             else load_checkpoint(checkpoint_path(checkpoint)))
     policy, cfg = policy_from_checkpoint(ckpt)
-    return PolicyController(policy, task_reward(get_family(cfg.family).robot), keep_hidden)
+    return PolicyController(policy, task_reward(get_family(cfg.family).robot), keep_hidden,
+                            action_std, noise_seed)
 
 
 @dataclass

@@ -54,6 +54,7 @@ from export.onnx_export import (
     reward_metadata,
     run_session,
 )
+from policies.evaluate import check_action_std
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.families import get_family
@@ -155,17 +156,20 @@ _STEP_DOC = {
 
 def export_policy(checkpoint: str | Path | dict[str, Any], out_dir: str | Path, *,
                   verify: bool = True, verify_steps: int = 40, seed: int = 0,
-                  overwrite: bool = False, log: Callable[[str], None] | None = None
-                  ) -> PolicyExport:
+                  overwrite: bool = False, action_std: float = 0.0,
+                  log: Callable[[str], None] | None = None) -> PolicyExport:
     """Write the deploy folder ``out_dir`` from an `adapt train-policy` checkpoint (a
     ``checkpoint.pt``, its run folder or the loaded dict); see the module docstring.
 
     An existing non-empty ``out_dir`` is refused unless ``overwrite``. ``verify_steps``
-    simulated steps go into the closed-loop check (0: random inputs only).
+    simulated steps go into the closed-loop check (0: random inputs only). ``action_std``
+    (action half-ranges) goes into the manifest: the runtime adds Gaussian noise of that
+    standard deviation to the policy's action, as ``PolicyController(action_std=...)`` does.
     """
     say = log or (lambda s: None)
     if verify_steps < 0:
         raise ValueError(f"verify_steps={verify_steps}: allowed an integer >= 0")
+    check_action_std(action_std)
     out = Path(out_dir)
     _check_out(out, overwrite)
     policy, cfg = policy_from_checkpoint(_load(checkpoint))
@@ -195,6 +199,7 @@ def export_policy(checkpoint: str | Path | dict[str, Any], out_dir: str | Path, 
                        "init": "zeros"}],
             "step": _STEP_DOC,
             "reward": reward_metadata(task_reward(robot)),
+            C.ACTION_STD: float(action_std),
             "parity_max_abs_error": {}, "parity_tolerance": PARITY_TOL,
         }
         # The runtime check below loads the folder through the manifest, as a robot would.
@@ -205,7 +210,8 @@ def export_policy(checkpoint: str | Path | dict[str, Any], out_dir: str | Path, 
                 + (f" (random inputs and {verify_steps} simulated steps)" if verify_steps
                    else " (random inputs)"))
             parity = verify_policy_export(stage, policy, robot, family.test_conditions[0],
-                                          steps=verify_steps, seed=seed)
+                                          steps=verify_steps, seed=seed,
+                                          action_std=action_std)
         manifest["parity_max_abs_error"] = parity
         (stage / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         result = PolicyExport(out, {role: out / g.path.name for role, g in graphs.items()},
@@ -256,8 +262,8 @@ def _commit(stage: Path, out: Path, graph_files: list[str]) -> None:
 
 
 def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, condition: Any,
-                         steps: int = 40, seed: int = 0, samples: int = 8
-                         ) -> dict[str, dict[str, float]]:
+                         steps: int = 40, seed: int = 0, samples: int = 8,
+                         action_std: float = 0.0) -> dict[str, dict[str, float]]:
     """Max abs error ONNX Runtime vs torch: ``{"policy": {...}, "reward": {...}}``.
 
     ``random``: each graph on ``samples`` random inputs against ``Policy.forward`` and
@@ -265,6 +271,7 @@ def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, cond
     side with the torch :class:`PolicyController` on the same simulated observations for
     ``steps`` steps under ``condition`` — actions and hidden states (policy), previous
     rewards (reward); a step the runtime answered with its fallback counts as infinite error.
+    With ``action_std`` both add action noise from the noise seed ``seed``.
     """
     from export.policy_runtime import PolicySession
     from export.sim_robot import SimRobot
@@ -294,8 +301,8 @@ def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, cond
         r_err.append(max_abs_error(run_session(rew, tr), {C.REWARD: want}))
     results = {"policy": {"random": max(p_err)}, "reward": {"random": max(r_err)}}
     if steps > 0:
-        session = PolicySession(out, robot=robot.name)
-        ctrl = PolicyController(policy, reward)
+        session = PolicySession(out, robot=robot.name, seed=seed)
+        ctrl = PolicyController(policy, reward, action_std=action_std, noise_seed=seed)
         sim = SimRobot(robot, condition, seed=seed)
         obs = sim.reset()
         p_rec = r_rec = 0.0

@@ -248,6 +248,35 @@ def test_controller_carries_previous_action_and_reward(tmp_path):
     assert ctrl._prev_obs is None and np.all(ctrl._hidden.numpy() == 0)
 
 
+def test_action_noise_is_seeded_scaled_and_fed_back_as_the_previous_action(tmp_path):
+    """action_std > 0: the mean plus N(0, (std * half-range)^2) from the noise seed, clipped;
+    the noisy action, which is what the robot executes, is the next step's prev_action."""
+    ckpt = training.train_policy(tiny_cfg(method="rl2", iterations=1), tmp_path / "run",
+                                 progress=False)
+    rng = np.random.default_rng(0)
+    obs = [rng.normal(size=ROBOT.obs_dim) for _ in range(400)]
+    std = 0.1
+    noisy, twin = (policy_controller(ckpt, action_std=std, noise_seed=5) for _ in range(2))
+    acts = np.array([noisy(o) for o in obs])
+    np.testing.assert_array_equal(acts, [twin(o) for o in obs])  # same seed, same actions
+    third = policy_controller(ckpt, action_std=std, noise_seed=6)
+    assert not np.allclose(acts, [third(o) for o in obs])
+    # The noise on top of what the mean policy does with the same inputs.
+    ref = policy_controller(ckpt)
+    means = []
+    for i, o in enumerate(obs):
+        ref._prev_act = acts[i - 1] if i else np.zeros(ROBOT.act_dim)
+        means.append(ref(o))
+    lo, hi = ROBOT.action_bounds
+    resid = (acts - np.array(means)) / ((hi - lo) / 2)
+    inside = (np.abs(acts) < 0.999 * hi).all(1)  # clipping shrinks the residual at the bounds
+    assert resid[inside].std() == pytest.approx(std, rel=0.1)
+    assert abs(resid[inside].mean()) < 0.02
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"action_std=.*allowed a number >= 0"):
+            policy_controller(ckpt, action_std=bad)
+
+
 def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
     cfg = tiny_cfg(method="rl2", iterations=3)
     full = torch.load(training.train_policy(cfg, tmp_path / "full", progress=False),
@@ -378,6 +407,8 @@ def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys
     (tmp_path / "c.toml").write_text('preset = "tiny"\nmethod = "rl2"\n[net]\nwidth = 3\n')
     assert main(["train-policy", str(tmp_path / "c.toml"), "--out", str(tmp_path / "c")]) == 2
     assert "unknown config key 'net.width'" in capsys.readouterr().err
+    assert main(["eval-policy", str(tmp_path / "no-such-run"), "--action-std", "-1"]) == 2
+    assert "--action-std=-1.0: allowed a number >= 0" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ ONNX

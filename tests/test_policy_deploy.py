@@ -191,6 +191,36 @@ def test_runtime_reproduces_the_torch_policy_in_closed_loop(policy_dir, checkpoi
     session.close()
 
 
+def test_action_noise_travels_in_the_manifest_and_matches_torch(checkpoint, policy_dir,
+                                                                tmp_path):
+    """export-policy --action-std: the manifest carries it, the export's closed-loop check
+    compares the noisy runtime with the noisy torch controller (same noise seed), and the
+    runtime's actions are the torch controller's over 100 steps."""
+    assert main(["export-policy", str(checkpoint), "--out", str(tmp_path / "noisy"),
+                 "--verify-steps", "20", "--action-std", "0.3"]) == 0
+    m = json.loads((tmp_path / "noisy" / C.MANIFEST_FILE).read_text())
+    assert m[C.ACTION_STD] == 0.3 and m["parity_max_abs_error"]["policy"]["recorded"] <= 1e-4
+    ctrl = policy_controller(checkpoint, action_std=0.3, noise_seed=4)
+    session = PolicySession(tmp_path / "noisy", robot="cheetah", seed=4)
+    robot = _sim()
+    obs = robot.reset()
+    gaps = []
+    for _ in range(100):
+        a_torch, a_rt = ctrl(obs), session.step(obs)
+        gaps.append(float(np.abs(a_rt - a_torch).max()))
+        robot.act(a_torch)
+        obs = robot.observe()
+    assert max(gaps) <= 1e-4
+    session.close()
+    first = _sim().reset()
+    mean = PolicySession(policy_dir, robot="cheetah").step(first)
+    noisy = PolicySession(tmp_path / "noisy", robot="cheetah", seed=4).step(first)
+    assert np.abs(noisy - mean).max() > 0.05  # the noise is there
+    assert main(["export-policy", str(checkpoint), "--out", str(tmp_path / "bad"),
+                 "--action-std", "-0.5"]) == 2
+    assert not (tmp_path / "bad").exists()
+
+
 def test_deploy_command_runs_the_policy_without_torch(policy_dir, checkpoint, tmp_path):
     """``python -m export.cli deploy`` (the robot-side entry point) on the policy folder with
     torch and the training packages blocked: it runs, never loads torch, and its return equals
@@ -351,6 +381,7 @@ def test_robot_mismatch_is_refused_by_deploy_before_any_step(policy_dir, tmp_pat
      r"graphs\.policy\.inputs=.*: allowed .*'obs': \[1, 18\].*obs_dim=18"),
     (lambda m: m.update(files={"policy": "p.onnx", "reward": "reward.onnx"}),
      r"files=.*'p\.onnx'.*: allowed"),
+    (lambda m: m.update(action_std=-1), r"action_std=-1: allowed a number >= 0"),
 ])
 def test_bad_manifest_fields_are_refused(policy_dir, tmp_path, edit, message):
     d = _edited(policy_dir, tmp_path / "bad", edit)
