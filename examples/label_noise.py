@@ -5,7 +5,8 @@ regresses onto the mean of that noise. This drives the teacher through an episod
 condition and, every ``--every`` steps, asks copies of it (same history, same adapted model,
 other noise) for the action at that state; it reports the variance across copies in units of
 the action half-range squared (the unit of the distillation loss), then the teacher's return on
-the held-out conditions and per-step time.
+the held-out conditions and per-step time. Its square root is the ``--action-std`` with which a
+student (``adapt eval-policy``, ``adapt export-policy``) adds the teacher's spread back.
 
     python examples/label_noise.py TEACHER.pt [--set distill.teacher_planner=mppi ...]
 """
@@ -70,6 +71,8 @@ def main() -> None:
     print(f"{type(ctrl.planner).__name__} {ctrl.planner.config}")
     print(f"label variance {var:.4f} (action half-range^2); held-out return "
           f"{res.mean_return:.1f} ± {res.sem_return:.1f}; {res.ms_median:.1f} ms/step")
+    # A student regresses onto the mean label; this much noise puts the teacher's spread back.
+    print(f"students act like this teacher with --action-std {np.sqrt(var):.3f}")
     print(json.dumps(out))
 
 
