@@ -183,6 +183,7 @@ class PolicySession(SessionBase):
         self.safe_action_mode = safe_action
         self.action_std = float(meta.get(C.ACTION_STD, 0.0))
         self._noise = np.random.default_rng(seed)
+        self._noise_scale = self.action_std * (self.high.astype(np.float64) - self.low) / 2
         self._safe = np.clip(np.zeros(self.act_dim, np.float32), self.low, self.high)
         self._init_stats()
         self.reset()
@@ -253,8 +254,7 @@ class PolicySession(SessionBase):
         self.hidden = np.array(hidden, dtype=np.float32)
         act = action[0].astype(np.float64)
         if self.action_std:
-            half = (self.high.astype(np.float64) - self.low) / 2
-            act = act + self.action_std * half * self._noise.standard_normal(self.act_dim)
+            act = act + self._noise_scale * self._noise.standard_normal(self.act_dim)
         act = np.clip(act, self.low, self.high).astype(np.float32)
         self.last_action = act
         self.counters["graph_actions"] += 1

@@ -55,6 +55,7 @@ class PolicyController:
         self._hi = policy.act_high.numpy().astype(np.float64)
         self.action_std = float(action_std)
         self._noise = np.random.default_rng(noise_seed)
+        self._noise_scale = self.action_std * (self._hi - self._lo) / 2
         self.new_condition()
 
     def new_condition(self) -> None:
@@ -81,8 +82,7 @@ class PolicyController:
             torch.tensor([[self._prev_rew]], dtype=torch.float32), self._hidden)
         a = action[0].numpy().astype(np.float64)
         if self.action_std:
-            a = a + self.action_std * (self._hi - self._lo) / 2 * self._noise.standard_normal(
-                a.shape)
+            a = a + self._noise_scale * self._noise.standard_normal(a.shape)
         a = np.clip(a, self._lo, self._hi)
         self._prev_obs, self._prev_act = obs, a
         self.latencies.append(time.perf_counter() - t0)
