@@ -210,8 +210,7 @@ def export_policy(checkpoint: str | Path | dict[str, Any], out_dir: str | Path, 
                 + (f" (random inputs and {verify_steps} simulated steps)" if verify_steps
                    else " (random inputs)"))
             parity = verify_policy_export(stage, policy, robot, family.test_conditions[0],
-                                          steps=verify_steps, seed=seed,
-                                          action_std=action_std)
+                                          steps=verify_steps, seed=seed)
         manifest["parity_max_abs_error"] = parity
         (stage / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         result = PolicyExport(out, {role: out / g.path.name for role, g in graphs.items()},
@@ -262,8 +261,8 @@ def _commit(stage: Path, out: Path, graph_files: list[str]) -> None:
 
 
 def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, condition: Any,
-                         steps: int = 40, seed: int = 0, samples: int = 8,
-                         action_std: float = 0.0) -> dict[str, dict[str, float]]:
+                         steps: int = 40, seed: int = 0, samples: int = 8
+                         ) -> dict[str, dict[str, float]]:
     """Max abs error ONNX Runtime vs torch: ``{"policy": {...}, "reward": {...}}``.
 
     ``random``: each graph on ``samples`` random inputs against ``Policy.forward`` and
@@ -271,7 +270,7 @@ def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, cond
     side with the torch :class:`PolicyController` on the same simulated observations for
     ``steps`` steps under ``condition`` — actions and hidden states (policy), previous
     rewards (reward); a step the runtime answered with its fallback counts as infinite error.
-    With ``action_std`` both add action noise from the noise seed ``seed``.
+    With the manifest's ``action_std`` both add action noise from the noise seed ``seed``.
     """
     from export.policy_runtime import PolicySession
     from export.sim_robot import SimRobot
@@ -302,7 +301,8 @@ def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, cond
     results = {"policy": {"random": max(p_err)}, "reward": {"random": max(r_err)}}
     if steps > 0:
         session = PolicySession(out, robot=robot.name, seed=seed)
-        ctrl = PolicyController(policy, reward, action_std=action_std, noise_seed=seed)
+        # The folder says how much noise: the torch side follows it, as a robot's runtime would.
+        ctrl = PolicyController(policy, reward, action_std=session.action_std, noise_seed=seed)
         sim = SimRobot(robot, condition, seed=seed)
         obs = sim.reset()
         p_rec = r_rec = 0.0
