@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ class DistillConfig:
     teacher_iterations: int = 0
     #: MPPI temperature of the labelling planner, in reward units (0 = the checkpoint's).
     teacher_lambda: float = 0.0
+    #: Gaussian noise added to the student's executed action in DAgger rollouts, in action
+    #: half-ranges (0 = the mean action). Set it to the --action-std the student will act with,
+    #: so it is trained on the states that noisy acting visits (DART, Laskey et al. 2017).
+    rollout_action_std: float = 0.0
 
     def labelling_planner(self) -> tuple[str, int, int, float]:
         """The fields that set the labelling teacher's planner (what labelling_config reads):
@@ -171,6 +176,10 @@ class PolicyTrainConfig:
             if v < 0:
                 raise ValueError(f"{name}={v!r} is out of range: allowed >= 0 (0 = the "
                                  "teacher's own)")
+        std = self.distill.rollout_action_std
+        if not (math.isfinite(std) and std >= 0):
+            raise ValueError(f"distill.rollout_action_std={std!r} is out of range: allowed a "
+                             "finite number >= 0 (action half-ranges; 0 = the mean action)")
         if self.grad_clip < 0 or self.threads < 0:
             raise ValueError("grad_clip and threads must be >= 0")
 

@@ -79,6 +79,8 @@ def run_trials(
     explore: bool = False,
     teachers: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
     beta: float = 0.0,
+    action_std: float = 0.0,
+    noise_rng: np.random.Generator | None = None,
     record_hidden: bool = False,
     progress: bool = False,
     desc: str = "rollout",
@@ -88,6 +90,10 @@ def run_trials(
     ``explore`` samples from the Gaussian head (PPO); otherwise the mean is used. With
     ``teachers`` (one per slot, each with ``reset()``), every observation is labelled with the
     teacher's action and, with probability ``beta`` per step, the teacher's action is executed.
+    ``action_std`` > 0 adds Gaussian noise of that standard deviation (in action half-ranges,
+    drawn from ``noise_rng``) to the student's action before clipping; the teacher's executed
+    actions are left as they are. A separate generator keeps ``rng``'s stream, so rollouts in
+    which only the teacher acts are the same with or without the noise.
     """
     n = len(conditions)
     n_trials = len(conditions[0])
@@ -95,6 +101,8 @@ def run_trials(
         raise ValueError("run_trials: every slot needs the same number of trials")
     if teachers is not None and len(teachers) != n:
         raise ValueError(f"run_trials: {len(teachers)} teachers for {n} slots")
+    if action_std and noise_rng is None:
+        raise ValueError("run_trials: action_std > 0 needs a noise_rng")
     ep_steps, n_eps = trial.episode_steps, trial.episodes_per_trial
     t_trial = ep_steps * n_eps
     t_total = t_trial * n_trials
@@ -151,7 +159,10 @@ def run_trials(
             logp[t] = policy.log_prob(mean, sample).numpy()
         value[t] = v.numpy()
         out["sample"][t] = sample.numpy()
-        student = np.clip(sample.numpy().astype(np.float64), lo, hi)
+        student = sample.numpy().astype(np.float64)
+        if action_std:
+            student += action_std * (hi - lo) / 2 * noise_rng.standard_normal(student.shape)
+        student = np.clip(student, lo, hi)
         for i in range(n):
             a = student[i]
             if teachers is not None:

@@ -195,7 +195,9 @@ def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, polic
         rng = _rng(cfg.seed, it, 0)
         conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
         batch = run_trials(policy, family.robot, conds, cfg.trial, rng, teachers=teachers,
-                           beta=beta, progress=progress, desc=f"round {it} (beta={beta:.2f})")
+                           beta=beta, action_std=cfg.distill.rollout_action_std,
+                           noise_rng=_rng(cfg.seed, it, 2), progress=progress,
+                           desc=f"round {it} (beta={beta:.2f})")
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: getattr(batch, k) for k in DATA_KEYS}
         with open(path.with_suffix(".tmp"), "wb") as f:

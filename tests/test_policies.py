@@ -155,6 +155,31 @@ def test_dagger_labels_the_students_own_states_with_teacher_actions(rng):
     np.testing.assert_allclose(b1.act, b1.teacher_act, atol=1e-6)
 
 
+def test_rollout_noise_perturbs_only_the_students_executed_actions(rng):
+    p = tiny_policy("gru")
+    trial = TrialConfig(episodes_per_trial=1, episode_steps=8, trials_per_iter=2)
+    conds = [[FAMILY.sample(rng, "train")] for _ in range(2)]
+    lo, hi = ROBOT.action_bounds
+    b = run_trials(p, ROBOT, conds, trial, np.random.default_rng(3),
+                   teachers=[ScriptedTeacher(1), ScriptedTeacher(1)], beta=0.0,
+                   action_std=0.3, noise_rng=np.random.default_rng(4))
+    # The executed action is the student's mean plus 0.3 half-ranges of the noise stream, and
+    # it is what the student sees as its previous action.
+    noise = np.random.default_rng(4).standard_normal(b.sample.shape)
+    want = np.clip(b.sample + 0.3 * (hi - lo) / 2 * noise, lo, hi)
+    np.testing.assert_allclose(b.act, want, atol=1e-5)
+    assert not np.allclose(b.act, np.clip(b.sample, lo, hi), atol=1e-3)
+    np.testing.assert_array_equal(b.prev_act[1:], b.act[:-1])
+    # Teacher-executed rollouts are untouched: the same as without noise, step for step.
+    runs = [run_trials(p, ROBOT, conds, trial, np.random.default_rng(3),
+                       teachers=[ScriptedTeacher(1), ScriptedTeacher(1)], beta=1.0, **kw)
+            for kw in ({}, {"action_std": 0.3, "noise_rng": np.random.default_rng(4)})]
+    for k in ("obs", "act", "teacher_act", "reward"):
+        np.testing.assert_array_equal(getattr(runs[0], k), getattr(runs[1], k))
+    with pytest.raises(ValueError, match="noise_rng"):
+        run_trials(p, ROBOT, conds, trial, rng, action_std=0.3)
+
+
 def test_distill_fit_moves_the_student_towards_the_teacher(rng):
     p = tiny_policy("gru")
     cfg = tiny_cfg(**{"distill.epochs": 15, "bptt": 4, "distill.lr": 1e-2})
@@ -219,6 +244,21 @@ def test_distill_run_checkpoint_round_trip_and_controller(tmp_path, teacher_ckpt
     res = evaluate(ctrl, FAMILY, episodes=1, steps=20, switch=True)
     assert res.episodes[0].steps == 20 and np.isfinite(res.mean_return)
     assert len(ctrl.latencies) == 20
+
+
+def test_rollout_action_std_reaches_the_dagger_rounds_where_the_student_acts(tmp_path,
+                                                                             teacher_ckpt):
+    # Round 0 (beta0 = 1) is all teacher, so it is the same with or without the noise (a noisy
+    # run may reuse a plain run's round 0); round 1 executes the noisy student.
+    data = {}
+    for std in (0.0, 0.3):
+        cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.rollout_action_std": std})
+        training.train_policy(cfg, tmp_path / f"s{std}", progress=False)
+        data[std] = [np.load(tmp_path / f"s{std}" / "data" / f"round_{i:03d}.npz")
+                     for i in (0, 1)]
+    for k in data[0.0][0].files:
+        np.testing.assert_array_equal(data[0.0][0][k], data[0.3][0][k])
+    assert not np.allclose(data[0.0][1]["prev_act"], data[0.3][1]["prev_act"])  # executed
 
 
 def test_controller_carries_previous_action_and_reward(tmp_path):
@@ -390,6 +430,8 @@ def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
     ("family='cheetah-moon'", "family='cheetah-moon' is unknown"),
     ("distill.teacher_planner='lqr'", "distill.teacher_planner='lqr' is unknown"),
     ("distill.teacher_candidates=-1", "distill.teacher_candidates=-1 is out of range"),
+    ("distill.rollout_action_std=-0.1", "distill.rollout_action_std=-0.1 is out of range"),
+    ("distill.rollout_action_std=nan", "distill.rollout_action_std=nan is out of range"),
 ])
 def test_bad_config_refused(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
