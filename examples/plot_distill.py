@@ -37,7 +37,9 @@ def main(out: str, panels: list[str]) -> None:
             ax.axhline(0.8 * teacher["mean_return"], color="tab:red", ls=":", lw=1,
                        label="80 % of teacher")
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
-        ax.set_xticks(range(len(groups)), [n.split()[-1].upper() for n in groups])
+        # "distill gru" -> "GRU"; "distill gru noise 0.28" -> "GRU\nnoise 0.28"
+        ax.set_xticks(range(len(groups)), [n.split(" ", 1)[-1].upper().replace(" NOISE", "\nnoise")
+                                           for n in groups])
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("held-out return (500 steps)")
     fig.tight_layout()

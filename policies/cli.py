@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from policies.config import PolicyTrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -98,7 +102,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     methods = {}
     configs = []
-    group_of: dict[str, str] = {}  # policy name -> "method arch": runs that differ by seed only
+    group_of: dict[str, str] = {}  # policy name -> group_name: runs that differ by seed only
     seed_of: dict[str, int] = {}  # policy name -> training seed (pairs runs across groups)
     for path in args.checkpoints:
         ckpt = load_checkpoint(checkpoint_path(path))
@@ -106,7 +110,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         methods[str(path)] = policy_controller(ckpt, action_std=args.action_std,
                                                noise_seed=args.seed)
         configs.append(policy_config_from_json(ckpt["config"]))
-        group_of[str(path)] = f"{configs[-1].method} {configs[-1].net.arch}"
+        group_of[str(path)] = group_name(configs[-1])
         seed_of[str(path)] = configs[-1].seed
     families = {c.family for c in configs}
     if len(families) != 1:
@@ -153,7 +157,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     if len(args.checkpoints) > len(results["groups"]):
         print("by method and architecture (mean over runs ± standard error across runs):")
         for g, row in results["groups"].items():
-            print(f"  {g:<20} {row['runs']} runs  return {row['mean_return']:9.2f} ± "
+            print(f"  {g:<28} {row['runs']} runs  return {row['mean_return']:9.2f} ± "
                   f"{row['sem_across_runs']:6.2f}   median {row['ms_median']:.3f} ms/step"
                   + (f"   {100 * row['return_vs_teacher']:.0f} % of the teacher's return at "
                      f"1/{row['teacher_compute_ratio']:.0f} of its compute" if teacher else ""))
@@ -167,6 +171,15 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(results, indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def group_name(cfg: PolicyTrainConfig) -> str:
+    """Runs pooled (and paired by seed) in `eval-policy`: method, architecture and, if set, the
+    DAgger rollout noise, so plain and noise-trained students are compared, not pooled."""
+    name = f"{cfg.method} {cfg.net.arch}"
+    if cfg.method == "distill" and cfg.distill.rollout_action_std:
+        name += f" noise {cfg.distill.rollout_action_std:g}"
+    return name
 
 
 def summarize_groups(methods: dict, group_of: dict[str, str],

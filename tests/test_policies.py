@@ -418,6 +418,15 @@ def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
     assert paired_differences(methods, group_of, seed_of) == {}
 
 
+def test_students_trained_with_rollout_noise_form_their_own_group():
+    from policies.cli import group_name
+
+    assert group_name(tiny_cfg()) == "distill gru"
+    assert group_name(tiny_cfg(**{"net.arch": "mlp"})) == "distill mlp"
+    assert group_name(tiny_cfg(**{"distill.rollout_action_std": 0.28})) == "distill gru noise 0.28"
+    assert group_name(tiny_cfg(method="rl2")) == "rl2 gru"
+
+
 # ------------------------------------------------------------------ config errors
 @pytest.mark.parametrize("override, message", [
     ("nonsense=1", "unknown config key 'nonsense'"),
