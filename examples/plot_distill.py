@@ -36,10 +36,13 @@ def main(out: str, panels: list[str]) -> None:
                        label=f"teacher {teacher['mean_return']:.0f}")
             ax.axhline(0.8 * teacher["mean_return"], color="tab:red", ls=":", lw=1,
                        label="80 % of teacher")
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
         # "distill gru" -> "GRU"; "distill gru noise 0.28" -> "GRU\nnoise 0.28"
-        ax.set_xticks(range(len(groups)), [n.split(" ", 1)[-1].upper().replace(" NOISE", "\nnoise")
-                                           for n in groups])
+        labels = [n.split(" ", 1)[-1].upper().replace(" NOISE", "\nnoise") for n in groups]
+        two_lines = any("\n" in label for label in labels)
+        ax.set_xticks(range(len(groups)), labels, fontsize=7 if two_lines else None)
+        if teacher is not None:  # below the tick labels, which may take two lines
+            ax.legend(fontsize=7, loc="upper center", ncol=2,
+                      bbox_to_anchor=(0.5, -0.18 if two_lines else -0.1))
         ax.set_title(title, fontsize=9)
         ax.set_ylabel("held-out return (500 steps)")
     fig.tight_layout()
