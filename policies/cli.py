@@ -86,9 +86,8 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.run_folder import checkpoint_path
-    from policies.config import policy_config_from_json
+    from policies.config import check_action_std, policy_config_from_json
     from policies.evaluate import (
-        check_action_std,
         evaluate,
         evaluate_trials,
         policy_controller,

@@ -19,6 +19,14 @@ METHODS = ("distill", "rl2")
 ARCHS = ("gru", "lstm", "mlp")
 
 
+def check_action_std(action_std: float, name: str = "action_std") -> None:
+    """Refuse a negative or non-finite action noise (``name``: the field, for the message)."""
+    if not (isinstance(action_std, (int, float)) and math.isfinite(action_std)
+            and action_std >= 0):
+        raise ValueError(f"{name}={action_std!r}: allowed a number >= 0 (standard "
+                         "deviation of the action noise in action half-ranges; 0 = the mean)")
+
+
 @dataclass(frozen=True)
 class PolicyNetConfig:
     """The policy network."""
@@ -176,10 +184,7 @@ class PolicyTrainConfig:
             if v < 0:
                 raise ValueError(f"{name}={v!r} is out of range: allowed >= 0 (0 = the "
                                  "teacher's own)")
-        std = self.distill.rollout_action_std
-        if not (math.isfinite(std) and std >= 0):
-            raise ValueError(f"distill.rollout_action_std={std!r} is out of range: allowed a "
-                             "finite number >= 0 (action half-ranges; 0 = the mean action)")
+        check_action_std(self.distill.rollout_action_std, "distill.rollout_action_std")
         if self.grad_clip < 0 or self.threads < 0:
             raise ValueError("grad_clip and threads must be >= 0")
 

@@ -8,7 +8,6 @@ observation has to be passed in).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import torch
 
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.run_folder import checkpoint_path
-from policies.config import DistillConfig
+from policies.config import DistillConfig, check_action_std
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.conditions import Condition, Schedule
@@ -87,14 +86,6 @@ class PolicyController:
         self._prev_obs, self._prev_act = obs, a
         self.latencies.append(time.perf_counter() - t0)
         return a
-
-
-def check_action_std(action_std: float, name: str = "action_std") -> None:
-    """Refuse a negative or non-finite action noise (``name``: the field, for the message)."""
-    if not (isinstance(action_std, (int, float)) and math.isfinite(action_std)
-            and action_std >= 0):
-        raise ValueError(f"{name}={action_std!r}: allowed a number >= 0 (standard "
-                         "deviation of the action noise in action half-ranges; 0 = the mean)")
 
 
 def policy_controller(checkpoint: str | Path | dict[str, Any], keep_hidden: bool = False,

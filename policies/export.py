@@ -54,7 +54,7 @@ from export.onnx_export import (
     reward_metadata,
     run_session,
 )
-from policies.evaluate import check_action_std
+from policies.config import check_action_std
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.families import get_family

@@ -439,8 +439,8 @@ def test_students_trained_with_rollout_noise_form_their_own_group():
     ("family='cheetah-moon'", "family='cheetah-moon' is unknown"),
     ("distill.teacher_planner='lqr'", "distill.teacher_planner='lqr' is unknown"),
     ("distill.teacher_candidates=-1", "distill.teacher_candidates=-1 is out of range"),
-    ("distill.rollout_action_std=-0.1", "distill.rollout_action_std=-0.1 is out of range"),
-    ("distill.rollout_action_std=nan", "distill.rollout_action_std=nan is out of range"),
+    ("distill.rollout_action_std=-0.1", "distill.rollout_action_std=-0.1: allowed a number >= 0"),
+    ("distill.rollout_action_std=nan", "distill.rollout_action_std=nan: allowed a number >= 0"),
 ])
 def test_bad_config_refused(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
