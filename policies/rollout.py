@@ -108,6 +108,7 @@ def run_trials(
     t_total = t_trial * n_trials
     od, ad = robot.obs_dim, robot.act_dim
     lo, hi = robot.action_bounds
+    noise_scale = action_std * (hi - lo) / 2  # per joint, from action half-ranges
     f32 = np.float32
     out = {k: np.zeros((t_total, n, d), f32) for k, d in
            (("obs", od), ("prev_act", ad), ("prev_rew", 1), ("act", ad), ("sample", ad))}
@@ -161,7 +162,7 @@ def run_trials(
         out["sample"][t] = sample.numpy()
         student = sample.numpy().astype(np.float64)
         if action_std:
-            student += action_std * (hi - lo) / 2 * noise_rng.standard_normal(student.shape)
+            student += noise_scale * noise_rng.standard_normal(student.shape)
         student = np.clip(student, lo, hi)
         for i in range(n):
             a = student[i]
