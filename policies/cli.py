@@ -11,6 +11,8 @@ import numpy as np
 
 if TYPE_CHECKING:
     from policies.config import PolicyTrainConfig
+    from sims.conditions import Condition
+    from sims.families import TaskFamily
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,9 +36,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--episodes", type=int, default=3, help="episodes per held-out condition")
     e.add_argument("--steps", type=int, default=500, help="steps per episode")
     e.add_argument("--switch", action="store_true",
-                   help="reach the held-out condition mid-episode (family.switch_scenario)")
+                   help="reach each condition mid-episode, healthy before (family.switch_scenario)")
+    e.add_argument("--split", choices=("test", "train"), default="test",
+                   help="test: the family's held-out conditions (default); train: draws of the "
+                        "training distribution, to tell imitation from generalisation")
+    e.add_argument("--conditions", type=int, default=20, metavar="N",
+                   help="with --split train: this many training conditions, drawn with --seed "
+                        "(the same for every method), each run --episodes times")
     e.add_argument("--trials", type=int, default=0,
-                   help="also report RL^2 trials: this many trials per held-out condition")
+                   help="also report RL^2 trials: this many trials per condition")
     e.add_argument("--episodes-per-trial", type=int, default=3)
     e.add_argument("--action-std", type=float, default=0.0, metavar="S",
                    help="act with each policy's mean plus Gaussian noise of standard deviation "
@@ -97,6 +105,8 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     if args.episodes < 1 or args.steps < 1:
         raise ValueError("--episodes and --steps must be >= 1")
+    if args.conditions < 1:
+        raise ValueError(f"--conditions={args.conditions}: allowed an integer >= 1")
     check_action_std(args.action_std, "--action-std")
     torch.set_num_threads(args.threads)
     methods = {}
@@ -125,21 +135,25 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
                              f"_iterations, _lambda) = {sorted(labelling)}")
         distill = next(iter(labelling.values()), None)
         methods[f"teacher:{args.teacher}"] = teacher_controller(args.teacher, distill=distill)
-    where = "switch to held-out" if args.switch else "held-out"
+    conditions = eval_conditions(family, args.split, args.conditions, args.seed)
+    where = {"test": "held-out", "train": f"{len(conditions)} training conditions"}[args.split]
+    where = f"switch to {where}" if args.switch else where
     noise = f", policy action noise {args.action_std:g} half-ranges" if args.action_std else ""
     print(f"{family.name} ({where}): {args.episodes} episodes x {args.steps} steps per "
           f"condition{noise}")
-    results: dict = {"family": family.name, "switch": args.switch,
+    results: dict = {"family": family.name, "split": args.split,
+                     "conditions": [c.label for c in conditions], "switch": args.switch,
                      "action_std": args.action_std, "methods": {}}
     for name, ctrl in methods.items():
-        r = evaluate(ctrl, family, args.episodes, args.steps, args.seed, switch=args.switch)
+        r = evaluate(ctrl, family, args.episodes, args.steps, args.seed, switch=args.switch,
+                     conditions=conditions)
         results["methods"][name] = r.to_dict()
         print(f"{name:<50} return {r.mean_return:9.2f} ± {r.sem_return:6.2f}   "
               f"{r.ms_per_step:8.3f} ms/step (median {r.ms_median:.3f})")
         if args.trials and hasattr(ctrl, "new_condition"):
             for carry in (True, False):
                 tr = evaluate_trials(ctrl, family, args.trials, args.episodes_per_trial,
-                                     args.steps, args.seed, carry=carry)
+                                     args.steps, args.seed, conditions=conditions, carry=carry)
                 key = "trial_returns" if carry else "trial_returns_reset_each_episode"
                 results["methods"][name][key] = tr.tolist()
                 # paired over trials (same initial states): last episode minus first
@@ -170,6 +184,15 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
         Path(args.out).write_text(json.dumps(results, indent=2))
         print(f"wrote {args.out}")
     return 0
+
+
+def eval_conditions(family: TaskFamily, split: str, n: int, seed: int) -> list[Condition]:
+    """The conditions `eval-policy` runs every method on: the held-out set, or ``n`` draws of
+    the training distribution. The draws have their own stream (``(seed, 1)``), apart from the
+    initial states' (``seed``), and are the same for every method."""
+    if split == "test":
+        return list(family.test_conditions)
+    return family.conditions("train", np.random.default_rng((seed, 1)), n)
 
 
 def group_name(cfg: PolicyTrainConfig) -> str:

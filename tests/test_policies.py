@@ -401,6 +401,28 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
     assert "labelled by differently configured teachers" in capsys.readouterr().err
 
 
+def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
+    """--split train runs every method, the teacher too, on the same seeded draws of the
+    training distribution (imitation in distribution vs generalisation to the held-out set)."""
+    from policies.cli import eval_conditions
+
+    assert eval_conditions(FAMILY, "test", 5, 0) == list(FAMILY.test_conditions)
+    train = eval_conditions(FAMILY, "train", 6, 3)
+    assert len(train) == 6 and not any(FAMILY.is_held_out(c) for c in train)
+    assert eval_conditions(FAMILY, "train", 6, 3) == train  # seeded: the same for every method
+    cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "iterations": 1})
+    run = training.train_policy(cfg, tmp_path / "run", progress=False)
+    out = tmp_path / "eval.json"
+    assert main(["eval-policy", str(run), "--teacher", teacher_ckpt, "--split", "train",
+                 "--conditions", "3", "--episodes", "1", "--steps", "5", "--seed", "3",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    labels = [c.label for c in eval_conditions(FAMILY, "train", 3, 3)]
+    assert res["split"] == "train" and res["conditions"] == labels
+    for method in res["methods"].values():
+        assert [e["label"] for e in method["episodes"]] == labels
+
+
 def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
     from policies.cli import paired_differences
 
@@ -460,6 +482,9 @@ def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys
     assert "unknown config key 'net.width'" in capsys.readouterr().err
     assert main(["eval-policy", str(tmp_path / "no-such-run"), "--action-std", "-1"]) == 2
     assert "--action-std=-1.0: allowed a number >= 0" in capsys.readouterr().err
+    assert main(["eval-policy", str(tmp_path / "no-such-run"), "--split", "train",
+                 "--conditions", "0"]) == 2
+    assert "--conditions=0: allowed an integer >= 1" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ ONNX
