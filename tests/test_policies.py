@@ -423,6 +423,32 @@ def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
         assert [e["label"] for e in method["episodes"]] == labels
 
 
+def test_oracle_diagnostic_distils_on_the_held_out_set_and_says_so(tmp_path, teacher_ckpt,
+                                                                   monkeypatch):
+    """examples/distill_oracle.py (a diagnostic that breaks the split on purpose) trains on the
+    held-out conditions only, in its own process, and marks its run folder."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from sims import families
+
+    path = Path(__file__).parents[1] / "examples" / "distill_oracle.py"
+    spec = importlib.util.spec_from_file_location("distill_oracle", path)
+    oracle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle)
+    monkeypatch.setitem(families.FAMILIES, FAMILY.name, FAMILY)  # restored after the test
+    monkeypatch.setattr(sys, "argv", ["distill_oracle.py", "tiny", "--set", "iterations=1",
+                                      "--set", f"distill.teacher={teacher_ckpt!r}",
+                                      "--out", str(tmp_path / "oracle")])
+    oracle.main()
+    swapped = families.FAMILIES[FAMILY.name]
+    rng = np.random.default_rng(0)
+    assert all(swapped.sample(rng) == FAMILY.test_conditions[0] for _ in range(20))
+    assert (tmp_path / "oracle" / "checkpoint.pt").exists()
+    assert "not held-out results" in (tmp_path / "oracle" / "ORACLE").read_text()
+
+
 def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
     from policies.cli import paired_differences
 
