@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                            "(and optionally their adaptive-MPC teacher)")
     e.add_argument("checkpoints", nargs="+", help="policy checkpoint.pt files (or run folders)")
     e.add_argument("--teacher", default=None, help="an `adapt train` checkpoint to compare with")
-    e.add_argument("--episodes", type=int, default=3, help="episodes per held-out condition")
+    e.add_argument("--episodes", type=int, default=3, help="episodes per evaluated condition")
     e.add_argument("--steps", type=int, default=500, help="steps per episode")
     e.add_argument("--switch", action="store_true",
                    help="reach each condition mid-episode, healthy before (family.switch_scenario)")
