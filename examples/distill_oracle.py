@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from policies.config import load_policy_config
+from policies.config import policy_config_from_arg
 from policies.training import train_policy
 from sims import families
 
@@ -32,9 +32,7 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", required=True, help="run folder")
     args = ap.parse_args()
-    cfg = load_policy_config(args.config if Path(args.config).is_file() else None,
-                             preset=None if Path(args.config).is_file() else args.config,
-                             overrides=args.overrides)
+    cfg = policy_config_from_arg(args.config, args.overrides)
     if cfg.method != "distill":
         raise SystemExit(f"method={cfg.method!r}: the oracle is a distillation diagnostic")
     family = families.get_family(cfg.family)

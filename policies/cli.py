@@ -77,13 +77,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:
-    from policies.config import PRESETS, load_policy_config
+    from policies.config import policy_config_from_arg
     from policies.training import train_policy
 
-    if args.config in PRESETS:
-        cfg = load_policy_config(preset=args.config, overrides=args.overrides)
-    else:
-        cfg = load_policy_config(args.config, overrides=args.overrides)
+    cfg = policy_config_from_arg(args.config, args.overrides)
     ckpt = train_policy(cfg, args.out, resume=args.resume, progress=not args.quiet)
     print(f"checkpoint: {ckpt}")
     return 0

@@ -243,5 +243,13 @@ def load_policy_config(path: str | Path | None = None, preset: str | None = None
     return build_dataclass(PolicyTrainConfig, layered_values(PRESETS, path, preset, overrides))
 
 
+def policy_config_from_arg(config: str, overrides: list[str] | tuple[str, ...] = ()
+                           ) -> PolicyTrainConfig:
+    """``CONFIG`` as `adapt train-policy` takes it: a preset name, else a config file."""
+    if config in PRESETS:
+        return load_policy_config(preset=config, overrides=overrides)
+    return load_policy_config(config, overrides=overrides)
+
+
 def policy_config_from_json(text: str) -> PolicyTrainConfig:
     return build_dataclass(PolicyTrainConfig, json.loads(text))
