@@ -187,9 +187,7 @@ def eval_conditions(family: TaskFamily, split: str, n: int, seed: int) -> list[C
     """The conditions `eval-policy` runs every method on: the held-out set, or ``n`` draws of
     the training distribution. The draws have their own stream (``(seed, 1)``), apart from the
     initial states' (``seed``), and are the same for every method."""
-    if split == "test":
-        return list(family.test_conditions)
-    return family.conditions("train", np.random.default_rng((seed, 1)), n)
+    return family.conditions(split, np.random.default_rng((seed, 1)), n)
 
 
 def group_name(cfg: PolicyTrainConfig) -> str:
