@@ -301,8 +301,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | None = None,
                    preset: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """A config as nested values: the preset, then the file (TOML or YAML; it may name a
-    ``preset``), then the ``key=value`` overrides. Shared by every typed config loader."""
+    """A config as nested values: the preset, then the file (TOML, YAML, or a run folder's
+    config.json; it may name a ``preset``), then the ``key=value`` overrides. Shared by every
+    typed config loader."""
     values: dict[str, Any] = {}
     file_values: dict[str, Any] = {}
     if path is not None:
@@ -316,8 +317,11 @@ def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | Non
             import yaml
 
             file_values = yaml.safe_load(path.read_text()) or {}
+        elif path.suffix == ".json":  # a run folder's config.json: re-run or vary that run
+            file_values = json.loads(path.read_text())
         else:
-            raise ValueError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml")
+            raise ValueError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml, "
+                             ".json")
         if not isinstance(file_values, dict):
             raise ValueError(f"config={str(path)!r} must hold a table of settings")
         file_values = dict(file_values)
@@ -340,7 +344,7 @@ def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | Non
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
                 overrides: Sequence[str] = ()) -> TrainConfig:
-    """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
+    """Preset, then the file (TOML, YAML or a run's config.json), then overrides."""
     return build_dataclass(TrainConfig, layered_values(PRESETS, path, preset, overrides))
 
 

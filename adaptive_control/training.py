@@ -44,13 +44,13 @@ from sims.rewards import task_reward
 METRICS = "metrics.csv"
 
 
-def _rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
+def run_rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
     """An independent generator per (run, iteration, purpose): resumable without replaying."""
     return np.random.default_rng([seed, iteration, purpose])
 
 
 def _torch_seed(seed: int, iteration: int, purpose: int) -> int:
-    return int(_rng(seed, iteration, purpose).integers(2**62))
+    return int(run_rng(seed, iteration, purpose).integers(2**62))
 
 
 # ------------------------------------------------------------------------------ building
@@ -94,7 +94,7 @@ def mbde_from_mb(learner: Learner, cfg: TrainConfig) -> Learner:
 def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Learner,
                       progress: bool) -> Dataset:
     """Iteration 0: random actions. Later: the adaptive controller, on-policy."""
-    rng = _rng(cfg.seed, it, 0)
+    rng = run_rng(cfg.seed, it, 0)
     steps = cfg.collect.episode_steps
     if it == 0:
         conds = [family.sample(rng, "train") for _ in range(cfg.collect.random_rollouts)]
@@ -118,7 +118,7 @@ class FitResult:
 def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: TrainConfig,
         it: int, progress: bool) -> FitResult:
     """Fit on windows of the aggregated data; early-stop on validation windows; keep the best."""
-    rng = _rng(cfg.seed, it, 2)
+    rng = run_rng(cfg.seed, it, 2)
     torch.manual_seed(_torch_seed(cfg.seed, it, 3))
     train_idx, val_idx = split_trajectories(data, cfg.optim.val_fraction, rng)
     train = WindowSampler(data, cfg.m, cfg.k, train_idx)

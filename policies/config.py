@@ -239,7 +239,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def load_policy_config(path: str | Path | None = None, preset: str | None = None,
                        overrides: list[str] | tuple[str, ...] = ()) -> PolicyTrainConfig:
-    """Preset, then the file (TOML or YAML; it may name a ``preset``), then overrides."""
+    """Preset, then the file (TOML, YAML or a run's config.json), then overrides."""
     return build_dataclass(PolicyTrainConfig, layered_values(PRESETS, path, preset, overrides))
 
 

@@ -32,6 +32,7 @@ from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.config import TrainConfig
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
+from adaptive_control.training import build_controller, learner_from_checkpoint, run_rng
 from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
@@ -39,11 +40,6 @@ from sims.families import TaskFamily, get_family
 
 METRICS = "metrics.csv"
 CONTENT = "policy"  # marks a policy checkpoint (``adapt train`` writes dynamics models)
-
-
-def _rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
-    """An independent generator per (run, iteration, purpose): resumable without replaying."""
-    return np.random.default_rng([seed, iteration, purpose])
 
 
 # ------------------------------------------------------------------------------ building
@@ -63,6 +59,22 @@ def policy_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Policy, PolicyTrainCon
     policy.load_state_dict(ckpt["policy"])
     policy.eval()
     return policy, cfg
+
+
+def save_policy_checkpoint(path: Path, cfg: PolicyTrainConfig, family: TaskFamily,
+                           policy: Policy, optimizer: torch.optim.Optimizer, iteration: int,
+                           metrics: list[dict[str, Any]]) -> Path:
+    """Write a policy checkpoint (atomically) that `policy_from_checkpoint`, ``--resume``,
+    `adapt eval-policy` and `adapt export-policy` read."""
+    return save_checkpoint(path, {
+        "content": CONTENT, "robot": family.robot.name, "family": family.name,
+        "method": cfg.method, "arch": cfg.net.arch, "config": cfg.to_json(),
+        "iteration": iteration, "policy": policy.state_dict(),
+        "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+        "metrics": json.dumps(metrics), "obs_dim": family.robot.obs_dim,
+        "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
+        "control_timestep": family.robot.control_timestep,
+    })
 
 
 def labelling_config(tcfg: TrainConfig, distill: DistillConfig) -> TrainConfig:
@@ -91,8 +103,6 @@ def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int,
 
     Each gets its own copy of the learner: some learners (MB+DE) change their weights online.
     """
-    from adaptive_control.training import build_controller, learner_from_checkpoint
-
     ckpt = load_checkpoint(path, robot=family.robot.name)
     learner, tcfg = learner_from_checkpoint(ckpt)
     if tcfg.family != family.name:
@@ -192,11 +202,11 @@ def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, polic
     path = out / "data" / f"round_{it:03d}.npz"
     row: dict[str, Any] = {"beta": beta}
     if not path.exists():
-        rng = _rng(cfg.seed, it, 0)
+        rng = run_rng(cfg.seed, it, 0)
         conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
         batch = run_trials(policy, family.robot, conds, cfg.trial, rng, teachers=teachers,
                            beta=beta, action_std=cfg.distill.rollout_action_std,
-                           noise_rng=_rng(cfg.seed, it, 2), progress=progress,
+                           noise_rng=run_rng(cfg.seed, it, 2), progress=progress,
                            desc=f"round {it} (beta={beta:.2f})")
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: getattr(batch, k) for k in DATA_KEYS}
@@ -219,7 +229,7 @@ def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, polic
     policy.obs_norm.update(_t(new["obs"]))  # running stats == statistics of the aggregate
     policy.rew_norm.update(_t(new["prev_rew"]))
     row["trials"] = data["obs"].shape[1]
-    row["train_loss"] = distill_fit(policy, optimizer, data, cfg, _rng(cfg.seed, it, 1),
+    row["train_loss"] = distill_fit(policy, optimizer, data, cfg, run_rng(cfg.seed, it, 1),
                                     progress)
     return row
 
@@ -268,12 +278,12 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: TrialBat
 def rl2_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, policy: Policy,
                   optimizer: torch.optim.Optimizer, progress: bool) -> dict[str, Any]:
     """One PPO iteration over freshly drawn training trials."""
-    rng = _rng(cfg.seed, it, 0)
+    rng = run_rng(cfg.seed, it, 0)
     conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
     batch = run_trials(policy, family.robot, conds, cfg.trial, rng, explore=True,
                        progress=progress, desc=f"iter {it}")
     row: dict[str, Any] = _episode_metrics(batch)
-    row.update(ppo_update(policy, optimizer, batch, cfg, _rng(cfg.seed, it, 1)))
+    row.update(ppo_update(policy, optimizer, batch, cfg, run_rng(cfg.seed, it, 1)))
     # After the update, so the update scores actions with the inputs they were sampled under.
     policy.obs_norm.update(_t(batch.obs))
     policy.rew_norm.update(_t(batch.reward[..., None]))
@@ -297,9 +307,9 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     teachers = None
     if cfg.method == "distill":  # load (and so check) the teacher before any work
         teachers = load_teacher(cfg.distill.teacher, family, cfg.trial.trials_per_iter,
-                                seed=int(_rng(cfg.seed, 0, 98).integers(2**31)),
+                                seed=int(run_rng(cfg.seed, 0, 98).integers(2**31)),
                                 distill=cfg.distill)
-    torch.manual_seed(int(_rng(cfg.seed, 0, 99).integers(2**62)))  # weight init
+    torch.manual_seed(int(run_rng(cfg.seed, 0, 99).integers(2**62)))  # weight init
     policy = build_policy(cfg, family)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
@@ -325,15 +335,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
                 row = rl2_iteration(it, cfg, family, policy, optimizer, progress)
             row = {"iteration": it, **row, "seconds": time.perf_counter() - t0}
             metrics.append(row)
-            save_checkpoint(ckpt_path, {
-                "content": CONTENT, "robot": family.robot.name, "family": family.name,
-                "method": cfg.method, "arch": cfg.net.arch, "config": cfg.to_json(),
-                "iteration": it + 1, "policy": policy.state_dict(),
-                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                "metrics": json.dumps(metrics), "obs_dim": family.robot.obs_dim,
-                "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
-                "control_timestep": family.robot.control_timestep,
-            })
+            save_policy_checkpoint(ckpt_path, cfg, family, policy, optimizer, it + 1, metrics)
             log_iteration(out / METRICS, writer, row, it, "train_policy")
             if progress:
                 print(f"iter {it}: return {row['return_mean']:.1f}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -49,6 +50,17 @@ def test_config_files_toml_and_yaml(tmp_path):
     b = load_config(tmp_path / "b.yaml")
     assert (a.learner, a.optim.max_epochs, a.m) == ("mb", 1, 8)
     assert (b.learner, b.planner.name) == ("mbde", "mppi")
+
+
+def test_a_run_folders_config_json_loads_back_and_takes_overrides(tmp_path):
+    cfg = load_config(preset="small", overrides=["learner='rebal'", "optim.max_epochs=3"])
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    assert load_config(tmp_path / "config.json") == cfg
+    again = load_config(tmp_path / "config.json", overrides=["seed=7"])
+    assert again == dataclasses.replace(cfg, seed=7)
+    (tmp_path / "c.ini").write_text("")
+    with pytest.raises(ValueError, match=r"allowed suffixes .toml, .yaml, .yml, .json"):
+        load_config(tmp_path / "c.ini")
 
 
 @pytest.mark.parametrize("overrides,fragment", [
