@@ -8,7 +8,12 @@ the action half-range squared (the unit of the distillation loss), then the teac
 the held-out conditions and per-step time. Its square root is the ``--action-std`` with which a
 student (``adapt eval-policy``, ``adapt export-policy``) adds the teacher's spread back.
 
+With ``--mean-of K`` the held-out return is the teacher's acting on the mean of K draws at
+each state: the controller a student that imitated the teacher perfectly would be (a student
+regresses onto that mean). If it trails the teacher, so must every such student.
+
     python examples/label_noise.py TEACHER.pt [--set distill.teacher_planner=mppi ...]
+        [--mean-of 8 --episodes 10]
 """
 
 from __future__ import annotations
@@ -49,6 +54,33 @@ def label_variance(ctrl, family, steps: int, every: int, copies: int, seed: int)
     return float(np.mean(spread))
 
 
+class MeanOfDraws:
+    """The teacher acting on the mean of ``k`` draws of its planner at each state.
+
+    Each extra draw comes from a copy of the teacher (same history, adapted model and warm
+    start, its own noise), as in `label_variance`; the teacher then adapts on the mean action,
+    the one executed.
+    """
+
+    def __init__(self, ctrl, k: int, seed: int = 0):
+        self.ctrl, self.k = ctrl, k
+        self.generators = [torch.Generator().manual_seed(seed * 1000 + c) for c in range(k - 1)]
+
+    def reset(self) -> None:
+        self.ctrl.reset()
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        acts = []
+        for generator in self.generators:
+            twin = copy.deepcopy(self.ctrl)
+            twin.generator = generator  # a stream of its own, continued from step to step
+            acts.append(twin(obs))
+        acts.append(self.ctrl(obs))
+        mean = np.mean(acts, axis=0)
+        self.ctrl.observe_action(mean)
+        return mean
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("teacher", help="an `adapt train` checkpoint")
@@ -57,19 +89,26 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=5, help="held-out episodes")
     ap.add_argument("--every", type=int, default=15, help="probe every this many steps")
     ap.add_argument("--copies", type=int, default=6, help="noise draws per probed state")
+    ap.add_argument("--mean-of", type=int, default=1, metavar="K",
+                    help="held-out return of the teacher acting on the mean of K draws")
     args = ap.parse_args()
+    if args.mean_of < 1:
+        raise SystemExit(f"--mean-of={args.mean_of}: allowed an integer >= 1")
     torch.set_num_threads(1)
     cfg = load_policy_config(preset="distill", overrides=[f"distill.teacher='{args.teacher}'",
                                                            *args.overrides])
     ctrl = teacher_controller(args.teacher, distill=cfg.distill)
     family = get_family(ctrl_family(args.teacher))
     var = label_variance(ctrl, family, 300, args.every, args.copies, seed=0)
-    res = evaluate(ctrl, family, args.episodes, 500, seed=1234)
+    acting = MeanOfDraws(ctrl, args.mean_of) if args.mean_of > 1 else ctrl
+    res = evaluate(acting, family, args.episodes, 500, seed=1234)
     out = {"planner": dataclasses.asdict(ctrl.planner.config), "label_variance": var,
-           "held_out_return": res.mean_return, "held_out_sem": res.sem_return,
+           "mean_of": args.mean_of, "held_out_return": res.mean_return,
+           "held_out_sem": res.sem_return, "held_out_returns": [e.ret for e in res.episodes],
            "ms_median": res.ms_median}
     print(f"{type(ctrl.planner).__name__} {ctrl.planner.config}")
     print(f"label variance {var:.4f} (action half-range^2); held-out return "
+          + (f"(mean of {args.mean_of} draws) " if args.mean_of > 1 else "") +
           f"{res.mean_return:.1f} ± {res.sem_return:.1f}; {res.ms_median:.1f} ms/step")
     # A student regresses onto the mean label; this much noise puts the teacher's spread back.
     print(f"students act like this teacher with --action-std {np.sqrt(var):.3f}")
