@@ -30,29 +30,26 @@ import numpy as np
 import torch
 
 from policies.config import PolicyTrainConfig, policy_config_from_arg, policy_config_from_json
-from policies.networks import Policy
-from policies.training import DATA_KEYS, build_policy, distill_fit, run_rng, save_policy_checkpoint
+from policies.training import (
+    DATA_KEYS,
+    build_policy,
+    distill_fit,
+    imitation_error,
+    run_rng,
+    save_policy_checkpoint,
+)
 from sims.families import get_family
 
 
-def load_rounds(files: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def load_rounds(files: list[str], what: str = "runs") -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The labelled trials ``[T, N]`` of these round files, and each trial's return."""
     if not files:
-        raise SystemExit("no round files matched")
+        raise SystemExit(f"{what}: no round files matched")
     rounds = [np.load(f) for f in files]
     data = {k: np.concatenate([r[k] for r in rounds], axis=1) for k in DATA_KEYS}
     returns = np.concatenate([r["episode_returns"].reshape(r["obs"].shape[1], -1).sum(1)
                               for r in rounds])
     return data, returns
-
-
-def imitation_error(policy: Policy, data: dict[str, np.ndarray]) -> float:
-    """The student's mean squared error to the teacher's labels, in action half-ranges."""
-    with torch.no_grad():
-        mean, _, _ = policy.unroll(*(torch.as_tensor(data[k]) for k in DATA_KEYS[:4]),
-                                   policy.initial_hidden(data["obs"].shape[1]))
-    half = ((policy.act_high - policy.act_low) / 2).numpy()
-    return float((((mean.numpy() - data["teacher_act"]) / half) ** 2).mean())
 
 
 def source_runs(patterns: list[str]) -> list[Path]:
@@ -96,7 +93,7 @@ def main() -> None:
         name, sep, pattern = spec.partition("=")
         if not sep:
             raise SystemExit(f"--val={spec!r}: allowed NAME=GLOB")
-        vals[name] = load_rounds(sorted(glob.glob(pattern)))[0]
+        vals[name] = load_rounds(sorted(glob.glob(pattern)), f"--val={spec!r}")[0]
     out = Path(args.out)
     if (out / "checkpoint.pt").exists():
         raise SystemExit(f"--out={str(out)!r} already holds a checkpoint")

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,17 @@ def _episode_metrics(batch: TrialBatch) -> dict[str, float]:
 DATA_KEYS = ("obs", "prev_act", "prev_rew", "resets", "teacher_act")
 
 
+def imitation_error(policy: Policy, data: Mapping[str, np.ndarray]) -> float:
+    """The policy's mean action against the teacher's labels on whole labelled trials
+    (``DATA_KEYS``, ``[T, N]``): squared error per action dimension in action half-ranges, the
+    unit of the distillation loss."""
+    with torch.no_grad():
+        mean, _, _ = policy.unroll(*(_t(np.asarray(data[k])) for k in DATA_KEYS[:4]),
+                                   policy.initial_hidden(data["obs"].shape[1]))
+    half = ((policy.act_high - policy.act_low) / 2).numpy()
+    return float((((mean.numpy() - np.asarray(data["teacher_act"])) / half) ** 2).mean())
+
+
 def distill_fit(policy: Policy, optimizer: torch.optim.Optimizer, data: dict[str, np.ndarray],
                 cfg: PolicyTrainConfig, rng: np.random.Generator,
                 progress: bool = False) -> float:
@@ -218,13 +230,8 @@ def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, polic
     per_ep = new["episode_returns"].mean(axis=(0, 1))
     row["return_mean"] = float(per_ep.mean())
     row.update({f"return_ep{e}": float(r) for e, r in enumerate(per_ep)})
-    new_act = np.asarray(new["teacher_act"])
     # How far the executed rollout's student was from the teacher before refitting.
-    with torch.no_grad():
-        mean, _, _ = policy.unroll(_t(new["obs"]), _t(new["prev_act"]), _t(new["prev_rew"]),
-                                   _t(new["resets"]), policy.initial_hidden(new_act.shape[1]))
-        half = ((policy.act_high - policy.act_low) / 2).numpy()
-        row["student_error_before"] = float((((mean.numpy() - new_act) / half) ** 2).mean())
+    row["student_error_before"] = imitation_error(policy, new)
     data = {k: np.concatenate([r[k] for r in rounds], axis=1) for k in DATA_KEYS}
     policy.obs_norm.update(_t(new["obs"]))  # running stats == statistics of the aggregate
     policy.rew_norm.update(_t(new["prev_rew"]))
