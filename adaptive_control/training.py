@@ -49,7 +49,8 @@ def run_rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
     return np.random.default_rng([seed, iteration, purpose])
 
 
-def _torch_seed(seed: int, iteration: int, purpose: int) -> int:
+def torch_seed(seed: int, iteration: int, purpose: int) -> int:
+    """A torch seed from ``run_rng(seed, iteration, purpose)``."""
     return int(run_rng(seed, iteration, purpose).integers(2**62))
 
 
@@ -101,7 +102,7 @@ def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Le
         return collect_open_loop(family.robot, conds, steps, rng, progress=progress,
                                  family=family.name)
     conds = [family.sample(rng, "train") for _ in range(cfg.collect.rollouts_per_iter)]
-    controller = build_controller(learner, cfg, family, seed=_torch_seed(cfg.seed, it, 1))
+    controller = build_controller(learner, cfg, family, seed=torch_seed(cfg.seed, it, 1))
     return collect_closed_loop(family.robot, conds, controller, steps, rng, progress=progress,
                                family=family.name, source=f"on_policy:{cfg.learner}")
 
@@ -119,7 +120,7 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
         it: int, progress: bool) -> FitResult:
     """Fit on windows of the aggregated data; early-stop on validation windows; keep the best."""
     rng = run_rng(cfg.seed, it, 2)
-    torch.manual_seed(_torch_seed(cfg.seed, it, 3))
+    torch.manual_seed(torch_seed(cfg.seed, it, 3))
     train_idx, val_idx = split_trajectories(data, cfg.optim.val_fraction, rng)
     train = WindowSampler(data, cfg.m, cfg.k, train_idx)
     val_batch = None
@@ -192,7 +193,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(_torch_seed(cfg.seed, 0, 99))  # weight init
+    torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
     learner = build_learner(cfg, family)
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr)
     state = RunState(0, [])

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adaptive_control.training import run_rng, torch_seed
 from policies.config import PolicyTrainConfig, policy_config_from_arg, policy_config_from_json
 from policies.training import (
     DATA_KEYS,
     build_policy,
     distill_fit,
     imitation_error,
-    run_rng,
     save_policy_checkpoint,
 )
 from sims.families import get_family
@@ -107,7 +107,7 @@ def main() -> None:
 
     family = get_family(cfg.family)
     torch.set_num_threads(cfg.threads or torch.get_num_threads())
-    torch.manual_seed(int(run_rng(cfg.seed, 0, 99).integers(2**62)))
+    torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init, as train-policy
     policy = build_policy(cfg, family)
     policy.obs_norm.update(torch.as_tensor(data["obs"]))
     policy.rew_norm.update(torch.as_tensor(data["prev_rew"]))

@@ -33,7 +33,12 @@ from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.config import TrainConfig
 from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
 from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
-from adaptive_control.training import build_controller, learner_from_checkpoint, run_rng
+from adaptive_control.training import (
+    build_controller,
+    learner_from_checkpoint,
+    run_rng,
+    torch_seed,
+)
 from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
@@ -316,7 +321,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
         teachers = load_teacher(cfg.distill.teacher, family, cfg.trial.trials_per_iter,
                                 seed=int(run_rng(cfg.seed, 0, 98).integers(2**31)),
                                 distill=cfg.distill)
-    torch.manual_seed(int(run_rng(cfg.seed, 0, 99).integers(2**62)))  # weight init
+    torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
     policy = build_policy(cfg, family)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
