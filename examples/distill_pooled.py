@@ -52,8 +52,8 @@ def load_rounds(files: list[str], what: str = "runs") -> tuple[dict[str, np.ndar
     return data, returns
 
 
-def source_runs(patterns: list[str]) -> list[Path]:
-    """Run folders matching ``patterns``, all of one family and one teacher."""
+def source_runs(patterns: list[str]) -> tuple[list[Path], str]:
+    """Run folders matching ``patterns``, all of one family and one teacher, and that family."""
     runs = sorted({Path(p) for pat in patterns for p in glob.glob(pat)
                    if (Path(p) / "data").is_dir()})
     if not runs:
@@ -65,7 +65,8 @@ def source_runs(patterns: list[str]) -> list[Path]:
     if len(seen) > 1:
         raise SystemExit("runs: pooled rounds must share family and teacher; found "
                          + "; ".join(f"{k}: {len(v)} runs" for k, v in seen.items()))
-    return runs
+    [(family, _teacher)] = seen
+    return runs, family
 
 
 def main() -> None:
@@ -84,10 +85,9 @@ def main() -> None:
     if not 0.0 < args.keep <= 1.0:
         raise SystemExit(f"--keep={args.keep!r}: allowed a fraction in (0, 1]")
     cfg: PolicyTrainConfig = policy_config_from_arg(args.config, args.overrides)
-    runs = source_runs(args.runs)
-    src = policy_config_from_json((runs[0] / "config.json").read_text())
-    if cfg.family != src.family:
-        raise SystemExit(f"--config family={cfg.family!r}; the runs are {src.family!r}")
+    runs, runs_family = source_runs(args.runs)
+    if cfg.family != runs_family:
+        raise SystemExit(f"--config family={cfg.family!r}; the runs are {runs_family!r}")
     vals = {}
     for spec in args.val:
         name, sep, pattern = spec.partition("=")

@@ -26,9 +26,9 @@ import torch
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.run_folder import checkpoint_path
 from policies.cli import eval_conditions
+from policies.config import policy_config_from_json
 from policies.evaluate import policy_controller, teacher_controller
 from policies.rollout import teacher_saw
-from policies.training import policy_from_checkpoint
 from sims.conditions import Condition
 from sims.env import AdaptEnv
 from sims.families import TaskFamily, get_family
@@ -92,18 +92,19 @@ def main() -> None:
     students = []  # every run checked before any rollout
     for run in args.runs:
         ckpt = load_checkpoint(checkpoint_path(run))
-        cfg = policy_from_checkpoint(ckpt)[1]
+        student = policy_controller(ckpt)  # refuses a checkpoint that holds no policy
+        cfg = policy_config_from_json(ckpt["config"])
         if cfg.method != "distill":
             raise SystemExit(f"{run}: method={cfg.method!r}; a gap needs a distilled student")
-        students.append((run, ckpt, cfg))
+        students.append((run, student, cfg))
     results = []
-    for run, ckpt, cfg in students:
+    for run, student, cfg in students:
         family = get_family(cfg.family)
         teacher = teacher_controller(cfg.distill.teacher, distill=cfg.distill)
         conds = eval_conditions(family, args.split, args.conditions, args.seed)
         row = {"run": run, "split": args.split,
-               **imitation_gap(policy_controller(ckpt), teacher, family, conds, args.episodes,
-                               args.steps, args.every, args.draws, args.seed)}
+               **imitation_gap(student, teacher, family, conds, args.episodes, args.steps,
+                               args.every, args.draws, args.seed)}
         print(json.dumps(row), flush=True)
         results.append(row)
     if args.out:
