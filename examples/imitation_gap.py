@@ -17,7 +17,6 @@ half-ranges, the unit of the distillation loss; the teacher acting on that mean 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 
 import numpy as np
@@ -27,7 +26,7 @@ from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.run_folder import checkpoint_path
 from policies.cli import eval_conditions
 from policies.config import policy_config_from_json
-from policies.evaluate import policy_controller, teacher_controller
+from policies.evaluate import policy_controller, teacher_controller, teacher_draws
 from policies.rollout import teacher_saw
 from sims.conditions import Condition
 from sims.env import AdaptEnv
@@ -52,13 +51,10 @@ def imitation_gap(student, teacher, family: TaskFamily, conditions: list[Conditi
             while not ts.last():
                 probe = t % every == 0 and t > getattr(teacher, "m", 0)  # a full window first
                 if probe:
-                    labels = []
-                    for c in range(draws):
-                        twin = copy.deepcopy(teacher)
-                        twin.generator = torch.Generator().manual_seed(
-                            int(np.random.SeedSequence([seed, t, c]).generate_state(1)[0]))
-                        labels.append(twin(ts.observation) / half)
-                    labels = np.stack(labels)
+                    generators = [torch.Generator().manual_seed(
+                        int(np.random.SeedSequence([seed, t, c]).generate_state(1)[0]))
+                        for c in range(draws)]
+                    labels = np.stack(teacher_draws(teacher, ts.observation, generators)) / half
                 teacher(ts.observation)  # advances its history; told the executed action below
                 action = student(ts.observation)
                 teacher_saw(teacher, action)

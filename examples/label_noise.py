@@ -19,7 +19,6 @@ regresses onto that mean). If it trails the teacher, so must every such student.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 
 from policies.config import load_policy_config
-from policies.evaluate import evaluate, teacher_controller
+from policies.evaluate import evaluate, teacher_controller, teacher_draws
 from sims.env import AdaptEnv
 from sims.families import get_family
 
@@ -43,11 +42,8 @@ def label_variance(ctrl, family, steps: int, every: int, copies: int, seed: int)
     spread, t = [], 0
     while not ts.last():
         if t > ctrl.m and t % every == 0:  # once the teacher adapts on a full window
-            acts = []
-            for c in range(copies):
-                twin = copy.deepcopy(ctrl)  # same history, adapted model and warm start
-                twin.generator = torch.Generator().manual_seed(seed * 1000 + c)
-                acts.append(twin(ts.observation) / half)
+            generators = [torch.Generator().manual_seed(seed * 1000 + c) for c in range(copies)]
+            acts = [a / half for a in teacher_draws(ctrl, ts.observation, generators)]
             spread.append(float(np.var(np.stack(acts), axis=0).mean()))
         ts = env.step(ctrl(ts.observation))
         t += 1
@@ -70,12 +66,8 @@ class MeanOfDraws:
         self.ctrl.reset()
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        acts = []
-        for generator in self.generators:
-            twin = copy.deepcopy(self.ctrl)
-            twin.generator = generator  # a stream of its own, continued from step to step
-            acts.append(twin(obs))
-        acts.append(self.ctrl(obs))
+        # Each copy's generator is a stream of its own, continued from step to step.
+        acts = teacher_draws(self.ctrl, obs, self.generators) + [self.ctrl(obs)]
         mean = np.mean(acts, axis=0)
         self.ctrl.observe_action(mean)
         return mean

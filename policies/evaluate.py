@@ -8,6 +8,7 @@ observation has to be passed in).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -197,6 +198,19 @@ def evaluate_trials(controller: PolicyController, family: TaskFamily, trials: in
     finally:
         controller.keep_hidden = keep
     return np.array(rows)
+
+
+def teacher_draws(teacher, obs: np.ndarray,
+                  generators: Sequence[torch.Generator]) -> list[np.ndarray]:
+    """The teacher's action at ``obs`` from one copy of it per generator: the same history,
+    adapted model and warm start, each with that generator as its planner noise. The teacher
+    itself is left as it was (diagnostics of its label noise: examples/label_noise.py)."""
+    draws = []
+    for generator in generators:
+        twin = copy.deepcopy(teacher)
+        twin.generator = generator
+        draws.append(twin(obs))
+    return draws
 
 
 def teacher_controller(checkpoint: str | Path, seed: int = 0,
