@@ -613,6 +613,7 @@ def test_pooled_refit_keeps_the_best_trials_of_all_runs_and_writes_a_policy_run(
 
 
 def test_pooled_refit_refuses_bad_input_before_any_work(tmp_path, teacher_ckpt, monkeypatch):
+    import shutil
     import sys
 
     pooled = _example("distill_pooled")
@@ -627,6 +628,17 @@ def test_pooled_refit_refuses_bad_input_before_any_work(tmp_path, teacher_ckpt, 
             pooled.main()
     monkeypatch.setattr(sys, "argv", base[:1] + [str(tmp_path / "none*")] + base[2:])
     with pytest.raises(SystemExit, match="no run folder"):
+        pooled.main()
+    monkeypatch.setattr(sys, "argv", base + ["--set", "family='quadruped-leg-failure'"])
+    with pytest.raises(SystemExit, match="family='quadruped-leg-failure'; the runs are"):
+        pooled.main()
+    # A second run labelled by another teacher: rounds of different teachers do not pool.
+    shutil.copytree(tmp_path / "s0", tmp_path / "s1")
+    other = json.loads((tmp_path / "s1" / "config.json").read_text())
+    other["distill"]["teacher"] = "another/checkpoint.pt"
+    (tmp_path / "s1" / "config.json").write_text(json.dumps(other))
+    monkeypatch.setattr(sys, "argv", base[:1] + [str(tmp_path / "s*")] + base[2:])
+    with pytest.raises(SystemExit, match="must share family and teacher"):
         pooled.main()
     assert not (tmp_path / "out").exists()
 
