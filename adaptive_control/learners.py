@@ -24,8 +24,13 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.models import ActuatorGainEncoder, Hidden, MLPDynamics, RecurrentDynamics
-from adaptive_control.normalizer import Normalizer
+from adaptive_control.models.dynamics import (
+    ActuatorGainEncoder,
+    Hidden,
+    MLPDynamics,
+    RecurrentDynamics,
+)
+from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.types import Predictor, Transitions, WindowBatch
 
 # --------------------------------------------------------------------------------------------
@@ -526,9 +531,10 @@ class ReBAL(Learner):
 class ReBALGains(Learner):
     """ReBAL with action gains: the recurrent state that absorbs the window is per motor.
 
-    An :class:`~adaptive_control.models.ActuatorGainEncoder` (one GRU of ``hidden_size`` units
-    shared by all motors) reads the past M transitions into one command gain per motor; the
-    dynamics are an :class:`~adaptive_control.models.MLPDynamics` behind those gains. Trained on
+    An :class:`~adaptive_control.models.dynamics.ActuatorGainEncoder` (one GRU of
+    ``hidden_size`` units shared by all motors) reads the past M transitions into one command
+    gain per motor; the dynamics are an :class:`~adaptive_control.models.dynamics.MLPDynamics`
+    behind those gains. Trained on
     the same windows: encode the past M, predict the future K. Adaptation is the encoder's
     forward pass; no gradient step at run time.
     """

@@ -45,9 +45,9 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper
 
-from adaptive_control.controller import AdaptiveController
+from adaptive_control.control import AdaptiveController
 from adaptive_control.learners import GrBAL
-from adaptive_control.planners import make_planner
+from adaptive_control.planning import make_planner
 from adaptive_control.types import Transitions
 from export import contract as C
 from export.graphs import ControllerGraph, make_adapter

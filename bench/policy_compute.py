@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adaptive_control.checkpoint import load_checkpoint  # noqa: E402
-from adaptive_control.run_folder import checkpoint_path  # noqa: E402
+from adaptive_control.runs import checkpoint_path  # noqa: E402
 from policies.config import policy_config_from_json  # noqa: E402
 from policies.evaluate import policy_controller, teacher_controller  # noqa: E402
 from sims.env import AdaptEnv  # noqa: E402
@@ -74,7 +74,7 @@ def main() -> None:
     rows = {"teacher (torch)": time_steps(teacher, observations)}
 
     from export.policy_runtime import PolicySession
-    from policies.export import export_policy
+    from export.policy_export import export_policy
 
     with tempfile.TemporaryDirectory() as tmp:
         for path, ckpt, cfg in zip(args.policy, ckpts, cfgs, strict=True):

@@ -109,7 +109,7 @@ def main() -> None:
 
 def ctrl_family(path: str) -> str:
     from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.config import config_from_json
+    from adaptive_control.training.config import config_from_json
 
     return config_from_json(load_checkpoint(path)["config"]).family
 

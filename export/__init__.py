@@ -6,7 +6,7 @@
 - :mod:`export.runtime` (numpy + onnxruntime only): ``ControllerSession``, the session
   protocol and the fixed-rate loop ``run``.
 - :mod:`export.policy_runtime` (numpy + onnxruntime only): ``PolicySession`` for the deploy
-  folders of ``adapt export-policy`` (written by :mod:`policies.export`).
+  folders of ``adapt export-policy`` (written by :mod:`export.policy_export`).
 - :mod:`export.sim_robot` (mujoco + sims, no torch): ``SimRobot`` for ``run``.
 - :mod:`export.contract`: file, tensor and metadata names shared by both sides.
 - :mod:`export.cli`: ``adapt export`` and ``adapt deploy`` (controllers and policies).

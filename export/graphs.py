@@ -35,14 +35,14 @@ import torch
 from torch import Tensor, nn
 
 from adaptive_control.learners import MBDE, GrBAL, Learner, ReBAL, ReBALGains
-from adaptive_control.models import (
+from adaptive_control.models.dynamics import (
     ActuatorGainEncoder,
     MLPDynamics,
     RecurrentDynamics,
     actuator_features,
     fold_gain,
 )
-from adaptive_control.planners import cem, mppi, random_shooting, shift_plan
+from adaptive_control.planning import cem, mppi, random_shooting, shift_plan
 from export import contract as C
 
 Params = list[tuple[Tensor, Tensor]]  # per layer (W transposed [in, out], b [out])
@@ -190,7 +190,7 @@ class MLPCore(nn.Module):
 
     def fold_gain(self, params: Params, gain: Tensor) -> Params:
         """The plain MLP equal to ``params`` behind the action gains ``gain``
-        (:func:`adaptive_control.models.fold_gain` on the first layer)."""
+        (:func:`adaptive_control.models.dynamics.fold_gain` on the first layer)."""
         (w0, b0), rest = params[0], list(params[1:])
         w_act, b0 = fold_gain(w0[self.obs_dim:], b0, gain, self.normalizer)
         return [(torch.cat([w0[:self.obs_dim], w_act], dim=0), b0)] + rest

@@ -11,7 +11,7 @@
 
 Each graph is checked with ``onnx.checker`` and, unless ``verify=False``, compared with the
 library's own torch code in ONNX Runtime on random inputs and on a trajectory recorded in
-simulation with the torch :class:`~adaptive_control.controller.AdaptiveController`.
+simulation with the torch :class:`~adaptive_control.control.AdaptiveController`.
 The contract (names, shapes, metadata keys) is in :mod:`export.contract` and docs/export.md.
 """
 
@@ -35,7 +35,6 @@ import torch
 from torch import Tensor
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
-from adaptive_control.config import PlannerConfig, TrainConfig
 from adaptive_control.learners import (
     MB,
     MBDE,
@@ -46,8 +45,8 @@ from adaptive_control.learners import (
     ReBALGains,
     inner_update,
 )
-from adaptive_control.models import MLPDynamics
-from adaptive_control.planners import (
+from adaptive_control.models.dynamics import MLPDynamics
+from adaptive_control.planning import (
     PLANNER_NAMES,
     cem,
     make_planner,
@@ -55,7 +54,8 @@ from adaptive_control.planners import (
     random_shooting,
     shift_plan,
 )
-from adaptive_control.run_folder import checkpoint_path
+from adaptive_control.runs import checkpoint_path
+from adaptive_control.training.config import PlannerConfig, TrainConfig
 from adaptive_control.types import Transitions
 from export import contract as C
 from export.graphs import (
@@ -559,7 +559,7 @@ def _state_meta(g: GraphInfo) -> list[dict[str, Any]]:
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any
                       ) -> ExportResult:
     """Load a checkpoint (a ``checkpoint.pt`` or its run folder) and :func:`export_learner`."""
-    from adaptive_control.training import learner_from_checkpoint
+    from adaptive_control.training.loop import learner_from_checkpoint
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))
     return export_learner(learner, cfg, out_dir, **kwargs)
@@ -763,7 +763,7 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
     expected outputs are exactly what the torch controller did. ``condition`` defaults to the
     family's first held-out condition.
     """
-    from adaptive_control.controller import AdaptiveController
+    from adaptive_control.control import AdaptiveController
     from sims.env import AdaptEnv
 
     family = get_family(cfg.family)

@@ -1,14 +1,16 @@
-"""The quickstart's last step: export the controller, run it through ONNX Runtime, compare.
+"""``adapt quickstart``: meta-train a small GrBAL and MB, compare them on the held-out back thigh,
+then export the GrBAL controller, run it through ONNX Runtime and compare.
 
-The exported controller (no torch at run time) and the torch ``AdaptiveController`` each drive
-the simulated cheetah with its held-out back thigh disabled, from the same initial states; the
-returns are compared seed by seed. The torch controller plans with the runtime's noise stream
-(``RuntimeNoisePlanner``), so on the same seed both see the same candidates and should act
-alike up to float rounding.
+For that last step the exported controller (no torch at run time) and the torch
+``AdaptiveController`` each drive the simulated cheetah with its held-out back thigh disabled,
+from the same initial states; the returns are compared seed by seed. The torch controller plans
+with the runtime's noise stream (``RuntimeNoisePlanner``), so on the same seed both see the same
+candidates and should act alike up to float rounding.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -66,8 +68,8 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     import torch
 
     from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.controller import AdaptiveController
-    from adaptive_control.training import build_controller, learner_from_checkpoint
+    from adaptive_control.control import AdaptiveController
+    from adaptive_control.training.loop import build_controller, learner_from_checkpoint
     from export.onnx_export import planner_spec
     from export.sim_robot import SimRobot
     from sims.families import get_family
@@ -139,3 +141,77 @@ def export_and_check(checkpoint: str | Path, out: str | Path, seeds: int = 3,
     return (f"ONNX export: parity max abs error {result.max_error:.1e}; held-out return over "
             f"{seeds} seeds: ONNX Runtime {onnx_m:.1f} vs torch {torch_m:.1f} "
             f"({out}/returns.json)")
+
+
+def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: int = 500,
+               workers: int | None = None) -> Path:
+    """Meta-train GrBAL and MB on cheetah-cripple (``preset``), compare their model error and
+    control on the held-out back thigh (fixed, and failing at 3 s) with the random floor,
+    export the GrBAL controller and run it through ONNX Runtime; report into ``out``."""
+    from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.evaluation.episodes import (
+        LearnerMethod,
+        MethodSpec,
+        RandomMethod,
+        default_workers,
+        evaluate,
+        scenarios_for,
+    )
+    from adaptive_control.evaluation.model_eval import (
+        heldout_data,
+        prediction_errors,
+        reference_scale,
+    )
+    from adaptive_control.evaluation.report import report_meta, write_report
+    from adaptive_control.training.config import load_config
+    from adaptive_control.training.loop import learner_from_checkpoint, train
+    from sims.families import get_family
+
+    t0 = time.perf_counter()
+    family = get_family("cheetah-cripple")
+    runs = {}
+    for learner in ("grbal", "mb"):
+        cfg = load_config(preset=preset, overrides=[f"learner='{learner}'"])
+        print(f"\n== meta-training {learner} ({preset} preset) ==", flush=True)
+        runs[learner] = train(cfg, out / "runs" / learner)
+
+    print("\n== prediction error on the held-out back thigh ==", flush=True)
+    data = heldout_data(family, "test", 3, 300 if preset == "small" else 60, seed=1234)
+    scale = reference_scale(family)
+    model_rows = {}
+    for name, path in runs.items():
+        learner, cfg = learner_from_checkpoint(load_checkpoint(path))
+        prior = prediction_errors(learner, data, cfg.m, (1, 10), 5, False, scale)
+        adapted = prediction_errors(learner, data, cfg.m, (1, 10), 5, True, scale)
+        model_rows[name] = (prior, adapted)
+
+    print("\n== control on the held-out back thigh ==", flush=True)
+    methods = [MethodSpec("grbal", LearnerMethod(str(runs["grbal"]))),
+               MethodSpec("mb", LearnerMethod(str(runs["mb"]))),
+               MethodSpec("random", RandomMethod())]
+    scenarios = scenarios_for(family, ["fixed", "switch"])
+    seed_list = list(range(seeds))
+    episodes = evaluate(methods, family, scenarios, seed_list, episode_steps,
+                        workers or default_workers(), video_episodes=1)
+    meta = report_meta(family, methods, scenarios, seed_list, episode_steps, 10)
+    write_report(out, episodes, meta, family.robot.control_timestep, video=True,
+                 robot=family.robot.name)
+    lines = ["", "## Model prediction error on held-out data (MSE, training-data std units)", "",
+             "| model | 1-step prior | 1-step adapted | 10-step prior | 10-step adapted |",
+             "|---|---|---|---|---|"]
+    for name, (p, a) in model_rows.items():
+        lines.append(f"| {name} | {p[1].mean:.4f} | {a[1].mean:.4f} | {p[10].mean:.4f} | "
+                     f"{a[10].mean:.4f} |")
+    with open(out / "summary.md", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    export_line = export_and_check(runs["grbal"], out / "export",
+                                   steps=500 if preset == "small" else 50)
+    elapsed = time.perf_counter() - t0
+    print("\n" + "=" * 78)
+    print(f"adapt quickstart: done in {elapsed / 60:.1f} min; report in {out}/")
+    print((out / "summary.md").read_text().split("\n\n![")[0].split("\n", 2)[2])
+    print("\n".join(lines[1:]))
+    print(export_line)
+    print(f"plots: {out}/return_by_method.png, speed_over_time.png, pred_error_over_time.png")
+    print("=" * 78)
+    return out

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from adaptive_control.config import PlannerConfig, TrainConfig
 from adaptive_control.learners import (
     GrBALConfig,
     Learner,
@@ -20,7 +19,8 @@ from adaptive_control.learners import (
     ReBALConfig,
     make_learner,
 )
-from adaptive_control.normalizer import Normalizer
+from adaptive_control.models.normalizer import Normalizer
+from adaptive_control.training.config import PlannerConfig, TrainConfig
 from sims.families import get_family
 
 

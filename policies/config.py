@@ -1,7 +1,8 @@
 """Typed configuration of `adapt train-policy`: dataclasses, presets, files and overrides.
 
-Same conventions as ``adaptive_control.config``: every field typed with a one-line doc comment;
-unknown keys and bad values are refused (field, value, what is allowed) before any work starts.
+Same conventions as ``adaptive_control.training.config``: every field typed with a one-line doc
+comment; unknown keys and bad values are refused (field, value, what is allowed) before any work
+starts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adaptive_control.config import build_dataclass, layered_values
+from adaptive_control.training.config import build_dataclass, layered_values
 
 METHODS = ("distill", "rl2")
 ARCHS = ("gru", "lstm", "mlp")
@@ -173,7 +174,7 @@ class PolicyTrainConfig:
                         ("ppo.clip", self.ppo.clip), ("ppo.reward_scale", self.ppo.reward_scale)):
             if not v > 0:
                 raise ValueError(f"{name}={v!r} is out of range: allowed > 0")
-        from adaptive_control.config import PLANNER_NAMES
+        from adaptive_control.training.config import PLANNER_NAMES
 
         if self.distill.teacher_planner not in ("", *PLANNER_NAMES):
             raise ValueError(f"distill.teacher_planner={self.distill.teacher_planner!r} is "

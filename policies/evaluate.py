@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint
-from adaptive_control.run_folder import checkpoint_path
+from adaptive_control.evaluation.episodes import Actor
+from adaptive_control.runs import checkpoint_path
 from policies.config import DistillConfig, check_action_std
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
@@ -97,6 +98,20 @@ def policy_controller(checkpoint: str | Path | dict[str, Any], keep_hidden: bool
     policy, cfg = policy_from_checkpoint(ckpt)
     return PolicyController(policy, task_reward(get_family(cfg.family).robot), keep_hidden,
                             action_std, noise_seed)
+
+
+@dataclass(frozen=True)
+class PolicyMethod:
+    """A trained policy as an evaluation method (``adaptive_control.evaluation`` factory)."""
+
+    checkpoint: str
+
+    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
+                 ) -> Actor:
+        return Actor(policy_controller(self.checkpoint))
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "policy", "checkpoint": self.checkpoint, "learner": ""}
 
 
 @dataclass
@@ -217,7 +232,7 @@ def teacher_controller(checkpoint: str | Path, seed: int = 0,
                        distill: DistillConfig | None = None):
     """The adaptive-MPC controller of an `adapt train` checkpoint (for comparisons), planning
     as it labelled for a policy distilled with ``distill`` (default: as trained)."""
-    from adaptive_control.training import build_controller, learner_from_checkpoint
+    from adaptive_control.training.loop import build_controller, learner_from_checkpoint
     from policies.training import labelling_config
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))

@@ -30,10 +30,17 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.config import TrainConfig
-from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
-from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
-from adaptive_control.training import (
+from adaptive_control.runs import (
+    CHECKPOINT,
+    append_csv,
+    check_run_folder,
+    log_iteration,
+    restore_run,
+    run_lock,
+    tensorboard_writer,
+)
+from adaptive_control.training.config import TrainConfig
+from adaptive_control.training.loop import (
     build_controller,
     learner_from_checkpoint,
     run_rng,

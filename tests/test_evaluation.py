@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
-from adaptive_control import training
 from adaptive_control.cli import main
-from adaptive_control.config import load_config
-from adaptive_control.evaluation import moving_average, recovery_time
+from adaptive_control.evaluation.episodes import moving_average, recovery_time
+from adaptive_control.training import loop as training
+from adaptive_control.training.config import load_config
 
 DT = 0.01
 

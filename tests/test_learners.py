@@ -17,7 +17,7 @@ from adaptive_control.learners import (
     inner_update,
     make_learner,
 )
-from adaptive_control.models import MLPDynamics
+from adaptive_control.models.dynamics import MLPDynamics
 from adaptive_control.types import Transitions, WindowBatch
 
 OBS, ACT = 2, 1

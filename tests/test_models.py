@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adaptive_control.models import MLPDynamics, RecurrentDynamics
-from adaptive_control.normalizer import Normalizer
+from adaptive_control.models.dynamics import MLPDynamics, RecurrentDynamics
+from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.types import Transitions, WindowBatch
 
 OBS, ACT = 3, 2

@@ -1,4 +1,4 @@
-"""Tests for adaptive_control.planners on toy problems with known optima."""
+"""Tests for adaptive_control.planning on toy problems with known optima."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.planners import (
+from adaptive_control.planning import (
     CEM,
     MPPI,
     PLANNER_NAMES,

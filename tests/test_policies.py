@@ -220,8 +220,8 @@ def test_ppo_log_prob_is_the_gaussian_density():
 # ------------------------------------------------------------------ runs, checkpoints, resume
 @pytest.fixture(scope="module")
 def teacher_ckpt(tmp_path_factory):
-    from adaptive_control.config import load_config
-    from adaptive_control.training import train
+    from adaptive_control.training.config import load_config
+    from adaptive_control.training.loop import train
 
     out = tmp_path_factory.mktemp("teacher")
     cfg = load_config(preset="tiny", overrides=["iterations=1", "threads=1"])
@@ -340,7 +340,7 @@ def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
 def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
     """distill.teacher_* replace the teacher checkpoint's planner for labelling (and for the
     teacher that eval-policy compares against); unset fields keep the checkpoint's."""
-    from adaptive_control.planners import CEM, MPPI
+    from adaptive_control.planning import CEM, MPPI
 
     own = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0)[0].planner
     cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "mppi",
@@ -404,7 +404,7 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
 def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
     """--split train runs every method, the teacher too, on the same seeded draws of the
     training distribution (imitation in distribution vs generalisation to the held-out set)."""
-    from policies.cli import eval_conditions
+    from adaptive_control.cli.policies import eval_conditions
 
     assert eval_conditions(FAMILY, "test", 5, 0) == list(FAMILY.test_conditions)
     train = eval_conditions(FAMILY, "train", 6, 3)
@@ -450,7 +450,7 @@ def test_oracle_diagnostic_distils_on_the_held_out_set_and_says_so(tmp_path, tea
 
 
 def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
-    from policies.cli import paired_differences
+    from adaptive_control.cli.policies import paired_differences
 
     ret = {"g0": 10.0, "g1": 4.0, "g2": 7.0, "m0": 6.0, "m1": 5.0, "m3": 1.0}
     methods = {k: {"mean_return": v} for k, v in ret.items()}
@@ -467,7 +467,7 @@ def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
 
 
 def test_students_trained_with_rollout_noise_form_their_own_group():
-    from policies.cli import group_name
+    from adaptive_control.cli.policies import group_name
 
     assert group_name(tiny_cfg()) == "distill gru"
     assert group_name(tiny_cfg(**{"net.arch": "mlp"})) == "distill mlp"
@@ -516,7 +516,7 @@ def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys
 # ------------------------------------------------------------------ ONNX
 def test_onnx_export_matches_torch_over_100_steps(tmp_path, rng):
     pytest.importorskip("onnxscript")
-    from policies.export import OnnxPolicy, export_policy
+    from export.policy_export import OnnxPolicy, export_policy
 
     cfg = tiny_cfg(method="rl2", iterations=1)
     ckpt = torch.load(training.train_policy(cfg, tmp_path / "run", progress=False),

@@ -24,7 +24,7 @@ from export.runtime import ArtifactError, ObservationError, deploy_kind, run
 from policies import training
 from policies.config import load_policy_config
 from policies.evaluate import policy_controller
-from policies.export import export_policy
+from export.policy_export import export_policy
 from sims.families import get_family
 
 pytest.importorskip("onnxscript")
@@ -142,7 +142,7 @@ def test_lstm_and_feed_forward_policies_deploy_too(arch, width, tmp_path):
 
 
 def test_a_failed_parity_check_writes_nothing(checkpoint, tmp_path, monkeypatch):
-    import policies.export as pe
+    import export.policy_export as pe
 
     monkeypatch.setattr(pe, "verify_policy_export",
                         lambda *a, **k: {"policy": {"random": 0.5}, "reward": {"random": 0.0}})

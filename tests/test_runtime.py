@@ -402,8 +402,8 @@ def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name)
     """Same noise draws, same observations: the runtime's actions equal the torch
     AdaptiveController's over a whole episode (window filling, MB+DE state, MPPI warm
     start all handled by the runtime)."""
-    from adaptive_control.controller import AdaptiveController
-    from adaptive_control.planners import make_planner
+    from adaptive_control.control import AdaptiveController
+    from adaptive_control.planning import make_planner
     from export.sim_robot import SimRobot
     from sims.rewards import task_reward
 

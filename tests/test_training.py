@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive_control import training
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.cli import main
-from adaptive_control.config import TrainConfig, load_config
-from adaptive_control.controller import AdaptiveController
-from adaptive_control.data import WindowSampler, check_window, split_trajectories
+from adaptive_control.control import AdaptiveController
+from adaptive_control.evaluation.model_eval import heldout_data, prediction_errors
 from adaptive_control.learners import make_learner
-from adaptive_control.model_eval import heldout_data, prediction_errors
-from adaptive_control.planners import make_planner
+from adaptive_control.planning import make_planner
+from adaptive_control.training import loop as training
+from adaptive_control.training.config import TrainConfig, load_config
+from adaptive_control.training.data import WindowSampler, check_window, split_trajectories
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import get_family

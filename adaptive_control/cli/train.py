@@ -34,8 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from adaptive_control.config import PRESETS, load_config
-    from adaptive_control.training import train
+    from adaptive_control.training.config import PRESETS, load_config
+    from adaptive_control.training.loop import train
 
     if args.config in PRESETS:
         cfg = load_config(preset=args.config, overrides=args.overrides)
@@ -48,9 +48,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
     from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.model_eval import heldout_data, prediction_errors, reference_scale
-    from adaptive_control.run_folder import checkpoint_path
-    from adaptive_control.training import learner_from_checkpoint, mbde_from_mb
+    from adaptive_control.evaluation.model_eval import (
+        heldout_data,
+        prediction_errors,
+        reference_scale,
+    )
+    from adaptive_control.runs import checkpoint_path
+    from adaptive_control.training.loop import learner_from_checkpoint, mbde_from_mb
     from sims.families import get_family
 
     horizons = tuple(int(h) for h in args.horizons.split(","))

@@ -1,43 +1,137 @@
 """The evaluation harness behind ``adapt eval``: methods x scenarios x seeds, in parallel.
 
-A *method* is something that acts: a trained learner with its planner (GrBAL, ReBAL, MB,
-MB+DE — the latter from an MB checkpoint, updated online), a recurrent policy, or uniform
-random actions (the floor). A *scenario* is a held-out condition fixed for the whole episode,
-or a mid-episode switch (healthy for T seconds, then the held-out condition). Each episode
-records per-step speed, reward, controller latency and, for model-based methods, the k-step
-open-loop prediction error of the model the controller had at that step.
+A *method* is something that acts, built per episode by a picklable factory: a trained learner
+with its planner (GrBAL, ReBAL, MB, MB+DE — the latter from an MB checkpoint, updated online),
+uniform random actions (the floor), or any factory another layer provides (recurrent policies:
+``policies.evaluate.PolicyMethod``). A *scenario* is a held-out condition fixed for the whole
+episode, or a mid-episode switch (healthy for T seconds, then the held-out condition). Each
+episode records per-step speed, reward, controller latency and, for model-based methods, the
+k-step open-loop prediction error of the model the controller had at that step.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from sims.conditions import Condition, Schedule
+from sims.conditions import Schedule
 from sims.families import TaskFamily, get_family
+
+if TYPE_CHECKING:
+    from adaptive_control.control import Controller
+    from adaptive_control.learners import Learner
 
 SCENARIO_KINDS = ("fixed", "switch")
 RECOVERY_FRACTION = 0.8  # recovered = speed back to 80 % of its pre-failure level
 SPEED_WINDOW_S = 0.5  # moving-average window of the speed trace used for recovery
 
 
-# ------------------------------------------------------------------------------ specs
+# ------------------------------------------------------------------------------ methods
+@dataclass
+class Actor:
+    """What a method's factory builds for one episode: the controller that acts and, for
+    model-based methods, the model it adapts and its window M (for the prediction-error trace).
+    """
+
+    controller: Controller
+    model: Learner | None = None
+    m: int = 0
+
+
+class ControllerFactory(Protocol):
+    """Builds a method's actor for one episode. Evaluation runs in worker processes, so a
+    factory must be picklable: a small frozen dataclass naming a checkpoint, not a live model.
+    Other layers add their own (``policies.evaluate.PolicyMethod``) without this module
+    importing them."""
+
+    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
+                 ) -> Actor: ...
+
+    def describe(self) -> dict[str, str]:
+        """``kind``, ``checkpoint``, ``learner``: what reports record of the method."""
+        ...
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method to evaluate: ``kind`` is learner, policy or random."""
+    """A method to evaluate: a label for tables and plots, and the factory of its actor."""
 
-    name: str  # label in tables and plots (grbal, rebal, mb, mbde, policy, random, ...)
-    kind: str  # "learner", "policy" or "random"
-    checkpoint: str = ""  # checkpoint path (learner / policy)
-    learner: str = ""  # learner to rebuild from the checkpoint (mbde from an mb checkpoint)
+    name: str  # grbal, rebal, mb, mbde, policy, random, ...
+    factory: ControllerFactory
+
+    def describe(self) -> dict[str, str]:
+        return {"name": self.name, **self.factory.describe()}
+
+
+class _UniformRandom:
+    """Uniform random actions in the robot's bounds: the floor of every comparison."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray, seed: int) -> None:
+        self.low, self.high = low, high
+        self.rng = np.random.default_rng(seed + 7)
+        self.latencies: list[float] = []
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high)
+
+
+@dataclass(frozen=True)
+class RandomMethod:
+    """Uniform random actions."""
+
+    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
+                 ) -> Actor:
+        return Actor(_UniformRandom(*family.robot.action_bounds, seed))
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "random", "checkpoint": "", "learner": ""}
+
+
+@dataclass(frozen=True)
+class LearnerMethod:
+    """A trained learner with its planner, rebuilt from ``checkpoint``; ``mbde=True`` turns an
+    MB checkpoint into MB+DE (the same weights, updated online)."""
+
+    checkpoint: str
+    mbde: bool = False
+
+    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
+                 ) -> Actor:
+        import torch  # lazily: workers set their thread count first
+
+        from adaptive_control.checkpoint import load_checkpoint
+        from adaptive_control.training.loop import (
+            build_controller,
+            learner_from_checkpoint,
+            mbde_from_mb,
+        )
+
+        robot = family.robot
+        learner, cfg = learner_from_checkpoint(load_checkpoint(self.checkpoint,
+                                                               robot=robot.name))
+        if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
+            raise ValueError(f"checkpoint {self.checkpoint} is for {cfg.family}, "
+                             f"not {family.name}")
+        if self.mbde:
+            learner = mbde_from_mb(learner, cfg)
+        if planner_overrides:
+            cfg = replace(cfg, planner=replace(cfg.planner, **planner_overrides))
+        ctrl = build_controller(learner, cfg, family, seed=seed)
+        torch.manual_seed(seed)
+        return Actor(ctrl, learner, cfg.m)
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "learner", "checkpoint": self.checkpoint,
+                "learner": "mbde" if self.mbde else ""}
 
 
 @dataclass(frozen=True)
@@ -45,26 +139,6 @@ class Scenario:
     name: str  # e.g. "fixed:disabled(bthigh)" or "switch@3s:disabled(bthigh)"
     schedule: Schedule
     switch_time_s: float | None  # None for fixed conditions
-
-
-def parse_method(text: str) -> MethodSpec:
-    """``random``, ``NAME=CHECKPOINT`` (learner checkpoints), ``mbde=MB_CHECKPOINT``,
-    ``policy=POLICY_CHECKPOINT``."""
-    if text == "random":
-        return MethodSpec("random", "random")
-    if "=" not in text:
-        raise ValueError(f"method {text!r}: allowed 'random' or NAME=CHECKPOINT "
-                         "(e.g. grbal=runs/grbal, mbde=runs/mb, policy=runs/policy)")
-    name, path = text.split("=", 1)
-    from adaptive_control.run_folder import checkpoint_path
-
-    p = checkpoint_path(path)
-    if not p.is_file():
-        raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
-    if name == "policy" or name.startswith("policy"):
-        return MethodSpec(name, "policy", str(p))
-    learner = "mbde" if name == "mbde" else ""
-    return MethodSpec(name, "learner", str(p), learner)
 
 
 def scenarios_for(family: TaskFamily, kinds: Sequence[str],
@@ -150,47 +224,6 @@ class Episode:
 
 
 # ------------------------------------------------------------------------------ running
-def _make_actor(spec: MethodSpec, family: TaskFamily, seed: int, planner_overrides: dict):
-    """(controller, learner-or-None). Imports torch lazily: workers set threads first."""
-    import torch
-
-    from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.training import build_controller, learner_from_checkpoint, mbde_from_mb
-
-    robot = family.robot
-    if spec.kind == "random":
-        lo, hi = robot.action_bounds
-        rng = np.random.default_rng(seed + 7)
-
-        class _Random:
-            latencies: list[float] = []
-
-            def reset(self) -> None:
-                pass
-
-            def __call__(self, obs: np.ndarray) -> np.ndarray:
-                return rng.uniform(lo, hi)
-
-        return _Random(), None, None
-    if spec.kind == "policy":
-        from policies.evaluate import policy_controller
-
-        return policy_controller(spec.checkpoint), None, None
-    ckpt = load_checkpoint(spec.checkpoint, robot=robot.name)
-    learner, cfg = learner_from_checkpoint(ckpt)
-    if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
-        raise ValueError(f"checkpoint {spec.checkpoint} is for {cfg.family}, not {family.name}")
-    if spec.learner == "mbde":
-        learner = mbde_from_mb(learner, cfg)
-    if planner_overrides:
-        from dataclasses import replace
-
-        cfg = replace(cfg, planner=replace(cfg.planner, **planner_overrides))
-    ctrl = build_controller(learner, cfg, family, seed=seed)
-    torch.manual_seed(seed)
-    return ctrl, learner, cfg
-
-
 def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: int,
                 episode_steps: int, pred_k: int = 10, pred_stride: int = 10,
                 planner_overrides: dict | None = None, record_qpos: bool = False) -> Episode:
@@ -199,7 +232,8 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
 
     family = get_family(family_name)
     robot = family.robot
-    ctrl, learner, cfg = _make_actor(spec, family, seed, planner_overrides or {})
+    actor = spec.factory(family, seed, planner_overrides or {})
+    ctrl = actor.controller
     env = AdaptEnv(robot, scenario.schedule, episode_steps=episode_steps, seed=seed)
     ctrl.reset()
     ts = env.reset()
@@ -224,9 +258,9 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
         if switch_step < len(speed):
             recovery = recovery_time(np.asarray(speed), dt, switch_step)
     pe_t, pe = [], []
-    if learner is not None and cfg is not None and len(act_hist) > cfg.m + pred_k:
-        pe_t, pe = prediction_error_trace(learner, np.asarray(obs_hist, dtype=np.float32),
-                                          np.asarray(act_hist, dtype=np.float32), cfg.m,
+    if actor.model is not None and len(act_hist) > actor.m + pred_k:
+        pe_t, pe = prediction_error_trace(actor.model, np.asarray(obs_hist, dtype=np.float32),
+                                          np.asarray(act_hist, dtype=np.float32), actor.m,
                                           pred_k, pred_stride, family)
     return Episode(
         method=spec.name, scenario=scenario.name, seed=seed, ret=float(np.sum(rewards)),
@@ -245,7 +279,7 @@ def prediction_error_trace(learner, obs: np.ndarray, act: np.ndarray, m: int, k:
                            stride: int, family: TaskFamily) -> tuple[list[int], list[float]]:
     """k-step open-loop error of the learner adapted on the M transitions before each t, along
     one episode, in units of the family's reference scale (see ``model_eval``)."""
-    from adaptive_control.model_eval import prediction_errors_at, reference_scale
+    from adaptive_control.evaluation.model_eval import prediction_errors_at, reference_scale
 
     scale = _SCALES.get(family.name)
     if scale is None:
@@ -311,9 +345,5 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
     return eps
 
 
-def save_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=lambda o: None))
-
-
-__all__ = ["Condition", "Episode", "MethodSpec", "Scenario", "evaluate", "parse_method",
-           "recovery_time", "run_episode", "scenarios_for"]
+__all__ = ["Actor", "ControllerFactory", "Episode", "LearnerMethod", "MethodSpec", "RandomMethod",
+           "Scenario", "evaluate", "recovery_time", "run_episode", "scenarios_for"]

@@ -6,12 +6,14 @@ import csv
 import json
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from adaptive_control.evaluation import Episode, moving_average
+from adaptive_control.evaluation.episodes import Episode, MethodSpec, Scenario, moving_average
+from sims.families import TaskFamily
 
 
 def _fmt(mean: float, spread: float, digits: int = 1) -> str:
@@ -78,6 +80,18 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def report_meta(family: TaskFamily, methods: Sequence[MethodSpec], scenarios: Sequence[Scenario],
+                seeds: Sequence[int], episode_steps: int, pred_k: int) -> dict[str, Any]:
+    """What a report records of its evaluation besides the episodes (results.json's meta)."""
+    return {
+        "family": family.name, "robot": family.robot.name,
+        "methods": [m.describe() for m in methods], "scenarios": [s.name for s in scenarios],
+        "schedules": {s.name: [[t, c.to_dict()] for t, c in s.schedule.segments]
+                      for s in scenarios},
+        "seeds": seeds, "episode_steps": episode_steps, "pred_k": pred_k,
+    }
+
+
 def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
                  dt: float, video: bool = True, robot: str | None = None) -> dict[str, Path]:
     """Write results.json, episodes.csv, summary.md, the plots and (optionally) a video."""
@@ -113,20 +127,14 @@ def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
     return files
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m adaptive_control.report DIR [--dt S]``: rebuild a report from results.json."""
-    import argparse
-
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("folder")
-    a = p.parse_args(argv)
-    eps, meta = episodes_from_results(Path(a.folder) / "results.json")
+def rebuild_report(folder: Path) -> Path:
+    """Rewrite a report folder's table and plots from its results.json; returns summary.md."""
     from sims.robots import get_robot
 
+    eps, meta = episodes_from_results(folder / "results.json")
     dt = get_robot(meta["robot"]).control_timestep
-    write_report(Path(a.folder), eps, meta, dt, video=False)
-    print((Path(a.folder) / "summary.md").read_text().split("\n\n![")[0])
-    return 0
+    write_report(folder, eps, meta, dt, video=False)
+    return folder / "summary.md"
 
 
 def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
@@ -260,7 +268,3 @@ def render_videos(out: Path, episodes: list[Episode], robot_name: str,
 
 def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in s).strip("_")[:60]
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,13 +11,30 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from adaptive_control.learners import Learner
-from adaptive_control.planners import Planner
+from adaptive_control.planning import Planner
 from adaptive_control.types import Predictor, RewardFn, Transitions
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """What acts in an episode: model-based controllers, policies and the random floor alike."""
+
+    #: Seconds each call took (evaluation reports their percentiles).
+    latencies: list[float]
+
+    def reset(self) -> None:
+        """Start an episode: forget the history of the last one."""
+        ...
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """The observation now -> the action to execute."""
+        ...
 
 
 class AdaptiveController:

@@ -1,43 +1,30 @@
-"""The ``adapt`` command line. Each layer registers its own subcommands."""
+"""The ``adapt`` command line: the top layer. Each module parses one group of commands and calls
+library functions; building the parser imports no torch, so ``adapt deploy`` runs on a robot
+that has only the runtime's dependencies."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from adaptive_control.cli import evaluate, export, policies, sims, train
+from export import cli as deploy
+
 
 def build_parser() -> argparse.ArgumentParser:
-    import sims.cli
-
     parser = argparse.ArgumentParser(
         prog="adapt",
         description="Model-based online adaptation for robots: simulate conditions, "
                     "meta-train adaptive dynamics models, plan, evaluate, export.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sims.cli.add_parser(sub)
-    for module in _optional_commands():
+    for module in (sims, train, evaluate, export, deploy, policies):
         module.add_parser(sub)
     return parser
 
 
-def _optional_commands() -> list:
-    """Subcommands of the later layers, registered when their modules exist."""
-    import importlib
-
-    mods = []
-    for name in ("adaptive_control.train_cli", "adaptive_control.eval_cli",
-                 "export.cli", "policies.cli"):
-        try:
-            mods.append(importlib.import_module(name))
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-    return mods
-
-
 def main(argv: list[str] | None = None) -> int:
-    import sims  # noqa: F401  (sets the headless rendering backend before mujoco loads)
+    import sims as _sims  # noqa: F401  (sets the headless rendering backend before mujoco loads)
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -28,14 +28,21 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import save_checkpoint
-from adaptive_control.config import TrainConfig, config_from_json
-from adaptive_control.controller import AdaptiveController
-from adaptive_control.data import WindowSampler, split_trajectories
+from adaptive_control.control import AdaptiveController
 from adaptive_control.learners import Learner, make_learner
-from adaptive_control.metrics_log import append_csv, log_iteration, tensorboard_writer
-from adaptive_control.normalizer import Normalizer
-from adaptive_control.planners import make_planner
-from adaptive_control.run_folder import CHECKPOINT, check_run_folder, restore_run, run_lock
+from adaptive_control.models.normalizer import Normalizer
+from adaptive_control.planning import make_planner
+from adaptive_control.runs import (
+    CHECKPOINT,
+    append_csv,
+    check_run_folder,
+    log_iteration,
+    restore_run,
+    run_lock,
+    tensorboard_writer,
+)
+from adaptive_control.training.config import TrainConfig, config_from_json
+from adaptive_control.training.data import WindowSampler, split_trajectories
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family

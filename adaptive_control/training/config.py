@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adaptive_control.learners import GrBALConfig, MBConfig, MBDEConfig, ReBALConfig
-from adaptive_control.planners import PLANNER_NAMES
+from adaptive_control.planning import PLANNER_NAMES
 
 LEARNER_NAMES = ("grbal", "rebal", "mb", "mbde")
 

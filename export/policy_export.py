@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
-from adaptive_control.run_folder import checkpoint_path
+from adaptive_control.runs import checkpoint_path
 from export import contract as C
 from export.graphs import TensorSpec
 from export.onnx_export import (

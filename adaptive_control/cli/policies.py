@@ -90,7 +90,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     import torch
 
     from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.run_folder import checkpoint_path
+    from adaptive_control.runs import checkpoint_path
     from policies.config import check_action_std, policy_config_from_json
     from policies.evaluate import (
         evaluate,
@@ -249,8 +249,8 @@ def paired_differences(methods: dict, group_of: dict[str, str],
 def cmd_export_policy(args: argparse.Namespace) -> int:
     import time
 
-    from export.cli import print_export
-    from policies.export import export_policy
+    from adaptive_control.cli.export import print_export
+    from export.policy_export import export_policy
 
     t0 = time.perf_counter()
     result = export_policy(args.checkpoint, args.out, verify=not args.no_verify,

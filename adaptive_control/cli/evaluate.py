@@ -1,11 +1,16 @@
-"""``adapt eval`` (methods x held-out scenarios x seeds) and ``adapt quickstart``."""
+"""``adapt eval`` (methods x held-out scenarios x seeds), ``adapt report`` and
+``adapt quickstart``."""
 
 from __future__ import annotations
 
 import argparse
 import shutil
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adaptive_control.evaluation.episodes import MethodSpec
+    from sims.families import TaskFamily
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     e.set_defaults(func=cmd_eval)
+
+    r = sub.add_parser("report", help="rebuild a report folder's table and plots from its "
+                                      "results.json")
+    r.add_argument("folder", help="a folder written by `adapt eval` or `adapt quickstart`")
+    r.set_defaults(func=cmd_report)
 
     q = sub.add_parser("quickstart", help="meta-train a small GrBAL on cheetah-cripple, compare "
                                           "with MB on the held-out joint, write a report")
@@ -54,13 +64,8 @@ def _prepare_out(out: str, overwrite: bool) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from adaptive_control.evaluation import (
-        default_workers,
-        evaluate,
-        parse_method,
-        scenarios_for,
-    )
-    from adaptive_control.report import write_report
+    from adaptive_control.evaluation.episodes import default_workers, evaluate, scenarios_for
+    from adaptive_control.evaluation.report import report_meta, write_report
     from sims.families import get_family
 
     # Everything is checked before any work starts.
@@ -85,7 +90,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     episodes = evaluate(methods, family, scenarios, seeds, args.episode_steps,
                         args.workers or default_workers(), args.pred_k, overrides,
                         video_episodes=1 if args.video else 0)
-    meta = _meta(family, methods, scenarios, seeds, args.episode_steps, args.pred_k)
+    meta = report_meta(family, methods, scenarios, seeds, args.episode_steps, args.pred_k)
     files = write_report(out, episodes, meta, family.robot.control_timestep, video=args.video,
                          robot=family.robot.name)
     print((out / "summary.md").read_text().split("\n\n![")[0])
@@ -93,105 +98,65 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _meta(family, methods, scenarios, seeds, episode_steps, pred_k) -> dict:
-    return {
-        "family": family.name, "robot": family.robot.name,
-        "methods": [m.__dict__ for m in methods], "scenarios": [s.name for s in scenarios],
-        "schedules": {s.name: [[t, c.to_dict()] for t, c in s.schedule.segments]
-                      for s in scenarios},
-        "seeds": seeds, "episode_steps": episode_steps, "pred_k": pred_k,
-    }
+def parse_method(text: str) -> MethodSpec:
+    """``random``, ``NAME=CHECKPOINT`` (learner checkpoints), ``mbde=MB_CHECKPOINT``,
+    ``policy=POLICY_CHECKPOINT``."""
+    from adaptive_control.evaluation.episodes import LearnerMethod, MethodSpec, RandomMethod
+    from adaptive_control.runs import checkpoint_path
+    from policies.evaluate import PolicyMethod
+
+    if text == "random":
+        return MethodSpec("random", RandomMethod())
+    if "=" not in text:
+        raise ValueError(f"method {text!r}: allowed 'random' or NAME=CHECKPOINT "
+                         "(e.g. grbal=runs/grbal, mbde=runs/mb, policy=runs/policy)")
+    name, path = text.split("=", 1)
+    p = checkpoint_path(path)
+    if not p.is_file():
+        raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
+    if name == "policy" or name.startswith("policy"):
+        return MethodSpec(name, PolicyMethod(str(p)))
+    return MethodSpec(name, LearnerMethod(str(p), mbde=name == "mbde"))
 
 
-def _check_methods(methods, family) -> None:
+def _check_methods(methods: list[MethodSpec], family: TaskFamily) -> None:
     """Refuse checkpoints of another robot (or unreadable ones) before any work."""
     from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.evaluation.episodes import LearnerMethod
+    from policies.evaluate import PolicyMethod
 
     names = [m.name for m in methods]
     if len(set(names)) != len(names):
         raise ValueError(f"method names must be unique, got {names}")
     for m in methods:
-        if m.kind == "learner":
-            ckpt = load_checkpoint(m.checkpoint, robot=family.robot.name)
-            if m.learner == "mbde" and ckpt.get("learner_name") != "mb":
-                raise ValueError(f"mbde={m.checkpoint}: MB+DE needs an MB checkpoint, this one "
+        f = m.factory
+        if isinstance(f, LearnerMethod):
+            ckpt = load_checkpoint(f.checkpoint, robot=family.robot.name)
+            if f.mbde and ckpt.get("learner_name") != "mb":
+                raise ValueError(f"mbde={f.checkpoint}: MB+DE needs an MB checkpoint, this one "
                                  f"holds {ckpt.get('learner_name')!r}")
-        elif m.kind == "policy":
-            ckpt = load_checkpoint(m.checkpoint)
+        elif isinstance(f, PolicyMethod):
+            ckpt = load_checkpoint(f.checkpoint)
             if ckpt.get("robot") not in (None, family.robot.name):
-                raise ValueError(f"{m.name}={m.checkpoint} is a policy for robot "
+                raise ValueError(f"{m.name}={f.checkpoint} is a policy for robot "
                                  f"{ckpt.get('robot')!r}, not {family.robot.name!r}")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from adaptive_control.evaluation.report import rebuild_report
+
+    summary = rebuild_report(Path(args.folder))
+    print(summary.read_text().split("\n\n![")[0])
+    return 0
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     """Train small GrBAL and MB on cheetah-cripple, compare them on the held-out back thigh."""
-    from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.config import load_config
-    from adaptive_control.evaluation import MethodSpec, default_workers, evaluate, scenarios_for
-    from adaptive_control.model_eval import heldout_data, prediction_errors, reference_scale
-    from adaptive_control.report import write_report
-    from adaptive_control.training import learner_from_checkpoint, train
-    from sims.families import get_family
+    from export.quickstart import quickstart
 
     if args.seeds < 1 or args.episode_steps <= 300:
         raise ValueError(f"--seeds={args.seeds}, --episode-steps={args.episode_steps}: need "
                          "seeds >= 1 and more than 300 steps (the switch is at 3 s)")
-    t0 = time.perf_counter()
-    out = _prepare_out(args.out, args.overwrite)
-    family = get_family("cheetah-cripple")
-    runs = {}
-    for learner in ("grbal", "mb"):
-        cfg = load_config(preset=args.preset, overrides=[f"learner='{learner}'"])
-        print(f"\n== meta-training {learner} ({args.preset} preset) ==", flush=True)
-        runs[learner] = train(cfg, out / "runs" / learner)
-
-    print("\n== prediction error on the held-out back thigh ==", flush=True)
-    data = heldout_data(family, "test", 3, 300 if args.preset == "small" else 60, seed=1234)
-    scale = reference_scale(family)
-    model_rows = {}
-    for name, path in runs.items():
-        learner, cfg = learner_from_checkpoint(load_checkpoint(path))
-        prior = prediction_errors(learner, data, cfg.m, (1, 10), 5, False, scale)
-        adapted = prediction_errors(learner, data, cfg.m, (1, 10), 5, True, scale)
-        model_rows[name] = (prior, adapted)
-
-    print("\n== control on the held-out back thigh ==", flush=True)
-    methods = [MethodSpec("grbal", "learner", str(runs["grbal"])),
-               MethodSpec("mb", "learner", str(runs["mb"])),
-               MethodSpec("random", "random")]
-    scenarios = scenarios_for(family, ["fixed", "switch"])
-    seeds = list(range(args.seeds))
-    episodes = evaluate(methods, family, scenarios, seeds, args.episode_steps,
-                        args.workers or default_workers(), video_episodes=1)
-    meta = _meta(family, methods, scenarios, seeds, args.episode_steps, 10)
-    write_report(out, episodes, meta, family.robot.control_timestep, video=True,
-                 robot=family.robot.name)
-    lines = ["", "## Model prediction error on held-out data (MSE, training-data std units)", "",
-             "| model | 1-step prior | 1-step adapted | 10-step prior | 10-step adapted |",
-             "|---|---|---|---|---|"]
-    for name, (p, a) in model_rows.items():
-        lines.append(f"| {name} | {p[1].mean:.4f} | {a[1].mean:.4f} | {p[10].mean:.4f} | "
-                     f"{a[10].mean:.4f} |")
-    with open(out / "summary.md", "a") as f:
-        f.write("\n".join(lines) + "\n")
-    export_line = _quickstart_export(runs["grbal"], out,
-                                     steps=500 if args.preset == "small" else 50)
-    elapsed = time.perf_counter() - t0
-    print("\n" + "=" * 78)
-    print(f"adapt quickstart: done in {elapsed / 60:.1f} min; report in {out}/")
-    print((out / "summary.md").read_text().split("\n\n![")[0].split("\n", 2)[2])
-    print("\n".join(lines[1:]))
-    if export_line:
-        print(export_line)
-    print(f"plots: {out}/return_by_method.png, speed_over_time.png, pred_error_over_time.png")
-    print("=" * 78)
+    quickstart(_prepare_out(args.out, args.overwrite), args.preset, args.seeds,
+               args.episode_steps, args.workers)
     return 0
-
-
-def _quickstart_export(checkpoint: Path, out: Path, steps: int) -> str:
-    """Export the controller and run it through ONNX Runtime, when the export layer exists."""
-    try:
-        from export.quickstart import export_and_check
-    except ImportError:
-        return ""
-    return export_and_check(checkpoint, out / "export", steps=steps)

@@ -1,7 +1,7 @@
 """Dynamics models: a feed-forward MLP (MB, MB+DE, GrBAL) and a recurrent model (ReBAL).
 
 Both predict the z-scored state change Δs = s' − s (Nagabandi, Clavera et al., ICLR 2019) and
-carry their :class:`~adaptive_control.normalizer.Normalizer` as a submodule of buffers.
+carry their :class:`~adaptive_control.models.normalizer.Normalizer` as a submodule of buffers.
 Weights are initialised from an explicit seed (PyTorch's default layer init, drawn from a
 private ``torch.Generator``), so construction never touches the global RNG.
 """
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from adaptive_control.normalizer import Normalizer
+from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.types import Transitions, WindowBatch
 
 #: A recurrent hidden state: ``h`` for a GRU, ``(h, c)`` for an LSTM, each ``[..., hidden]``.

@@ -1,0 +1,95 @@
+"""``adapt export``: a trained checkpoint to ONNX graphs, with parity checks against torch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from export import contract as C
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    e = sub.add_parser(
+        "export", help="export a trained checkpoint to ONNX (dynamics, adaptation, controller)",
+        description="Write dynamics.onnx, adapt_step.onnx (GrBAL, MB+DE) or encode.onnx "
+                    "(ReBAL), controller.onnx and manifest.json, then check ONNX Runtime "
+                    "against torch on random inputs and on a simulated trajectory.")
+    e.add_argument("checkpoint", help="a checkpoint.pt (or the run folder holding it)")
+    e.add_argument("--out", required=True, help="folder to write the ONNX files into")
+    e.add_argument("--planner", choices=C.PLANNER_NAMES, default=None,
+                   help="planner baked into controller.onnx (default: the training config's)")
+    e.add_argument("--candidates", type=int, default=None, help="candidate sequences N")
+    e.add_argument("--horizon", type=int, default=None, help="planning horizon H")
+    e.add_argument("--set", dest="planner_set", action="append", default=[],
+                   metavar="FIELD=VALUE",
+                   help="another planner config field, e.g. --set warm_start=true "
+                        "--set num_iterations=3 (repeatable)")
+    e.add_argument("--verify-steps", type=int, default=40,
+                   help="simulated steps of the torch controller to check parity on (0: none)")
+    e.add_argument("--no-verify", action="store_true", help="skip the parity checks")
+    e.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
+    e.add_argument("--force", action="store_true", help="overwrite an existing export")
+    e.set_defaults(func=cmd_export)
+
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _parse_value(text: str) -> Any:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. warm_start=true")
+        k, v = item.split("=", 1)
+        out[k.strip()] = _parse_value(v)
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_checkpoint
+
+    for name in ("candidates", "horizon"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name}={v}: allowed an integer >= 1")
+    if args.verify_steps < 0:
+        raise ValueError(f"--verify-steps={args.verify_steps}: allowed >= 0")
+    t0 = time.perf_counter()
+    result = export_checkpoint(
+        args.checkpoint, args.out, planner=args.planner, num_candidates=args.candidates,
+        horizon=args.horizon, planner_overrides=parse_sets(args.planner_set),
+        verify=not args.no_verify, record_steps=args.verify_steps, seed=args.seed,
+        overwrite=args.force, log=lambda s: print(s, flush=True))
+    print_export({role: g.path for role, g in result.graphs.items()}, result.parity,
+                 result.out_dir, time.perf_counter() - t0)
+    return 0
+
+
+def print_export(files: Mapping[str, Path], parity: Mapping[str, Mapping[str, float]],
+                 out_dir: Path, seconds: float) -> None:
+    """What an export wrote and how far each graph is from torch (controllers and policies)."""
+    from export.onnx_export import PARITY_TOL, max_parity_error
+
+    for role, path in files.items():
+        figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.get(role, {}).items())
+        print(f"  {path}  max abs error vs torch: {figures or 'not checked'}")
+    if parity:
+        print(f"parity: max abs error {max_parity_error(parity):.2g} (tolerance {PARITY_TOL:g})")
+    print(f"wrote {out_dir} in {seconds:.0f} s")
+
+

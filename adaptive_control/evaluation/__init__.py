@@ -1,0 +1,1 @@
+"""Evaluation: one episode loop for every method, model error, reports."""

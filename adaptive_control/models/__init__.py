@@ -1,0 +1,1 @@
+"""Dynamics networks and the data normaliser they carry."""

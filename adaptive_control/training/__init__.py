@@ -1,0 +1,1 @@
+"""Meta-training: typed configs, the window sampler and the training loop."""
