@@ -8,7 +8,8 @@ time to the wall clock instead: before every observation or action the physics c
 with the time elapsed since :meth:`SimRobot.reset`, holding the last action, so a slow
 controller really costs it control steps. A :class:`~sims.conditions.Schedule` (or
 ``switch_at``/``switch_to``) changes the condition mid-run at a given time, keeping the
-robot's state (a leg failing at t = 3 s).
+robot's state (a leg failing at t = 3 s). The simulation itself is ``sims.core.Simulator``,
+the same core as ``sims.env.AdaptEnv``.
 """
 
 from __future__ import annotations
@@ -17,13 +18,11 @@ import math
 import time
 from typing import Any
 
-import mujoco
 import numpy as np
 
-from sims import physics as physics_lib
 from sims.conditions import Condition, Schedule, parse_condition
+from sims.core import Simulator, core_property
 from sims.physics import Physics
-from sims.rewards import task_reward
 from sims.robots import Robot, get_robot
 
 
@@ -68,17 +67,18 @@ class SimRobot:
                  switch_to: str | Condition | None = None) -> None:
         self.robot = get_robot(robot)
         self.schedule = make_schedule(self.robot, condition, switch_at, switch_to)
-        # Compile every model up front: no compilation pause mid-run.
-        self._models = [c.build(self.robot) for _, c in self.schedule.segments]
-        self._switch_steps = self.schedule.switch_steps(self.robot.control_timestep)
+        self.sim = Simulator(self.robot, self.schedule)
+        self.reward_fn = self.sim.reward_fn
         self.realtime = realtime
         self._seed = seed
-        self.reward_fn = task_reward(self.robot)
-        lo, hi = self.robot.action_bounds
-        self.low, self.high = lo.astype(np.float64), hi.astype(np.float64)
-        self.physics: Physics | None = None
+        self.low, self.high = self.sim.action_low, self.sim.action_high
 
     # ------------------------------------------------------------------ properties
+    control_timestep = core_property("control_timestep")
+    condition = core_property("condition")
+    total_reward = core_property("total_reward")
+    diverged = core_property("diverged")
+
     @property
     def name(self) -> str:
         return self.robot.name
@@ -92,35 +92,29 @@ class SimRobot:
         return self.robot.act_dim
 
     @property
-    def control_timestep(self) -> float:
-        return self.robot.control_timestep
+    def physics(self) -> Physics | None:
+        """The simulation, or None before the first reset()."""
+        return self.sim.physics if self.sim.started else None
 
     @property
-    def condition(self) -> Condition:
-        return self.schedule.segments[self._segment][1]
+    def steps(self) -> int:
+        """Control steps completed since reset (a diverging step's state is discarded)."""
+        return self.sim.step_count - int(self.sim.diverged)
 
     # ------------------------------------------------------------------ Robot protocol
     def reset(self) -> np.ndarray:
         self.rng = np.random.default_rng(self._seed)
-        self._segment = 0
-        self.physics = Physics(self.robot, self._models[0])
-        physics_lib.reset(self.physics, self.rng, self.robot.init_noise)
-        self.condition.adjust_initial_state(self.physics.model, self.physics.data)
-        mujoco.mj_forward(self.physics.model, self.physics.data)
-        self._ctrl = np.clip(np.zeros(self.act_dim), self.low, self.high)
-        self._true_obs = self.physics.observation()
-        self._x0 = float(self.physics.torso_position()[0])
-        self.steps = 0
-        self.total_reward = 0.0
-        self.diverged = False
+        self.sim.reset(self.rng)
+        self._ctrl = np.clip(np.zeros(self.act_dim), self.low, self.high)  # until act()
+        self._x0 = float(self.sim.physics.torso_position()[0])
         self._t0 = time.perf_counter()
-        return self._observe()
+        return self.sim.observation(self.rng)
 
     def observe(self) -> np.ndarray:
         self._require_reset()
         if self.realtime:
             self._catch_up()
-        return self._observe()
+        return self.sim.observation(self.rng)
 
     def act(self, action: np.ndarray) -> None:
         self._require_reset()
@@ -132,20 +126,18 @@ class SimRobot:
             raise ValueError(f"action holds NaN or inf: {a.tolist()}")
         if self.realtime:
             self._catch_up()  # the previous action acted until now
-            self._ctrl = np.clip(a, self.low, self.high)
-        else:
-            self._ctrl = np.clip(a, self.low, self.high)
+        self._ctrl = np.clip(a, self.low, self.high)  # a copy: the caller may reuse its array
+        if not self.realtime:
             self._control_step()
 
     # ------------------------------------------------------------------ reporting
     def metrics(self) -> dict[str, Any]:
         """Return, distance (torso x since reset, m), speed (m/s) and the state of the run."""
         self._require_reset()
-        assert self.physics is not None
         return {
             "return": float(self.total_reward),
-            "distance": float(self.physics.torso_position()[0] - self._x0),
-            "speed": float(self._true_obs[self.robot.forward_velocity_index]),
+            "distance": float(self.sim.physics.torso_position()[0] - self._x0),
+            "speed": float(self.sim.true_observation()[self.robot.forward_velocity_index]),
             "sim_time": self.steps * self.control_timestep,
             "sim_steps": self.steps,
             "condition": self.condition.label,
@@ -155,15 +147,8 @@ class SimRobot:
 
     # ------------------------------------------------------------------ internals
     def _require_reset(self) -> None:
-        if self.physics is None:
+        if not self.sim.started:
             raise RuntimeError("SimRobot: call reset() first")
-
-    def _observe(self) -> np.ndarray:
-        std = self.condition.obs_noise_std
-        obs = self._true_obs
-        if std > 0:
-            obs = obs + std * self.rng.standard_normal(obs.shape)
-        return np.array(obs, dtype=np.float64)
 
     def _catch_up(self) -> None:
         target = int((time.perf_counter() - self._t0) / self.control_timestep)
@@ -173,15 +158,4 @@ class SimRobot:
     def _control_step(self) -> None:
         if self.diverged:  # frozen after a blow-up; metrics() reports it
             return
-        assert self.physics is not None
-        nxt = self._segment + 1
-        if nxt < len(self._models) and self.steps >= self._switch_steps[nxt]:
-            self._segment = nxt
-            self.physics.swap_model(self._models[nxt])
-        prev = self._true_obs
-        if physics_lib.step(self.physics, self._ctrl, self.robot.n_substeps):
-            self.diverged = True
-            return
-        self._true_obs = self.physics.observation()
-        self.total_reward += float(self.reward_fn(prev, self._ctrl, self._true_obs))
-        self.steps += 1
+        self.sim.step(self._ctrl)

@@ -137,7 +137,7 @@ def run_trials(
             if new_trial:  # a new condition: a new environment
                 envs[i] = AdaptEnv(robot, conditions[i][j], episode_steps=ep_steps, seed=rng)
             env = envs[i]
-            if new_episode or env._needs_reset:  # episode start, or restart after divergence
+            if new_episode or env.needs_reset:  # episode start, or restart after divergence
                 obs[i] = env.reset().observation
                 prev_act[i] = 0.0
                 prev_rew[i] = 0.0

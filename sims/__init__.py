@@ -5,8 +5,9 @@ train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.en
 reward in numpy and torch (``sims.rewards``), batched and closed-loop collection
 (``sims.collect``) and ``.npz`` datasets (``sims.dataset``).
 
-Names are imported lazily, so that ``sims.robots``, ``sims.conditions`` and ``sims.physics``
-work with nothing but mujoco and numpy installed (the deployment runtime's simulated robot).
+Names are imported lazily, so that ``sims.robots``, ``sims.conditions``, ``sims.physics`` and
+``sims.core`` work with nothing but mujoco and numpy installed (the deployment runtime's
+simulated robot).
 """
 
 import importlib as _importlib

@@ -214,7 +214,7 @@ def collect_closed_loop(
     bar.close()
     stats = {"requested": len(envs), "kept": len(obs_all), "dropped_diverged": dropped,
              "steps": int(steps), "seconds": time.perf_counter() - t0,
-             "switch_steps": [list(e._switch_steps) for e in envs if not e.diverged]}
+             "switch_steps": [list(e.switch_steps) for e in envs if not e.diverged]}
     if not obs_all:
         raise RuntimeError(f"closed-loop collection: all {len(envs)} rollouts diverged")
     return Dataset(np.stack(obs_all), np.stack(act_all), np.array(cids), list(table),

@@ -4,19 +4,19 @@ Observation: a flat float64 vector laid out as ``robot.obs_parts`` (joint positi
 the root's horizontal position, then joint velocities). Reward: ``sims.rewards.TaskReward``
 on the true (noise-free) observations. Episodes last ``episode_steps`` control steps; an
 episode whose physics diverges ends early with discount 0 and ``env.diverged`` set.
+
+The simulation itself is ``sims.core.Simulator``; this module adds the dm_env protocol:
+specs, episode length and restart after the last step.
 """
 
 from __future__ import annotations
 
 import dm_env
-import mujoco
 import numpy as np
 from dm_env import specs
 
-from sims import physics as physics_lib
 from sims.conditions import HEALTHY, Condition, Schedule
-from sims.physics import Physics
-from sims.rewards import task_reward
+from sims.core import Simulator, core_property
 from sims.robots import Robot, get_robot
 
 
@@ -45,56 +45,39 @@ class AdaptEnv(dm_env.Environment):
             raise TypeError(f"condition must be a Condition or Schedule, got {type(condition)}")
         if not isinstance(episode_steps, int) or episode_steps < 1:
             raise ValueError(f"episode_steps={episode_steps!r} must be an integer >= 1")
-        # Build (and so validate) every model before any simulation runs.
         self.schedule = condition
-        self._models = [c.build(self.robot) for _, c in condition.segments]
-        self._switch_steps = condition.switch_steps(self.robot.control_timestep)
+        self.sim = Simulator(self.robot, condition)  # the simulation; this class adds dm_env
+        self.reward_fn = self.sim.reward_fn
         self.episode_steps = episode_steps
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self.reward_fn = task_reward(self.robot)
-        lo, hi = self.robot.action_bounds
         self._action_spec = specs.BoundedArray(
-            (self.robot.act_dim,), np.float64, lo, hi, name="action")
+            (self.robot.act_dim,), np.float64, *self.robot.action_bounds, name="action")
         self._obs_spec = specs.Array((self.robot.obs_dim,), np.float64, name="observation")
-        self.physics = Physics(self.robot, self._models[0])
-        self._segment = 0
-        self._t = 0
-        self._true_obs: np.ndarray | None = None
         self._needs_reset = True
-        self.diverged = False
 
     # ------------------------------------------------------------------ properties
-    @property
-    def control_timestep(self) -> float:
-        return self.robot.control_timestep
+    physics = core_property("physics")
+    control_timestep = core_property("control_timestep")
+    step_count = core_property("step_count")
+    segment = core_property("segment", "Index of the schedule segment in force.")
+    switch_steps = core_property("switch_steps", "Control step at which each segment begins.")
+    condition = core_property("condition", "The condition in force now.")
+    diverged = core_property("diverged")
 
     @property
-    def step_count(self) -> int:
-        return self._t
-
-    @property
-    def condition(self) -> Condition:
-        """The condition in force now."""
-        return self.schedule.segments[self._segment][1]
+    def needs_reset(self) -> bool:
+        """True before the first episode and after the last step of one: ``step`` resets."""
+        return self._needs_reset
 
     def true_observation(self) -> np.ndarray:
         """The noise-free observation (what the reward is computed on)."""
-        assert self._true_obs is not None, "call reset() first"
-        return self._true_obs.copy()
+        return self.sim.true_observation()
 
     # ------------------------------------------------------------------ dm_env API
     def reset(self) -> dm_env.TimeStep:
-        self._segment = 0
-        if self.physics.model is not self._models[0]:
-            self.physics = Physics(self.robot, self._models[0])
-        physics_lib.reset(self.physics, self.rng, self.robot.init_noise)
-        self.condition.adjust_initial_state(self.physics.model, self.physics.data)
-        mujoco.mj_forward(self.physics.model, self.physics.data)
-        self._t = 0
-        self.diverged = False
+        self.sim.reset(self.rng)
         self._needs_reset = False
-        self._true_obs = self.physics.observation()
-        return dm_env.restart(self._observe())
+        return dm_env.restart(self.sim.observation(self.rng))
 
     def step(self, action) -> dm_env.TimeStep:
         if self._needs_reset:
@@ -105,38 +88,18 @@ class AdaptEnv(dm_env.Environment):
                 f"action has shape {action.shape}: expected {self._action_spec.shape}")
         if not np.all(np.isfinite(action)):
             raise ValueError("action holds NaN or inf")
-        action = np.clip(action, self._action_spec.minimum, self._action_spec.maximum)
-        self._maybe_switch()
-        prev = self._true_obs
-        diverged = physics_lib.step(self.physics, action, self.robot.n_substeps)
-        self._t += 1
-        if diverged:
-            self.diverged = True
+        reward = self.sim.step(action)
+        obs = self.sim.observation(self.rng)
+        if self.sim.diverged:
             self._needs_reset = True
-            return dm_env.termination(0.0, self._observe(prev))
-        self._true_obs = self.physics.observation()
-        reward = float(self.reward_fn(prev, action, self._true_obs))
-        if self._t >= self.episode_steps:
+            return dm_env.termination(0.0, obs)
+        if self.sim.step_count >= self.episode_steps:
             self._needs_reset = True
-            return dm_env.truncation(reward, self._observe())
-        return dm_env.transition(reward, self._observe())
+            return dm_env.truncation(reward, obs)
+        return dm_env.transition(reward, obs)
 
     def observation_spec(self) -> specs.Array:
         return self._obs_spec
 
     def action_spec(self) -> specs.BoundedArray:
         return self._action_spec
-
-    # ------------------------------------------------------------------ internals
-    def _maybe_switch(self) -> None:
-        nxt = self._segment + 1
-        if nxt < len(self._models) and self._t >= self._switch_steps[nxt]:
-            self._segment = nxt
-            self.physics.swap_model(self._models[nxt])
-
-    def _observe(self, true_obs: np.ndarray | None = None) -> np.ndarray:
-        obs = self._true_obs if true_obs is None else true_obs
-        std = self.condition.obs_noise_std
-        if std > 0:
-            obs = obs + std * self.rng.standard_normal(obs.shape)
-        return np.array(obs, dtype=np.float64)

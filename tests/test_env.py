@@ -184,3 +184,32 @@ def test_episode_length_and_truncation():
     assert n == 5 and ts.discount == 1.0
     with pytest.raises(ValueError, match="episode_steps"):
         AdaptEnv(CHEETAH, HEALTHY, episode_steps=0)
+
+
+def test_adapt_env_and_sim_robot_share_one_simulator():
+    """Same robot, schedule and seed, same actions: AdaptEnv and the runtime's SimRobot give
+    identical observations (noise included, across the switch) and rewards."""
+    from export.sim_robot import SimRobot
+
+    sched = Schedule.switch(parse_condition("obs_noise:0.05"),
+                            parse_condition("disabled:bthigh+obs_noise:0.1"), 0.2)
+    env = AdaptEnv(CHEETAH, sched, episode_steps=40, seed=9)
+    sim = SimRobot(CHEETAH, sched, seed=9)
+    rng = np.random.default_rng(0)
+    env_obs, sim_obs = [env.reset().observation], [sim.reset()]
+    rewards, returns, labels = [], [], []
+    for _ in range(40):
+        a = rng.uniform(-1.2, 1.2, CHEETAH.act_dim)  # beyond the bounds: both clip
+        ts = env.step(a)
+        sim.act(a)
+        env_obs.append(ts.observation)
+        sim_obs.append(sim.observe())
+        rewards.append(ts.reward)
+        returns.append(sim.metrics()["return"])
+        labels.append((env.condition.label, sim.metrics()["condition"]))
+    assert ts.last() and env.switch_steps == (0, 20) and env.segment == 1
+    assert labels[19] == ("obs_noise(0.05)",) * 2
+    assert labels[20][0] == labels[20][1] != labels[19][0]  # both switched at step 20
+    assert np.abs(env_obs[-1] - env.true_observation()).max() > 0.01  # noise was drawn
+    np.testing.assert_array_equal(np.array(env_obs), np.array(sim_obs))
+    np.testing.assert_array_equal(np.cumsum(rewards), returns)

@@ -246,7 +246,7 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
         act_hist.append(np.clip(a, *robot.action_bounds))
         speed.append(env.physics.forward_velocity())
         rewards.append(float(ts.reward or 0.0))
-        segment.append(env._segment)
+        segment.append(env.segment)
         if record_qpos:
             qpos.append(env.physics.data.qpos.tolist())
     dt = robot.control_timestep
