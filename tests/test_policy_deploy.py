@@ -19,12 +19,12 @@ from blocked_imports import RUNTIME, TRAINING, blocking_prelude
 from adaptive_control.checkpoint import save_checkpoint
 from adaptive_control.cli import main
 from export import contract as C
+from export.policy_export import export_policy
 from export.policy_runtime import PolicySession
 from export.runtime import ArtifactError, ObservationError, deploy_kind, run
 from policies import training
 from policies.config import load_policy_config
 from policies.evaluate import policy_controller
-from export.policy_export import export_policy
 from sims.families import get_family
 
 pytest.importorskip("onnxscript")
