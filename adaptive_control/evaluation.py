@@ -10,13 +10,11 @@ open-loop prediction error of the model the controller had at that step.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -309,10 +307,6 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
     if progress:
         print(f"{len(eps)} episodes in {time.perf_counter() - t0:.0f} s")
     return eps
-
-
-def save_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=lambda o: None))
 
 
 __all__ = ["Condition", "Episode", "MethodSpec", "Scenario", "evaluate", "parse_method",
