@@ -46,13 +46,14 @@ import torch
 from onnx import TensorProto, helper
 
 from adaptive_control.control import AdaptiveController
-from adaptive_control.learners import GrBAL
+from adaptive_control.learners import GrBAL, GrBALConfig, Learner, make_learner
+from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner
+from adaptive_control.training.config import PlannerConfig, TrainConfig
 from adaptive_control.types import Transitions
 from export import contract as C
 from export.graphs import ControllerGraph, make_adapter
 from export.onnx_export import export_controller, planner_spec, random_feed, read_metadata
-from export.testing import tiny_config, tiny_learner
 from sims.families import get_family
 from sims.rewards import task_reward
 
@@ -60,6 +61,31 @@ PAPER = {"hidden": (512, 512, 512), "m": 16, "candidates": 500, "horizon": 10}
 ROBOTS = {"cheetah": ("cheetah-cripple", 100.0), "quadruped": ("quadruped-leg-failure", 50.0)}
 SWEEP_N = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 SWEEP_H = (5, 10, 20)
+
+
+# --------------------------------------------------------------------------------------------
+# The controller: the paper's GrBAL + MPPI with random weights
+# --------------------------------------------------------------------------------------------
+
+
+def paper_learner(family: str = "cheetah-cripple", horizon: int = PAPER["horizon"]
+                  ) -> tuple[TrainConfig, Learner]:
+    """The paper's configuration on ``family`` with MPPI over ``horizon`` steps: GrBAL with its
+    seeded initial weights and a normaliser fitted on random data of the robot's sizes, with
+    unequal scales so that normalising is not a no-op."""
+    cfg = TrainConfig(learner="grbal", family=family, m=PAPER["m"], k=PAPER["m"],
+                      planner=PlannerConfig(name="mppi", num_candidates=PAPER["candidates"],
+                                            horizon=horizon),
+                      grbal=GrBALConfig(hidden_sizes=PAPER["hidden"]))
+    robot = get_family(family).robot
+    rng = np.random.default_rng(0)
+    scale = rng.uniform(0.2, 3.0, robot.obs_dim)
+    obs = rng.standard_normal((512, robot.obs_dim)) * scale + rng.standard_normal(robot.obs_dim)
+    act = rng.uniform(-1, 1, (512, robot.act_dim))
+    nxt = obs + 0.1 * scale * rng.standard_normal((512, robot.obs_dim)) + 0.01
+    learner = make_learner("grbal", robot.obs_dim, robot.act_dim, cfg.grbal,
+                           Normalizer.fit(obs, act, nxt))
+    return cfg, learner.eval()
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,9 +275,7 @@ def sweep(robot_name: str, tmp: Path, seconds: float, log: Callable[[str], None]
     rows = []
     best: dict[str, dict[str, Any] | None] = {"p99": None, "p50": None}
     for h in SWEEP_H:
-        cfg = tiny_config("grbal", "mppi", family=family, m=PAPER["m"], hidden=PAPER["hidden"],
-                          candidates=PAPER["candidates"], horizon=h)
-        learner = tiny_learner(cfg)
+        cfg, learner = paper_learner(family, horizon=h)
         path = tmp / f"{robot_name}_h{h}.onnx"
         export_controller(learner, cfg, path, dynamic_candidates=True)
         sess = session(path)
@@ -305,9 +329,7 @@ def main() -> None:
                                          "planner": "mppi", "robot": "cheetah"}}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        cfg = tiny_config("grbal", "mppi", m=PAPER["m"], hidden=PAPER["hidden"],
-                          candidates=PAPER["candidates"], horizon=PAPER["horizon"])
-        learner = tiny_learner(cfg)
+        cfg, learner = paper_learner()
         robot = get_family(cfg.family).robot
         path = tmp / "controller.onnx"
         t0 = time.perf_counter()

@@ -62,7 +62,6 @@ from sims.rewards import task_reward
 from sims.robots import Robot
 
 INPUTS = C.POLICY_INPUTS
-OUTPUTS = C.POLICY_OUTPUTS
 
 _HIDDEN_LAYOUT = {
     "gru": "the GRU state h",
@@ -322,38 +321,3 @@ def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, cond
         results["policy"]["recorded"] = p_rec
         results["reward"]["recorded"] = r_rec
     return results
-
-
-# --------------------------------------------------------------------------------------------
-# A bare ONNX Runtime step (tests, notebooks); robots use export.policy_runtime.PolicySession
-# --------------------------------------------------------------------------------------------
-
-
-class OnnxPolicy:
-    """Runs ``policy.onnx`` in ONNX Runtime, one step at a time, with the caller tracking the
-    previous action, reward and hidden state. ``path``: the deploy folder or the graph."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        path = Path(path)
-        if path.is_dir():
-            path = path / C.POLICY_FILE
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.metadata = {k: json.loads(v) for k, v in
-                         self.session.get_modelmeta().custom_metadata_map.items()}
-        self.hidden_size = int(self.metadata["hidden_size"])
-
-    def initial_hidden(self) -> np.ndarray:
-        return np.zeros((1, self.hidden_size), np.float32)
-
-    def step(self, obs: np.ndarray, prev_action: np.ndarray, prev_reward: float,
-             hidden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feeds = {C.OBS: np.asarray(obs, np.float32).reshape(1, -1),
-                 C.PREV_ACTION: np.asarray(prev_action, np.float32).reshape(1, -1),
-                 C.PREV_REWARD: np.array([[prev_reward]], np.float32),
-                 C.HIDDEN: hidden}
-        action, hidden = self.session.run(list(OUTPUTS), feeds)
-        return action[0], hidden

@@ -8,7 +8,6 @@ observation has to be passed in).
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ class PolicyController:
     deviation, in action half-ranges, drawn from ``np.random.default_rng(noise_seed)`` (the
     deploy runtime draws the same sequence). A student of a sampling planner (CEM) regresses
     onto the mean of the planner's noisy actions; adding the teacher's own spread back, measured
-    by ``examples/label_noise.py``, makes it act like the teacher (docs/policies.md).
+    by ``research/label_noise.py``, makes it act like the teacher (docs/policies.md).
     """
 
     def __init__(self, policy: Policy, reward_fn: Callable, keep_hidden: bool = False,
@@ -213,19 +212,6 @@ def evaluate_trials(controller: PolicyController, family: TaskFamily, trials: in
     finally:
         controller.keep_hidden = keep
     return np.array(rows)
-
-
-def teacher_draws(teacher, obs: np.ndarray,
-                  generators: Sequence[torch.Generator]) -> list[np.ndarray]:
-    """The teacher's action at ``obs`` from one copy of it per generator: the same history,
-    adapted model and warm start, each with that generator as its planner noise. The teacher
-    itself is left as it was (diagnostics of its label noise: examples/label_noise.py)."""
-    draws = []
-    for generator in generators:
-        twin = copy.deepcopy(teacher)
-        twin.generator = generator
-        draws.append(twin(obs))
-    return draws
 
 
 def teacher_controller(checkpoint: str | Path, seed: int = 0,

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from support import tiny_config, tiny_learner
 
 from export import contract as C
 from export.onnx_export import (
@@ -25,7 +26,6 @@ from export.onnx_export import (
     run_session,
     verify_export,
 )
-from export.testing import tiny_config, tiny_learner
 from sims.families import get_family
 
 # name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,

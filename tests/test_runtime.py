@@ -19,6 +19,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from blocked_imports import RUNTIME, TRAINING, blocking_prelude
+from support import tiny_config, tiny_learner
 
 from export import contract as C
 from export.onnx_export import export_learner
@@ -30,7 +31,6 @@ from export.runtime import (
     _Watchdog,
     run,
 )
-from export.testing import tiny_config, tiny_learner
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 17, 6

@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="act with each policy's mean plus Gaussian noise of standard deviation "
                         "S action half-ranges (default 0: the mean). For students of a "
                         "sampling planner: the teacher's label spread, sqrt of "
-                        "examples/label_noise.py's label variance (docs/policies.md)")
+                        "research/label_noise.py's label variance (docs/policies.md)")
     e.add_argument("--seed", type=int, default=1234,
                    help="seed of the initial states (and of the action noise)")
     e.add_argument("--threads", type=int, default=1, help="torch threads")

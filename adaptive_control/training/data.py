@@ -89,10 +89,3 @@ def split_trajectories(dataset: Dataset, val_fraction: float,
         n_val = min(max(n_val, 1), n - 1)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
-
-def recent_window(obs: np.ndarray, act: np.ndarray, m: int) -> Transitions:
-    """The last ``m`` transitions of one trajectory as an unbatched ``Transitions``."""
-    o = torch.as_tensor(obs[-m - 1:-1], dtype=torch.float32)
-    n = torch.as_tensor(obs[-m:], dtype=torch.float32)
-    a = torch.as_tensor(act[-m:], dtype=torch.float32)
-    return Transitions(o, a, n)

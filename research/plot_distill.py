@@ -3,7 +3,7 @@
 One panel per results file: every run's held-out mean return (a dot, with its standard error
 over episodes), the mean over runs per architecture (a bar) and the teacher's return (a line).
 
-    python examples/plot_distill.py OUT.png TITLE=eval.json [TITLE=eval.json ...]
+    python research/plot_distill.py OUT.png TITLE=eval.json [TITLE=eval.json ...]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ not coverage of the held-out condition (docs/results.md §5).
 It breaks the split on purpose: the run folder gets an ``ORACLE`` file saying so, and its
 figures must never be reported as held-out results. Evaluate it with the ordinary command:
 
-    python examples/distill_oracle.py distill --set "family='quadruped-leg-failure'" \\
+    python research/distill_oracle.py distill --set "family='quadruped-leg-failure'" \\
         --set "distill.teacher='runs/teacher-quad10/checkpoint.pt'" --set seed=0 \\
         --out runs/oracle/gru-s0
     adapt eval-policy runs/oracle/gru-s0 --episodes 20 --steps 500
@@ -49,7 +49,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "ORACLE").write_text(
         f"Trained on the held-out conditions of {cfg.family} "
-        f"({', '.join(c.label for c in held_out)}) by examples/distill_oracle.py.\n"
+        f"({', '.join(c.label for c in held_out)}) by research/distill_oracle.py.\n"
         "A diagnostic: its held-out figures are not held-out results.\n")
     print(train_policy(cfg, out, resume=(out / "checkpoint.pt").exists(), progress=True))
 

@@ -1,4 +1,4 @@
-"""Tiny, untrained learners for tests, examples and the latency benchmark.
+"""Tiny, untrained learners for the tests.
 
 Weights are the seeded initialisation and the normaliser is fitted on synthetic data of the
 robot's sizes, so exporting one takes seconds and needs no training run.

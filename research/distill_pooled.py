@@ -6,12 +6,12 @@ of one run. If a student trails its teacher for lack of data, the refitted one d
 ``--keep`` refits on the best fraction of the trials only (by return), to test whether
 imitating the good episodes helps. Every epoch prints the fit loss and, with ``--val``, the
 imitation error on other labelled trials (mean squared error per action dimension, in action
-half-ranges: the distillation loss) — compare it with examples/label_noise.py's label
+half-ranges: the distillation loss) — compare it with research/label_noise.py's label
 variance, the floor no student can go below.
 
 The result is an ordinary policy run folder (plus a ``POOLED`` file naming its sources):
 
-    python examples/distill_pooled.py 'runs/sweep/quad10-cem/*-s*' \\
+    python research/distill_pooled.py 'runs/sweep/quad10-cem/*-s*' \\
         --config runs/sweep/quad10-cem/gru-s0/config.json --set distill.epochs=5 \\
         --val held-out='runs/oracle/*/data/round_00[34].npz' --out runs/pooled/gru
     adapt eval-policy runs/pooled/gru --episodes 20 --steps 500

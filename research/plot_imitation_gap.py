@@ -1,10 +1,10 @@
-"""Plot examples/imitation_gap.py results: each student's distance to its teacher's mean action.
+"""Plot research/imitation_gap.py results: each student's distance to its teacher's mean action.
 
 One column per kind of student (its run folder's parent and architecture, e.g.
 ``quad10-cem/gru``); a dot per run and split (filled: held-out, open: training draws), and the
 teacher's label variance at the same states (grey crosses), on a log scale.
 
-    python examples/plot_imitation_gap.py OUT.png gap.json [gap.json ...]
+    python research/plot_imitation_gap.py OUT.png gap.json [gap.json ...]
 """
 
 from __future__ import annotations

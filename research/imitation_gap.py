@@ -8,9 +8,9 @@ checkpoint and planner of the student's config) follows along and adapts on the 
 actions, as in DAgger; every ``--every`` steps ``--draws`` copies of it (same history, own
 noise) give their action at that state. Both figures are per action dimension in squared action
 half-ranges, the unit of the distillation loss; the teacher acting on that mean is
-``examples/label_noise.py --mean-of K``.
+``research/label_noise.py --mean-of K``.
 
-    python examples/imitation_gap.py runs/sweep/quad10-cem/gru-s0 runs/oracle/gru-s0 \\
+    python research/imitation_gap.py runs/sweep/quad10-cem/gru-s0 runs/oracle/gru-s0 \\
         [--split train --conditions 3] [--episodes 3] [--out gap.json]
 """
 
@@ -21,12 +21,13 @@ import json
 
 import numpy as np
 import torch
+from _helpers import teacher_draws
 
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.cli.policies import eval_conditions
 from adaptive_control.runs import checkpoint_path
 from policies.config import policy_config_from_json
-from policies.evaluate import policy_controller, teacher_controller, teacher_draws
+from policies.evaluate import policy_controller, teacher_controller
 from policies.rollout import teacher_saw
 from sims.conditions import Condition
 from sims.env import AdaptEnv

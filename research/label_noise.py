@@ -12,7 +12,7 @@ With ``--mean-of K`` the held-out return is the teacher's acting on the mean of 
 each state: the controller a student that imitated the teacher perfectly would be (a student
 regresses onto that mean). If it trails the teacher, so must every such student.
 
-    python examples/label_noise.py TEACHER.pt [--set distill.teacher_planner=mppi ...]
+    python research/label_noise.py TEACHER.pt [--set distill.teacher_planner=mppi ...]
         [--mean-of 8 --episodes 10]
 """
 
@@ -24,9 +24,10 @@ import json
 
 import numpy as np
 import torch
+from _helpers import teacher_draws
 
 from policies.config import load_policy_config
-from policies.evaluate import evaluate, teacher_controller, teacher_draws
+from policies.evaluate import evaluate, teacher_controller
 from sims.env import AdaptEnv
 from sims.families import get_family
 

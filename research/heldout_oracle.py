@@ -5,7 +5,7 @@ condition* (an oracle no adaptation from a few transitions can beat) and reports
 10-step open-loop errors on the same held-out windows and scale as ``adapt eval-model``
 (3 trajectories x 300 steps, seed 1234; training-condition std units).
 
-    python examples/heldout_oracle.py MB_RUN [--trajectories 20] [--steps 3000]
+    python research/heldout_oracle.py MB_RUN [--trajectories 20] [--steps 3000]
 """
 
 from __future__ import annotations

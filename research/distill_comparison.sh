@@ -5,7 +5,7 @@
 # stopped.
 #
 #   FAMILY=cheetah-cripple TEACHER=runs/teacher/checkpoint.pt \
-#     bash examples/distill_comparison.sh OUT [--set distill.KEY=VALUE ...]
+#     bash research/distill_comparison.sh OUT [--set distill.KEY=VALUE ...]
 #
 # Extra arguments go to every `adapt train-policy` (e.g. the labelling planner:
 # --set distill.teacher_planner=mppi --set distill.teacher_candidates=256
