@@ -13,7 +13,8 @@ import importlib as _importlib
 
 _EXPORTS = {
     "policies.config": ("PRESETS", "PolicyTrainConfig", "load_policy_config"),
-    "policies.evaluate": ("PolicyController", "evaluate", "evaluate_trials", "policy_controller"),
+    "policies.evaluate": ("PolicyController", "evaluate_policy", "evaluate_trials",
+                          "policy_controller"),
     "policies.networks": ("Policy", "RunningNorm"),
     "policies.training": ("policy_from_checkpoint", "train_policy"),
 }

@@ -25,6 +25,7 @@ from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.conditions import Condition, Schedule
 from sims.env import AdaptEnv
+from sims.episode import run_episode
 from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
 
@@ -150,28 +151,17 @@ class EvalResult:
                 "episodes": [e.__dict__ for e in self.episodes]}
 
 
-def run_episode(controller, robot, condition: Condition | Schedule, steps: int,
-                rng: np.random.Generator) -> EpisodeResult:
+def _episode(controller, robot, condition: Condition | Schedule, steps: int,
+             rng: np.random.Generator) -> EpisodeResult:
     """One episode of ``controller`` (any ``reset()`` + ``__call__``) under ``condition``."""
-    env = AdaptEnv(robot, condition, episode_steps=steps, seed=rng)
-    if hasattr(controller, "reset"):
-        controller.reset()
-    ts = env.reset()
-    ret, n, spent = 0.0, 0, []
-    while not ts.last():
-        t0 = time.perf_counter()
-        a = controller(ts.observation)
-        spent.append(time.perf_counter() - t0)
-        ts = env.step(a)
-        ret += float(ts.reward)
-        n += 1
-    return EpisodeResult(condition.label, ret, n, 1000 * float(np.mean(spent)),
-                         1000 * float(np.median(spent)), env.diverged)
+    rec = run_episode(AdaptEnv(robot, condition, episode_steps=steps, seed=rng), controller)
+    return EpisodeResult(condition.label, rec.ret, rec.steps, 1000 * float(np.mean(rec.seconds)),
+                         1000 * float(np.median(rec.seconds)), rec.diverged)
 
 
-def evaluate(controller, family: TaskFamily, episodes: int = 3, steps: int = 500,
-             seed: int = 1234, switch: bool = False,
-             conditions: Sequence[Condition] | None = None) -> EvalResult:
+def evaluate_policy(controller, family: TaskFamily, episodes: int = 3, steps: int = 500,
+                    seed: int = 1234, switch: bool = False,
+                    conditions: Sequence[Condition] | None = None) -> EvalResult:
     """Held-out return and per-step compute of a controller.
 
     Each held-out condition (``family.test_conditions`` unless given) is run ``episodes`` times;
@@ -184,7 +174,7 @@ def evaluate(controller, family: TaskFamily, episodes: int = 3, steps: int = 500
         for _ in range(episodes):
             if hasattr(controller, "new_condition"):
                 controller.new_condition()
-            result.episodes.append(run_episode(controller, family.robot, scenario, steps, rng))
+            result.episodes.append(_episode(controller, family.robot, scenario, steps, rng))
     return result
 
 
@@ -207,7 +197,7 @@ def evaluate_trials(controller: PolicyController, family: TaskFamily, trials: in
         for cond in conditions or family.test_conditions:
             for _ in range(trials):
                 controller.new_condition()
-                rows.append([run_episode(controller, family.robot, cond, steps, rng).ret
+                rows.append([_episode(controller, family.robot, cond, steps, rng).ret
                              for _ in range(episodes_per_trial)])
     finally:
         controller.keep_hidden = keep

@@ -14,6 +14,12 @@ Episode boundaries are fixed (every ``episode_steps`` steps); a diverged simulat
 robot inside its episode with reward 0, so every trial has the same length and batches stay
 rectangular. An optional teacher (the adaptive MPC controller) labels every visited observation,
 and a per-step beta mixture decides whether the teacher's or the student's action is executed.
+
+This is the one loop that does not go through ``sims.episode.run_episode``, on purpose: it
+steps N environments in lockstep behind one batched policy call (a batch of one per environment
+would round differently and be N times slower), draws the beta mixture and the environments'
+seeds from one shared ``rng`` interleaved across slots, carries the hidden state across
+episodes, and restarts a diverged robot inside its episode instead of ending it.
 """
 
 from __future__ import annotations

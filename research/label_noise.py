@@ -27,7 +27,7 @@ import torch
 from _helpers import teacher_draws
 
 from policies.config import load_policy_config
-from policies.evaluate import evaluate, teacher_controller
+from policies.evaluate import evaluate_policy, teacher_controller
 from sims.env import AdaptEnv
 from sims.families import get_family
 
@@ -94,7 +94,7 @@ def main() -> None:
     family = get_family(ctrl_family(args.teacher))
     var = label_variance(ctrl, family, 300, args.every, args.copies, seed=0)
     acting = MeanOfDraws(ctrl, args.mean_of) if args.mean_of > 1 else ctrl
-    res = evaluate(acting, family, args.episodes, 500, seed=1234)
+    res = evaluate_policy(acting, family, args.episodes, 500, seed=1234)
     out = {"planner": dataclasses.asdict(ctrl.planner.config), "label_variance": var,
            "mean_of": args.mean_of, "held_out_return": res.mean_return,
            "held_out_sem": res.sem_return, "held_out_returns": [e.ret for e in res.episodes],

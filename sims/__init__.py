@@ -1,9 +1,10 @@
 """sims: MuJoCo robots and seeded, validated distributions of physical conditions.
 
 Robots (``sims.robots``), conditions and schedules (``sims.conditions``), task families with
-train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.env``), the task
-reward in numpy and torch (``sims.rewards``), batched and closed-loop collection
-(``sims.collect``) and ``.npz`` datasets (``sims.dataset``).
+train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.env``) and the
+episode loop every controller runs through (``sims.episode``), the task reward in numpy and
+torch (``sims.rewards``), batched and closed-loop collection (``sims.collect``) and ``.npz``
+datasets (``sims.dataset``).
 
 Names are imported lazily, so that ``sims.robots``, ``sims.conditions``, ``sims.physics`` and
 ``sims.core`` work with nothing but mujoco and numpy installed (the deployment runtime's
@@ -25,6 +26,7 @@ _EXPORTS = {
                         "parse_condition"),
     "sims.dataset": ("Dataset",),
     "sims.env": ("AdaptEnv",),
+    "sims.episode": ("EpisodeRecord", "run_episode"),
     "sims.families": ("FAMILIES", "TaskFamily", "get_family"),
     "sims.rewards": ("TaskReward", "task_reward"),
     "sims.robots": ("ROBOTS", "Leg", "Robot", "get_robot"),

@@ -2,10 +2,10 @@
 
 ``collect_open_loop`` rolls many conditions at once through ``mujoco.rollout`` — one compiled
 model per trajectory, MuJoCo's own thread pool — for random-action and other open-loop data.
-``collect_closed_loop`` runs any controller step by step through ``AdaptEnv`` (needed for
-feedback controllers and for mid-episode condition switches). Both label every trajectory
-with its condition, and drop diverged rollouts (MuJoCo instability, NaN) before they reach a
-dataset, counting them in ``Dataset.stats``.
+``collect_closed_loop`` runs any controller step by step through ``AdaptEnv`` and the episode
+loop ``sims.episode.run_episode`` (needed for feedback controllers and for mid-episode condition
+switches). Both label every trajectory with its condition, and drop diverged rollouts (MuJoCo
+instability, NaN) before they reach a dataset, counting them in ``Dataset.stats``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sims import physics as physics_lib
 from sims.conditions import Condition, Schedule
 from sims.dataset import Dataset
 from sims.env import AdaptEnv
+from sims.episode import run_episode
 from sims.physics import Physics
 from sims.robots import Robot, get_robot
 
@@ -194,23 +195,14 @@ def collect_closed_loop(
     bar = tqdm(total=len(envs) * steps, unit="step", disable=not progress,
                desc=f"closed-loop {robot.name}", unit_scale=True)
     for env in envs:
-        if hasattr(controller, "reset"):
-            controller.reset()
-        ts = env.reset()
-        obs, acts = [ts.observation], []
-        while not ts.last():
-            a = np.asarray(controller(ts.observation), dtype=np.float64)
-            ts = env.step(a)
-            obs.append(ts.observation)
-            acts.append(np.clip(a, *robot.action_bounds))
-            bar.update(1)
-        if env.diverged or len(acts) != steps:
+        rec = run_episode(env, controller, on_step=lambda ts: bar.update(1))
+        if rec.diverged or rec.steps != steps:
             dropped += 1
             continue
         label = env.schedule.segments[-1][1] if len(env.schedule.segments) > 1 else env.condition
         cids.append(table.setdefault(label.to_json(), len(table)))
-        obs_all.append(np.stack(obs))
-        act_all.append(np.stack(acts))
+        obs_all.append(rec.observations)
+        act_all.append(rec.actions)
     bar.close()
     stats = {"requested": len(envs), "kept": len(obs_all), "dropped_diverged": dropped,
              "steps": int(steps), "seconds": time.perf_counter() - t0,

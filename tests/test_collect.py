@@ -31,6 +31,7 @@ from sims.conditions import (
 )
 from sims.dataset import FORMAT_VERSION, Dataset
 from sims.env import AdaptEnv
+from sims.episode import run_episode
 from sims.families import get_family
 from sims.robots import CHEETAH, QUADRUPED, Robot
 
@@ -289,6 +290,66 @@ def test_closed_loop_with_a_schedule_records_switch_steps():
                               np.random.default_rng(3), progress=False)
     np.testing.assert_array_equal(ds.obs[0, :switch_step + 1], ref.obs[0, :switch_step + 1])
     assert np.abs(ds.obs[0, switch_step + 1] - ref.obs[0, switch_step + 1]).max() > 1e-6
+
+
+class OvershootController(WobbleController):
+    """The wobble at 1.5x: its actions leave the bounds, so clipping shows."""
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return 1.5 * super().__call__(obs)
+
+
+def test_episode_loop_records_what_the_environment_did():
+    robot, steps, at = CHEETAH, 30, 0.1
+    noisy_failure = Condition((DisabledActuator("bthigh"), ObservationNoise(0.02)))
+    schedule = Schedule.switch(HEALTHY, noisy_failure, at)
+    ctrl = OvershootController(robot.act_dim)
+    calls = []
+    rec = run_episode(AdaptEnv(robot, schedule, episode_steps=steps, seed=4), ctrl,
+                      record_qpos=True, on_step=calls.append)
+    assert ctrl.resets == 1 and len(calls) == steps and calls[-1].last()
+
+    # the same episode written out by hand
+    env, twin = AdaptEnv(robot, schedule, episode_steps=steps, seed=4), OvershootController(6)
+    ts = env.reset()
+    x0 = env.physics.torso_position()[0]
+    obs, acts, rewards, segments, speeds, qpos = [ts.observation], [], [], [], [], []
+    for _ in range(steps):
+        a = twin(ts.observation)
+        ts = env.step(a)
+        obs.append(ts.observation)
+        acts.append(np.clip(a, *robot.action_bounds))
+        rewards.append(ts.reward)
+        segments.append(env.segment)
+        speeds.append(env.physics.forward_velocity())
+        qpos.append(env.physics.data.qpos.copy())
+    assert ts.last() and rec.steps == steps and not rec.diverged
+    np.testing.assert_array_equal(rec.observations, np.stack(obs))
+    np.testing.assert_array_equal(rec.actions, np.stack(acts))
+    assert np.abs(rec.actions).max() <= 1.0 < np.abs(1.5 * np.stack(acts)).max()
+    np.testing.assert_array_equal(rec.rewards, rewards)
+    ret = 0.0
+    for r in rewards:
+        ret += r
+    assert rec.ret == ret
+    np.testing.assert_array_equal(rec.speeds, speeds)
+    np.testing.assert_array_equal(rec.qpos, np.stack(qpos))
+    switch = int(round(at / robot.control_timestep))
+    np.testing.assert_array_equal(rec.segments, (np.arange(steps) >= switch).astype(int))
+    assert rec.distance == env.physics.torso_position()[0] - x0
+    assert rec.seconds.shape == (steps,) and (rec.seconds >= 0).all()
+    # collection is this loop too: the same trajectory, step for step
+    ds = collect_closed_loop(robot, [schedule], OvershootController(6), steps,
+                             np.random.default_rng(4), progress=False)
+    np.testing.assert_array_equal(ds.obs[0], rec.observations.astype(np.float32))
+    np.testing.assert_array_equal(ds.act[0], rec.actions.astype(np.float32))
+
+
+def test_episode_loop_ends_at_divergence(unstable_robot):
+    rec = run_episode(AdaptEnv(unstable_robot, HEALTHY, episode_steps=10, seed=0),
+                      lambda obs: np.array([0.7]))
+    assert rec.diverged and rec.steps == 1 and rec.ret == 0.0
+    assert rec.observations.shape == (2, unstable_robot.obs_dim) and rec.qpos is None
 
 
 # ------------------------------------------------------------------ dataset files

@@ -43,6 +43,47 @@ def test_recovery_never_and_undefined():
         recovery_time(immediate, DT, 600)
 
 
+def test_collection_evaluation_and_policy_evaluation_run_one_episode_loop():
+    """The same controller, seed and scenario give the same episode, step for step, whether
+    collected as data, evaluated as a method or evaluated as a policy."""
+    from adaptive_control.evaluation.episodes import (
+        MethodSpec,
+        RandomMethod,
+        method_episode,
+        scenarios_for,
+    )
+    from policies.evaluate import evaluate_policy
+    from sims.collect import collect_closed_loop
+    from sims.families import get_family
+
+    family, seed, steps = get_family("cheetah-cripple"), 3, 120
+    robot = family.robot
+    scenario = scenarios_for(family, ["switch"], switch_time_s=0.5)[0]
+    spec = MethodSpec("random", RandomMethod())
+    ep = method_episode(spec, family.name, scenario, seed, steps, record_qpos=True)
+
+    def controller():
+        return RandomMethod()(family, seed, {}).controller
+
+    ds = collect_closed_loop(robot, [scenario.schedule], controller(), steps,
+                             np.random.default_rng(seed), progress=False)
+    assert ep.steps == steps and ds.obs.shape == (1, steps + 1, robot.obs_dim)
+    assert scenario.schedule.segments[0][1].obs_noise_std == 0  # observations are the state
+    qpos = np.asarray(ep.qpos)[:, robot.obs_qpos_index]
+    np.testing.assert_array_equal(ds.obs[0, 1:, :len(robot.obs_qpos_index)],
+                                  qpos.astype(np.float32))
+    np.testing.assert_array_equal(ds.obs[0, 1:, robot.forward_velocity_index],
+                                  np.float32(ep.speed))
+    assert ds.stats["switch_steps"] == [[0, ep.switch_step]]
+    assert ep.segment == [int(t >= ep.switch_step) for t in range(steps)]
+
+    res = evaluate_policy(controller(), family, episodes=1, steps=steps, seed=seed,
+                          conditions=[scenario.schedule.segments[-1][1]])
+    fixed = method_episode(spec, family.name, scenarios_for(family, ["fixed"])[0], seed, steps)
+    assert res.episodes[0].steps == fixed.steps == steps
+    assert res.episodes[0].ret == pytest.approx(fixed.ret, rel=1e-12, abs=1e-12)
+
+
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")

@@ -12,7 +12,7 @@ import torch
 from adaptive_control.cli import main
 from policies import training
 from policies.config import PolicyNetConfig, TrialConfig, load_policy_config
-from policies.evaluate import evaluate, policy_controller
+from policies.evaluate import evaluate_policy, policy_controller
 from policies.networks import Policy, RunningNorm
 from policies.rollout import run_trials
 from sims.conditions import Condition, DisabledActuator
@@ -241,7 +241,7 @@ def test_distill_run_checkpoint_round_trip_and_controller(tmp_path, teacher_ckpt
     assert len(json.loads(raw["metrics"])) == 2
     assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == 3
     ctrl = policy_controller(tmp_path / "run")
-    res = evaluate(ctrl, FAMILY, episodes=1, steps=20, switch=True)
+    res = evaluate_policy(ctrl, FAMILY, episodes=1, steps=20, switch=True)
     assert res.episodes[0].steps == 20 and np.isfinite(res.mean_return)
     assert len(ctrl.latencies) == 20
 

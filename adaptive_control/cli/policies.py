@@ -93,7 +93,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     from adaptive_control.runs import checkpoint_path
     from policies.config import check_action_std, policy_config_from_json
     from policies.evaluate import (
-        evaluate,
+        evaluate_policy,
         evaluate_trials,
         policy_controller,
         teacher_controller,
@@ -142,8 +142,8 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
                      "conditions": [c.label for c in conditions], "switch": args.switch,
                      "action_std": args.action_std, "methods": {}}
     for name, ctrl in methods.items():
-        r = evaluate(ctrl, family, args.episodes, args.steps, args.seed, switch=args.switch,
-                     conditions=conditions)
+        r = evaluate_policy(ctrl, family, args.episodes, args.steps, args.seed,
+                            switch=args.switch, conditions=conditions)
         results["methods"][name] = r.to_dict()
         print(f"{name:<50} return {r.mean_return:9.2f} ± {r.sem_return:6.2f}   "
               f"{r.ms_per_step:8.3f} ms/step (median {r.ms_median:.3f})")

@@ -224,31 +224,20 @@ class Episode:
 
 
 # ------------------------------------------------------------------------------ running
-def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: int,
-                episode_steps: int, pred_k: int = 10, pred_stride: int = 10,
-                planner_overrides: dict | None = None, record_qpos: bool = False) -> Episode:
+def method_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: int,
+                   episode_steps: int, pred_k: int = 10, pred_stride: int = 10,
+                   planner_overrides: dict | None = None, record_qpos: bool = False) -> Episode:
     """One episode of one method in one scenario; everything seeded by ``seed``."""
     from sims.env import AdaptEnv
+    from sims.episode import run_episode
 
     family = get_family(family_name)
     robot = family.robot
     actor = spec.factory(family, seed, planner_overrides or {})
     ctrl = actor.controller
     env = AdaptEnv(robot, scenario.schedule, episode_steps=episode_steps, seed=seed)
-    ctrl.reset()
-    ts = env.reset()
-    x0 = env.physics.torso_position()[0]
-    obs_hist, act_hist, speed, rewards, qpos, segment = [ts.observation], [], [], [], [], []
-    while not ts.last():
-        a = np.asarray(ctrl(ts.observation), dtype=np.float64)
-        ts = env.step(a)
-        obs_hist.append(ts.observation)
-        act_hist.append(np.clip(a, *robot.action_bounds))
-        speed.append(env.physics.forward_velocity())
-        rewards.append(float(ts.reward or 0.0))
-        segment.append(env.segment)
-        if record_qpos:
-            qpos.append(env.physics.data.qpos.tolist())
+    rec = run_episode(env, ctrl, record_qpos=record_qpos)
+    speed = rec.speeds.tolist()
     dt = robot.control_timestep
     lat = np.asarray(getattr(ctrl, "latencies", []) or [0.0]) * 1e3
     switch_step = None
@@ -258,20 +247,20 @@ def run_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: in
         if switch_step < len(speed):
             recovery = recovery_time(np.asarray(speed), dt, switch_step)
     pe_t, pe = [], []
-    if actor.model is not None and len(act_hist) > actor.m + pred_k:
-        pe_t, pe = prediction_error_trace(actor.model, np.asarray(obs_hist, dtype=np.float32),
-                                          np.asarray(act_hist, dtype=np.float32), actor.m,
+    if actor.model is not None and rec.steps > actor.m + pred_k:
+        pe_t, pe = prediction_error_trace(actor.model, rec.observations.astype(np.float32),
+                                          rec.actions.astype(np.float32), actor.m,
                                           pred_k, pred_stride, family)
     return Episode(
-        method=spec.name, scenario=scenario.name, seed=seed, ret=float(np.sum(rewards)),
-        distance=float(env.physics.torso_position()[0] - x0),
-        mean_speed=float(np.mean(speed)) if speed else 0.0, steps=len(act_hist),
-        diverged=env.diverged, latency_ms_p50=float(np.median(lat)),
+        method=spec.name, scenario=scenario.name, seed=seed, ret=float(np.sum(rec.rewards)),
+        distance=rec.distance, mean_speed=float(np.mean(speed)) if speed else 0.0,
+        steps=rec.steps, diverged=rec.diverged, latency_ms_p50=float(np.median(lat)),
         latency_ms_p99=float(np.percentile(lat, 99)),
         pred_error_k=float(np.median(pe)) if len(pe) else math.nan,
-        recovery_s=recovery, switch_step=switch_step, speed=speed, reward=rewards,
-        pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)), qpos=qpos,
-        segment=segment,
+        recovery_s=recovery, switch_step=switch_step, speed=speed, reward=rec.rewards.tolist(),
+        pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)),
+        qpos=rec.qpos.tolist() if rec.qpos is not None else [],
+        segment=rec.segments.tolist(),
     )
 
 
@@ -298,7 +287,7 @@ def _worker_init() -> None:
 
 
 def _run_job(args: tuple) -> Episode:
-    return run_episode(*args)
+    return method_episode(*args)
 
 
 def run_all(jobs: list[tuple], workers: int, progress: bool = True) -> list[Episode]:
@@ -346,4 +335,4 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
 
 
 __all__ = ["Actor", "ControllerFactory", "Episode", "LearnerMethod", "MethodSpec", "RandomMethod",
-           "Scenario", "evaluate", "recovery_time", "run_episode", "scenarios_for"]
+           "Scenario", "evaluate", "method_episode", "recovery_time", "scenarios_for"]

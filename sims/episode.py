@@ -1,0 +1,83 @@
+"""The episode loop: reset a controller and an ``AdaptEnv``, then act and step until the last step.
+
+Every single-environment caller runs its episodes through :func:`run_episode` — closed-loop
+data collection (``sims.collect``), the evaluation harness (``adaptive_control.evaluation``),
+policy evaluation (``policies.evaluate``) and the export checks — and computes what it reports
+from the :class:`EpisodeRecord`. No torch here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dm_env
+import numpy as np
+
+from sims.env import AdaptEnv
+
+
+@dataclass
+class EpisodeRecord:
+    """One episode, step by step (``T`` = control steps taken, fewer than the episode's length
+    only when the physics diverged)."""
+
+    observations: np.ndarray  # [T + 1, obs_dim]: after reset, then after every step
+    actions: np.ndarray  # [T, act_dim] float64: the controller's actions clipped to the bounds
+    rewards: np.ndarray  # [T]: reward of each step (0 for a diverging step)
+    ret: float  # the rewards summed in step order
+    speeds: np.ndarray  # [T]: forward velocity after each step
+    segments: np.ndarray  # [T]: schedule segment in force during each step
+    seconds: np.ndarray  # [T]: wall-clock time of each controller call
+    diverged: bool
+    distance: float  # torso displacement along x from reset to the end (m)
+    qpos: np.ndarray | None = None  # [T, nq] after each step, with ``record_qpos``
+
+    @property
+    def steps(self) -> int:
+        return len(self.actions)
+
+
+def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
+                record_qpos: bool = False,
+                on_step: Callable[[dm_env.TimeStep], None] | None = None) -> EpisodeRecord:
+    """One episode of ``act`` (a controller: ``obs -> action``) in ``env``.
+
+    ``act.reset()`` is called first when it has one, then ``env.reset()``. Each step times the
+    controller call, steps the environment with its action (the environment clips it) and
+    records the clipped action; ``on_step(timestep)`` runs after each step (progress bars).
+    """
+    lo, hi = env.robot.action_bounds
+    if hasattr(act, "reset"):
+        act.reset()
+    ts = env.reset()
+    x0 = env.physics.torso_position()[0]
+    obs, acts, rewards, speeds, segments, seconds, qpos = [ts.observation], [], [], [], [], [], []
+    ret = 0.0
+    while not ts.last():
+        t0 = time.perf_counter()
+        a = act(ts.observation)
+        seconds.append(time.perf_counter() - t0)
+        a = np.asarray(a, dtype=np.float64)
+        ts = env.step(a)
+        r = float(ts.reward or 0.0)
+        ret += r
+        obs.append(ts.observation)
+        acts.append(np.clip(a, lo, hi))
+        rewards.append(r)
+        speeds.append(env.physics.forward_velocity())
+        segments.append(env.segment)
+        if record_qpos:
+            qpos.append(env.physics.data.qpos.copy())
+        if on_step is not None:
+            on_step(ts)
+    return EpisodeRecord(
+        observations=np.stack(obs), actions=np.stack(acts), rewards=np.array(rewards),
+        ret=ret, speeds=np.array(speeds), segments=np.array(segments, dtype=int),
+        seconds=np.array(seconds), diverged=env.diverged,
+        distance=float(env.physics.torso_position()[0] - x0),
+        qpos=np.stack(qpos) if record_qpos else None)
+
+
+__all__ = ["EpisodeRecord", "run_episode"]
