@@ -31,6 +31,7 @@ from adaptive_control.runs import checkpoint_path  # noqa: E402
 from policies.config import policy_config_from_json  # noqa: E402
 from policies.evaluate import policy_controller, teacher_controller  # noqa: E402
 from sims.env import AdaptEnv  # noqa: E402
+from sims.episode import run_episode  # noqa: E402
 from sims.families import get_family  # noqa: E402
 
 
@@ -64,12 +65,7 @@ def main() -> None:
     # One held-out episode driven by the teacher: every method is timed on its observations.
     rng = np.random.default_rng(0)
     env = AdaptEnv(family.robot, family.test_conditions[0], episode_steps=args.steps, seed=rng)
-    ts = env.reset()
-    teacher.reset()
-    observations = []
-    while not ts.last():
-        observations.append(ts.observation)
-        ts = env.step(teacher(ts.observation))
+    observations = list(run_episode(env, teacher).observations[:-1])
     teacher.reset()
     rows = {"teacher (torch)": time_steps(teacher, observations)}
 
