@@ -516,7 +516,7 @@ def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys
 # ------------------------------------------------------------------ ONNX
 def test_onnx_export_matches_torch_over_100_steps(tmp_path, rng):
     pytest.importorskip("onnxscript")
-    from export.policy_export import OnnxPolicy, export_policy
+    from export.policy import OnnxPolicy, export_policy
 
     cfg = tiny_cfg(method="rl2", iterations=1)
     ckpt = torch.load(training.train_policy(cfg, tmp_path / "run", progress=False),
