@@ -46,8 +46,8 @@ class Adaptation:
     #: from) or ``action_gains`` (the per-motor command gains in front of the MLP).
     updates: Literal["nothing", "weights", "context", "action_gains"]
     #: What it keeps besides the trained weights: ``none``, ``online_weights`` (carried from
-    #: one call to the next; ``Learner.reset`` forgets them) or ``hidden`` (a recurrent hidden
-    #: state read from the window on every call).
+    #: one call to the next, read with ``learner.online_params()``; ``Learner.reset`` forgets
+    #: them) or ``hidden`` (a recurrent hidden state read from the window on every call).
     state: Literal["none", "online_weights", "hidden"]
     #: The SGD step size (``gradient``, ``online_sgd``): a float, or per-parameter tensors
     #: keyed like ``model.named_parameters()`` (Meta-SGD, or a separate action-gain rate).
