@@ -51,9 +51,11 @@ from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner
 from adaptive_control.training.config import PlannerConfig, TrainConfig
 from adaptive_control.types import Transitions
-from export import contract as C
-from export.graphs import ControllerGraph, make_adapter
-from export.onnx_export import export_controller, planner_spec, random_feed, read_metadata
+from export.exporter import export_controller, planner_spec
+from export.graphs.adapters import make_adapter
+from export.graphs.modules import ControllerGraph
+from export.parity import random_feed, read_metadata
+from export.runtime import artifacts as C
 from sims.families import get_family
 from sims.rewards import task_reward
 
@@ -218,7 +220,7 @@ def torch_graph(learner: GrBAL, cfg: Any, robot: Any, feed: dict[str, np.ndarray
                 seconds: float) -> list[float]:
     lo, hi = robot.action_bounds
     spec = planner_spec(cfg.planner, robot)
-    g = ControllerGraph(make_adapter(learner), spec, task_reward(robot), torch.tensor(lo),
+    g = ControllerGraph(make_adapter(learner, cfg.m), spec, task_reward(robot), torch.tensor(lo),
                         torch.tensor(hi)).eval()
     args = [torch.from_numpy(feed[n]) for n in g.input_names()]
 

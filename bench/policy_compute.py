@@ -69,8 +69,8 @@ def main() -> None:
     teacher.reset()
     rows = {"teacher (torch)": time_steps(teacher, observations)}
 
-    from export.policy_export import export_policy
-    from export.policy_runtime import PolicySession
+    from export.policy import export_policy
+    from export.runtime.policy import PolicySession
 
     with tempfile.TemporaryDirectory() as tmp:
         for path, ckpt, cfg in zip(args.policy, ckpts, cfgs, strict=True):

@@ -23,7 +23,7 @@ class RuntimeNoisePlanner:
     ``rng.standard_normal`` otherwise, in the controller graph's noise shape) from
     ``numpy.random.default_rng(seed)``, restarted at every reset, and feeds warm-started
     planners the previous plan (the bounds' midpoint at reset). This planner does the same
-    with :func:`export.onnx_export.plan_with_noise`, so the torch controller and the exported
+    with :func:`export.parity.plan_with_noise`, so the torch controller and the exported
     one can be compared action for action on the same seed instead of only in distribution.
     """
 
@@ -45,7 +45,7 @@ class RuntimeNoisePlanner:
     def plan(self, obs, predictor, reward_fn, generator=None):
         import torch
 
-        from export.onnx_export import plan_with_noise
+        from export.parity import plan_with_noise
 
         draw = (self.rng.random if self.spec.noise_distribution == "uniform"
                 else self.rng.standard_normal)
@@ -70,8 +70,8 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.control import AdaptiveController
     from adaptive_control.training.loop import build_controller, learner_from_checkpoint
-    from export.onnx_export import planner_spec
-    from export.sim_robot import SimRobot
+    from export.exporter import planner_spec
+    from export.runtime.sim_robot import SimRobot
     from sims.families import get_family
     from sims.rewards import task_reward
 
@@ -81,7 +81,7 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     if export_dir is not None:
         import json
 
-        from export import contract as C
+        from export.runtime import artifacts as C
 
         manifest = json.loads((Path(export_dir) / C.MANIFEST_FILE).read_text())
         p = manifest["planner"]
@@ -104,8 +104,8 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
 def onnx_returns(export_dir: str | Path, robot: str, condition: str, seeds: list[int],
                  steps: int) -> list[float]:
     """Return per seed of the exported controller in ONNX Runtime (torch-free path)."""
-    from export.runtime import ControllerSession
-    from export.sim_robot import SimRobot
+    from export.runtime.session import ControllerSession
+    from export.runtime.sim_robot import SimRobot
 
     out = []
     for seed in seeds:
@@ -126,7 +126,7 @@ def _episode(robot, act, steps: int) -> float:
 def export_and_check(checkpoint: str | Path, out: str | Path, seeds: int = 3,
                      steps: int = 500) -> str:
     """Export ``checkpoint`` into ``out`` (with parity checks) and compare returns."""
-    from export.onnx_export import export_checkpoint
+    from export.exporter import export_checkpoint
 
     print("\n== export to ONNX and run through ONNX Runtime ==", flush=True)
     result = export_checkpoint(checkpoint, out, verify=True, overwrite=True)

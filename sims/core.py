@@ -1,4 +1,4 @@
-"""The simulator core shared by ``sims.env.AdaptEnv`` and ``export.sim_robot.SimRobot``.
+"""The simulator core shared by ``sims.env.AdaptEnv`` and ``export.runtime.sim_robot.SimRobot``.
 
 One robot under a schedule of conditions: reset, one control step, mid-episode switches and
 noisy observations. Randomness comes only from the generator each call is given. No dm_env

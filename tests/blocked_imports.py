@@ -23,8 +23,8 @@ def blocking_prelude(*packages: str) -> str:
     """)
 
 
-#: What the robot-side entry point (``python -m export.cli deploy`` on a simulated robot) never
-#: needs: the training stack and the ONNX exporter.
+#: What the robot-side entry point (``python -m export.runtime.cli deploy`` on a simulated
+#: robot) never needs: the training stack and the ONNX exporter.
 TRAINING = ("torch", "adaptive_control", "policies", "dm_env", "dm_control", "onnx",
             "onnxscript")
 #: What the runtime alone (a session and the loop, on the robot's own computer) never needs.

@@ -189,7 +189,7 @@ def test_episode_length_and_truncation():
 def test_adapt_env_and_sim_robot_share_one_simulator():
     """Same robot, schedule and seed, same actions: AdaptEnv and the runtime's SimRobot give
     identical observations (noise included, across the switch) and rewards."""
-    from export.sim_robot import SimRobot
+    from export.runtime.sim_robot import SimRobot
 
     sched = Schedule.switch(parse_condition("obs_noise:0.05"),
                             parse_condition("disabled:bthigh+obs_noise:0.1"), 0.2)

@@ -13,12 +13,10 @@ import pytest
 import torch
 from support import tiny_config, tiny_learner
 
-from export import contract as C
-from export.onnx_export import (
+from export.exporter import export_learner, planner_spec
+from export.parity import (
     PARITY_TOL,
-    export_learner,
     ort_session,
-    planner_spec,
     random_feed,
     read_metadata,
     record_trajectory,
@@ -26,6 +24,7 @@ from export.onnx_export import (
     run_session,
     verify_export,
 )
+from export.runtime import artifacts as C
 from sims.families import get_family
 
 # name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,
@@ -250,3 +249,22 @@ def test_runtime_and_torch_controller_act_alike_on_the_same_noise(tmp_path: Path
     torch_r = torch_returns(run / "checkpoint.pt", "disabled:bthigh", [0, 1], 30,
                             runtime_noise=True, export_dir=out)
     np.testing.assert_allclose(onnx, torch_r, rtol=1e-3, atol=1e-3)
+
+
+def test_a_failed_parity_check_writes_nothing_and_keeps_the_old_export(exports, tmp_path,
+                                                                        monkeypatch):
+    import export.exporter as ex
+
+    learner, cfg, res = exports["mb_cem"]
+    monkeypatch.setattr(ex, "verify_export",
+                        lambda *a, **k: {"dynamics": {"random": 0.5}, "controller": {}})
+    with pytest.raises(RuntimeError, match="parity check failed.*was not written"):
+        export_learner(learner, cfg, tmp_path / "new", record_steps=0)
+    assert list(tmp_path.iterdir()) == []  # neither the folder nor its staging copy
+    # An existing export is replaced only once the new one passed, even with overwrite.
+    before = {p.name: p.read_bytes() for p in res.out_dir.iterdir()}
+    with pytest.raises(RuntimeError, match="parity check failed"):
+        export_learner(learner, cfg, res.out_dir, overwrite=True, record_steps=0)
+    assert {p.name: p.read_bytes() for p in res.out_dir.iterdir()} == before
+    assert not [p for p in res.out_dir.parent.iterdir()
+                if p.name.startswith(f".{res.out_dir.name}.")]

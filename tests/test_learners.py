@@ -387,3 +387,65 @@ def test_rebal_action_gains_encoder_is_shared_across_motors() -> None:
     assert not torch.allclose(p1(x, a, None)[0], p2(x, a, None)[0])
     with pytest.raises(ValueError, match="joint velocity"):
         make_learner("rebal", 4, 2, ReBALConfig(action_gains=True))
+
+
+def test_adaptation_describes_each_learner():
+    from adaptive_control.learners import ReBALGains
+
+    cases = {
+        "mb": ("none", "none", "nothing", "none"),
+        "mbde": ("online_sgd", "window", "weights", "online_weights"),
+        "grbal": ("gradient", "window", "weights", "none"),
+        "rebal": ("recurrent", "window", "context", "hidden"),
+    }
+    for name, want in cases.items():
+        ad = make_learner(name, OBS, ACT).adaptation()
+        assert (ad.kind, ad.inputs, ad.updates, ad.state) == want, name
+    ad = make_learner("mbde", OBS, ACT, MBDEConfig(online_lr=0.05, online_steps=3)).adaptation()
+    assert ad.sgd and ad.carries_weights and ad.inner_lr == 0.05 and ad.inner_steps == 3
+    assert not ad.meta_sgd
+    ad = make_learner("grbal", OBS, ACT, GrBALConfig(learn_inner_lr=True)).adaptation()
+    assert ad.meta_sgd and set(ad.inner_lr) == {k for k, _ in GrBAL(OBS, ACT).model
+                                                .named_parameters()}
+    ad = make_learner("rebal", OBS, ACT, ReBALConfig(cell="gru", hidden_size=8)).adaptation()
+    assert (ad.cell, ad.hidden_size) == ("gru", 8)
+    gains = ReBALGains(4, 2, ReBALConfig(action_gains=True, hidden_size=8),
+                       actuator_velocity_index=(2, 3))
+    ad = gains.adaptation()
+    assert (ad.kind, ad.updates, ad.hidden_size) == ("gains", "action_gains", 8)
+    assert ad.encoder is gains.encoder
+
+
+def test_masked_inner_update_and_lowrank_corrections_agree_with_the_plain_step():
+    from adaptive_control.learners import lowrank_corrections, lowrank_forward, mlp_layers
+
+    model = MLPDynamics(OBS, ACT, (8, 8)).double()
+    g = torch.Generator().manual_seed(0)
+    past = Transitions(torch.randn(5, OBS, generator=g, dtype=F64),
+                       torch.randn(5, ACT, generator=g, dtype=F64),
+                       torch.randn(5, OBS, generator=g, dtype=F64))
+    theta = {k: v.detach() for k, v in model.named_parameters()}
+    plain = inner_update(model, theta, past, 0.1, 2, create_graph=False)
+    ones = inner_update(model, theta, past, 0.1, 2, create_graph=False,
+                        mask=torch.ones(5, dtype=F64))
+    zeros = inner_update(model, theta, past, 0.1, 2, create_graph=False,
+                         mask=torch.zeros(5, dtype=F64))
+    mask = torch.tensor([0, 1, 0, 1, 1], dtype=F64)
+    garbage = Transitions(*(torch.where(mask[:, None] > 0, x, torch.nan) for x in past))
+    masked = inner_update(model, theta, garbage, 0.1, 2, create_graph=False, mask=mask)
+    keep = mask > 0
+    valid = inner_update(model, theta, Transitions(past.obs[keep], past.act[keep],
+                                                   past.next_obs[keep]), 0.1, 2,
+                         create_graph=False)
+    for k in theta:
+        torch.testing.assert_close(ones[k], plain[k])
+        torch.testing.assert_close(zeros[k], theta[k])
+        torch.testing.assert_close(masked[k], valid[k])
+    # The factored form of the same steps predicts what the adapted weights predict.
+    layers = mlp_layers(model)
+    corr = lowrank_corrections(layers, model.net_inputs(past.obs, past.act), model.target(past),
+                               0.1, 2, first_order=True, mask=torch.ones(5, dtype=F64))
+    x = model.net_inputs(past.obs, past.act)
+    out, _ = lowrank_forward(layers, x, corr, 0.1)
+    want = model._functional_norm_delta(plain, past.obs, past.act)
+    torch.testing.assert_close(out, want)

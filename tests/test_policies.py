@@ -492,8 +492,8 @@ def test_onnx_export_matches_torch_over_100_steps(tmp_path, rng):
     pytest.importorskip("onnxscript")
     import onnxruntime
 
-    from export import contract as C
-    from export.policy_export import export_policy
+    from export.policy import export_policy
+    from export.runtime import artifacts as C
 
     cfg = tiny_cfg(method="rl2", iterations=1)
     ckpt = torch.load(training.train_policy(cfg, tmp_path / "run", progress=False),

@@ -18,10 +18,11 @@ from blocked_imports import RUNTIME, TRAINING, blocking_prelude
 
 from adaptive_control.checkpoint import save_checkpoint
 from adaptive_control.cli import main
-from export import contract as C
-from export.policy_export import export_policy
-from export.policy_runtime import PolicySession
-from export.runtime import ArtifactError, ObservationError, deploy_kind, run
+from export.policy import export_policy
+from export.runtime import artifacts as C
+from export.runtime.artifacts import ArtifactError, ObservationError, deploy_kind
+from export.runtime.loop import run
+from export.runtime.policy import PolicySession
 from policies import training
 from policies.config import load_policy_config
 from policies.evaluate import policy_controller
@@ -64,7 +65,7 @@ def policy_dir(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _sim(**over):
-    from export.sim_robot import SimRobot
+    from export.runtime.sim_robot import SimRobot
 
     return SimRobot(ROBOT.name, **{**SIM, **over})
 
@@ -142,7 +143,7 @@ def test_lstm_and_feed_forward_policies_deploy_too(arch, width, tmp_path):
 
 
 def test_a_failed_parity_check_writes_nothing(checkpoint, tmp_path, monkeypatch):
-    import export.policy_export as pe
+    import export.policy as pe
 
     monkeypatch.setattr(pe, "verify_policy_export",
                         lambda *a, **k: {"policy": {"random": 0.5}, "reward": {"random": 0.0}})
@@ -153,7 +154,8 @@ def test_a_failed_parity_check_writes_nothing(checkpoint, tmp_path, monkeypatch)
 
 def test_reward_graph_is_the_task_reward_on_the_quadruped(tmp_path, rng):
     """The quadruped's reward has the upright term from the orientation quaternion."""
-    from export.onnx_export import export_reward_graph, ort_session
+    from export.exporter import export_reward_graph
+    from export.parity import ort_session
     from sims.rewards import task_reward
 
     quad = get_family("quadruped-leg-failure").robot
@@ -222,11 +224,11 @@ def test_action_noise_travels_in_the_manifest_and_matches_torch(checkpoint, poli
 
 
 def test_deploy_command_runs_the_policy_without_torch(policy_dir, checkpoint, tmp_path):
-    """``python -m export.cli deploy`` (the robot-side entry point) on the policy folder with
-    torch and the training packages blocked: it runs, never loads torch, and its return equals
-    the torch PolicyController's."""
+    """``python -m export.runtime.cli deploy`` (the robot-side entry point) on the policy
+    folder with torch and the training packages blocked: it runs, never loads torch, and its
+    return equals the torch PolicyController's."""
     script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
-        from export.cli import main
+        from export.runtime.cli import main
         rc = main(["deploy", {str(policy_dir)!r}, "--robot", "sim:cheetah",
                    "--condition", "healthy", "--switch-at", "0.1", "--switch-to",
                    "disabled:bthigh", "--seed", "3", "--duration", "{DURATION}", "--fast",
@@ -251,8 +253,8 @@ def test_policy_runtime_imports_neither_torch_nor_mujoco(policy_dir):
     script = blocking_prelude(*RUNTIME) + textwrap.dedent(f"""
         import json
         import numpy as np
-        from export.policy_runtime import PolicySession
-        from export.runtime import run
+        from export.runtime.loop import run
+        from export.runtime.policy import PolicySession
         s = PolicySession({str(policy_dir)!r}, robot="cheetah")
         a = s.step(np.zeros({OBS_DIM}))
         class R:

@@ -21,16 +21,11 @@ import torch
 from blocked_imports import RUNTIME, TRAINING, blocking_prelude
 from support import tiny_config, tiny_learner
 
-from export import contract as C
-from export.onnx_export import export_learner
-from export.runtime import (
-    ArtifactError,
-    ControllerSession,
-    ObservationError,
-    TransitionBuffer,
-    _Watchdog,
-    run,
-)
+from export.exporter import export_learner
+from export.runtime import artifacts as C
+from export.runtime.artifacts import ArtifactError, ObservationError
+from export.runtime.loop import Watchdog, run
+from export.runtime.session import ControllerSession, TransitionBuffer
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 17, 6
@@ -101,7 +96,8 @@ def test_runtime_runs_without_torch(grbal_dir):
     script = blocking_prelude(*RUNTIME) + textwrap.dedent(f"""
         import json
         import numpy as np
-        from export.runtime import ControllerSession, run
+        from export.runtime.loop import run
+        from export.runtime.session import ControllerSession
         s = ControllerSession({str(grbal_dir)!r}, robot="cheetah")
         a = s.step(np.zeros({OBS_DIM}))
         class R:
@@ -123,9 +119,9 @@ def test_runtime_runs_without_torch(grbal_dir):
 
 
 def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
-    """``python -m export.cli deploy`` with the simulated robot, torch import blocked."""
+    """``python -m export.runtime.cli deploy`` with the simulated robot, torch import blocked."""
     script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
-        from export.cli import main
+        from export.runtime.cli import main
         rc = main(["deploy", {str(grbal_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
                    "--fast", "--quiet", "--out", {str(tmp_path)!r}])
         assert "torch" not in sys.modules
@@ -303,7 +299,7 @@ def test_deadline_miss_executes_the_shifted_plan(grbal_dir):
 
 
 def test_watchdog_sets_terminate_at_the_deadline_only():
-    w = _Watchdog()
+    w = Watchdog()
     try:
         ro = ort.RunOptions()
         w.arm(ro, time.perf_counter() + 0.02)
@@ -404,7 +400,7 @@ def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name)
     start all handled by the runtime)."""
     from adaptive_control.control import AdaptiveController
     from adaptive_control.planning import make_planner
-    from export.sim_robot import SimRobot
+    from export.runtime.sim_robot import SimRobot
     from sims.rewards import task_reward
 
     learner, cfg, out = artifacts[name]
@@ -436,7 +432,7 @@ def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name)
 
 
 def test_sim_robot_switches_condition_and_keeps_state():
-    from export.sim_robot import SimRobot
+    from export.runtime.sim_robot import SimRobot
 
     r = SimRobot("cheetah", "healthy", seed=0, switch_at=0.05, switch_to="disabled:bthigh")
     obs = r.reset()
@@ -458,7 +454,7 @@ def test_sim_robot_switches_condition_and_keeps_state():
 
 
 def test_sim_robot_realtime_follows_the_wall_clock():
-    from export.sim_robot import SimRobot
+    from export.runtime.sim_robot import SimRobot
 
     r = SimRobot("cheetah", realtime=True)
     r.reset()

@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from adaptive_control.cli import evaluate, export, policies, sims, train
-from export import cli as deploy
+from export.runtime import cli as deploy
 
 
 def build_parser() -> argparse.ArgumentParser:

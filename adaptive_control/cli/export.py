@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from export import contract as C
+from export.runtime import artifacts as C
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx_export import export_checkpoint
+    from export.exporter import export_checkpoint
 
     for name in ("candidates", "horizon"):
         v = getattr(args, name)
@@ -83,7 +83,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def print_export(files: Mapping[str, Path], parity: Mapping[str, Mapping[str, float]],
                  out_dir: Path, seconds: float) -> None:
     """What an export wrote and how far each graph is from torch (controllers and policies)."""
-    from export.onnx_export import PARITY_TOL, max_parity_error
+    from export.parity import PARITY_TOL, max_parity_error
 
     for role, path in files.items():
         figures = ", ".join(f"{k} {v:.2g}" for k, v in parity.get(role, {}).items())

@@ -250,7 +250,7 @@ def cmd_export_policy(args: argparse.Namespace) -> int:
     import time
 
     from adaptive_control.cli.export import print_export
-    from export.policy_export import export_policy
+    from export.policy import export_policy
 
     t0 = time.perf_counter()
     result = export_policy(args.checkpoint, args.out, verify=not args.no_verify,

@@ -1,12 +1,12 @@
-"""``adapt deploy`` (also ``python -m export.cli deploy``): the robot-side entry point.
+"""``adapt deploy`` (also ``python -m export.runtime.cli deploy``): the robot-side entry point.
 
 ``deploy`` runs either kind of deploy folder — a controller (``adapt export``) or a recurrent
 policy (``adapt export-policy``) — as its ``manifest.json`` says, through the same loop.
 
 Heavy imports happen inside the commands: ``deploy`` itself loads only numpy, onnxruntime
 and (for ``sim:`` robots) mujoco with ``sims``' torch-free modules. The ``adapt`` entry point
-builds the parsers of every layer, which imports torch; ``python -m export.cli deploy ...``
-does not.
+builds the parsers of every layer, which imports torch;
+``python -m export.runtime.cli deploy ...`` does not.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from export import contract as C
+from export.runtime import artifacts as C
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -108,10 +108,11 @@ class _Status:
 
 def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[str, Any]]:
     """The session for the folder's kind, a one-line description and the report's fields."""
-    from export.runtime import ControllerSession, deploy_kind
+    from export.runtime.artifacts import deploy_kind
+    from export.runtime.session import ControllerSession
 
     if deploy_kind(args.export_dir) == C.KIND_POLICY:
-        from export.policy_runtime import PolicySession
+        from export.runtime.policy import PolicySession
 
         if args.adapt_before_full:
             raise ValueError(f"--adapt-before-full: allowed only for a controller (`adapt "
@@ -135,8 +136,8 @@ def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from export.runtime import run
-    from export.sim_robot import SimRobot
+    from export.runtime.loop import run
+    from export.runtime.sim_robot import SimRobot
 
     name = _sim_name(args.robot)
     if not (math.isfinite(args.duration) and args.duration > 0):
@@ -199,10 +200,10 @@ def _jsonable(x: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m export.cli deploy ...``: the same commands without the rest of ``adapt``,
+    """``python -m export.runtime.cli deploy ...``: the same commands without the rest of ``adapt``,
     whose parser imports every layer (and so torch) — on a robot only the runtime's
     dependencies (numpy, onnxruntime; mujoco for ``sim:`` robots) are loaded."""
-    parser = argparse.ArgumentParser(prog="python -m export.cli",
+    parser = argparse.ArgumentParser(prog="python -m export.runtime.cli",
                                      description="Deploy exported ONNX controllers and policies.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)

@@ -1,8 +1,8 @@
 """Run an exported recurrent policy with nothing but numpy and onnxruntime.
 
-Like :mod:`export.runtime` (whose :class:`~export.runtime.SessionBase` step protocol and
-:func:`~export.runtime.run` loop it reuses), this module never imports torch, mujoco or
-``sims``::
+Like :mod:`export.runtime.session` (whose :class:`~export.runtime.session.SessionBase` step
+protocol and :func:`~export.runtime.loop.run` loop it reuses), this module never imports
+torch, mujoco or ``sims``::
 
     session = PolicySession("exports/policy", robot="cheetah")
     session.reset()
@@ -25,7 +25,7 @@ At :meth:`PolicySession.reset` the hidden state, the previous action and the pre
 are zeros, as in training. Nothing else resets them: a mid-run change of the robot (a motor
 failing) is what the hidden state is there to pick up.
 
-Safety is :class:`~export.runtime.SessionBase`'s: an unusable observation, a failed or late
+Safety is :class:`~export.runtime.session.SessionBase`'s: an unusable observation, a failed or late
 step, or a non-finite output executes the safe action and is counted. The hidden state then
 stays as it was (the policy never saw that step). The safe action repeats the previous action
 (``safe_action="shift"``: a policy's plan is one step long, so shifting it holds the last
@@ -42,26 +42,24 @@ from typing import Any
 
 import numpy as np
 
-from export import contract as C
-from export.runtime import (
+from export.runtime import artifacts as C
+from export.runtime.artifacts import (
     ArtifactError,
-    GraphRunner,
-    SessionBase,
-    _artifact_file,
-    _check_io,
-    _require,
+    artifact_file,
     check_bounds,
-    check_safe_action,
+    check_io,
     load_metadata,
     read_manifest,
+    require,
 )
+from export.runtime.session import GraphRunner, SessionBase, check_safe_action
 
 __all__ = ["PolicySession", "validate_policy_manifest"]
 
 
 def _int_field(path: Path, manifest: Mapping[str, Any], key: str) -> int:
     v = manifest[key]
-    _require(path, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    require(path, isinstance(v, int) and not isinstance(v, bool) and v >= 1,
              f"{key}={v!r}: allowed an integer >= 1")
     return int(v)
 
@@ -87,12 +85,12 @@ def validate_policy_manifest(path: Path, manifest: Mapping[str, Any],
             f"{path}: missing field(s) {missing}; a policy folder written by `adapt "
             f"export-policy` ({C.FORMAT} version {C.FORMAT_VERSION}) has all of "
             f"{list(C.POLICY_MANIFEST_KEYS)}")
-    _require(path, manifest["format"] == C.FORMAT,
+    require(path, manifest["format"] == C.FORMAT,
              f"format={manifest['format']!r}: allowed {C.FORMAT!r}")
-    _require(path, manifest["format_version"] == C.FORMAT_VERSION,
+    require(path, manifest["format_version"] == C.FORMAT_VERSION,
              f"format_version={manifest['format_version']!r}: this runtime reads version "
              f"{C.FORMAT_VERSION}; re-export with this package version")
-    _require(path, manifest[C.KIND] == C.KIND_POLICY,
+    require(path, manifest[C.KIND] == C.KIND_POLICY,
              f"{C.KIND}={manifest[C.KIND]!r}: allowed {C.KIND_POLICY!r} for a policy folder")
     if robot is not None and manifest["robot"] != robot:
         raise ArtifactError(
@@ -101,25 +99,25 @@ def validate_policy_manifest(path: Path, manifest: Mapping[str, Any],
             f"); export a policy trained for {robot!r}")
     do, da, hd = (_int_field(path, manifest, k) for k in ("obs_dim", "act_dim", "hidden_size"))
     dt = manifest["control_timestep"]
-    _require(path, isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0,
+    require(path, isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0,
              f"control_timestep={dt!r}: allowed a number of seconds > 0")
     check_bounds(path, manifest["action_low"], manifest["action_high"], da)
     layout = manifest["obs_layout"]
-    _require(path, isinstance(layout, list) and all(isinstance(p, dict) and "name" in p
+    require(path, isinstance(layout, list) and all(isinstance(p, dict) and "name" in p
                                                      for p in layout),
              f"obs_layout={layout!r}: allowed a list of {{name, start, size}} entries")
     std = manifest.get(C.ACTION_STD, 0.0)
-    _require(path, isinstance(std, (int, float)) and not isinstance(std, bool)
+    require(path, isinstance(std, (int, float)) and not isinstance(std, bool)
              and math.isfinite(std) and std >= 0,
              f"{C.ACTION_STD}={std!r}: allowed a number >= 0 (action noise in action "
              "half-ranges; 0 = the mean action)")
     files = manifest["files"]
-    _require(path, files == C.POLICY_GRAPH_FILES,
+    require(path, files == C.POLICY_GRAPH_FILES,
              f"files={files!r}: allowed {C.POLICY_GRAPH_FILES!r}")
     graphs = manifest["graphs"]
     for role, io in _expected_graphs(do, da, hd).items():
         g = graphs.get(role) if isinstance(graphs, dict) else None
-        _require(path, isinstance(g, dict) and all(
+        require(path, isinstance(g, dict) and all(
                      isinstance(g.get(side), list)
                      and all(isinstance(t, dict) and {"name", "shape"} <= set(t)
                              for t in g[side]) for side in io),
@@ -128,7 +126,7 @@ def validate_policy_manifest(path: Path, manifest: Mapping[str, Any],
         assert isinstance(g, dict)
         for side, want in io.items():
             got = {t["name"]: t["shape"] for t in g[side]}
-            _require(path, got == want,
+            require(path, got == want,
                      f"graphs.{role}.{side}={got}: allowed {want} for obs_dim={do}, "
                      f"act_dim={da}, hidden_size={hd}")
 
@@ -157,20 +155,20 @@ class PolicySession(SessionBase):
         self.meta = read_manifest(folder)  # also: no such folder, missing, garbled
         validate_policy_manifest(manifest_path, self.meta, robot)
         meta = self.meta
-        self.path = _artifact_file(folder, C.POLICY_FILE)
+        self.path = artifact_file(folder, C.POLICY_FILE)
         self._graph = GraphRunner(self.path, threads)
-        self._reward_graph = GraphRunner(_artifact_file(folder, C.REWARD_FILE), threads)
+        self._reward_graph = GraphRunner(artifact_file(folder, C.REWARD_FILE), threads)
         for role, runner in (("policy", self._graph), ("reward", self._reward_graph)):
             # The graphs must be the ones the manifest describes: same robot, same interface.
             gmeta = load_metadata(runner.sess, runner.path)
             for key in ("graph", "robot"):
                 want = role if key == "graph" else meta["robot"]
-                _require(runner.path, gmeta.get(key) == want,
+                require(runner.path, gmeta.get(key) == want,
                          f"metadata {key}={gmeta.get(key)!r}, expected {want!r} (from "
                          f"{C.MANIFEST_FILE}): the folder mixes files of different exports")
-            _check_io(runner.path, "input", meta["graphs"][role]["inputs"],
+            check_io(runner.path, "input", meta["graphs"][role]["inputs"],
                       runner.sess.get_inputs())
-            _check_io(runner.path, "output", meta["graphs"][role]["outputs"],
+            check_io(runner.path, "output", meta["graphs"][role]["outputs"],
                       runner.sess.get_outputs())
         self.robot_name: str = meta["robot"]
         self.obs_dim: int = meta["obs_dim"]

@@ -7,7 +7,7 @@
   -> (action [1, act_dim], hidden_out [1, H])``, float32. The observation and reward
   normalisers and the action bounds are baked in; the action is the deterministic
   (tanh-squashed) mean. ``metadata_props`` (JSON values, as every graph of
-  :mod:`export.contract`) record the robot, family, method, sizes, hidden size, control
+  :mod:`export.runtime.artifacts`) record the robot, family, method, sizes, hidden size, control
   timestep and action bounds.
 * ``reward.onnx`` — ``sims.rewards.task_reward(robot)`` traced as a graph
   ``(obs, act, next_obs) -> reward``: the previous reward the policy reads, computed on the
@@ -17,7 +17,7 @@
 
 Then, unless ``verify=False``, it checks ONNX Runtime against torch: the policy graph on random
 inputs, the reward graph on random transitions, and the deploy runtime itself
-(:class:`export.policy_runtime.PolicySession`: both graphs with its previous-action and
+(:class:`export.runtime.policy.PolicySession`: both graphs with its previous-action and
 previous-reward bookkeeping) against the torch :class:`~policies.evaluate.PolicyController` in
 closed loop in the simulator. The folder is assembled in a temporary sibling folder and moved
 into place only once that check has passed, so a failed or interrupted export never leaves a
@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,22 +38,14 @@ import torch
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
 from adaptive_control.runs import checkpoint_path
-from export import contract as C
-from export.graphs import TensorSpec
-from export.onnx_export import (
-    OPSET,
-    PARITY_TOL,
-    export_graph,
-    export_reward_graph,
-    max_abs_error,
-    max_parity_error,
-    ort_session,
-    reward_metadata,
-    run_session,
-)
+from export.exporter import OPSET, export_graph, export_reward_graph, reward_metadata
+from export.graphs.adapters import TensorSpec
+from export.parity import PARITY_TOL, max_abs_error, max_parity_error, ort_session, run_session
+from export.runtime import artifacts as C
 from policies.config import check_action_std
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
+from sims.atomic import commit_folder, staged_folder
 from sims.families import get_family
 from sims.rewards import task_reward
 from sims.robots import Robot
@@ -177,9 +166,7 @@ def export_policy(checkpoint: str | Path | dict[str, Any], out_dir: str | Path, 
     meta = _graph_meta(policy, cfg, robot)
     do, da, hd = policy.obs_dim, policy.act_dim, policy.hidden_dim
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with staged_folder(out) as stage:
         say(f"exporting {C.POLICY_FILE} ({cfg.method}, {cfg.net.arch}, hidden {hd})")
         ins, outs = _policy_specs(do, da, hd)
         graphs = {"policy": export_graph(
@@ -218,40 +205,9 @@ def export_policy(checkpoint: str | Path | dict[str, Any], out_dir: str | Path, 
             raise RuntimeError(f"policy export parity check failed: max abs error "
                                f"{result.max_error:.3g} > {PARITY_TOL:g}; per graph: "
                                f"{json.dumps(parity)}; {out} was not written")
-        _commit(stage, out, [g.path.name for g in graphs.values()])
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        commit_folder(stage, out, [*(g.path.name for g in graphs.values()), C.MANIFEST_FILE],
+                      stale=[*C.GRAPH_FILES.values(), *C.POLICY_GRAPH_FILES.values()])
     return result
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _commit(stage: Path, out: Path, graph_files: list[str]) -> None:
-    """Move the checked folder into place: one rename if ``out`` does not exist; else file by
-    file (each an atomic replace), graphs first and the manifest last, so the manifest never
-    describes graphs that are not there yet."""
-    for name in (*graph_files, C.MANIFEST_FILE):
-        _fsync(stage / name)
-    if not out.exists():
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)  # mkdtemp creates 0700; give the usual permissions
-        os.replace(stage, out)
-        return
-    for name in graph_files:
-        os.replace(stage / name, out / name)
-    # Graphs of a different export that was there before (e.g. a controller's) would
-    # contradict the new manifest.
-    for name in (*C.GRAPH_FILES.values(), *C.POLICY_GRAPH_FILES.values()):
-        if name not in graph_files:
-            (out / name).unlink(missing_ok=True)
-    os.replace(stage / C.MANIFEST_FILE, out / C.MANIFEST_FILE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,8 +227,8 @@ def verify_policy_export(out_dir: str | Path, policy: Policy, robot: Robot, cond
     rewards (reward); a step the runtime answered with its fallback counts as infinite error.
     With the manifest's ``action_std`` both add action noise from the noise seed ``seed``.
     """
-    from export.policy_runtime import PolicySession
-    from export.sim_robot import SimRobot
+    from export.runtime.policy import PolicySession
+    from export.runtime.sim_robot import SimRobot
     from policies.evaluate import PolicyController
 
     out = Path(out_dir)
