@@ -242,7 +242,10 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
     """
     from adaptive_control.control import AdaptiveController
     from sims.env import AdaptEnv
+    from sims.episode import run_episode
 
+    if steps < 1:
+        return []
     family = get_family(cfg.family)
     robot = family.robot
     lo, hi = robot.action_bounds
@@ -251,9 +254,7 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
                            **dataclasses.asdict(spec.config))
     ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=seed)
     cond = condition if condition is not None else family.test_conditions[0]
-    env = AdaptEnv(robot, cond, episode_steps=max(steps, 1), seed=seed)
-    ts = env.reset()
-    ctrl.reset()
+    env = AdaptEnv(robot, cond, episode_steps=steps, seed=seed)
     m, da = cfg.m, robot.act_dim
     mid = ((lo + hi) / 2).astype(np.float32)
     carried = learner.adaptation().carries_weights  # read with learner.online_params()
@@ -264,8 +265,10 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
     # controller's internals), so the recording also checks the contract's window layout.
     obs_hist: list[np.ndarray] = []
     act_hist: list[np.ndarray] = []
-    for _ in range(steps):
-        obs = np.asarray(ts.observation, dtype=np.float32)
+
+    def act(observation: np.ndarray) -> np.ndarray:
+        nonlocal obs_hist, act_hist
+        obs = np.asarray(observation, dtype=np.float32)
         obs_hist = (obs_hist + [obs])[-(m + 1):]
         feed = _window_feed(obs_hist, act_hist, m, robot.obs_dim, da)
         feed[C.OBS] = obs
@@ -291,9 +294,10 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
                 expected[C.STATE_OUT_PREFIX + k] = (online[k] - v).numpy()
         out.append(RecordedStep(feed, expected))
         act_hist = (act_hist + [action.astype(np.float32)])[-m:]
-        ts = env.step(action)
-        if ts.last():
-            break
+        return action
+
+    ctrl.reset()
+    run_episode(env, act)
     return out
 
 

@@ -71,7 +71,6 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     from adaptive_control.control import AdaptiveController
     from adaptive_control.training.loop import build_controller, learner_from_checkpoint
     from export.exporter import planner_spec
-    from export.runtime.sim_robot import SimRobot
     from sims.families import get_family
     from sims.rewards import task_reward
 
@@ -96,8 +95,7 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
                                       task_reward(family.robot), m=cfg.m)
         else:
             ctrl = build_controller(learner, cfg, family, seed=seed)
-        ctrl.reset()
-        out.append(_episode(SimRobot(family.robot.name, condition, seed=seed), ctrl, steps))
+        out.append(_episode(family.robot.name, condition, seed, ctrl, steps))
     return out
 
 
@@ -105,22 +103,25 @@ def onnx_returns(export_dir: str | Path, robot: str, condition: str, seeds: list
                  steps: int) -> list[float]:
     """Return per seed of the exported controller in ONNX Runtime (torch-free path)."""
     from export.runtime.session import ControllerSession
-    from export.runtime.sim_robot import SimRobot
 
     out = []
     for seed in seeds:
         session = ControllerSession(export_dir, robot=robot, threads=1, seed=seed)
-        out.append(_episode(SimRobot(robot, condition, seed=seed), session.step, steps))
+        out.append(_episode(robot, condition, seed, session.step, steps))
         session.close()
     return out
 
 
-def _episode(robot, act, steps: int) -> float:
-    obs = robot.reset()
-    for _ in range(steps):
-        robot.act(np.asarray(act(obs)))
-        obs = robot.observe()
-    return float(robot.metrics()["return"])
+def _episode(robot: str, condition: str, seed: int, act, steps: int) -> float:
+    """Return of one ``steps``-step episode of ``act`` (reset first when it has ``reset``)."""
+    from sims.conditions import parse_condition
+    from sims.env import AdaptEnv
+    from sims.episode import run_episode
+    from sims.robots import get_robot
+
+    r = get_robot(robot)
+    env = AdaptEnv(r, parse_condition(condition, r), episode_steps=steps, seed=seed)
+    return run_episode(env, act).ret
 
 
 def export_and_check(checkpoint: str | Path, out: str | Path, seeds: int = 3,
