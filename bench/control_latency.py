@@ -47,7 +47,7 @@ from onnx import TensorProto, helper
 
 from adaptive_control.control import AdaptiveController
 from adaptive_control.learners import GrBAL
-from adaptive_control.planning import make_planner
+from adaptive_control.planning import make_planner, planner_config
 from adaptive_control.types import Transitions
 from export import contract as C
 from export.graphs import ControllerGraph, make_adapter
@@ -176,10 +176,10 @@ def matmul_model(n: int) -> bytes:
 def torch_eager(learner: GrBAL, cfg: Any, robot: Any, seconds: float) -> list[float]:
     """The library's AdaptiveController with a full window (adapt + MPPI every call)."""
     lo, hi = robot.action_bounds
-    planner = make_planner("mppi", torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32),
-                           num_candidates=cfg.planner.num_candidates,
-                           horizon=cfg.planner.horizon)
+    planner = make_planner(planner_config("mppi", num_candidates=cfg.planner.num_candidates,
+                                          horizon=cfg.planner.horizon),
+                           torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=0)
     rng = np.random.default_rng(1)
     for _ in range(cfg.m + 1):  # fill the window

@@ -47,15 +47,17 @@ from adaptive_control.learners import (
 )
 from adaptive_control.models.dynamics import MLPDynamics
 from adaptive_control.planning import (
-    PLANNER_NAMES,
+    PlannerConfig,
     cem,
     make_planner,
     mppi,
     random_shooting,
     shift_plan,
+    switch_planner,
+    with_settings,
 )
 from adaptive_control.runs import checkpoint_path
-from adaptive_control.training.config import PlannerConfig, TrainConfig
+from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
 from export import contract as C
 from export.graphs import (
@@ -97,19 +99,11 @@ def planner_spec(base: PlannerConfig, robot: Robot, name: str | None = None,
     ``overrides`` are fields of the planner's config dataclass (e.g. ``warm_start``,
     ``num_iterations``); unknown fields are refused with the allowed ones listed.
     """
-    name = base.name if name is None else name
-    if name not in PLANNER_NAMES:
-        raise ValueError(f"planner={name!r} is unknown: allowed {', '.join(PLANNER_NAMES)}")
-    kwargs = dataclasses.replace(base, name=name).planner_kwargs()
-    if num_candidates is not None:
-        kwargs["num_candidates"] = num_candidates
-    if horizon is not None:
-        kwargs["horizon"] = horizon
-    kwargs.update(overrides or {})
-    lo, hi = robot.action_bounds
-    planner = make_planner(name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32), **kwargs)
-    return PlannerSpec(name, planner.config)  # type: ignore[attr-defined]
+    config = base if name is None else switch_planner(base, name)
+    sizes = {k: v for k, v in (("num_candidates", num_candidates), ("horizon", horizon))
+             if v is not None}
+    config = with_settings(config, **{**sizes, **(overrides or {})})
+    return PlannerSpec(config.name, config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -769,9 +763,8 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
     family = get_family(cfg.family)
     robot = family.robot
     lo, hi = robot.action_bounds
-    planner = make_planner(spec.name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32),
-                           **dataclasses.asdict(spec.config))
+    planner = make_planner(spec.config, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=seed)
     cond = condition if condition is not None else family.test_conditions[0]
     env = AdaptEnv(robot, cond, episode_steps=max(steps, 1), seed=seed)

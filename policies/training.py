@@ -91,22 +91,11 @@ def save_policy_checkpoint(path: Path, cfg: PolicyTrainConfig, family: TaskFamil
 
 
 def labelling_config(tcfg: TrainConfig, distill: DistillConfig) -> TrainConfig:
-    """The teacher's `adapt train` config with the labelling planner of ``distill`` applied."""
-    planner = tcfg.planner
-    if distill.teacher_planner:
-        planner = dataclasses.replace(planner, name=distill.teacher_planner)
-    if distill.teacher_candidates:
-        planner = dataclasses.replace(planner, num_candidates=distill.teacher_candidates)
-    for field_, value, needs in (("teacher_iterations", distill.teacher_iterations, "cem"),
-                                 ("teacher_lambda", distill.teacher_lambda, "mppi")):
-        if value and planner.name != needs:
-            raise ValueError(f"distill.{field_}={value!r} needs a {needs} labelling planner; "
-                             f"this one is {planner.name!r} (set distill.teacher_planner)")
-    if distill.teacher_iterations:
-        planner = dataclasses.replace(planner, num_iterations=distill.teacher_iterations)
-    if distill.teacher_lambda:
-        planner = dataclasses.replace(planner, lambda_=distill.teacher_lambda)
-    return dataclasses.replace(tcfg, planner=planner)
+    """The teacher's `adapt train` config with the labelling planner of ``distill`` (if it
+    sets one)."""
+    if distill.teacher_planner is None:
+        return tcfg
+    return dataclasses.replace(tcfg, planner=distill.teacher_planner)
 
 
 def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int,

@@ -124,12 +124,12 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     family = get_family(families.pop())
     if args.teacher:
         # The teacher plans as it did when it labelled the distilled policies.
-        labelling = {c.distill.labelling_planner(): c.distill
+        labelling = {c.distill.teacher_planner: c.distill
                      for c in configs if c.method == "distill"}
         if len(labelling) > 1:
             raise ValueError("--teacher: the distilled policies were labelled by differently "
-                             "configured teachers (distill.teacher_planner, _candidates, "
-                             f"_iterations, _lambda) = {sorted(labelling)}")
+                             "configured teachers (distill.teacher_planner) = "
+                             f"{sorted(map(repr, labelling))}")
         distill = next(iter(labelling.values()), None)
         methods[f"teacher:{args.teacher}"] = teacher_controller(args.teacher, distill=distill)
     conditions = eval_conditions(family, args.split, args.conditions, args.seed)

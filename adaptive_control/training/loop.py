@@ -71,8 +71,8 @@ def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
 def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,
                      seed: int = 0) -> AdaptiveController:
     lo, hi = family.robot.action_bounds
-    planner = make_planner(cfg.planner.name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32), **cfg.planner.planner_kwargs())
+    planner = make_planner(cfg.planner, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     return AdaptiveController(learner, planner, task_reward(family.robot), m=cfg.m, seed=seed)
 
 
