@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint
-from adaptive_control.cli.policies import eval_conditions
 from adaptive_control.runs import checkpoint_path
+from policies.compare import eval_conditions
 from policies.config import policy_config_from_json
 from policies.evaluate import policy_controller, teacher_controller, teacher_draws
 from policies.rollout import teacher_saw

@@ -428,7 +428,7 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
 def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
     """--split train runs every method, the teacher too, on the same seeded draws of the
     training distribution (imitation in distribution vs generalisation to the held-out set)."""
-    from adaptive_control.cli.policies import eval_conditions
+    from policies.compare import eval_conditions
 
     assert eval_conditions(FAMILY, "test", 5, 0) == list(FAMILY.test_conditions)
     train = eval_conditions(FAMILY, "train", 6, 3)
@@ -474,7 +474,7 @@ def test_oracle_diagnostic_distils_on_the_held_out_set_and_says_so(tmp_path, tea
 
 
 def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
-    from adaptive_control.cli.policies import paired_differences
+    from policies.compare import paired_differences
 
     ret = {"g0": 10.0, "g1": 4.0, "g2": 7.0, "m0": 6.0, "m1": 5.0, "m3": 1.0}
     methods = {k: {"mean_return": v} for k, v in ret.items()}
@@ -491,7 +491,7 @@ def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
 
 
 def test_students_trained_with_rollout_noise_form_their_own_group():
-    from adaptive_control.cli.policies import group_name
+    from policies.compare import group_name
 
     assert group_name(tiny_cfg()) == "distill gru"
     assert group_name(tiny_cfg(**{"net.arch": "mlp"})) == "distill mlp"
