@@ -1,6 +1,16 @@
 """Run folders: one writer at a time, no silent reuse of another run's files, resume from the
 last checkpoint, and the metrics log (one CSV row per iteration, TensorBoard scalars when
-TensorBoard is there). Model and policy training both run through here."""
+TensorBoard is there). Model and policy training both run through here::
+
+    check_run_folder(out, resume)  # before any work
+    ...build the model and its optimiser...
+    with open_run(out, cfg, resume, ...) as run:  # restored, locked, config.json written
+        for it in range(run.iteration, cfg.iterations):
+            ...
+            run.metrics.append(row)
+            save_checkpoint(run.checkpoint, {..., "metrics": json.dumps(run.metrics)})
+            run.log(row, it)
+"""
 
 from __future__ import annotations
 
@@ -9,7 +19,8 @@ import csv
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +29,8 @@ import torch
 from adaptive_control.checkpoint import load_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.csv"
+CONFIG = "config.json"
 
 
 def checkpoint_path(path: str | Path) -> Path:
@@ -90,6 +103,59 @@ def restore_run(ckpt_path: Path, robot: str, cfg: Any, parse_config: Callable[[s
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
     return int(ckpt["iteration"]), json.loads(ckpt["metrics"])
+
+
+@dataclass
+class Run:
+    """An open run folder: where the loop starts and the metrics log."""
+
+    #: The run folder.
+    path: Path
+    #: Iterations done (by the run resumed, else 0).
+    iteration: int
+    #: One row per iteration done, as the checkpoint holds them.
+    metrics: list[dict[str, Any]]
+    #: TensorBoard's prefix of this training's scalars.
+    tag: str
+    #: The TensorBoard writer (None without TensorBoard).
+    writer: Any = None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        """Log one iteration's row (after the checkpoint holding it is written)."""
+        log_iteration(self.path / METRICS, self.writer, row, step, self.tag)
+
+
+@contextlib.contextmanager
+def open_run(out: Path, cfg: Any, resume: bool, *, robot: str,
+             parse_config: Callable[[str], Any], module: torch.nn.Module, module_key: str,
+             optimizer: torch.optim.Optimizer, tag: str) -> Iterator[Run]:
+    """Open the run folder ``out`` (``check_run_folder`` it first, before any work): on
+    ``resume``, restore ``module`` and ``optimizer`` from its checkpoint (``restore_run``);
+    then, holding the folder's lock, write config.json, rebuild the metrics CSV from the
+    checkpoint's rows and open TensorBoard."""
+    iteration, metrics = 0, []
+    if resume and (out / CHECKPOINT).exists():
+        iteration, metrics = restore_run(out / CHECKPOINT, robot, cfg, parse_config, module,
+                                         module_key, optimizer)
+    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out):
+        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        # The checkpoint is the source of truth: rebuild the CSV from it (a kill may have come
+        # between writing the checkpoint and appending the row).
+        (out / METRICS).unlink(missing_ok=True)
+        for row in metrics:
+            append_csv(out / METRICS, row)
+        run = Run(out, iteration, metrics, tag, tensorboard_writer(out / "tb"))
+        try:
+            yield run
+        finally:
+            if run.writer is not None:
+                run.writer.close()
+
 
 def append_csv(path: Path, row: dict[str, Any]) -> None:
     """Append ``row`` to the CSV at ``path``, writing the header for a new file."""

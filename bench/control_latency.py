@@ -48,8 +48,8 @@ from onnx import TensorProto, helper
 from adaptive_control.control import AdaptiveController
 from adaptive_control.learners import GrBAL, GrBALConfig, Learner, make_learner
 from adaptive_control.models.normalizer import Normalizer
-from adaptive_control.planning import make_planner
-from adaptive_control.training.config import PlannerConfig, TrainConfig
+from adaptive_control.planning import make_planner, planner_config
+from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
 from export.exporter import export_controller, planner_spec
 from export.graphs.adapters import make_adapter
@@ -76,8 +76,8 @@ def paper_learner(family: str = "cheetah-cripple", horizon: int = PAPER["horizon
     seeded initial weights and a normaliser fitted on random data of the robot's sizes, with
     unequal scales so that normalising is not a no-op."""
     cfg = TrainConfig(learner="grbal", family=family, m=PAPER["m"], k=PAPER["m"],
-                      planner=PlannerConfig(name="mppi", num_candidates=PAPER["candidates"],
-                                            horizon=horizon),
+                      planner=planner_config("mppi", num_candidates=PAPER["candidates"],
+                                             horizon=horizon),
                       grbal=GrBALConfig(hidden_sizes=PAPER["hidden"]))
     robot = get_family(family).robot
     rng = np.random.default_rng(0)
@@ -204,10 +204,10 @@ def matmul_model(n: int) -> bytes:
 def torch_eager(learner: GrBAL, cfg: Any, robot: Any, seconds: float) -> list[float]:
     """The library's AdaptiveController with a full window (adapt + MPPI every call)."""
     lo, hi = robot.action_bounds
-    planner = make_planner("mppi", torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32),
-                           num_candidates=cfg.planner.num_candidates,
-                           horizon=cfg.planner.horizon)
+    planner = make_planner(planner_config("mppi", num_candidates=cfg.planner.num_candidates,
+                                          horizon=cfg.planner.horizon),
+                           torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=0)
     rng = np.random.default_rng(1)
     for _ in range(cfg.m + 1):  # fill the window

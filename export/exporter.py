@@ -38,9 +38,9 @@ from torch import Tensor
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
 from adaptive_control.learners import Learner
-from adaptive_control.planning import PLANNER_NAMES, make_planner
+from adaptive_control.planning import PlannerConfig, switch_planner, with_settings
 from adaptive_control.runs import checkpoint_path
-from adaptive_control.training.config import PlannerConfig, TrainConfig
+from adaptive_control.training.config import TrainConfig
 from export.graphs.adapters import MODES, GraphDef, TensorSpec, make_adapter, recent_specs
 from export.graphs.modules import ControllerGraph, PlannerSpec, RewardGraph
 from export.parity import PARITY_TOL, max_parity_error, verify_export
@@ -66,19 +66,11 @@ def planner_spec(base: PlannerConfig, robot: Robot, name: str | None = None,
     ``overrides`` are fields of the planner's config dataclass (e.g. ``warm_start``,
     ``num_iterations``); unknown fields are refused with the allowed ones listed.
     """
-    name = base.name if name is None else name
-    if name not in PLANNER_NAMES:
-        raise ValueError(f"planner={name!r} is unknown: allowed {', '.join(PLANNER_NAMES)}")
-    kwargs = dataclasses.replace(base, name=name).planner_kwargs()
-    if num_candidates is not None:
-        kwargs["num_candidates"] = num_candidates
-    if horizon is not None:
-        kwargs["horizon"] = horizon
-    kwargs.update(overrides or {})
-    lo, hi = robot.action_bounds
-    planner = make_planner(name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32), **kwargs)
-    return PlannerSpec(name, planner.config)  # type: ignore[attr-defined]
+    config = base if name is None else switch_planner(base, name)
+    sizes = {k: v for k, v in (("num_candidates", num_candidates), ("horizon", horizon))
+             if v is not None}
+    config = with_settings(config, **{**sizes, **(overrides or {})})
+    return PlannerSpec(config.name, config)
 
 
 # --------------------------------------------------------------------------------------------

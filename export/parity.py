@@ -10,7 +10,6 @@ pattern) and on a trajectory recorded in simulation with the torch
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -249,9 +248,8 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
     family = get_family(cfg.family)
     robot = family.robot
     lo, hi = robot.action_bounds
-    planner = make_planner(spec.name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32),
-                           **dataclasses.asdict(spec.config))
+    planner = make_planner(spec.config, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=seed)
     cond = condition if condition is not None else family.test_conditions[0]
     env = AdaptEnv(robot, cond, episode_steps=steps, seed=seed)

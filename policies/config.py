@@ -10,11 +10,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adaptive_control.training.config import build_dataclass, layered_values
+from adaptive_control.planning import PLANNER_NAMES, PlannerConfig
+from adaptive_control.training.config import INHERITED, build_dataclass, layered_values
 
 METHODS = ("distill", "rl2")
 ARCHS = ("gru", "lstm", "mlp")
@@ -70,26 +72,15 @@ class DistillConfig:
     batch_trials: int = 8
     #: Adam learning rate.
     lr: float = 1e-3
-    #: Planner of the labelling teacher: "" = the checkpoint's own, or random_shooting, cem,
-    #: mppi. The teacher need not run in real time; a planner whose action varies less from
-    #: call to call at the same state gives cleaner labels (docs/policies.md).
-    teacher_planner: str = ""
-    #: Candidate sequences of the labelling planner (0 = the checkpoint's).
-    teacher_candidates: int = 0
-    #: CEM iterations of the labelling planner (0 = the checkpoint's).
-    teacher_iterations: int = 0
-    #: MPPI temperature of the labelling planner, in reward units (0 = the checkpoint's).
-    teacher_lambda: float = 0.0
+    #: Planner of the labelling teacher: none = the checkpoint's own, else a planner table
+    #: (its ``name`` and settings, unset ones at that planner's defaults) or a planner name.
+    #: The teacher need not run in real time; a planner whose action varies less from call to
+    #: call at the same state gives cleaner labels (docs/policies.md).
+    teacher_planner: PlannerConfig | None = None
     #: Gaussian noise added to the student's executed action in DAgger rollouts, in action
     #: half-ranges (0 = the mean action). Set it to the --action-std the student will act with,
     #: so it is trained on the states that noisy acting visits (DART, Laskey et al. 2017).
     rollout_action_std: float = 0.0
-
-    def labelling_planner(self) -> tuple[str, int, int, float]:
-        """The fields that set the labelling teacher's planner (what labelling_config reads):
-        two policies with equal tuples were labelled by the same teacher."""
-        return (self.teacher_planner, self.teacher_candidates, self.teacher_iterations,
-                self.teacher_lambda)
 
 
 @dataclass(frozen=True)
@@ -174,17 +165,11 @@ class PolicyTrainConfig:
                         ("ppo.clip", self.ppo.clip), ("ppo.reward_scale", self.ppo.reward_scale)):
             if not v > 0:
                 raise ValueError(f"{name}={v!r} is out of range: allowed > 0")
-        from adaptive_control.training.config import PLANNER_NAMES
-
-        if self.distill.teacher_planner not in ("", *PLANNER_NAMES):
-            raise ValueError(f"distill.teacher_planner={self.distill.teacher_planner!r} is "
-                             f"unknown: allowed '' (the teacher's own), {', '.join(PLANNER_NAMES)}")
-        for name, v in (("distill.teacher_candidates", self.distill.teacher_candidates),
-                        ("distill.teacher_iterations", self.distill.teacher_iterations),
-                        ("distill.teacher_lambda", self.distill.teacher_lambda)):
-            if v < 0:
-                raise ValueError(f"{name}={v!r} is out of range: allowed >= 0 (0 = the "
-                                 "teacher's own)")
+        teacher = self.distill.teacher_planner
+        if teacher is not None and not isinstance(teacher, typing.get_args(PlannerConfig)):
+            raise ValueError(f"distill.teacher_planner={teacher!r} is not a planner config: "
+                             f"allowed none (the teacher's own) or the configs of "
+                             f"{', '.join(PLANNER_NAMES)}")
         check_action_std(self.distill.rollout_action_std, "distill.rollout_action_std")
         if self.grad_clip < 0 or self.threads < 0:
             raise ValueError("grad_clip and threads must be >= 0")
@@ -238,10 +223,40 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: How configs written before planner tables set the labelling teacher's planner (with
+#: ``teacher_planner``, then a name or "").
+_OLD_TEACHER_FIELDS = {"teacher_candidates": "num_candidates", "teacher_iterations":
+                       "num_iterations", "teacher_lambda": "lambda_"}
+
+
+def upgrade_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A config as older versions wrote it, as this one reads it: the labelling planner's
+    name and fields become a planner table (none when they left the checkpoint's own)."""
+    distill = values.get("distill")
+    if not isinstance(distill, dict) or not set(_OLD_TEACHER_FIELDS) & set(distill):
+        return values
+    distill = dict(distill)
+    name = distill.pop("teacher_planner", "")
+    settings = {new: distill.pop(old) for old, new in _OLD_TEACHER_FIELDS.items()
+                if distill.get(old)}
+    for old in _OLD_TEACHER_FIELDS:
+        distill.pop(old, None)
+    if name:
+        distill["teacher_planner"] = {"name": name, INHERITED: settings}
+    elif settings:
+        raise ValueError(f"distill: {settings} change the teacher checkpoint's own planner, "
+                         "which this version cannot tell from the config: set "
+                         "distill.teacher_planner to the whole labelling planner")
+    else:
+        distill["teacher_planner"] = None
+    return {**values, "distill": distill}
+
+
 def load_policy_config(path: str | Path | None = None, preset: str | None = None,
                        overrides: list[str] | tuple[str, ...] = ()) -> PolicyTrainConfig:
     """Preset, then the file (TOML, YAML or a run's config.json), then overrides."""
-    return build_dataclass(PolicyTrainConfig, layered_values(PRESETS, path, preset, overrides))
+    return build_dataclass(PolicyTrainConfig, layered_values(PRESETS, path, preset, overrides,
+                                                             upgrade_values))
 
 
 def policy_config_from_arg(config: str, overrides: list[str] | tuple[str, ...] = ()
@@ -253,4 +268,4 @@ def policy_config_from_arg(config: str, overrides: list[str] | tuple[str, ...] =
 
 
 def policy_config_from_json(text: str) -> PolicyTrainConfig:
-    return build_dataclass(PolicyTrainConfig, json.loads(text))
+    return build_dataclass(PolicyTrainConfig, upgrade_values(json.loads(text)))

@@ -9,7 +9,7 @@ observation has to be passed in).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint
-from adaptive_control.evaluation.episodes import Actor
+from adaptive_control.evaluation.episodes import Actor, PlannerSizes
 from adaptive_control.runs import checkpoint_path
 from policies.config import DistillConfig, check_action_std
 from policies.networks import Policy
@@ -106,8 +106,7 @@ class PolicyMethod:
 
     checkpoint: str
 
-    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
-                 ) -> Actor:
+    def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
         return Actor(policy_controller(self.checkpoint))
 
     def describe(self) -> dict[str, str]:

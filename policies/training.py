@@ -30,15 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.runs import (
-    CHECKPOINT,
-    append_csv,
-    check_run_folder,
-    log_iteration,
-    restore_run,
-    run_lock,
-    tensorboard_writer,
-)
+from adaptive_control.runs import check_run_folder, open_run
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.training.loop import (
     build_controller,
@@ -51,7 +43,6 @@ from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
 from sims.families import TaskFamily, get_family
 
-METRICS = "metrics.csv"
 CONTENT = "policy"  # marks a policy checkpoint (``adapt train`` writes dynamics models)
 
 
@@ -91,22 +82,11 @@ def save_policy_checkpoint(path: Path, cfg: PolicyTrainConfig, family: TaskFamil
 
 
 def labelling_config(tcfg: TrainConfig, distill: DistillConfig) -> TrainConfig:
-    """The teacher's `adapt train` config with the labelling planner of ``distill`` applied."""
-    planner = tcfg.planner
-    if distill.teacher_planner:
-        planner = dataclasses.replace(planner, name=distill.teacher_planner)
-    if distill.teacher_candidates:
-        planner = dataclasses.replace(planner, num_candidates=distill.teacher_candidates)
-    for field_, value, needs in (("teacher_iterations", distill.teacher_iterations, "cem"),
-                                 ("teacher_lambda", distill.teacher_lambda, "mppi")):
-        if value and planner.name != needs:
-            raise ValueError(f"distill.{field_}={value!r} needs a {needs} labelling planner; "
-                             f"this one is {planner.name!r} (set distill.teacher_planner)")
-    if distill.teacher_iterations:
-        planner = dataclasses.replace(planner, num_iterations=distill.teacher_iterations)
-    if distill.teacher_lambda:
-        planner = dataclasses.replace(planner, lambda_=distill.teacher_lambda)
-    return dataclasses.replace(tcfg, planner=planner)
+    """The teacher's `adapt train` config with the labelling planner of ``distill`` (if it
+    sets one)."""
+    if distill.teacher_planner is None:
+        return tcfg
+    return dataclasses.replace(tcfg, planner=distill.teacher_planner)
 
 
 def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int,
@@ -319,7 +299,6 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     """
     out = Path(out)
     family = get_family(cfg.family)
-    ckpt_path = out / CHECKPOINT
     check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -332,30 +311,21 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     policy = build_policy(cfg, family)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
-    iteration, metrics = 0, []
-    if resume and ckpt_path.exists():
-        iteration, metrics = restore_run(ckpt_path, family.robot.name, cfg,
-                                         policy_config_from_json, policy, "policy", optimizer)
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):  # one writer per run folder
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-        # The checkpoint is the source of truth: rebuild the CSV from it.
-        (out / METRICS).unlink(missing_ok=True)
-        for row in metrics:
-            append_csv(out / METRICS, row)
-        writer = tensorboard_writer(out / "tb")
-
+    with open_run(out, cfg, resume, robot=family.robot.name,
+                  parse_config=policy_config_from_json, module=policy, module_key="policy",
+                  optimizer=optimizer, tag="train_policy") as run:
         done = 0
-        for it in range(iteration, cfg.iterations):
+        for it in range(run.iteration, cfg.iterations):
             t0 = time.perf_counter()
             if cfg.method == "distill":
                 row = distill_iteration(it, cfg, family, policy, optimizer, teachers, out, progress)
             else:
                 row = rl2_iteration(it, cfg, family, policy, optimizer, progress)
             row = {"iteration": it, **row, "seconds": time.perf_counter() - t0}
-            metrics.append(row)
-            save_policy_checkpoint(ckpt_path, cfg, family, policy, optimizer, it + 1, metrics)
-            log_iteration(out / METRICS, writer, row, it, "train_policy")
+            run.metrics.append(row)
+            save_policy_checkpoint(run.checkpoint, cfg, family, policy, optimizer, it + 1,
+                                   run.metrics)
+            run.log(row, it)
             if progress:
                 print(f"iter {it}: return {row['return_mean']:.1f}, "
                       + ", ".join(f"{k} {row[k]:.4g}" for k in ("train_loss", "policy_loss")
@@ -363,6 +333,4 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
             done += 1
             if stop_after is not None and done >= stop_after:
                 break
-        if writer is not None:
-            writer.close()
-        return ckpt_path
+        return run.checkpoint

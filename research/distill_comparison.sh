@@ -8,8 +8,8 @@
 #     bash research/distill_comparison.sh OUT [--set distill.KEY=VALUE ...]
 #
 # Extra arguments go to every `adapt train-policy` (e.g. the labelling planner:
-# --set distill.teacher_planner=mppi --set distill.teacher_candidates=256
-# --set distill.teacher_lambda=0.3). SEEDS (default "0 1 2"), JOBS (parallel runs, default 2),
+# --set distill.teacher_planner.name=mppi --set distill.teacher_planner.num_candidates=256
+# --set distill.teacher_planner.lambda_=0.3). SEEDS (default "0 1 2"), JOBS (parallel runs, default 2),
 # EPISODES (held-out evaluation episodes per run, default 20).
 set -euo pipefail
 OUT=${1:?usage: FAMILY=... TEACHER=... $0 OUT [--set KEY=VALUE ...]}

@@ -24,8 +24,8 @@ import torch
 from _helpers import teacher_draws
 
 from adaptive_control.checkpoint import load_checkpoint
-from adaptive_control.cli.policies import eval_conditions
 from adaptive_control.runs import checkpoint_path
+from policies.compare import eval_conditions
 from policies.config import policy_config_from_json
 from policies.evaluate import policy_controller, teacher_controller
 from policies.rollout import teacher_saw

@@ -20,7 +20,8 @@ from adaptive_control.learners import (
     make_learner,
 )
 from adaptive_control.models.normalizer import Normalizer
-from adaptive_control.training.config import PlannerConfig, TrainConfig
+from adaptive_control.planning import planner_config
+from adaptive_control.training.config import TrainConfig
 from sims.families import get_family
 
 
@@ -31,8 +32,8 @@ def tiny_config(learner: str = "grbal", planner: str = "random_shooting",
     """A TrainConfig with small sizes; ``learner_fields`` go into the learner's config."""
     cfg = TrainConfig(
         learner=learner, family=family, m=m, k=m,
-        planner=PlannerConfig(name=planner, num_candidates=candidates, horizon=horizon,
-                              num_iterations=2),
+        planner=planner_config(planner, num_candidates=candidates, horizon=horizon,
+                               **({"num_iterations": 2} if planner == "cem" else {})),
         grbal=GrBALConfig(hidden_sizes=hidden),
         mb=MBConfig(hidden_sizes=hidden), mbde=MBDEConfig(hidden_sizes=hidden),
         rebal=ReBALConfig(hidden_size=rnn_hidden, cell=cell))  # type: ignore[arg-type]

@@ -136,6 +136,23 @@ def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
     assert first["ret"] == pytest.approx(second["ret"])
 
 
+def test_planner_sizes_replace_the_checkpoints_planner_fields(tiny_runs):
+    """--candidates/--horizon: dataclasses.replace on each checkpoint's planner config."""
+    import dataclasses
+
+    from adaptive_control.evaluation.episodes import LearnerMethod, PlannerSizes
+    from adaptive_control.runs import checkpoint_path
+    from sims.families import get_family
+
+    family = get_family("cheetah-cripple")
+    method = LearnerMethod(str(checkpoint_path(tiny_runs["grbal"])))
+    own = method(family, 0, PlannerSizes()).controller.planner.config
+    sized = method(family, 0, PlannerSizes(num_candidates=8, horizon=2)).controller.planner
+    assert sized.config == dataclasses.replace(own, num_candidates=8, horizon=2)
+    with pytest.raises(ValueError, match="horizon=0"):
+        PlannerSizes(horizon=0)
+
+
 @pytest.mark.parametrize("argv,fragment", [
     (["--method", "maml"], "method 'maml'"),
     (["--method", "grbal=/nope"], "not found"),
@@ -144,6 +161,7 @@ def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
     (["--switch-at", "50"], "--switch-at=50"),
     (["--method", "QUAD"], "trained for robot 'quadruped', not 'cheetah'"),
     (["--method", "mbde=GRBAL"], "MB+DE needs an MB checkpoint"),
+    (["--candidates", "0", "--scenarios", "fixed"], "num_candidates=0"),
 ])
 def test_adapt_eval_bad_input_before_work(tiny_runs, tmp_path, capsys, argv, fragment):
     argv = [a.replace("QUAD", f"quad={tiny_runs['quad']}").replace("GRBAL",

@@ -23,10 +23,12 @@ from adaptive_control.planning import (
     make_planner,
     mppi,
     num_elites,
+    planner_config,
     random_shooting,
     rollout_returns,
     shift_plan,
     smooth_noise,
+    switch_planner,
 )
 
 # --------------------------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def small_planner(name: str, low: Tensor = LOW1, high: Tensor = HIGH1, **kw) -> 
         # Horizon 1: shifting with fill "last" keeps the plan, so repeated calls refine it.
         "mppi": dict(num_candidates=300, horizon=1, lambda_=0.01, noise_sigma=0.5),
     }[name]
-    return make_planner(name, low, high, **{**base, **kw})
+    return make_planner(planner_config(name, **{**base, **kw}), low, high)
 
 
 def run_plan(planner: Planner, obs: Tensor, predictor, reward, seed: int, calls: int) -> Tensor:
@@ -151,7 +153,8 @@ def test_bounds_respected_with_aggressive_settings(name: str) -> None:
     # Asymmetric bounds, a reward that pushes far outside them and very wide sampling.
     low, high = torch.tensor([-0.3, 0.1, -2.0]), torch.tensor([0.2, 2.0, -1.5])
     wide = {"random_shooting": {}, "cem": {"init_std": 50.0}, "mppi": {"noise_sigma": 50.0}}
-    planner = make_planner(name, low, high, num_candidates=64, horizon=4, **wide[name])
+    planner = make_planner(planner_config(name, num_candidates=64, horizon=4, **wide[name]),
+                           low, high)
     spy = BoundsSpy(low, high)
     reward = track(torch.tensor([5.0, -5.0, 5.0]))
     gen = torch.Generator().manual_seed(0)
@@ -227,7 +230,7 @@ def test_stateful_predictor_state_threaded_through_horizon() -> None:
 @pytest.mark.parametrize("name", PLANNER_NAMES)
 def test_planners_thread_state(name: str) -> None:
     pred = StepCounter()
-    planner = make_planner(name, LOW1, HIGH1, num_candidates=5, horizon=4)
+    planner = make_planner(planner_config(name, num_candidates=5, horizon=4), LOW1, HIGH1)
     planner.plan(torch.zeros(1), pred, first_coord, torch.Generator().manual_seed(0))
     iters = planner.config.num_iterations if name == "cem" else 1
     assert len(pred.seen) == 4 * iters  # state re-initialised per rollout, one call per step
@@ -372,7 +375,7 @@ def test_same_seed_same_action(name: str) -> None:
     pred, rew, obs = Integrator(), track(torch.tensor([0.3, -0.4])), torch.zeros(2)
 
     def episode(seed: int) -> tuple[Tensor, Tensor]:
-        planner = make_planner(name, low, high, num_candidates=50, horizon=4)
+        planner = make_planner(planner_config(name, num_candidates=50, horizon=4), low, high)
         gen = torch.Generator().manual_seed(seed)
         acts = torch.stack([planner.plan(obs, pred, rew, gen) for _ in range(3)])
         return acts, planner.last_plan
@@ -394,8 +397,9 @@ def test_closed_loop_reaches_target(name: str) -> None:
     # the target, which needs two steps at the bound for the second coordinate. Judged on the
     # mean error over the last 4 of 12 steps (random shooting jitters around the target).
     target = torch.tensor([0.8, -1.7])
-    planner = make_planner(name, -torch.ones(2), torch.ones(2), horizon=2,
-                           **({"lambda_": 0.05} if name == "mppi" else {}))
+    planner = make_planner(planner_config(name, horizon=2,
+                                          **({"lambda_": 0.05} if name == "mppi" else {})),
+                           -torch.ones(2), torch.ones(2))
     assert isinstance(planner, Planner)
     pred, rew = Integrator(), track(target)
     gen = torch.Generator().manual_seed(0)
@@ -477,16 +481,31 @@ def test_plan_rejects_batched_obs_and_pure_functions_check_shapes() -> None:
 
 
 def test_make_planner_factory() -> None:
-    p = make_planner("cem", [-1.0], [1.0], num_iterations=3, warm_start=True)
+    p = make_planner(planner_config("cem", num_iterations=3, warm_start=True), [-1.0], [1.0])
     assert isinstance(p, CEM) and p.config.num_iterations == 3 and p.config.warm_start
-    assert isinstance(make_planner("random_shooting", [-1.0], [1.0]), RandomShooting)
-    assert isinstance(make_planner("mppi", [-1.0], [1.0]), MPPI)
+    assert isinstance(make_planner(planner_config("random_shooting"), [-1.0], [1.0]),
+                      RandomShooting)
+    assert isinstance(make_planner(MPPIConfig(), [-1.0], [1.0]), MPPI)
     with pytest.raises(ValueError, match="allowed: random_shooting, cem, mppi"):
-        make_planner("ilqr", [-1.0], [1.0])
+        planner_config("ilqr")
     with pytest.raises(ValueError, match=r"\['elite_frac'\].*allowed: num_candidates"):
-        make_planner("mppi", [-1.0], [1.0], elite_frac=0.2)
+        planner_config("mppi", elite_frac=0.2)
     with pytest.raises(ValueError, match=r"MPPIConfig\.lambda_="):
-        make_planner("mppi", [-1.0], [1.0], lambda_=-1.0)
+        planner_config("mppi", lambda_=-1.0)
+    with pytest.raises(ValueError, match="is not a planner config"):
+        make_planner({"name": "mppi"}, [-1.0], [1.0])  # type: ignore[arg-type]
+
+
+def test_planner_configs_carry_their_name() -> None:
+    """Each config names its planner; the name cannot be changed by replace, only by
+    switch_planner, which keeps the planning problem and takes the new planner's defaults."""
+    assert [planner_config(n).name for n in PLANNER_NAMES] == list(PLANNER_NAMES)
+    assert dataclasses.fields(CEMConfig)[0].name == "name"
+    with pytest.raises(ValueError, match=r"CEMConfig\.name='mppi' must be 'cem'"):
+        dataclasses.replace(CEMConfig(), name="mppi")
+    c = CEMConfig(num_candidates=64, horizon=7, discount=0.9, warm_start=True)
+    assert switch_planner(c, "mppi") == MPPIConfig(num_candidates=64, horizon=7, discount=0.9)
+    assert switch_planner(c, "cem") is c
 
 
 # --------------------------------------------------------------------------------------------

@@ -338,30 +338,53 @@ def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
 
 
 def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
-    """distill.teacher_* replace the teacher checkpoint's planner for labelling (and for the
-    teacher that eval-policy compares against); unset fields keep the checkpoint's."""
-    from adaptive_control.planning import CEM, MPPI
+    """distill.teacher_planner replaces the teacher checkpoint's planner for labelling (and
+    for the teacher that eval-policy compares against); unset fields take that planner's
+    defaults, and no teacher_planner keeps the checkpoint's own."""
+    from adaptive_control.planning import CEM, MPPI, MPPIConfig
 
     own = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0)[0].planner
-    cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "mppi",
-                      "distill.teacher_candidates": 48, "distill.teacher_lambda": 0.3})
+    assert tiny_cfg().distill.teacher_planner is None
+    (same,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=tiny_cfg().distill)
+    assert same.planner.config == own.config
+    cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner.name": "mppi",
+                      "distill.teacher_planner.num_candidates": 48,
+                      "distill.teacher_planner.lambda_": 0.3})
     (teacher,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=cfg.distill)
     assert isinstance(teacher.planner, MPPI) and not isinstance(own, MPPI)
     assert teacher.planner.config.num_candidates == 48
     assert teacher.planner.config.lambda_ == 0.3
-    assert teacher.planner.config.horizon == own.config.horizon  # unset: the checkpoint's
+    assert teacher.planner.config.horizon == MPPIConfig().horizon  # unset: MPPI's default
     from policies.evaluate import teacher_controller
 
     assert isinstance(teacher_controller(teacher_ckpt, distill=cfg.distill).planner, MPPI)
-    cem = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "cem",
-                      "distill.teacher_iterations": 2})
+    cem = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner.name": "cem",
+                      "distill.teacher_planner.num_iterations": 2})
     (teacher,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=cem.distill)
     assert isinstance(teacher.planner, CEM) and teacher.planner.config.num_iterations == 2
-    # An option the labelling planner does not have is refused before any rollout.
-    bad = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner": "mppi",
-                      "distill.teacher_iterations": 3})
-    with pytest.raises(ValueError, match="distill.teacher_iterations=3 needs a cem"):
-        training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=bad.distill)
+    # An option the labelling planner does not have is refused before any work.
+    with pytest.raises(ValueError, match="'distill.teacher_planner.num_iterations' for "
+                                         "distill.teacher_planner.name='mppi'"):
+        tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner.name": "mppi",
+                    "distill.teacher_planner.num_iterations": 3})
+
+
+def test_a_policy_config_with_the_old_teacher_fields_loads_as_a_planner_table():
+    from adaptive_control.planning import MPPIConfig
+    from policies.config import policy_config_from_json
+
+    values = tiny_cfg().to_dict()
+    old = {k: v for k, v in values["distill"].items() if k != "teacher_planner"}
+    plain = {**old, "teacher_planner": "", "teacher_candidates": 0, "teacher_iterations": 0,
+             "teacher_lambda": 0.0}
+    assert policy_config_from_json(json.dumps({**values, "distill": plain})) == tiny_cfg()
+    mppi = {**plain, "teacher_planner": "mppi", "teacher_candidates": 256,
+            "teacher_lambda": 0.3}
+    cfg = policy_config_from_json(json.dumps({**values, "distill": mppi}))
+    assert cfg.distill.teacher_planner == MPPIConfig(num_candidates=256, lambda_=0.3)
+    with pytest.raises(ValueError, match="distill.teacher_planner to the whole labelling"):
+        policy_config_from_json(json.dumps({**values, "distill": {**plain,
+                                                                  "teacher_candidates": 8}}))
 
 
 def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path, teacher_ckpt,
@@ -371,7 +394,8 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
     runs = []
     for arch, seed in (("gru", 0), ("gru", 1), ("mlp", 0), ("mlp", 1)):
         cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "net.arch": arch, "seed": seed,
-                          "iterations": 1, "distill.teacher_candidates": 8})
+                          "iterations": 1, "distill.teacher_planner.num_candidates": 8,
+                          "distill.teacher_planner.horizon": 3})
         runs.append(str(training.train_policy(cfg, tmp_path / f"{arch}{seed}", progress=False)))
     out = tmp_path / "eval.json"
     assert main(["eval-policy", *runs, "--teacher", teacher_ckpt, "--episodes", "1",
@@ -404,7 +428,7 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
 def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
     """--split train runs every method, the teacher too, on the same seeded draws of the
     training distribution (imitation in distribution vs generalisation to the held-out set)."""
-    from adaptive_control.cli.policies import eval_conditions
+    from policies.compare import eval_conditions
 
     assert eval_conditions(FAMILY, "test", 5, 0) == list(FAMILY.test_conditions)
     train = eval_conditions(FAMILY, "train", 6, 3)
@@ -424,7 +448,7 @@ def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
 
 
 def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
-    from adaptive_control.cli.policies import paired_differences
+    from policies.compare import paired_differences
 
     ret = {"g0": 10.0, "g1": 4.0, "g2": 7.0, "m0": 6.0, "m1": 5.0, "m3": 1.0}
     methods = {k: {"mean_return": v} for k, v in ret.items()}
@@ -441,7 +465,7 @@ def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():
 
 
 def test_students_trained_with_rollout_noise_form_their_own_group():
-    from adaptive_control.cli.policies import group_name
+    from policies.compare import group_name
 
     assert group_name(tiny_cfg()) == "distill gru"
     assert group_name(tiny_cfg(**{"net.arch": "mlp"})) == "distill mlp"
@@ -460,7 +484,10 @@ def test_students_trained_with_rollout_noise_form_their_own_group():
     ("bptt='long'", "bptt='long' must be an integer"),
     ("family='cheetah-moon'", "family='cheetah-moon' is unknown"),
     ("distill.teacher_planner='lqr'", "distill.teacher_planner='lqr' is unknown"),
-    ("distill.teacher_candidates=-1", "distill.teacher_candidates=-1 is out of range"),
+    ("distill.teacher_planner.name='lqr'", "distill.teacher_planner.name='lqr' is unknown"),
+    ("distill.teacher_planner.num_candidates=-1",
+     "distill.teacher_planner.num_candidates=-1 must be an integer >= 1"),
+    ("distill.teacher_candidates=8", "unknown config key 'distill.teacher_candidates'"),
     ("distill.rollout_action_std=-0.1", "distill.rollout_action_std=-0.1: allowed a number >= 0"),
     ("distill.rollout_action_std=nan", "distill.rollout_action_std=nan: allowed a number >= 0"),
 ])

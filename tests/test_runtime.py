@@ -407,8 +407,8 @@ def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name)
     robot = SimRobot("cheetah", "disabled:bthigh", seed=3)
     lo, hi = robot.robot.action_bounds
     s = ControllerSession(out, robot="cheetah")
-    planner = make_planner(cfg.planner.name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32), **cfg.planner.planner_kwargs())
+    planner = make_planner(cfg.planner, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     ctrl = AdaptiveController(learner, planner, task_reward(robot.robot), m=cfg.m, seed=5)
     obs = robot.reset()
     worst = 0.0

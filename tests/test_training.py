@@ -15,9 +15,16 @@ from adaptive_control.cli import main
 from adaptive_control.control import AdaptiveController
 from adaptive_control.evaluation.model_eval import heldout_data, prediction_errors
 from adaptive_control.learners import make_learner
-from adaptive_control.planning import make_planner
+from adaptive_control.planning import (
+    PLANNER_NAMES,
+    CEMConfig,
+    MPPIConfig,
+    RandomShootingConfig,
+    make_planner,
+    planner_config,
+)
 from adaptive_control.training import loop as training
-from adaptive_control.training.config import TrainConfig, load_config
+from adaptive_control.training.config import TrainConfig, config_from_json, load_config
 from adaptive_control.training.data import WindowSampler, check_window, split_trajectories
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
@@ -81,6 +88,104 @@ def test_bad_config_names_key_and_allowed(overrides, fragment):
     assert fragment in str(e.value)
 
 
+# ------------------------------------------------------------------ the planner table
+# Before each planner's own config was the planner table: one flat table for all planners, of
+# which the chosen planner took its fields (these defaults, ``_old_planner_kwargs``).
+_OLD_FLAT_PLANNER = {"name": "random_shooting", "num_candidates": 500, "horizon": 10,
+                     "num_iterations": 5, "elite_frac": 0.1, "alpha": 0.1, "noise_sigma": 0.5,
+                     "lambda_": 1.0, "beta": 0.5}
+
+
+def _old_planner_kwargs(flat: dict) -> dict:
+    common = {"num_candidates": flat["num_candidates"], "horizon": flat["horizon"]}
+    if flat["name"] == "cem":
+        return {**common, "num_iterations": flat["num_iterations"],
+                "elite_frac": flat["elite_frac"], "alpha": flat["alpha"]}
+    if flat["name"] == "mppi":
+        return {**common, "noise_sigma": flat["noise_sigma"], "lambda_": flat["lambda_"],
+                "beta": flat["beta"]}
+    return common
+
+
+@pytest.mark.parametrize("preset", ["paper", "small", "tiny"])
+@pytest.mark.parametrize("name", PLANNER_NAMES)
+def test_each_preset_builds_the_planner_it_built_with_the_flat_table(preset, name):
+    from adaptive_control.training.config import PRESETS
+
+    flat = {**_OLD_FLAT_PLANNER, **PRESETS[preset].get("planner", {}), "name": name}
+    old = planner_config(name, **_old_planner_kwargs(flat))
+    cfg = load_config(preset=preset, overrides=[f"planner.name={name}"])
+    built = training.build_controller(training.build_learner(cfg, get_family(cfg.family)), cfg,
+                                      get_family(cfg.family)).planner
+    assert built.config == old
+    if PRESETS[preset].get("planner", {}).get("name", "random_shooting") == name:
+        assert load_config(preset=preset).planner == old  # the preset's own planner
+
+
+def test_a_config_json_with_the_flat_planner_table_loads_the_same_planner(tmp_path):
+    for name in PLANNER_NAMES:
+        flat = {**_OLD_FLAT_PLANNER, "name": name, "num_candidates": 64, "horizon": 7,
+                "num_iterations": 3, "lambda_": 0.3}
+        values = {**load_config(preset="small").to_dict(), "planner": flat}
+        cfg = config_from_json(json.dumps(values))
+        assert cfg.planner == planner_config(name, **_old_planner_kwargs(flat))
+        (tmp_path / "config.json").write_text(json.dumps(values))
+        assert load_config(tmp_path / "config.json") == cfg
+        assert load_config(tmp_path / "config.json",
+                           overrides=["planner.horizon=5"]).planner.horizon == 5
+
+
+def test_every_planner_field_is_reachable_and_the_name_switches_planner(tmp_path):
+    cfg = load_config(preset="small", overrides=["planner.warm_start=true",
+                                                 "planner.init_std=0.5"])
+    assert cfg.planner == CEMConfig(num_candidates=64, horizon=10, num_iterations=4,
+                                    warm_start=True, init_std=0.5)
+    # Switching by name keeps what the new planner takes from the layers below (the preset's
+    # candidates and horizon) and drops the rest (its CEM iterations).
+    mppi = load_config(preset="small", overrides=["planner.name=mppi", "planner.beta=0.2"])
+    assert mppi.planner == MPPIConfig(num_candidates=64, horizon=10, beta=0.2)
+    assert load_config(preset="small", overrides=["planner.beta=0.2", "planner.name=mppi"]
+                       ) == mppi  # whatever the order of the overrides
+    (tmp_path / "p.toml").write_text('preset = "small"\n[planner]\nname = "random_shooting"\n'
+                                     "discount = 0.99\n")
+    assert load_config(tmp_path / "p.toml").planner == RandomShootingConfig(
+        num_candidates=64, horizon=10, discount=0.99)
+    assert load_config(preset="tiny", overrides=["planner='cem'"]).planner == CEMConfig()
+    # Round trip: what a run folder's config.json holds loads back to the same config.
+    assert config_from_json(mppi.to_json()) == mppi
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    (["planner.name=mppi", "planner.num_iterations=3"],
+     "unknown config key 'planner.num_iterations' for planner.name='mppi': allowed keys at "
+     "this level are beta, discount, horizon"),
+    (["planner.num_iterations=3", "planner.name=mppi"], "'planner.num_iterations'"),
+    (["planner.name=random_shooting", "planner.elite_frac=0.2"],
+     "unknown config key 'planner.elite_frac' for planner.name='random_shooting'"),
+    (["planner.name=lqr"], "planner.name='lqr' is unknown: allowed random_shooting, cem, mppi"),
+    (["planner=lqr"], "planner='lqr' is unknown: allowed random_shooting, cem, mppi"),
+    (["planner.horizon=0"], "planner.horizon=0 must be an integer >= 1"),
+    (["planner.name=cem", "planner.warm_start=3"], "planner.warm_start=3 must be true or false"),
+    (["planner.name=mppi", "planner.warm_start_fill=first"],
+     "planner.warm_start_fill='first' is not allowed: allowed 'last', 'mid'"),
+])
+def test_bad_planner_settings_name_the_field_and_the_allowed(overrides, fragment):
+    with pytest.raises(ValueError) as e:
+        load_config(preset="small", overrides=overrides)
+    assert fragment in str(e.value)
+
+
+def test_one_key_value_parser_for_every_set():
+    """`adapt export --set` reads its items as configs read --set (TOML values)."""
+    from adaptive_control.training.config import parse_override
+
+    assert parse_override("warm_start=true") == (["warm_start"], True)
+    assert parse_override("num_iterations=3") == (["num_iterations"], 3)
+    assert parse_override("warm_start_fill=mid") == (["warm_start_fill"], "mid")
+    with pytest.raises(ValueError, match="'warm_start'"):
+        parse_override("warm_start")
+
+
 # ------------------------------------------------------------------ data windows
 def _dataset(n=6, steps=40, seed=0) -> Dataset:
     fam = get_family("cheetah-cripple")
@@ -132,8 +237,9 @@ def test_controller_adapts_on_the_last_m_transitions():
     fam = get_family("cheetah-cripple")
     learner = make_learner("grbal", 17, 6, load_config(preset="tiny").grbal)
     lo, hi = fam.robot.action_bounds
-    planner = make_planner("random_shooting", torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32), num_candidates=8, horizon=2)
+    planner = make_planner(planner_config("random_shooting", num_candidates=8, horizon=2),
+                           torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     seen = []
     original = learner.adapt
 
@@ -158,7 +264,8 @@ def test_controller_adapts_on_the_last_m_transitions():
 
 def test_controller_cadence_and_reset():
     learner = make_learner("mbde", 17, 6, load_config(preset="tiny").mbde)
-    planner = make_planner("mppi", -torch.ones(6), torch.ones(6), num_candidates=8, horizon=2)
+    planner = make_planner(planner_config("mppi", num_candidates=8, horizon=2), -torch.ones(6),
+                           torch.ones(6))
     ctrl = AdaptiveController(learner, planner, task_reward(get_family("cheetah-cripple").robot),
                               m=3, adapt_every=2)
     calls = []
@@ -327,8 +434,8 @@ def test_fresh_start_into_a_folder_with_data_is_refused(tmp_path):
 
 def test_controller_records_the_executed_action():
     learner = make_learner("mb", 17, 6, load_config(preset="tiny").mb)
-    planner = make_planner("random_shooting", -torch.ones(6), torch.ones(6), num_candidates=4,
-                           horizon=2)
+    planner = make_planner(planner_config("random_shooting", num_candidates=4, horizon=2),
+                           -torch.ones(6), torch.ones(6))
     ctrl = AdaptiveController(learner, planner, task_reward(get_family("cheetah-cripple").robot),
                               m=2)
     with pytest.raises(RuntimeError, match="before any step"):

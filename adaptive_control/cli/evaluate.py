@@ -64,7 +64,12 @@ def _prepare_out(out: str, overwrite: bool) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from adaptive_control.evaluation.episodes import default_workers, evaluate, scenarios_for
+    from adaptive_control.evaluation.episodes import (
+        PlannerSizes,
+        default_workers,
+        evaluate,
+        scenarios_for,
+    )
     from adaptive_control.evaluation.report import report_meta, write_report
     from sims.families import get_family
 
@@ -83,12 +88,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if sc.switch_time_s is not None and not 0 < sc.switch_time_s < duration:
             raise ValueError(f"--switch-at={sc.switch_time_s:g} s must fall inside the episode "
                              f"(0, {duration:g}) s; lengthen --episode-steps or move the switch")
-    overrides = {k: v for k, v in (("num_candidates", args.candidates),
-                                   ("horizon", args.horizon)) if v is not None}
+    planner = PlannerSizes(num_candidates=args.candidates, horizon=args.horizon)
     out = _prepare_out(args.out, args.overwrite)
     seeds = list(range(args.seeds))
     episodes = evaluate(methods, family, scenarios, seeds, args.episode_steps,
-                        args.workers or default_workers(), args.pred_k, overrides,
+                        args.workers or default_workers(), args.pred_k, planner,
                         video_episodes=1 if args.video else 0)
     meta = report_meta(family, methods, scenarios, seeds, args.episode_steps, args.pred_k)
     files = write_report(out, episodes, meta, family.robot.control_timestep, video=args.video,

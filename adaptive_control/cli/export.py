@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from export.runtime import artifacts as C
 
@@ -37,30 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 
-# --------------------------------------------------------------------------------------------
-
-
-def _parse_value(text: str) -> Any:
-    low = text.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE, e.g. warm_start=true")
-        k, v = item.split("=", 1)
-        out[k.strip()] = _parse_value(v)
-    return out
-
-
 def cmd_export(args: argparse.Namespace) -> int:
+    from adaptive_control.training.config import parse_override
     from export.exporter import export_checkpoint
 
     for name in ("candidates", "horizon"):
@@ -72,7 +48,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = export_checkpoint(
         args.checkpoint, args.out, planner=args.planner, num_candidates=args.candidates,
-        horizon=args.horizon, planner_overrides=parse_sets(args.planner_set),
+        horizon=args.horizon,
+        planner_overrides={".".join(k): v for k, v in map(parse_override, args.planner_set)},
         verify=not args.no_verify, record_steps=args.verify_steps, seed=args.seed,
         overwrite=args.force, log=lambda s: print(s, flush=True))
     print_export({role: g.path for role, g in result.graphs.items()}, result.parity,

@@ -47,54 +47,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
-    from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.evaluation.model_eval import (
-        heldout_data,
-        prediction_errors,
-        reference_scale,
-    )
-    from adaptive_control.runs import checkpoint_path
-    from adaptive_control.training.loop import learner_from_checkpoint, mbde_from_mb
-    from sims.families import get_family
+    from adaptive_control.evaluation.model_eval import compare_models
 
     horizons = tuple(int(h) for h in args.horizons.split(","))
     if min(horizons) < 1:
         raise ValueError(f"--horizons={args.horizons!r}: every k must be >= 1")
-    loaded = []
-    for path in args.checkpoints:
-        ckpt = load_checkpoint(checkpoint_path(path))
-        learner, cfg = learner_from_checkpoint(ckpt)
-        loaded.append((path, cfg.learner, learner, cfg))
-        if cfg.learner == "mb":  # MB+DE is MB's weights updated online: evaluate it too
-            loaded.append((path, "mbde", mbde_from_mb(learner, cfg), cfg))
-    families = {cfg.family for *_, cfg in loaded}
-    if len(families) != 1:
-        raise ValueError(f"checkpoints come from different families {sorted(families)}: "
-                         "compare models of one family at a time")
-    family = get_family(families.pop())
-    data = heldout_data(family, args.split, args.trajectories, args.steps, args.seed)
-    scale = reference_scale(family)
-    results = {"family": family.name, "split": args.split, "m": loaded[0][3].m,
-               "horizons": list(horizons),
-               "conditions": [c for c in data.conditions], "methods": {}}
-    print(f"{family.name} ({args.split}): {data.n_trajectories} trajectories x "
-          f"{data.horizon} steps; error = MSE in units of the training data's std")
+    res = compare_models(args.checkpoints, args.split, args.trajectories, args.steps, horizons,
+                         args.stride, args.seed)
+    print(f"{res.family} ({args.split}): {res.trajectories} trajectories x "
+          f"{res.steps} steps; error = MSE in units of the training data's std")
     header = f"{'method':<10}" + "".join(
         f"{f'{k}-step prior':>16}{f'{k}-step adapted':>18}{'(median)':>10}" for k in horizons)
     print(header)
-    for path, name, learner, cfg in loaded:
-        prior = prediction_errors(learner, data, cfg.m, horizons, args.stride, False, scale)
-        adapted = prediction_errors(learner, data, cfg.m, horizons, args.stride, True, scale)
-        results["methods"][name] = {
-            "checkpoint": str(path),
-            "prior": {k: v.to_dict() for k, v in prior.items()},
-            "adapted": {k: v.to_dict() for k, v in adapted.items()},
-        }
-        print(f"{name:<10}" + "".join(
+    for r in res.models:
+        prior, adapted = r.prior, r.adapted
+        print(f"{r.name:<10}" + "".join(
             f"{prior[k].mean:>10.4f}±{prior[k].sem:<5.3f}{adapted[k].mean:>12.4f}"
             f"±{adapted[k].sem:<5.3f}{adapted[k].median:>10.4f}" for k in horizons))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        Path(args.out).write_text(json.dumps(res.to_dict(), indent=2))
         print(f"wrote {args.out}")
     return 0

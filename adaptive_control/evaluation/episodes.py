@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -26,6 +26,7 @@ from sims.families import TaskFamily, get_family
 if TYPE_CHECKING:
     from adaptive_control.control import Controller
     from adaptive_control.learners import Learner
+    from adaptive_control.planning import PlannerConfig
 
 SCENARIO_KINDS = ("fixed", "switch")
 RECOVERY_FRACTION = 0.8  # recovered = speed back to 80 % of its pre-failure level
@@ -33,6 +34,26 @@ SPEED_WINDOW_S = 0.5  # moving-average window of the speed trace used for recove
 
 
 # ------------------------------------------------------------------------------ methods
+@dataclass(frozen=True)
+class PlannerSizes:
+    """``adapt eval --candidates/--horizon``: the planner size every model-based method plans
+    with, each field replacing that of its checkpoint's planner config (None: keep it)."""
+
+    #: Candidate sequences per plan (None: the checkpoint's).
+    num_candidates: int | None = None
+    #: Planning horizon in steps (None: the checkpoint's).
+    horizon: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, v in asdict(self).items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"planner {name}={v!r}: allowed an integer >= 1 or None")
+
+    def apply(self, config: PlannerConfig) -> PlannerConfig:
+        """``config`` with the sizes given here."""
+        return replace(config, **{k: v for k, v in asdict(self).items() if v is not None})
+
+
 @dataclass
 class Actor:
     """What a method's factory builds for one episode: the controller that acts and, for
@@ -50,8 +71,7 @@ class ControllerFactory(Protocol):
     Other layers add their own (``policies.evaluate.PolicyMethod``) without this module
     importing them."""
 
-    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
-                 ) -> Actor: ...
+    def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor: ...
 
     def describe(self) -> dict[str, str]:
         """``kind``, ``checkpoint``, ``learner``: what reports record of the method."""
@@ -88,8 +108,7 @@ class _UniformRandom:
 class RandomMethod:
     """Uniform random actions."""
 
-    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
-                 ) -> Actor:
+    def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
         return Actor(_UniformRandom(*family.robot.action_bounds, seed))
 
     def describe(self) -> dict[str, str]:
@@ -104,8 +123,7 @@ class LearnerMethod:
     checkpoint: str
     mbde: bool = False
 
-    def __call__(self, family: TaskFamily, seed: int, planner_overrides: Mapping[str, Any]
-                 ) -> Actor:
+    def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
         import torch  # lazily: workers set their thread count first
 
         from adaptive_control.checkpoint import load_checkpoint
@@ -123,8 +141,7 @@ class LearnerMethod:
                              f"not {family.name}")
         if self.mbde:
             learner = mbde_from_mb(learner, cfg)
-        if planner_overrides:
-            cfg = replace(cfg, planner=replace(cfg.planner, **planner_overrides))
+        cfg = replace(cfg, planner=planner.apply(cfg.planner))
         ctrl = build_controller(learner, cfg, family, seed=seed)
         torch.manual_seed(seed)
         return Actor(ctrl, learner, cfg.m)
@@ -226,14 +243,15 @@ class Episode:
 # ------------------------------------------------------------------------------ running
 def method_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed: int,
                    episode_steps: int, pred_k: int = 10, pred_stride: int = 10,
-                   planner_overrides: dict | None = None, record_qpos: bool = False) -> Episode:
+                      planner: PlannerSizes = PlannerSizes(), record_qpos: bool = False
+                   ) -> Episode:
     """One episode of one method in one scenario; everything seeded by ``seed``."""
     from sims.env import AdaptEnv
     from sims.episode import run_episode
 
     family = get_family(family_name)
     robot = family.robot
-    actor = spec.factory(family, seed, planner_overrides or {})
+    actor = spec.factory(family, seed, planner)
     ctrl = actor.controller
     env = AdaptEnv(robot, scenario.schedule, episode_steps=episode_steps, seed=seed)
     rec = run_episode(env, ctrl, record_qpos=record_qpos)
@@ -286,11 +304,27 @@ def _worker_init() -> None:
     torch.set_num_threads(1)  # one episode per core; oversubscribing threads is slower
 
 
-def _run_job(args: tuple) -> Episode:
-    return method_episode(*args)
+@dataclass(frozen=True)
+class EpisodeJob:
+    """One episode for a worker process: ``method_episode``'s arguments."""
+
+    spec: MethodSpec
+    family: str
+    scenario: Scenario
+    seed: int
+    episode_steps: int
+    pred_k: int = 10
+    pred_stride: int = 10
+    planner: PlannerSizes = PlannerSizes()
+    record_qpos: bool = False
 
 
-def run_all(jobs: list[tuple], workers: int, progress: bool = True) -> list[Episode]:
+def _run_job(job: EpisodeJob) -> Episode:
+    return method_episode(job.spec, job.family, job.scenario, job.seed, job.episode_steps,
+                          job.pred_k, job.pred_stride, job.planner, job.record_qpos)
+
+
+def run_all(jobs: list[EpisodeJob], workers: int, progress: bool = True) -> list[Episode]:
     """Run episode jobs on ``workers`` processes (1 = in this process), with a progress bar."""
     from tqdm.auto import tqdm
 
@@ -319,14 +353,11 @@ def default_workers() -> int:
 
 def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Sequence[Scenario],
              seeds: Sequence[int], episode_steps: int, workers: int, pred_k: int = 10,
-             planner_overrides: dict | None = None, video_episodes: int = 0,
+             planner: PlannerSizes = PlannerSizes(), video_episodes: int = 0,
              progress: bool = True) -> list[Episode]:
-    jobs = []
-    for spec in methods:
-        for sc in scenarios:
-            for seed in seeds:
-                jobs.append((spec, family.name, sc, seed, episode_steps, pred_k, 10,
-                             planner_overrides, video_episodes > 0 and seed == seeds[0]))
+    jobs = [EpisodeJob(spec, family.name, sc, seed, episode_steps, pred_k, 10, planner,
+                       video_episodes > 0 and seed == seeds[0])
+            for spec in methods for sc in scenarios for seed in seeds]
     t0 = time.perf_counter()
     eps = run_all(jobs, workers, progress)
     if progress:
@@ -334,5 +365,6 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
     return eps
 
 
-__all__ = ["Actor", "ControllerFactory", "Episode", "LearnerMethod", "MethodSpec", "RandomMethod",
-           "Scenario", "evaluate", "method_episode", "recovery_time", "scenarios_for"]
+__all__ = ["Actor", "ControllerFactory", "Episode", "EpisodeJob", "LearnerMethod", "MethodSpec",
+           "PlannerSizes", "RandomMethod", "Scenario", "evaluate", "method_episode",
+           "recovery_time", "scenarios_for"]

@@ -127,3 +127,71 @@ def prediction_errors_at(learner: Learner, obs: np.ndarray, act: np.ndarray, m: 
     res = window_errors(learner, torch.as_tensor(obs), torch.as_tensor(act), m, (k,), stride,
                         True, scale)
     return [t for t, _ in res], [e[k] for _, e in res]
+
+
+@dataclass
+class ModelErrors:
+    """One model's k-step errors, unadapted (``prior``) and adapted, per k."""
+
+    checkpoint: str
+    #: The learner: the checkpoint's, or mbde for MB's weights updated online.
+    name: str
+    prior: dict[int, ErrorSummary]
+    adapted: dict[int, ErrorSummary]
+
+
+@dataclass
+class ModelComparison:
+    """`adapt eval-model`'s results: the models of one family on the same held-out data."""
+
+    family: str
+    split: str
+    m: int
+    horizons: tuple[int, ...]
+    conditions: list[str]
+    trajectories: int
+    steps: int
+    models: list[ModelErrors]
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "split": self.split, "m": self.m,
+                "horizons": list(self.horizons), "conditions": list(self.conditions),
+                "methods": {r.name: {"checkpoint": r.checkpoint,
+                                     "prior": {k: v.to_dict() for k, v in r.prior.items()},
+                                     "adapted": {k: v.to_dict() for k, v in r.adapted.items()}}
+                            for r in self.models}}
+
+
+def compare_models(checkpoints: list[str], split: str = "test", trajectories: int = 3,
+                   steps: int = 300, horizons: tuple[int, ...] = (1, 10), stride: int = 5,
+                   seed: int = 1234) -> ModelComparison:
+    """k-step errors of the learners of ``checkpoints`` (checkpoint files or run folders, one
+    family), an MB checkpoint also as MB+DE (its weights updated online), on random-action
+    trajectories of the family's ``split`` conditions, in units of ``reference_scale``."""
+    from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.runs import checkpoint_path
+    from adaptive_control.training.loop import learner_from_checkpoint, mbde_from_mb
+    from sims.families import get_family
+
+    if min(horizons) < 1:
+        raise ValueError(f"horizons={horizons}: every k must be >= 1")
+    loaded = []
+    for path in checkpoints:
+        ckpt = load_checkpoint(checkpoint_path(path))
+        learner, cfg = learner_from_checkpoint(ckpt)
+        loaded.append((path, cfg.learner, learner, cfg))
+        if cfg.learner == "mb":  # MB+DE is MB's weights updated online: evaluate it too
+            loaded.append((path, "mbde", mbde_from_mb(learner, cfg), cfg))
+    families = {cfg.family for *_, cfg in loaded}
+    if len(families) != 1:
+        raise ValueError(f"checkpoints come from different families {sorted(families)}: "
+                         "compare models of one family at a time")
+    family = get_family(families.pop())
+    data = heldout_data(family, split, trajectories, steps, seed)
+    scale = reference_scale(family)
+    models = [ModelErrors(str(path), name,
+                          prediction_errors(learner, data, cfg.m, horizons, stride, False, scale),
+                          prediction_errors(learner, data, cfg.m, horizons, stride, True, scale))
+              for path, name, learner, cfg in loaded]
+    return ModelComparison(family.name, split, loaded[0][3].m, horizons,
+                           list(data.conditions), data.n_trajectories, data.horizon, models)

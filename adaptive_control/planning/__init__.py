@@ -14,16 +14,25 @@ from adaptive_control.planning.planners import (
     CEM,
     MPPI,
     PLANNER_NAMES,
+    PROBLEM_FIELDS,
     CEMConfig,
     MPPIConfig,
     Planner,
+    PlannerConfig,
     RandomShooting,
     RandomShootingConfig,
     make_planner,
+    planner_config,
+    planner_config_class,
+    planner_settings,
+    switch_planner,
+    with_settings,
 )
 
 __all__ = [
-    "CEM", "CEMConfig", "MPPI", "MPPIConfig", "PLANNER_NAMES", "Planner", "RandomShooting",
-    "RandomShootingConfig", "cem", "make_planner", "mppi", "num_elites", "random_shooting",
-    "rollout_returns", "shift_plan", "smooth_noise", "smoothing_matrix",
+    "CEM", "CEMConfig", "MPPI", "MPPIConfig", "PLANNER_NAMES", "PROBLEM_FIELDS", "Planner",
+    "PlannerConfig", "RandomShooting", "RandomShootingConfig", "cem", "make_planner", "mppi",
+    "num_elites", "planner_config", "planner_config_class", "planner_settings",
+    "random_shooting", "rollout_returns", "shift_plan", "smooth_noise", "smoothing_matrix",
+    "switch_planner", "with_settings",
 ]

@@ -48,6 +48,13 @@ def _check_fill(cls: str, value: Any) -> None:
         raise ValueError(f"{cls}.warm_start_fill={value!r} must be one of 'last', 'mid'")
 
 
+def _check_name(config: Any) -> None:
+    own = dataclasses.fields(config)[0].default
+    if config.name != own:
+        raise ValueError(f"{type(config).__name__}.name={config.name!r} must be {own!r} "
+                         "(switch_planner gives another planner)")
+
+
 _INF = math.inf
 WarmStartFill = Literal["last", "mid"]
 
@@ -56,6 +63,8 @@ WarmStartFill = Literal["last", "mid"]
 class RandomShootingConfig:
     """Random shooting (GrBAL's planner). Defaults from the paper."""
 
+    #: Which planner this configures (the ``name`` of a planner table in config files).
+    name: Literal["random_shooting"] = "random_shooting"
     #: Candidate action sequences sampled per plan() call (paper: 500).
     num_candidates: int = 500
     #: Planning horizon in steps (paper: 10).
@@ -64,6 +73,7 @@ class RandomShootingConfig:
     discount: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_name(self)
         c = type(self).__name__
         _check_int(c, "num_candidates", self.num_candidates, 1)
         _check_int(c, "horizon", self.horizon, 1)
@@ -74,6 +84,8 @@ class RandomShootingConfig:
 class CEMConfig:
     """Cross-entropy method (GrBAL's CEM variant). Defaults from the paper and its code."""
 
+    #: Which planner this configures (the ``name`` of a planner table in config files).
+    name: Literal["cem"] = "cem"
     #: Candidate action sequences per iteration (paper: 500, as for random shooting).
     num_candidates: int = 500
     #: Planning horizon in steps (paper: 10).
@@ -94,6 +106,7 @@ class CEMConfig:
     discount: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_name(self)
         c = type(self).__name__
         _check_int(c, "num_candidates", self.num_candidates, 1)
         _check_int(c, "horizon", self.horizon, 1)
@@ -111,6 +124,8 @@ class CEMConfig:
 class MPPIConfig:
     """MPPI with time-correlated noise. Not in GrBAL; defaults are this toolkit's choice."""
 
+    #: Which planner this configures (the ``name`` of a planner table in config files).
+    name: Literal["mppi"] = "mppi"
     #: Candidate action sequences per plan() call (500, matching the paper's budget).
     num_candidates: int = 500
     #: Planning horizon in steps (10, as the paper's planner).
@@ -129,6 +144,7 @@ class MPPIConfig:
     discount: float = 1.0
 
     def __post_init__(self) -> None:
+        _check_name(self)
         c = type(self).__name__
         _check_int(c, "num_candidates", self.num_candidates, 1)
         _check_int(c, "horizon", self.horizon, 1)
@@ -315,34 +331,76 @@ class MPPI(_SamplingPlanner):
 # Factory
 # --------------------------------------------------------------------------------------------
 
+#: Any planner's config: its ``name`` field says which planner (the config files' discriminator).
+PlannerConfig = RandomShootingConfig | CEMConfig | MPPIConfig
+
 _REGISTRY: dict[str, tuple[type, type]] = {
     "random_shooting": (RandomShootingConfig, RandomShooting),
     "cem": (CEMConfig, CEM),
     "mppi": (MPPIConfig, MPPI),
 }
-#: Names accepted by ``make_planner``.
+#: Names accepted by ``planner_config`` (the ``name`` of each planner config).
 PLANNER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+#: The settings every planner has: the planning problem, kept by ``switch_planner``.
+PROBLEM_FIELDS: tuple[str, ...] = ("num_candidates", "horizon", "discount")
 
 
-def make_planner(
-    name: str,
-    action_low: Tensor | Sequence[float],
-    action_high: Tensor | Sequence[float],
-    **overrides: Any,
-) -> Planner:
-    """Build a planner by name with paper defaults, overriding config fields by keyword.
-
-    ``make_planner("cem", low, high, num_iterations=8)``. Unknown names or fields raise
-    ``ValueError`` listing what is allowed.
-    """
+def planner_config_class(name: str) -> type:
+    """The config dataclass of planner ``name``; an unknown name raises ``ValueError``."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown planner {name!r}; allowed: {', '.join(PLANNER_NAMES)}")
-    config_cls, planner_cls = _REGISTRY[name]
-    fields = [f.name for f in dataclasses.fields(config_cls)]
-    unknown = sorted(set(overrides) - set(fields))
+    return _REGISTRY[name][0]
+
+
+def planner_settings(name: str) -> tuple[str, ...]:
+    """The fields of planner ``name``'s config other than ``name`` itself."""
+    return tuple(f.name for f in dataclasses.fields(planner_config_class(name))
+                 if f.name != "name")
+
+
+def planner_config(name: str, **fields: Any) -> PlannerConfig:
+    """Planner ``name``'s config: paper defaults with ``fields`` replaced.
+
+    ``planner_config("cem", num_iterations=8)``. Unknown names or fields raise ``ValueError``
+    listing what is allowed.
+    """
+    config_cls = planner_config_class(name)
+    allowed = planner_settings(name)
+    unknown = sorted(set(fields) - set(allowed))
     if unknown:
         raise ValueError(
             f"unknown {config_cls.__name__} field(s) {unknown} for planner {name!r}; "
-            f"allowed: {', '.join(fields)}"
+            f"allowed: {', '.join(allowed)}"
         )
-    return planner_cls(config_cls(**overrides), action_low, action_high)
+    return config_cls(**fields)
+
+
+def switch_planner(config: PlannerConfig, name: str) -> PlannerConfig:
+    """Planner ``name`` for the problem of ``config`` (its ``PROBLEM_FIELDS``), with the new
+    planner's own settings at their defaults; ``config`` itself when it already is ``name``."""
+    if config.name == name:
+        return config
+    return planner_config(name, **{k: getattr(config, k) for k in PROBLEM_FIELDS})
+
+
+def with_settings(config: PlannerConfig, **fields: Any) -> PlannerConfig:
+    """``config`` with ``fields`` replaced (``dataclasses.replace``, with an unknown field
+    refused by name and the allowed ones listed)."""
+    own = {k: getattr(config, k) for k in planner_settings(config.name)}
+    return planner_config(config.name, **{**own, **fields})
+
+
+def make_planner(
+    config: PlannerConfig,
+    action_low: Tensor | Sequence[float],
+    action_high: Tensor | Sequence[float],
+) -> Planner:
+    """The planner ``config`` configures, acting within ``[action_low, action_high]``.
+
+    ``make_planner(planner_config("cem", num_iterations=8), low, high)``.
+    """
+    entry = _REGISTRY.get(getattr(config, "name", None))  # type: ignore[arg-type]
+    if entry is None or not isinstance(config, entry[0]):
+        raise ValueError(f"config={config!r} is not a planner config: allowed "
+                         f"{', '.join(c.__name__ for c, _ in _REGISTRY.values())}")
+    return entry[1](config, action_low, action_high)

@@ -13,13 +13,17 @@ import json
 import tomllib
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adaptive_control.learners import GrBALConfig, MBConfig, MBDEConfig, ReBALConfig
-from adaptive_control.planning import PLANNER_NAMES
+from adaptive_control.planning import (
+    PLANNER_NAMES,
+    PlannerConfig,
+    RandomShootingConfig,
+)
 
 LEARNER_NAMES = ("grbal", "rebal", "mb", "mbde")
 
@@ -57,41 +61,6 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
-class PlannerConfig:
-    """The MPC planner used for on-policy collection (and by default in evaluation)."""
-
-    #: random_shooting, cem or mppi.
-    name: str = "random_shooting"
-    #: Candidate action sequences per step (paper: 500).
-    num_candidates: int = 500
-    #: Planning horizon in control steps (paper: 10).
-    horizon: int = 10
-    #: CEM iterations (paper: 5).
-    num_iterations: int = 5
-    #: CEM elite fraction (paper: 0.1).
-    elite_frac: float = 0.1
-    #: CEM smoothing of mean and std (paper: 0.1).
-    alpha: float = 0.1
-    #: MPPI exploration noise, a fraction of the action half-range.
-    noise_sigma: float = 0.5
-    #: MPPI temperature, in reward units.
-    lambda_: float = 1.0
-    #: MPPI time correlation of the noise along the horizon.
-    beta: float = 0.5
-
-    def planner_kwargs(self) -> dict[str, Any]:
-        """The fields the chosen planner takes."""
-        common = {"num_candidates": self.num_candidates, "horizon": self.horizon}
-        if self.name == "cem":
-            return {**common, "num_iterations": self.num_iterations,
-                    "elite_frac": self.elite_frac, "alpha": self.alpha}
-        if self.name == "mppi":
-            return {**common, "noise_sigma": self.noise_sigma, "lambda_": self.lambda_,
-                    "beta": self.beta}
-        return common
-
-
-@dataclass(frozen=True)
 class TrainConfig:
     """One meta-training run (defaults are the GrBAL paper's)."""
 
@@ -113,8 +82,9 @@ class TrainConfig:
     collect: CollectConfig = field(default_factory=CollectConfig)
     #: Model fitting.
     optim: OptimConfig = field(default_factory=OptimConfig)
-    #: The planner of the adaptive controller.
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    #: The planner of the adaptive controller: a table whose ``name`` picks random_shooting,
+    #: cem or mppi (random_shooting when not named), with that planner's settings.
+    planner: PlannerConfig = field(default_factory=RandomShootingConfig)
     #: GrBAL settings.
     grbal: GrBALConfig = field(default_factory=GrBALConfig)
     #: ReBAL settings.
@@ -131,9 +101,9 @@ class TrainConfig:
         from sims.families import get_family
 
         get_family(self.family)
-        if self.planner.name not in PLANNER_NAMES:
-            raise ValueError(f"planner.name={self.planner.name!r} is unknown: allowed "
-                             f"{', '.join(PLANNER_NAMES)}")
+        if not isinstance(self.planner, typing.get_args(PlannerConfig)):
+            raise ValueError(f"planner={self.planner!r} is not a planner config: allowed "
+                             f"the configs of {', '.join(PLANNER_NAMES)}")
         for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0)):
             v = getattr(self, name)
             if v < lo:
@@ -209,11 +179,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+#: Settings a table's earlier layers gave before a later layer named another kind (planner) for
+#: it: kept where the newly named kind takes them, dropped otherwise (see ``_coerce_named``).
+INHERITED = "<inherited>"
+
+
+def _rename(node: dict[str, Any], keep: set[str] = frozenset()) -> dict[str, Any]:
+    """``node`` about to be given another ``name``: its settings (but ``keep``) become
+    inherited."""
+    moved = {k: v for k, v in node.items() if k not in ("name", INHERITED, *keep)}
+    return {**{k: node[k] for k in keep if k in node},
+            INHERITED: {**node.get(INHERITED, {}), **moved}}
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            old = out[k]
+            renamed = "name" in v and v["name"] != old.get("name")
+            out[k] = _merge(_rename(old) if renamed else old, v)
         else:
             out[k] = v
     return out
@@ -242,6 +227,9 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
         (inner, *_rest) = typing.get_args(tp)
         return tuple(_coerce(f"{path}[{i}]", v, inner) for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
+        kinds = _named_kinds(tp)
+        if kinds and value is not None:
+            return _coerce_named(path, value, kinds)
         for arg in typing.get_args(tp):
             try:
                 return _coerce(path, value, arg)
@@ -271,6 +259,49 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     return value
 
 
+def _named_kinds(tp: Any) -> dict[str, type]:
+    """A union of dataclasses told apart by their first field ``name: Literal[...]`` (the
+    planner configs) as {name: dataclass}; empty for any other union."""
+    kinds: dict[str, type] = {}
+    for arg in typing.get_args(tp):
+        if arg is type(None):
+            continue
+        if not dataclasses.is_dataclass(arg):
+            return {}
+        name_type = _field_types(arg).get("name")
+        if typing.get_origin(name_type) is not typing.Literal:
+            return {}
+        kinds[typing.get_args(name_type)[0]] = arg
+    return kinds
+
+
+def _coerce_named(path: str, value: Any, kinds: dict[str, type]) -> Any:
+    """A table of one of ``kinds``, picked by its ``name`` (the first kind when not named), or
+    a bare name (that kind's defaults). Its keys must be the named kind's; inherited settings
+    (``INHERITED``) are kept where the kind takes them."""
+    name_path = path
+    if isinstance(value, str):
+        value = {"name": value}
+    elif isinstance(value, dict):
+        name_path = f"{path}.name"
+    else:
+        raise ValueError(f"{path}={value!r} must be a table of settings or one of "
+                         f"{', '.join(map(repr, kinds))}")
+    value = dict(value)
+    inherited = value.pop(INHERITED, {})
+    name = value.get("name", next(iter(kinds)))
+    if name not in kinds:
+        raise ValueError(f"{name_path}={name!r} is unknown: allowed {', '.join(kinds)}")
+    cls = kinds[name]
+    fields = _field_types(cls)
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown config key '{path}.{unknown[0]}' for {path}.name={name!r}: "
+                         f"allowed keys at this level are {', '.join(sorted(fields))}")
+    kept = {k: v for k, v in inherited.items() if k in fields}
+    return build_dataclass(cls, {**kept, **value, "name": name}, path + ".")
+
+
 def build_dataclass(cls: type, values: dict[str, Any], prefix: str = ""):
     """Construct ``cls`` from a nested dict, refusing unknown keys by name."""
     types_ = _field_types(cls)
@@ -284,6 +315,11 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = ""):
         return cls(**kwargs)
     except TypeError as e:
         raise ValueError(f"{prefix or cls.__name__}: {e}") from e
+    except ValueError as e:  # "CEMConfig.horizon=0 ..." -> "planner.horizon=0 ..."
+        own = f"{cls.__name__}."
+        if prefix and str(e).startswith(own):
+            raise ValueError(prefix + str(e)[len(own):]) from e
+        raise
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -300,10 +336,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | None = None,
-                   preset: str | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+                   preset: str | None = None, overrides: Sequence[str] = (),
+                   upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                   ) -> dict[str, Any]:
     """A config as nested values: the preset, then the file (TOML, YAML, or a run folder's
-    config.json; it may name a ``preset``), then the ``key=value`` overrides. Shared by every
-    typed config loader."""
+    config.json; it may name a ``preset``; ``upgrade`` rewrites what older versions wrote),
+    then the ``key=value`` overrides. Shared by every typed config loader.
+
+    A layer that names another kind for a table (``--set planner.name=mppi``) starts it
+    afresh: the settings of the layers below are kept only where the new kind takes them,
+    while the settings the overrides give must all be the new kind's."""
     values: dict[str, Any] = {}
     file_values: dict[str, Any] = {}
     if path is not None:
@@ -324,29 +366,50 @@ def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | Non
                              ".json")
         if not isinstance(file_values, dict):
             raise ValueError(f"config={str(path)!r} must hold a table of settings")
-        file_values = dict(file_values)
+        file_values = dict(file_values if upgrade is None else upgrade(file_values))
         preset = file_values.pop("preset", preset)
     if preset is not None:
         if preset not in presets:
             raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(presets)}")
         values = copy.deepcopy(presets[preset])
     values = _merge(values, copy.deepcopy(file_values))
+    given: set[tuple[str, ...]] = set()  # what the overrides set, whatever their order
     for text in overrides:
         keys, value = parse_override(text)
-        node = values
+        parent, node = None, values
         for k in keys[:-1]:
-            node = node.setdefault(k, {})
+            parent, node = node, node.setdefault(k, {})
             if not isinstance(node, dict):
                 raise ValueError(f"override {text!r}: {k!r} is not a table")
+        if parent is not None and keys[-1] == "name" and node.get("name") != value:
+            keep = {k for k in node if (*keys[:-1], k) in given}
+            node = parent[keys[-2]] = _rename(node, keep)
         node[keys[-1]] = value
+        given.add(tuple(keys))
+    return values
+
+
+#: The one planner table of configs written before each planner had its own config type.
+_FLAT_PLANNER_KEYS = frozenset({"name", "num_candidates", "horizon", "num_iterations",
+                                "elite_frac", "alpha", "noise_sigma", "lambda_", "beta"})
+
+
+def upgrade_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A config as older versions wrote it, as this one reads it: the flat planner table
+    becomes the named planner's, keeping the fields that planner takes (as it was built)."""
+    planner = values.get("planner")
+    if isinstance(planner, dict) and set(planner) == _FLAT_PLANNER_KEYS:
+        settings = {k: v for k, v in planner.items() if k != "name"}
+        values = {**values, "planner": {"name": planner["name"], INHERITED: settings}}
     return values
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,
                 overrides: Sequence[str] = ()) -> TrainConfig:
     """Preset, then the file (TOML, YAML or a run's config.json), then overrides."""
-    return build_dataclass(TrainConfig, layered_values(PRESETS, path, preset, overrides))
+    return build_dataclass(TrainConfig, layered_values(PRESETS, path, preset, overrides,
+                                                       upgrade_values))
 
 
 def config_from_json(text: str) -> TrainConfig:
-    return build_dataclass(TrainConfig, json.loads(text))
+    return build_dataclass(TrainConfig, upgrade_values(json.loads(text)))

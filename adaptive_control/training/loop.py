@@ -32,23 +32,13 @@ from adaptive_control.control import AdaptiveController
 from adaptive_control.learners import Learner, make_learner
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner
-from adaptive_control.runs import (
-    CHECKPOINT,
-    append_csv,
-    check_run_folder,
-    log_iteration,
-    restore_run,
-    run_lock,
-    tensorboard_writer,
-)
+from adaptive_control.runs import check_run_folder, open_run
 from adaptive_control.training.config import TrainConfig, config_from_json
 from adaptive_control.training.data import WindowSampler, split_trajectories
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
-
-METRICS = "metrics.csv"
 
 
 def run_rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
@@ -71,8 +61,8 @@ def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
 def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,
                      seed: int = 0) -> AdaptiveController:
     lo, hi = family.robot.action_bounds
-    planner = make_planner(cfg.planner.name, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32), **cfg.planner.planner_kwargs())
+    planner = make_planner(cfg.planner, torch.tensor(lo, dtype=torch.float32),
+                           torch.tensor(hi, dtype=torch.float32))
     return AdaptiveController(learner, planner, task_reward(family.robot), m=cfg.m, seed=seed)
 
 
@@ -179,14 +169,6 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
 
 
 # ------------------------------------------------------------------------------ the run
-@dataclass
-class RunState:
-    """What a checkpoint restores."""
-
-    iteration: int  # iterations completed
-    metrics: list[dict[str, Any]]
-
-
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None) -> Path:
     """Meta-train into the folder ``out``; returns the checkpoint path.
@@ -196,79 +178,58 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     """
     out = Path(out)
     family = get_family(cfg.family)
-    ckpt_path = out / CHECKPOINT
     check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
     learner = build_learner(cfg, family)
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr)
-    state = RunState(0, [])
-    if resume and ckpt_path.exists():
-        state = RunState(*restore_run(ckpt_path, family.robot.name, cfg, config_from_json,
-                                      learner, "learner", optimizer))
-    out.mkdir(parents=True, exist_ok=True)
-    with run_lock(out):
-        return _train_locked(cfg, out, family, learner, optimizer, state, progress, stop_after)
-
-
-def _train_locked(cfg: TrainConfig, out: Path, family: TaskFamily, learner: Learner,
-                  optimizer: torch.optim.Optimizer, state: RunState, progress: bool,
-                  stop_after: int | None) -> Path:
-    ckpt_path = out / CHECKPOINT
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
-    # The checkpoint is the source of truth: rebuild the CSV from it (a kill may have come
-    # between writing the checkpoint and appending the row).
-    (out / METRICS).unlink(missing_ok=True)
-    for row in state.metrics:
-        append_csv(out / METRICS, row)
-    writer = tensorboard_writer(out / "tb")
-
-    done_this_call = 0
-    for it in range(state.iteration, cfg.iterations):
-        t0 = time.perf_counter()
-        # 1. collect (or reuse what a killed run already collected for this iteration)
-        data_path = out / "data" / f"iter_{it:03d}.npz"
-        if data_path.exists():
-            new = Dataset.load(data_path)
-        else:
-            new = collect_iteration(it, cfg, family, learner, progress)
-            new.save(data_path)
-        data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
-                                    for i in range(it + 1)])
-        # 2. normalisers from all data so far
-        learner.normalizer.update_from(Normalizer.fit(*data.transitions()))
-        # 3. fit
-        result = fit(learner, optimizer, data, cfg, it, progress)
-        # 4. metrics and checkpoint
-        row = {
-            "iteration": it, "transitions": data.n_transitions,
-            "new_transitions": new.n_transitions,
-            "dropped_diverged": new.stats.get("dropped_diverged", 0),
-            "collect_return_mean": _mean_return(new, family),
-            "train_loss": result.train_loss, "val_loss": result.val_loss,
-            "epochs": result.epochs, "fit_steps": result.steps,
-            "seconds": time.perf_counter() - t0,
-        }
-        state.metrics.append(row)
-        state.iteration = it + 1
-        save_checkpoint(ckpt_path, {
-            "robot": family.robot.name, "family": family.name, "learner_name": cfg.learner,
-            "config": cfg.to_json(), "iteration": state.iteration,
-            "learner": learner.state_dict(), "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(), "metrics": json.dumps(state.metrics),
-            "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
-        })
-        log_iteration(out / METRICS, writer, row, it, "train")
-        if progress:
-            print(f"iter {it}: {data.n_transitions} transitions, val {result.val_loss:.4f}, "
-                  f"return {row['collect_return_mean']:.1f}, {row['seconds']:.0f} s", flush=True)
-        done_this_call += 1
-        if stop_after is not None and done_this_call >= stop_after:
-            break
-    if writer is not None:
-        writer.close()
-    return ckpt_path
+    with open_run(out, cfg, resume, robot=family.robot.name, parse_config=config_from_json,
+                  module=learner, module_key="learner", optimizer=optimizer,
+                  tag="train") as run:
+        done_this_call = 0
+        for it in range(run.iteration, cfg.iterations):
+            t0 = time.perf_counter()
+            # 1. collect (or reuse what a killed run already collected for this iteration)
+            data_path = out / "data" / f"iter_{it:03d}.npz"
+            if data_path.exists():
+                new = Dataset.load(data_path)
+            else:
+                new = collect_iteration(it, cfg, family, learner, progress)
+                new.save(data_path)
+            data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
+                                        for i in range(it + 1)])
+            # 2. normalisers from all data so far
+            learner.normalizer.update_from(Normalizer.fit(*data.transitions()))
+            # 3. fit
+            result = fit(learner, optimizer, data, cfg, it, progress)
+            # 4. metrics and checkpoint
+            row = {
+                "iteration": it, "transitions": data.n_transitions,
+                "new_transitions": new.n_transitions,
+                "dropped_diverged": new.stats.get("dropped_diverged", 0),
+                "collect_return_mean": _mean_return(new, family),
+                "train_loss": result.train_loss, "val_loss": result.val_loss,
+                "epochs": result.epochs, "fit_steps": result.steps,
+                "seconds": time.perf_counter() - t0,
+            }
+            run.metrics.append(row)
+            save_checkpoint(run.checkpoint, {
+                "robot": family.robot.name, "family": family.name, "learner_name": cfg.learner,
+                "config": cfg.to_json(), "iteration": it + 1,
+                "learner": learner.state_dict(), "optimizer": optimizer.state_dict(),
+                "torch_rng": torch.get_rng_state(), "metrics": json.dumps(run.metrics),
+                "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
+            })
+            run.log(row, it)
+            if progress:
+                print(f"iter {it}: {data.n_transitions} transitions, val "
+                      f"{result.val_loss:.4f}, return {row['collect_return_mean']:.1f}, "
+                      f"{row['seconds']:.0f} s", flush=True)
+            done_this_call += 1
+            if stop_after is not None and done_this_call >= stop_after:
+                break
+        return run.checkpoint
 
 
 def _mean_return(data: Dataset, family: TaskFamily) -> float:
