@@ -431,7 +431,8 @@ def test_masked_inner_update_and_lowrank_corrections_agree_with_the_plain_step()
     zeros = inner_update(model, theta, past, 0.1, 2, create_graph=False,
                          mask=torch.zeros(5, dtype=F64))
     mask = torch.tensor([0, 1, 0, 1, 1], dtype=F64)
-    garbage = Transitions(*(torch.where(mask[:, None] > 0, x, torch.nan) for x in past))
+    garbage = Transitions(*(torch.where(mask[:, None] > 0, x, torch.nan)
+                            for x in (past.obs, past.act, past.next_obs)))
     masked = inner_update(model, theta, garbage, 0.1, 2, create_graph=False, mask=mask)
     keep = mask > 0
     valid = inner_update(model, theta, Transitions(past.obs[keep], past.act[keep],
