@@ -26,13 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import sims as _sims  # noqa: F401  (sets the headless rendering backend before mujoco loads)
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"adapt: error: {e}", file=sys.stderr)
-        return 2
+    return deploy.dispatch(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -6,19 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from adaptive_control.cli.train import add_run_arguments
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train-policy", help="meta-train a recurrent policy (DAgger from the "
                                             "adaptive-MPC teacher, or RL^2 with PPO)")
-    t.add_argument("config", help="a TOML/YAML config file, or a preset name: "
-                                  "distill, distill-mlp, rl2-small, tiny")
-    t.add_argument("--out", required=True, help="run folder (checkpoint, data, metrics)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set method=rl2 --set net.arch=lstm "
-                        "(repeatable)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue a killed run from its last checkpoint")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(t, "distill, distill-mlp, rl2-small, tiny",
+                      "--set method=rl2 --set net.arch=lstm")
     t.set_defaults(func=cmd_train_policy)
 
     e = sub.add_parser("eval-policy", help="held-out return and per-step compute of policies "

@@ -9,15 +9,7 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="meta-train a dynamics model (GrBAL, ReBAL, MB, MB+DE)")
-    t.add_argument("config", help="a TOML/YAML config file, or a preset name: "
-                                  "paper, small, tiny")
-    t.add_argument("--out", required=True, help="run folder (checkpoint, data, metrics)")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set learner=rebal "
-                        "--set optim.max_epochs=5 (repeatable)")
-    t.add_argument("--resume", action="store_true",
-                   help="continue a killed run from its last checkpoint")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(t, "paper, small, tiny", "--set learner=rebal --set optim.max_epochs=5")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("eval-model", help="k-step prediction error on held-out conditions")
@@ -31,6 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--seed", type=int, default=1234)
     e.add_argument("--out", default=None, help="write results JSON here")
     e.set_defaults(func=cmd_eval_model)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, presets: str, example: str) -> None:
+    """The arguments of a training run: its config, run folder, overrides and resume."""
+    p.add_argument("config", help=f"a TOML/YAML config file, or a preset name: {presets}")
+    p.add_argument("--out", required=True, help="run folder (checkpoint, data, metrics)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config field, e.g. {example} (repeatable)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

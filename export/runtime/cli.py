@@ -207,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Deploy exported ONNX controllers and policies.")
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub)
+    return dispatch(parser, argv)
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse ``argv`` and run the chosen command. Bad input (refused before any work) is one
+    line on stderr and exit status 2, as argparse does for malformed arguments."""
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
