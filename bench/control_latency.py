@@ -51,7 +51,7 @@ from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner, planner_config
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
-from export.exporter import export_controller, planner_spec
+from export.exporter import export_controller
 from export.graphs.adapters import make_adapter
 from export.graphs.modules import ControllerGraph
 from export.parity import random_feed, read_metadata
@@ -219,7 +219,7 @@ def torch_eager(learner: GrBAL, cfg: Any, robot: Any, seconds: float) -> list[fl
 def torch_graph(learner: GrBAL, cfg: Any, robot: Any, feed: dict[str, np.ndarray],
                 seconds: float) -> list[float]:
     lo, hi = robot.action_bounds
-    spec = planner_spec(cfg.planner, robot)
+    spec = cfg.planner
     g = ControllerGraph(make_adapter(learner, cfg.m), spec, task_reward(robot), torch.tensor(lo),
                         torch.tensor(hi)).eval()
     args = [torch.from_numpy(feed[n]) for n in g.input_names()]

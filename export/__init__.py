@@ -2,7 +2,7 @@
 
 - :mod:`export.exporter` (torch): ``export_checkpoint`` / ``export_learner`` write
   ``dynamics.onnx``, ``adapt_step.onnx`` or ``encode.onnx``, ``controller.onnx`` and
-  ``manifest.json`` (staged, then moved into place once checked); ``planner_spec``,
+  ``manifest.json`` (staged, then moved into place once checked); ``export_planner``,
   metadata and ``export_controller``.
 - :mod:`export.graphs` (torch): the modules traced to ONNX and the adapters that host a
   learner's adaptation.

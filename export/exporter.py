@@ -42,7 +42,7 @@ from adaptive_control.planning import PlannerConfig, switch_planner, with_settin
 from adaptive_control.runs import checkpoint_path
 from adaptive_control.training.config import TrainConfig
 from export.graphs.adapters import MODES, GraphDef, TensorSpec, make_adapter, recent_specs
-from export.graphs.modules import ControllerGraph, PlannerSpec, RewardGraph
+from export.graphs.modules import ControllerGraph, RewardGraph
 from export.parity import PARITY_TOL, max_parity_error, verify_export
 from export.runtime import artifacts as C
 from sims.atomic import commit_folder, staged_folder
@@ -58,9 +58,9 @@ OPSET = 20
 # --------------------------------------------------------------------------------------------
 
 
-def planner_spec(base: PlannerConfig, robot: Robot, name: str | None = None,
-                 num_candidates: int | None = None, horizon: int | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> PlannerSpec:
+def export_planner(base: PlannerConfig, name: str | None = None,
+                   num_candidates: int | None = None, horizon: int | None = None,
+                   overrides: Mapping[str, Any] | None = None) -> PlannerConfig:
     """The planner to bake in: the training config's, with the given fields replaced.
 
     ``overrides`` are fields of the planner's config dataclass (e.g. ``warm_start``,
@@ -69,8 +69,7 @@ def planner_spec(base: PlannerConfig, robot: Robot, name: str | None = None,
     config = base if name is None else switch_planner(base, name)
     sizes = {k: v for k, v in (("num_candidates", num_candidates), ("horizon", horizon))
              if v is not None}
-    config = with_settings(config, **{**sizes, **(overrides or {})})
-    return PlannerSpec(config.name, config)
+    return with_settings(config, **{**sizes, **(overrides or {})})
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +138,7 @@ def _version(mod: str) -> str:
 
 
 def common_metadata(learner: Learner, cfg: TrainConfig, robot: Robot,
-                    planner: PlannerSpec) -> dict[str, Any]:
+                    planner: PlannerConfig) -> dict[str, Any]:
     lo, hi = robot.action_bounds
     return {
         "format": C.FORMAT, "format_version": C.FORMAT_VERSION,
@@ -154,7 +153,7 @@ def common_metadata(learner: Learner, cfg: TrainConfig, robot: Robot,
         "normalizer": _normalizer_dict(learner),
         "reward": reward_metadata(task_reward(robot)),
         "adaptation": adaptation_info(learner),
-        "planner": {"name": planner.name, **dataclasses.asdict(planner.config)},
+        "planner": dataclasses.asdict(planner),
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxscript": _version("onnxscript"), "opset": OPSET},
     }
@@ -258,13 +257,13 @@ def export_reward_graph(robot: Robot, path: Path, meta: Mapping[str, Any] | None
                         f"adaptive-control task reward of {robot.name}; see docs/export.md")
 
 
-def _controller_graph(adapter: Any, planner: PlannerSpec, reward: TaskReward, robot: Robot,
+def _controller_graph(adapter: Any, planner: PlannerConfig, reward: TaskReward, robot: Robot,
                       out: Path, m: int, dynamic_candidates: bool = False,
                       filename: str = C.CONTROLLER_FILE) -> GraphInfo:
     do, da = robot.obs_dim, robot.act_dim
     lo, hi = robot.action_bounds
     graph = ControllerGraph(adapter, planner, reward, torch.tensor(lo), torch.tensor(hi))
-    h = planner.config.horizon
+    h = planner.horizon
     noise_shape: tuple[int | str, ...] = planner.noise_shape(da)
     dyn = None
     if dynamic_candidates:
@@ -357,7 +356,7 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     learner.reset()
     robot = get_family(cfg.family).robot
     do, da, m = robot.obs_dim, robot.act_dim, cfg.m
-    spec = planner_spec(cfg.planner, robot, planner, num_candidates, horizon, planner_overrides)
+    spec = export_planner(cfg.planner, planner, num_candidates, horizon, planner_overrides)
     reward = task_reward(robot)
     adapter = make_adapter(learner, m)
     meta = common_metadata(learner, cfg, robot, spec)
@@ -372,8 +371,8 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
             role, graph = window
             say(f"exporting {C.GRAPH_FILES[role]}")
             graphs[role] = _write_graph(role, graph, stage / C.GRAPH_FILES[role])
-        say(f"exporting controller.onnx ({spec.name}, {spec.config.num_candidates} candidates "
-            f"x horizon {spec.config.horizon})")
+        say(f"exporting controller.onnx ({spec.name}, {spec.num_candidates} candidates "
+            f"x horizon {spec.horizon})")
         graphs["controller"] = _controller_graph(adapter, spec, reward, robot, stage, m)
 
         for role, g in graphs.items():
@@ -412,13 +411,13 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
 
 
 def export_controller(learner: Learner, cfg: TrainConfig, path: str | Path,
-                      spec: PlannerSpec | None = None, dynamic_candidates: bool = False
+                      spec: PlannerConfig | None = None, dynamic_candidates: bool = False
                       ) -> GraphInfo:
     """Only controller.onnx (with metadata) at ``path``; ``dynamic_candidates`` leaves the
     number of candidates N free (random shooting and MPPI; for benchmarks — the runtime
     needs a fixed N)."""
     robot = get_family(cfg.family).robot
-    spec = spec if spec is not None else planner_spec(cfg.planner, robot)
+    spec = spec if spec is not None else cfg.planner
     path = Path(path)
     g = _controller_graph(make_adapter(learner.eval(), cfg.m), spec, task_reward(robot), robot,
                           path.parent, cfg.m, dynamic_candidates, path.name)

@@ -24,10 +24,16 @@ from torch import Tensor
 
 from adaptive_control.learners import Learner, MLPPredictor, inner_update
 from adaptive_control.models.dynamics import MLPDynamics
-from adaptive_control.planning import cem, make_planner, mppi, random_shooting, shift_plan
+from adaptive_control.planning import (
+    PlannerConfig,
+    cem,
+    make_planner,
+    mppi,
+    random_shooting,
+    shift_plan,
+)
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
-from export.graphs.modules import PlannerSpec
 from export.runtime import artifacts as C
 from sims.families import get_family
 from sims.rewards import TaskReward, task_reward
@@ -85,11 +91,11 @@ def reference_adapted(learner: Learner, feed: Mapping[str, np.ndarray]
 
 
 @torch.no_grad()
-def plan_with_noise(spec: PlannerSpec, predictor: Any, reward: TaskReward, obs: Tensor,
+def plan_with_noise(spec: PlannerConfig, predictor: Any, reward: TaskReward, obs: Tensor,
                     noise: Tensor, lo: Tensor, hi: Tensor, prev_plan: Tensor | None) -> Tensor:
     """The plan ``[H, da]`` controller.onnx computes from ``noise`` (and, warm-started, the
     previous plan), by the library's pure planner functions."""
-    cfg = spec.config
+    cfg = spec
     mid = (lo + hi) / 2
     if spec.warm_start:
         assert prev_plan is not None
@@ -107,7 +113,7 @@ def plan_with_noise(spec: PlannerSpec, predictor: Any, reward: TaskReward, obs: 
 
 
 @torch.no_grad()
-def reference_controller(learner: Learner, spec: PlannerSpec, robot: Robot,
+def reference_controller(learner: Learner, spec: PlannerConfig, robot: Robot,
                          feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """controller.onnx's outputs computed with the library: learner + pure planner function."""
     predictor, params = reference_adapted(learner, feed)
@@ -125,7 +131,7 @@ def reference_controller(learner: Learner, spec: PlannerSpec, robot: Robot,
 
 
 @torch.no_grad()
-def reference_graph(role: str, learner: Learner, spec: PlannerSpec, robot: Robot,
+def reference_graph(role: str, learner: Learner, spec: PlannerConfig, robot: Robot,
                     feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The outputs of graph ``role`` for ``feed``, computed with the library's torch code."""
     ad = learner.adaptation()
@@ -230,7 +236,7 @@ class RecordedStep:
 
 
 @torch.no_grad()
-def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, steps: int,
+def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerConfig, steps: int,
                       seed: int = 0, condition: Any = None) -> list[RecordedStep]:
     """Run the torch :class:`AdaptiveController` (with the exported planner) in ``AdaptEnv``
     for ``steps`` steps and record each step's controller.onnx inputs and the torch outputs.
@@ -248,7 +254,7 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
     family = get_family(cfg.family)
     robot = family.robot
     lo, hi = robot.action_bounds
-    planner = make_planner(spec.config, torch.tensor(lo, dtype=torch.float32),
+    planner = make_planner(spec, torch.tensor(lo, dtype=torch.float32),
                            torch.tensor(hi, dtype=torch.float32))
     ctrl = AdaptiveController(learner, planner, task_reward(robot), m=cfg.m, seed=seed)
     cond = condition if condition is not None else family.test_conditions[0]
@@ -277,7 +283,7 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerSpec, ste
         feed[C.NOISE] = draw(shape, generator=gen, dtype=torch.float32).numpy()
         if spec.warm_start:
             last = planner.last_plan
-            feed[C.PREV_PLAN] = (np.tile(mid, (spec.config.horizon, 1)) if last is None
+            feed[C.PREV_PLAN] = (np.tile(mid, (spec.horizon, 1)) if last is None
                                  else last.numpy().astype(np.float32))
         if carried:
             online = learner.online_params()
@@ -361,7 +367,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     return {p.key: json.loads(p.value) for p in model.metadata_props}
 
 
-def verify_export(out_dir: str | Path, learner: Learner, cfg: TrainConfig, spec: PlannerSpec,
+def verify_export(out_dir: str | Path, learner: Learner, cfg: TrainConfig, spec: PlannerConfig,
                   record_steps: int = 40, seed: int = 0,
                   log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
     """Max abs error ONNX Runtime vs torch per graph, on random and on recorded inputs."""

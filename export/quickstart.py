@@ -40,7 +40,7 @@ class RuntimeNoisePlanner:
     def reset(self) -> None:
         self.rng = np.random.default_rng(self.seed)
         mid = (self.low + self.high) / 2
-        self.last_plan = mid.expand(self.spec.config.horizon, len(mid)).clone()
+        self.last_plan = mid.expand(self.spec.horizon, len(mid)).clone()
 
     def plan(self, obs, predictor, reward_fn, generator=None):
         import torch
@@ -70,13 +70,13 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.control import AdaptiveController
     from adaptive_control.training.loop import build_controller, learner_from_checkpoint
-    from export.exporter import planner_spec
+    from export.exporter import export_planner
     from sims.families import get_family
     from sims.rewards import task_reward
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint))
     family = get_family(cfg.family)
-    spec = planner_spec(cfg.planner, family.robot)
+    spec = cfg.planner
     if export_dir is not None:
         import json
 
@@ -84,8 +84,8 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
 
         manifest = json.loads((Path(export_dir) / C.MANIFEST_FILE).read_text())
         p = manifest["planner"]
-        spec = planner_spec(cfg.planner, family.robot, p["name"],
-                            overrides={k: v for k, v in p.items() if k != "name"})
+        spec = export_planner(cfg.planner, p["name"],
+                              overrides={k: v for k, v in p.items() if k != "name"})
     out = []
     for seed in seeds:
         torch.manual_seed(seed)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from support import tiny_config, tiny_learner
 
-from export.exporter import export_learner, planner_spec
+from export.exporter import export_learner, export_planner
 from export.parity import (
     PARITY_TOL,
     ort_session,
@@ -157,7 +157,7 @@ def test_all_zero_mask_returns_the_prior_and_masked_rows_are_ignored(exports):
 
 def test_parity_check_detects_a_different_model(exports, tmp_path):
     learner, cfg, res = exports["grbal_rs"]
-    spec = planner_spec(cfg.planner, get_family(cfg.family).robot)
+    spec = cfg.planner
     twin = tiny_learner(cfg)
     with torch.no_grad():
         for p in twin.model.parameters():
@@ -169,7 +169,7 @@ def test_parity_check_detects_a_different_model(exports, tmp_path):
 
 def test_recorded_trajectory_comes_from_the_simulator(exports):
     learner, cfg, res = exports["rebal_gru_mppi"]
-    spec = planner_spec(cfg.planner, get_family(cfg.family).robot)
+    spec = cfg.planner
     steps = record_trajectory(learner, cfg, spec, steps=10, seed=1)
     assert len(steps) == 10
     masks = np.array([s.feed[C.RECENT_MASK].sum() for s in steps])
@@ -182,14 +182,13 @@ def test_recorded_trajectory_comes_from_the_simulator(exports):
 
 
 def test_bad_planner_settings_are_refused():
-    robot = get_family("cheetah-cripple").robot
     base = tiny_config().planner
     with pytest.raises(ValueError, match="unknown planner 'lqr'|planner='lqr'"):
-        planner_spec(base, robot, name="lqr")
+        export_planner(base, name="lqr")
     with pytest.raises(ValueError, match="warmstart.*allowed"):
-        planner_spec(base, robot, name="mppi", overrides={"warmstart": True})
+        export_planner(base, name="mppi", overrides={"warmstart": True})
     with pytest.raises(ValueError, match="horizon"):
-        planner_spec(base, robot, horizon=0)
+        export_planner(base, horizon=0)
 
 
 def test_export_refuses_to_overwrite(exports):

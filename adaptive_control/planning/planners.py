@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -63,6 +63,11 @@ WarmStartFill = Literal["last", "mid"]
 class RandomShootingConfig:
     """Random shooting (GrBAL's planner). Defaults from the paper."""
 
+    #: How the candidates' noise is drawn (one tensor per plan; the ONNX graph takes it as input).
+    noise_distribution: ClassVar[str] = "uniform"
+    #: Random shooting starts every plan afresh.
+    warm_start: ClassVar[bool] = False
+
     #: Which planner this configures (the ``name`` of a planner table in config files).
     name: Literal["random_shooting"] = "random_shooting"
     #: Candidate action sequences sampled per plan() call (paper: 500).
@@ -71,6 +76,10 @@ class RandomShootingConfig:
     horizon: int = 10
     #: Per-step reward discount in (0, 1] (paper: 1, undiscounted).
     discount: float = 1.0
+
+    def noise_shape(self, act_dim: int) -> tuple[int, ...]:
+        """One draw per plan: candidates x horizon x action."""
+        return (self.num_candidates, self.horizon, act_dim)
 
     def __post_init__(self) -> None:
         _check_name(self)
@@ -83,6 +92,8 @@ class RandomShootingConfig:
 @dataclass(frozen=True)
 class CEMConfig:
     """Cross-entropy method (GrBAL's CEM variant). Defaults from the paper and its code."""
+
+    noise_distribution: ClassVar[str] = "normal"
 
     #: Which planner this configures (the ``name`` of a planner table in config files).
     name: Literal["cem"] = "cem"
@@ -105,6 +116,10 @@ class CEMConfig:
     #: Per-step reward discount in (0, 1] (paper: 1, undiscounted).
     discount: float = 1.0
 
+    def noise_shape(self, act_dim: int) -> tuple[int, ...]:
+        """One draw per plan: iterations x candidates x horizon x action."""
+        return (self.num_iterations, self.num_candidates, self.horizon, act_dim)
+
     def __post_init__(self) -> None:
         _check_name(self)
         c = type(self).__name__
@@ -124,6 +139,8 @@ class CEMConfig:
 class MPPIConfig:
     """MPPI with time-correlated noise. Not in GrBAL; defaults are this toolkit's choice."""
 
+    noise_distribution: ClassVar[str] = "normal"
+
     #: Which planner this configures (the ``name`` of a planner table in config files).
     name: Literal["mppi"] = "mppi"
     #: Candidate action sequences per plan() call (500, matching the paper's budget).
@@ -142,6 +159,10 @@ class MPPIConfig:
     warm_start_fill: WarmStartFill = "last"
     #: Per-step reward discount in (0, 1].
     discount: float = 1.0
+
+    def noise_shape(self, act_dim: int) -> tuple[int, ...]:
+        """One draw per plan: candidates x horizon x action."""
+        return (self.num_candidates, self.horizon, act_dim)
 
     def __post_init__(self) -> None:
         _check_name(self)
@@ -261,8 +282,7 @@ class RandomShooting(_SamplingPlanner):
     ) -> Tensor:
         lo, hi = self._setup(obs)
         cfg = self.config
-        noise = self._draw("uniform", (cfg.num_candidates, cfg.horizon, self.act_dim), obs,
-                           generator)
+        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
         best, returns = random_shooting(predictor, reward_fn, obs.to(lo), noise, lo, hi,
                                         cfg.discount)
         self.last_plan, self.last_returns = best, returns
@@ -288,10 +308,7 @@ class CEM(_SamplingPlanner):
         lo, hi = self._setup(obs)
         cfg = self.config
         prior = self._prior(cfg.warm_start, cfg.warm_start_fill, cfg.horizon, lo, hi)
-        noise = self._draw(
-            "normal", (cfg.num_iterations, cfg.num_candidates, cfg.horizon, self.act_dim), obs,
-            generator,
-        )
+        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
         init_std = cfg.init_std * (hi - lo) / 2
         mean = cem(predictor, reward_fn, obs.to(lo), noise, lo, hi, prior, init_std,
                    cfg.elite_frac, cfg.alpha, cfg.discount)
@@ -318,8 +335,7 @@ class MPPI(_SamplingPlanner):
         lo, hi = self._setup(obs)
         cfg = self.config
         prior = self._prior(cfg.warm_start, cfg.warm_start_fill, cfg.horizon, lo, hi)
-        noise = self._draw("normal", (cfg.num_candidates, cfg.horizon, self.act_dim), obs,
-                           generator)
+        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
         sigma = cfg.noise_sigma * (hi - lo) / 2
         new_plan = mppi(predictor, reward_fn, obs.to(lo), noise, prior, lo, hi, sigma,
                         cfg.lambda_, cfg.beta, cfg.discount)

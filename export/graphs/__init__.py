@@ -8,8 +8,8 @@
   ``adaptation()`` description (:func:`~export.graphs.adapters.make_adapter`), and the graphs
   each adapter is exported as.
 - :mod:`export.graphs.modules`: the graph modules (dynamics, adapt step, encoders, the
-  whole controller step, the reward) and the planner as the graph runs it
-  (:class:`~export.graphs.modules.PlannerSpec`).
+  whole controller step, the reward); the planner is the library's own config
+  (:data:`adaptive_control.planning.PlannerConfig`), run through the same pure optimisers.
 
 Weights are stored transposed (``[in, out]``) so every layer is one ``x @ W + b`` MatMul
 without a per-call Transpose; the adapt_step outputs are transposed back to the PyTorch

@@ -11,13 +11,12 @@ ReBAL's prior context (zero hidden state, dataset-mean previous Δ).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.planning import cem, mppi, random_shooting, shift_plan
+from adaptive_control.planning import PlannerConfig, cem, mppi, random_shooting, shift_plan
 from export.graphs.cores import GainEncoderCore, MLPCore, RecurrentCore
 from export.runtime import artifacts as C
 
@@ -98,27 +97,6 @@ class EncodeGraph(nn.Module):
         return (h, last) if c is None else (h, c, last)
 
 
-@dataclass(frozen=True)
-class PlannerSpec:
-    """A planner as the graph runs it: name and its validated config dataclass."""
-
-    name: str
-    config: Any
-
-    @property
-    def warm_start(self) -> bool:
-        return bool(getattr(self.config, "warm_start", False))
-
-    def noise_shape(self, act_dim: int) -> tuple[int, ...]:
-        c = self.config
-        base = (c.num_candidates, c.horizon, act_dim)
-        return (c.num_iterations, *base) if self.name == "cem" else base
-
-    @property
-    def noise_distribution(self) -> str:
-        return "uniform" if self.name == "random_shooting" else "normal"
-
-
 class RewardGraph(nn.Module):
     """(obs, act, next_obs) -> reward: the task reward alone, for runtimes that need it
     outside a controller (a recurrent policy reads the previous step's reward).
@@ -159,7 +137,7 @@ class ControllerGraph(nn.Module):
     ``warm_start_fill`` rule), as the torch planners do with their ``last_plan``.
     """
 
-    def __init__(self, adapter: Any, planner: PlannerSpec, reward: Any,
+    def __init__(self, adapter: Any, planner: PlannerConfig, reward: Any,
                  low: Tensor, high: Tensor) -> None:
         super().__init__()
         self.adapter, self.planner, self.reward = adapter, planner, reward
@@ -186,7 +164,7 @@ class ControllerGraph(nn.Module):
         mid = (self.low + self.high) / 2
         if prev_plan is None:
             return mid.unsqueeze(0).expand(horizon, mid.shape[0])
-        fill = None if getattr(self.planner.config, "warm_start_fill", "last") == "last" else mid
+        fill = None if getattr(self.planner, "warm_start_fill", "last") == "last" else mid
         return shift_plan(prev_plan, fill)
 
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
@@ -196,14 +174,14 @@ class ControllerGraph(nn.Module):
         state = rest[1:] if self.has_prev_plan else rest
         predictor, new_state = self.adapter.adapt(recent, state)
         plan = plan_with(self.planner, predictor, self.reward, obs, noise, self.low, self.high,
-                         self.prior_plan(prev_plan, self.planner.config.horizon))
+                         self.prior_plan(prev_plan, self.planner.horizon))
         return (plan[0], plan, *new_state)
 
 
-def plan_with(planner: PlannerSpec, predictor: Any, reward: Any, obs: Tensor, noise: Tensor,
+def plan_with(planner: PlannerConfig, predictor: Any, reward: Any, obs: Tensor, noise: Tensor,
               lo: Tensor, hi: Tensor, prior: Tensor) -> Tensor:
     """Run the planner's pure function as its stateful class does; returns the plan [H, da]."""
-    cfg = planner.config
+    cfg = planner
     if planner.name == "random_shooting":
         best, _ = random_shooting(predictor, reward, obs, noise, lo, hi, cfg.discount)
         return best
