@@ -50,6 +50,19 @@ def check_run_folder(out: Path, resume: bool) -> None:
         raise ValueError(f"--resume: {out} holds no run to resume")
 
 
+def run_status(out: str | Path, iterations: int | None = None) -> str:
+    """``"new"`` (no checkpoint and no collected data), ``"partial"`` (killed or stopped before
+    its last iteration: resume it) or ``"done"`` (the checkpoint holds ``iterations``
+    iterations, by default the number its own config asks for)."""
+    out = Path(out)
+    if not (out / CHECKPOINT).exists():
+        return "partial" if (out / "data").exists() else "new"
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    if iterations is None:
+        iterations = int(json.loads(ckpt["config"])["iterations"])
+    return "done" if int(ckpt["iteration"]) >= iterations else "partial"
+
+
 @contextlib.contextmanager
 def run_lock(out: Path):
     """One writer per run folder: two processes training into one folder would interleave

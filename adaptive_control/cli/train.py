@@ -10,7 +10,23 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="meta-train a dynamics model (GrBAL, ReBAL, MB, MB+DE)")
     add_run_arguments(t, "paper, small, tiny", "--set learner=rebal --set optim.max_epochs=5")
+    add_ray_argument(t, "collect each iteration's rollouts as Ray tasks (reproducible on any "
+                        "cluster size; the draws differ from a run without --ray)")
     t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sweep", help="one training run per grid point (seeds x --set values), "
+                                     "locally or on Ray; re-submit to resume")
+    add_run_arguments(s, "paper, small, tiny",
+                      "learner=grbal,mb (one run per comma-separated value; [32,32] is one "
+                      "value, [32,32],[64,64] two)",
+                      out_help="the sweep's root: sweep.json, summary.csv, one run folder per "
+                               "grid point", resume=False)
+    s.add_argument("--seeds", default=None, metavar="LIST",
+                   help="seeds and ranges, e.g. 0-4 or 0,3,7-9 (default: the config's seed)")
+    add_ray_argument(s, "one Ray task per run (on a cluster, --out must be a shared path)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="local runs at once, as processes (with --ray local: its CPUs)")
+    s.set_defaults(func=cmd_sweep)
 
     e = sub.add_parser("eval-model", help="k-step prediction error on held-out conditions")
     e.add_argument("checkpoints", nargs="+", help="checkpoint.pt files (or run folders)")
@@ -25,15 +41,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=cmd_eval_model)
 
 
-def add_run_arguments(p: argparse.ArgumentParser, presets: str, example: str) -> None:
+def add_run_arguments(p: argparse.ArgumentParser, presets: str, example: str,
+                      out_help: str = "run folder (checkpoint, data, metrics)",
+                      resume: bool = True) -> None:
     """The arguments of a training run: its config, run folder, overrides and resume."""
     p.add_argument("config", help=f"a TOML/YAML config file, or a preset name: {presets}")
-    p.add_argument("--out", required=True, help="run folder (checkpoint, data, metrics)")
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help=f"override a config field, e.g. {example} (repeatable)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a killed run from its last checkpoint")
+    if resume:
+        p.add_argument("--resume", action="store_true",
+                       help="continue a killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def add_ray_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--ray [ADDRESS]``: local (the default when bare), auto, HOST:PORT or ray://HOST:PORT."""
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help=f"{what}; ADDRESS: local (default), auto, HOST:PORT or ray://HOST:PORT")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -44,9 +69,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(preset=args.config, overrides=args.overrides)
     else:
         cfg = load_config(args.config, overrides=args.overrides)
-    ckpt = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    collector = None
+    if args.ray is not None:
+        from adaptive_control.training.ray_collect import RayCollector
+
+        collector = RayCollector(args.ray)
+    ckpt = train(cfg, args.out, resume=args.resume, progress=not args.quiet, collector=collector)
     print(f"checkpoint: {ckpt}")
     return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from adaptive_control.training.sweep import format_summary, run_sweep
+
+    results = run_sweep(args.config, args.out, args.overrides, args.seeds, ray=args.ray,
+                        workers=args.workers, progress=not args.quiet)
+    print(format_summary(results))
+    return 1 if any(r.status == "failed" for r in results) else 0
 
 
 def cmd_eval_model(args: argparse.Namespace) -> int:

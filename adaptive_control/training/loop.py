@@ -19,6 +19,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,11 @@ def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Le
                                family=family.name, source=f"on_policy:{cfg.learner}")
 
 
+#: What collects an iteration's data: ``collect_iteration`` (in this process) by default;
+#: ``training.ray_collect.RayCollector`` spreads the rollouts over a Ray cluster.
+Collector = Callable[[int, TrainConfig, TaskFamily, Learner, bool], Dataset]
+
+
 # ------------------------------------------------------------------------------ fitting
 @dataclass
 class FitResult:
@@ -170,14 +176,17 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
 
 # ------------------------------------------------------------------------------ the run
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> Path:
+          stop_after: int | None = None, collector: Collector | None = None) -> Path:
     """Meta-train into the folder ``out``; returns the checkpoint path.
+
+    ``collector`` collects each iteration's rollouts (default ``collect_iteration``, here).
 
     ``stop_after`` ends the process's work after that many iterations of this call (used to
     simulate a killed run in tests); the checkpoint is as a kill at that point would leave it.
     """
     out = Path(out)
     family = get_family(cfg.family)
+    collect = collector or collect_iteration
     check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -195,7 +204,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             if data_path.exists():
                 new = Dataset.load(data_path)
             else:
-                new = collect_iteration(it, cfg, family, learner, progress)
+                new = collect(it, cfg, family, learner, progress)
                 new.save(data_path)
             data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
                                         for i in range(it + 1)])
