@@ -3,6 +3,8 @@
 A checkpoint is a dict of tensors and plain Python values only (str, int, float, bool,
 lists, dicts) so that ``torch.load(..., weights_only=True)`` reads it without unpickling
 arbitrary objects. Configs travel as JSON strings; random-generator states as JSON or tensors.
+Tensors are saved on the CPU whatever device they were trained on, so a checkpoint loads on
+any machine; the loader moves them where they are wanted.
 """
 
 from __future__ import annotations
@@ -30,13 +32,37 @@ def package_version() -> str:
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` atomically: write a temporary file in the same folder, fsync, rename.
 
-    A crash mid-write leaves the previous checkpoint at ``path`` untouched.
+    A crash mid-write leaves the previous checkpoint at ``path`` untouched. Tensors (in
+    nested dicts, lists and tuples too) are written as CPU tensors.
     """
     body = {"kind": KIND, "format_version": FORMAT_VERSION,
-            "package_version": package_version(), **payload}
+            "package_version": package_version(), **to_cpu(payload)}
     with atomic_write(path) as f:
         torch.save(body, f)
     return path
+
+
+def to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (in nested dicts, lists and tuples) on the CPU.
+
+    What holds only CPU tensors is returned as it is, the very object, so a CPU run saves
+    exactly what it saved before devices existed."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        items = {k: to_cpu(v) for k, v in value.items()}
+        if all(items[k] is v for k, v in value.items()):
+            return value
+        out = type(value)(items)
+        if hasattr(value, "_metadata"):  # a state_dict's module versions
+            out._metadata = value._metadata  # type: ignore[attr-defined]
+        return out
+    if isinstance(value, list | tuple) and not hasattr(value, "_fields"):
+        moved = [to_cpu(v) for v in value]
+        if all(m is v for m, v in zip(moved, value, strict=True)):
+            return value
+        return type(value)(moved)
+    return value
 
 
 def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any]:

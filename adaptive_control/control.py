@@ -5,6 +5,10 @@ on the most recent M transitions (GrBAL: n gradient steps from θ*; MB+DE: conti
 ReBAL: re-encodes the window into the hidden state; MB: nothing), plans with the adapted
 predictor and returns the plan's first action. Before M transitions exist it plans with the
 unadapted prior, as the paper does.
+
+Adaptation and planning run on the learner's device: observations and the window go there,
+actions come back as CPU numpy arrays. The planner's noise is drawn from the controller's
+CPU generator and then moved, so one seed gives the same candidates on every device.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from adaptive_control.devices import module_device
 from adaptive_control.learners import Learner
 from adaptive_control.planning import Planner
 from adaptive_control.types import Predictor, RewardFn, Transitions
@@ -46,7 +51,7 @@ class AdaptiveController:
       reward_fn: the task reward in torch, on (obs, act, next_obs).
       m: how many recent transitions adaptation looks at.
       adapt_every: adapt every this many control steps (1 = every step, the paper's cadence).
-      seed: seed of the planner's noise generator.
+      seed: seed of the planner's noise generator (a CPU generator on every device).
     """
 
     def __init__(self, learner: Learner, planner: Planner, reward_fn: RewardFn, m: int,
@@ -82,12 +87,19 @@ class AdaptiveController:
     def n_transitions(self) -> int:
         return len(self._trans)
 
+    @property
+    def device(self) -> torch.device:
+        """Where adaptation and planning run: the learner's device (read on every call, so a
+        learner moved after construction is followed)."""
+        return module_device(self.learner)
+
     def recent(self) -> Transitions | None:
-        """The last M complete transitions, or None before M exist."""
+        """The last M complete transitions on the learner's device, or None before M exist."""
         if len(self._trans) < self.m:
             return None
         o, a, n = (np.stack(x).astype(np.float32) for x in zip(*self._trans, strict=True))
-        return Transitions(torch.from_numpy(o), torch.from_numpy(a), torch.from_numpy(n))
+        return Transitions(torch.from_numpy(o), torch.from_numpy(a),
+                           torch.from_numpy(n)).to(self.device)
 
     def predictor(self) -> Predictor:
         """Adapt (when it is time) and return the predictor to plan with."""
@@ -116,8 +128,8 @@ class AdaptiveController:
         self._last_obs = obs
         predictor = self.predictor()
         with torch.no_grad():
-            action = self.planner.plan(torch.from_numpy(obs), predictor, self.reward_fn,
-                                       self.generator)
+            action = self.planner.plan(torch.from_numpy(obs).to(self.device), predictor,
+                                       self.reward_fn, self.generator)
         action = action.detach().cpu().numpy().astype(np.float64)
         self._last_act = action.astype(np.float32)
         self._steps += 1

@@ -65,6 +65,9 @@ class WindowBatch:
     def batch_size(self) -> int:
         return self.past.obs.shape[0]
 
+    def to(self, device: torch.device | str) -> WindowBatch:
+        return WindowBatch(self.past.to(device), self.future.to(device))
+
 
 class Predictor(Protocol):
     """A (possibly adapted) dynamics model, batched over candidates.

@@ -22,6 +22,7 @@ docs/export.md; the parity checks are in :mod:`export.parity`, the graphs in
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import io
 import json
@@ -37,6 +38,7 @@ import torch
 from torch import Tensor
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
+from adaptive_control.devices import module_device
 from adaptive_control.learners import Learner
 from adaptive_control.planning import PlannerConfig, switch_planner, with_settings
 from adaptive_control.runs import checkpoint_path
@@ -333,6 +335,17 @@ def _forward_arg_names(module: torch.nn.Module, n: int) -> list[str]:
     return params[:n]
 
 
+def on_cpu(learner: Learner) -> Learner:
+    """``learner`` itself when it is on the CPU, else a CPU copy (the caller's stays where it
+    is): graphs are traced, and the runtime runs, on the CPU whatever device trained it. A
+    copy forgets test-time state (MB+DE's online weights do not follow ``.cpu()``)."""
+    if module_device(learner).type == "cpu":
+        return learner
+    moved = copy.deepcopy(learner).cpu()
+    moved.reset()
+    return moved
+
+
 def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
                    planner: str | None = None, num_candidates: int | None = None,
                    horizon: int | None = None, planner_overrides: Mapping[str, Any] | None = None,
@@ -343,7 +356,8 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
 
     Everything is written and checked in a staging folder next to ``out_dir``, which replaces
     ``out_dir`` (an existing export only with ``overwrite``) once the parity check passed; a
-    failed check leaves ``out_dir`` as it was.
+    failed check leaves ``out_dir`` as it was. A learner on a GPU is exported from a CPU copy
+    (:func:`on_cpu`).
     """
     say = log or (lambda s: None)
     out = Path(out_dir)
@@ -352,7 +366,7 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     if out.exists() and any((out / f).exists() for f in C.GRAPH_FILES.values()) and not overwrite:
         raise FileExistsError(f"--out {out} already holds an export: choose another folder or "
                               "pass --force")
-    learner = learner.eval()
+    learner = on_cpu(learner).eval()
     learner.reset()
     robot = get_family(cfg.family).robot
     do, da, m = robot.obs_dim, robot.act_dim, cfg.m
@@ -419,6 +433,7 @@ def export_controller(learner: Learner, cfg: TrainConfig, path: str | Path,
     robot = get_family(cfg.family).robot
     spec = spec if spec is not None else cfg.planner
     path = Path(path)
+    learner = on_cpu(learner)
     g = _controller_graph(make_adapter(learner.eval(), cfg.m), spec, task_reward(robot), robot,
                           path.parent, cfg.m, dynamic_candidates, path.name)
     meta = common_metadata(learner, cfg, robot, spec)

@@ -30,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--candidates", type=int, default=None, help="override planner candidates")
     e.add_argument("--horizon", type=int, default=None, help="override planner horizon")
     e.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    e.add_argument("--device", default="cpu",
+                   help="where learners adapt and plan: cpu, cuda, cuda:N or auto (policies "
+                        "and simulation stay on the CPU)")
     e.add_argument("--video", action="store_true", help="render MP4s of the first seed")
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -64,6 +67,7 @@ def _prepare_out(out: str, overwrite: bool) -> Path:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from adaptive_control.devices import resolve_device
     from adaptive_control.evaluation.episodes import (
         PlannerSizes,
         default_workers,
@@ -75,7 +79,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     # Everything is checked before any work starts.
     family = get_family(args.family)
-    methods = [parse_method(m) for m in args.methods]
+    device = str(resolve_device(args.device))
+    methods = [parse_method(m, device) for m in args.methods]
     _check_methods(methods, family)
     scenarios = scenarios_for(family, [s.strip() for s in args.scenarios.split(",")],
                               args.switch_at)
@@ -102,9 +107,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_method(text: str) -> MethodSpec:
-    """``random``, ``NAME=CHECKPOINT`` (learner checkpoints), ``mbde=MB_CHECKPOINT``,
-    ``policy=POLICY_CHECKPOINT``."""
+def parse_method(text: str, device: str = "cpu") -> MethodSpec:
+    """``random``, ``NAME=CHECKPOINT`` (learner checkpoints, run on ``device``),
+    ``mbde=MB_CHECKPOINT``, ``policy=POLICY_CHECKPOINT``."""
     from adaptive_control.evaluation.episodes import LearnerMethod, MethodSpec, RandomMethod
     from adaptive_control.runs import checkpoint_path
     from policies.evaluate import PolicyMethod
@@ -120,7 +125,7 @@ def parse_method(text: str) -> MethodSpec:
         raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
     if name == "policy" or name.startswith("policy"):
         return MethodSpec(name, PolicyMethod(str(p)))
-    return MethodSpec(name, LearnerMethod(str(p), mbde=name == "mbde"))
+    return MethodSpec(name, LearnerMethod(str(p), mbde=name == "mbde", device=device))
 
 
 def _check_methods(methods: list[MethodSpec], family: TaskFamily) -> None:

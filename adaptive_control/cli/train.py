@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--horizons", default="1,10", help="comma-separated k values")
     e.add_argument("--stride", type=int, default=5, help="steps between evaluated windows")
     e.add_argument("--seed", type=int, default=1234)
+    e.add_argument("--device", default="cpu",
+                   help="where the models run: cpu, cuda, cuda:N or auto")
     e.add_argument("--out", default=None, help="write results JSON here")
     e.set_defaults(func=cmd_eval_model)
 
@@ -89,13 +91,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
+    from adaptive_control.devices import resolve_device
     from adaptive_control.evaluation.model_eval import compare_models
 
+    device = resolve_device(args.device)
     horizons = tuple(int(h) for h in args.horizons.split(","))
     if min(horizons) < 1:
         raise ValueError(f"--horizons={args.horizons!r}: every k must be >= 1")
     res = compare_models(args.checkpoints, args.split, args.trajectories, args.steps, horizons,
-                         args.stride, args.seed)
+                         args.stride, args.seed, device)
     print(f"{res.family} ({args.split}): {res.trajectories} trajectories x "
           f"{res.steps} steps; error = MSE in units of the training data's std")
     header = f"{'method':<10}" + "".join(

@@ -122,11 +122,15 @@ class LearnerMethod:
 
     checkpoint: str
     mbde: bool = False
+    #: Where the learner adapts and plans (``adaptive_control.devices``); the episode's
+    #: simulation stays on the CPU.
+    device: str = "cpu"
 
     def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
         import torch  # lazily: workers set their thread count first
 
         from adaptive_control.checkpoint import load_checkpoint
+        from adaptive_control.devices import resolve_device
         from adaptive_control.training.loop import (
             build_controller,
             learner_from_checkpoint,
@@ -135,7 +139,8 @@ class LearnerMethod:
 
         robot = family.robot
         learner, cfg = learner_from_checkpoint(load_checkpoint(self.checkpoint,
-                                                               robot=robot.name))
+                                                               robot=robot.name),
+                                               resolve_device(self.device))
         if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
             raise ValueError(f"checkpoint {self.checkpoint} is for {cfg.family}, "
                              f"not {family.name}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from adaptive_control.devices import module_device
 from adaptive_control.learners import MBDE, Learner
 from adaptive_control.types import Transitions
 from sims.collect import collect_open_loop
@@ -66,7 +67,10 @@ def window_errors(learner: Learner, obs: torch.Tensor, act: torch.Tensor, m: int
                   scale: torch.Tensor) -> list[tuple[int, dict[int, float]]]:
     """Along one trajectory (``obs [T+1, do]``, ``act [T, da]``): for t = M, M+stride, ...,
     adapt on the M transitions before t (or take the prior), predict open loop with the
-    recorded actions, and return ``(t, {k: error})`` per window."""
+    recorded actions, and return ``(t, {k: error})`` per window. Runs on the learner's
+    device (the trajectory is moved there)."""
+    device = module_device(learner)
+    obs, act, scale = obs.to(device), act.to(device), scale.to(device)
     kmax = max(horizons)
     steps = act.shape[0]
     # MB+DE's online SGD runs at every step, as in control; the others adapt per window.
@@ -164,10 +168,11 @@ class ModelComparison:
 
 def compare_models(checkpoints: list[str], split: str = "test", trajectories: int = 3,
                    steps: int = 300, horizons: tuple[int, ...] = (1, 10), stride: int = 5,
-                   seed: int = 1234) -> ModelComparison:
+                   seed: int = 1234, device: torch.device | str = "cpu") -> ModelComparison:
     """k-step errors of the learners of ``checkpoints`` (checkpoint files or run folders, one
     family), an MB checkpoint also as MB+DE (its weights updated online), on random-action
-    trajectories of the family's ``split`` conditions, in units of ``reference_scale``."""
+    trajectories of the family's ``split`` conditions, in units of ``reference_scale``; the
+    models run on ``device``."""
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.runs import checkpoint_path
     from adaptive_control.training.loop import learner_from_checkpoint, mbde_from_mb
@@ -178,7 +183,7 @@ def compare_models(checkpoints: list[str], split: str = "test", trajectories: in
     loaded = []
     for path in checkpoints:
         ckpt = load_checkpoint(checkpoint_path(path))
-        learner, cfg = learner_from_checkpoint(ckpt)
+        learner, cfg = learner_from_checkpoint(ckpt, device)
         loaded.append((path, cfg.learner, learner, cfg))
         if cfg.learner == "mb":  # MB+DE is MB's weights updated online: evaluate it too
             loaded.append((path, "mbde", mbde_from_mb(learner, cfg), cfg))

@@ -100,7 +100,8 @@ class GrBAL(Learner):
         if self.inner_lrs is not None:
             return {k: self.inner_lrs[_lr_key(k)] for k, _ in self.model.named_parameters()}
         if self.model.has_action_gain:
-            return {k: torch.tensor(self._initial_lr(k)) for k, _ in self.model.named_parameters()}
+            return {k: torch.tensor(self._initial_lr(k), device=p.device)
+                    for k, p in self.model.named_parameters()}
         return self.config.inner_lr
 
     def task_losses(self, batch: WindowBatch,

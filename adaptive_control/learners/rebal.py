@@ -80,7 +80,7 @@ class ReBAL(Learner):
 
     def prior(self) -> Predictor:
         """No history: a zero hidden state and the dataset-mean previous delta."""
-        h = torch.zeros(self.model.hidden_size)
+        h = self.normalizer.delta_mean.new_zeros(self.model.hidden_size)  # on the model's device
         context = (h, h.clone()) if self.model.cell == "lstm" else h
         return RecurrentPredictor(self.model, context, self.normalizer.delta_mean.clone())
 
@@ -134,4 +134,5 @@ class ReBALGains(Learner):
 
     def prior(self) -> Predictor:
         """No history: every gain 1."""
-        return MLPPredictor(self.model, self._params(torch.ones(self.model.act_dim)))
+        ones = self.model.normalizer.act_mean.new_ones(self.model.act_dim)  # model's device
+        return MLPPredictor(self.model, self._params(ones))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adaptive_control.devices import check_device
 from adaptive_control.learners import GrBALConfig, MBConfig, MBDEConfig, ReBALConfig
 from adaptive_control.planning import (
     PLANNER_NAMES,
@@ -78,6 +79,8 @@ class TrainConfig:
     seed: int = 0
     #: Torch threads (0 = all cores).
     threads: int = 0
+    #: Where the model, its optimiser and the planner live: cpu, cuda, cuda:N or auto.
+    device: str = "cpu"
     #: Data collection.
     collect: CollectConfig = field(default_factory=CollectConfig)
     #: Model fitting.
@@ -101,6 +104,7 @@ class TrainConfig:
         from sims.families import get_family
 
         get_family(self.family)
+        check_device(self.device, "device")
         if not isinstance(self.planner, typing.get_args(PlannerConfig)):
             raise ValueError(f"planner={self.planner!r} is not a planner config: allowed "
                              f"the configs of {', '.join(PLANNER_NAMES)}")

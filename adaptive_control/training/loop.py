@@ -8,6 +8,9 @@
         validation windows from held-back trajectories
         checkpoint (atomically): weights, normalisers, optimiser, config, random state
 
+The learner, its optimiser, the meta-batches and the controller's planning live on
+``config.device``; simulation stays on the CPU and checkpoints hold CPU tensors.
+
 Every random draw derives from ``(config.seed, iteration, purpose)``, and each iteration's
 data is saved before fitting starts, so a run killed at any point and resumed with
 ``--resume`` ends with the same data and iteration count as one that was never interrupted.
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import save_checkpoint
 from adaptive_control.control import AdaptiveController
+from adaptive_control.devices import module_device, resolve_device
 from adaptive_control.learners import Learner, make_learner
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner
@@ -67,11 +71,14 @@ def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,
     return AdaptiveController(learner, planner, task_reward(family.robot), m=cfg.m, seed=seed)
 
 
-def learner_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Learner, TrainConfig]:
-    """Rebuild the trained learner (weights and normalisers) from a loaded checkpoint."""
+def learner_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu"
+                            ) -> tuple[Learner, TrainConfig]:
+    """Rebuild the trained learner (weights and normalisers) from a loaded checkpoint, on
+    ``device`` (whatever device it was trained on: the config's ``device`` is not read)."""
     cfg = config_from_json(ckpt["config"])
     learner = build_learner(cfg, get_family(cfg.family))
     learner.load_state_dict(ckpt["learner"])
+    learner.to(device)
     learner.eval()
     return learner, cfg
 
@@ -85,6 +92,7 @@ def mbde_from_mb(learner: Learner, cfg: TrainConfig) -> Learner:
     robot = get_family(cfg.family).robot
     mbde = MBDE(robot.obs_dim, robot.act_dim, replace(cfg.mbde, hidden_sizes=cfg.mb.hidden_sizes))
     mbde.load_state_dict(learner.state_dict())
+    mbde.to(module_device(learner))
     mbde.eval()
     return mbde
 
@@ -124,12 +132,13 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
     """Fit on windows of the aggregated data; early-stop on validation windows; keep the best."""
     rng = run_rng(cfg.seed, it, 2)
     torch.manual_seed(torch_seed(cfg.seed, it, 3))
+    device = module_device(learner)
     train_idx, val_idx = split_trajectories(data, cfg.optim.val_fraction, rng)
     train = WindowSampler(data, cfg.m, cfg.k, train_idx)
     val_batch = None
     if len(val_idx):
         val_batch = WindowSampler(data, cfg.m, cfg.k, val_idx).all_windows(
-            limit=cfg.optim.val_windows)
+            limit=cfg.optim.val_windows).to(device)
 
     def validate() -> float:
         if val_batch is None:
@@ -149,7 +158,7 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
     for _epoch in bar:
         epoch_losses = []
         for _ in range(cfg.optim.steps_per_epoch):
-            batch = train.sample(cfg.optim.meta_batch, rng)
+            batch = train.sample(cfg.optim.meta_batch, rng).to(device)
             loss = learner.loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -187,13 +196,20 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     out = Path(out)
     family = get_family(cfg.family)
     collect = collector or collect_iteration
+    device = resolve_device(cfg.device, "device")
     check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
-    learner = build_learner(cfg, family)
+    # Initialised on the CPU (from seeded CPU generators), then moved: same weights anywhere.
+    learner = build_learner(cfg, family).to(device)
     optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr)
-    with open_run(out, cfg, resume, robot=family.robot.name, parse_config=config_from_json,
+
+    def same_run_config(text: str) -> TrainConfig:
+        # A run may be resumed on another device: the device is not part of what must match.
+        return replace(config_from_json(text), device=cfg.device)
+
+    with open_run(out, cfg, resume, robot=family.robot.name, parse_config=same_run_config,
                   module=learner, module_key="learner", optimizer=optimizer,
                   tag="train") as run:
         done_this_call = 0
