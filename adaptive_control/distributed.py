@@ -23,37 +23,61 @@ R = TypeVar("R")
 MAX_RETRIES = 3
 
 
+_NO_RAY = "--ray needs Ray: pip install 'adaptive-control[ray]' (or pip install 'ray>=2.9')"
+
+
 def _ray() -> Any:
     try:
         import ray
     except ImportError as e:
-        raise ValueError("--ray needs Ray: pip install 'adaptive-control[ray]' "
-                         "(or pip install 'ray>=2.9')") from e
+        raise ValueError(_NO_RAY) from e
     return ray
 
 
-def check_address(address: str) -> str:
+def check_address(address: str, reachable: bool = True) -> str:
     """``local`` (a Ray instance on this machine), ``auto`` (the cluster this machine joined with
-    ``ray start``), ``HOST:PORT`` or ``ray://HOST:PORT``; refused before any work otherwise."""
+    ``ray start``), ``HOST:PORT`` or ``ray://HOST:PORT``; refused before any work otherwise, and
+    (``reachable``) when nothing answers at HOST:PORT."""
+    from importlib.util import find_spec
+
+    if find_spec("ray") is None:  # without importing it: that takes a second
+        raise ValueError(_NO_RAY)
     address = address.strip()
-    if address in ("local", "auto") or address.startswith("ray://") or (
-            ":" in address and address.rsplit(":", 1)[1].isdigit()):
+    if address in ("local", "auto"):
+        return address
+    if ":" in address and address.rsplit(":", 1)[1].isdigit():
+        if reachable:
+            _check_reachable(address)
         return address
     raise ValueError(f"--ray={address!r}: allowed 'local', 'auto', HOST:PORT or "
                      "ray://HOST:PORT (the head node's address, see `ray start --head`)")
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Ray waits forever for a head that never answers: refuse such an address at once."""
+    import socket
+
+    host, port = address.removeprefix("ray://").rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"--ray={address!r}: no Ray head answers at {host}:{port} ({e}); "
+                         "start one with `ray start --head --port=6379`, check it with "
+                         "`ray status`") from e
 
 
 def connect(address: str = "local", num_cpus: int | None = None, quiet: bool = False) -> Any:
     """Join (or start, for ``local``) a Ray cluster; prints the dashboard address when Ray runs
     one. Workers find this package as the driver does (installed, or on ``PYTHONPATH``)."""
     ray = _ray()
-    address = check_address(address)
+    address = check_address(address, reachable=not ray.is_initialized())
     if not ray.is_initialized():
         env = {k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "MUJOCO_GL")}
         kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}} if env else {}
         if address == "local":
             kwargs["num_cpus"] = num_cpus
-        ctx = ray.init(address=None if address == "local" else address,
+        # "local" always starts a new instance, whatever RAY_ADDRESS says.
+        ctx = ray.init(address=address,
                        log_to_driver=False, logging_level="ERROR", **kwargs)
         url = getattr(ctx, "dashboard_url", None)
         if url and not quiet:

@@ -5,6 +5,9 @@
 # 2 cores); set PRESET=paper for the paper's budget.
 #
 #   bash examples/reference_comparison.sh [OUT]   (default OUT=reports/reference)
+#
+# EVAL_RAY=HEAD:6379 (or local) runs each evaluation's episodes as Ray tasks on that cluster
+# (`adapt eval --ray`, docs/scale-out.md); OUT must then be on a filesystem every node sees.
 set -euo pipefail
 OUT=${1:-reports/reference}
 PRESET=${PRESET:-small}
@@ -12,6 +15,9 @@ SEEDS=${SEEDS:-3}
 STEPS=${STEPS:-500}
 ADAPT=${ADAPT:-adapt}
 FAMILIES=${FAMILIES:-"cheetah-cripple cheetah-terrain quadruped-leg-failure"}
+EVAL_RAY=${EVAL_RAY:-}
+ray=()
+[ -n "$EVAL_RAY" ] && ray=(--ray "$EVAL_RAY")
 mkdir -p "$OUT/runs"
 
 train() {  # family learner
@@ -38,7 +44,7 @@ for family in $FAMILIES; do
   scenarios=fixed,switch
   [ "$family" = cheetah-terrain ] && scenarios=fixed
   $ADAPT eval --family "$family" --scenarios "$scenarios" --seeds "$SEEDS" \
-    --episode-steps "$STEPS" --video --overwrite --out "$OUT/$family" \
+    --episode-steps "$STEPS" --video --overwrite --out "$OUT/$family" "${ray[@]}" \
     --method "grbal=$OUT/runs/$family-grbal" --method "rebal=$OUT/runs/$family-rebal" \
     --method "mb=$OUT/runs/$family-mb" --method "mbde=$OUT/runs/$family-mb" --method random
 done

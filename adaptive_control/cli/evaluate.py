@@ -34,6 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="where learners adapt and plan: cpu, cuda, cuda:N or auto (policies "
                         "and simulation stay on the CPU)")
     e.add_argument("--video", action="store_true", help="render MP4s of the first seed")
+    e.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="one Ray task per episode on the cluster at ADDRESS (HOST:PORT, "
+                        "ray://HOST:PORT, auto; alone: a local Ray), instead of --workers; "
+                        "see docs/scale-out.md")
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     e.set_defaults(func=cmd_eval)
@@ -94,11 +98,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise ValueError(f"--switch-at={sc.switch_time_s:g} s must fall inside the episode "
                              f"(0, {duration:g}) s; lengthen --episode-steps or move the switch")
     planner = PlannerSizes(num_candidates=args.candidates, horizon=args.horizon)
+    if args.ray is not None:
+        from adaptive_control.distributed import check_address
+
+        check_address(args.ray)  # a malformed or silent address: refused before any work
     out = _prepare_out(args.out, args.overwrite)
     seeds = list(range(args.seeds))
     episodes = evaluate(methods, family, scenarios, seeds, args.episode_steps,
                         args.workers or default_workers(), args.pred_k, planner,
-                        video_episodes=1 if args.video else 0)
+                        video_episodes=1 if args.video else 0, ray=args.ray)
     meta = report_meta(family, methods, scenarios, seeds, args.episode_steps, args.pred_k)
     files = write_report(out, episodes, meta, family.robot.control_timestep, video=args.video,
                          robot=family.robot.name)

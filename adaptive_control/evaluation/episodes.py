@@ -329,10 +329,28 @@ def _run_job(job: EpisodeJob) -> Episode:
                           job.pred_k, job.pred_stride, job.planner, job.record_qpos)
 
 
-def run_all(jobs: list[EpisodeJob], workers: int, progress: bool = True) -> list[Episode]:
-    """Run episode jobs on ``workers`` processes (1 = in this process), with a progress bar."""
+def _run_ray_job(job_cwd: tuple[EpisodeJob, str]) -> Episode:
+    job, cwd = job_cwd
+    _worker_init()  # a Ray worker runs one task per core, like a pool process
+    if os.path.isdir(cwd):  # relative checkpoint paths then resolve as on the driver
+        os.chdir(cwd)
+    return _run_job(job)
+
+
+def run_all(jobs: list[EpisodeJob], workers: int, progress: bool = True,
+            ray: str | None = None) -> list[Episode]:
+    """Run episode jobs on ``workers`` processes (1 = in this process), with a progress bar;
+    with ``ray`` (an address, see ``distributed.check_address``) one Ray task per job on that
+    cluster instead, ``workers`` unused. Either way the episodes come back in job order and
+    equal, bit for bit, those of a run in this process (latencies aside)."""
     from tqdm.auto import tqdm
 
+    if ray is not None:
+        from adaptive_control.distributed import connect, ray_map
+
+        connect(ray, quiet=not progress)
+        return ray_map(_run_ray_job, [(j, os.getcwd()) for j in jobs], desc="eval",
+                       unit="episode", progress=progress)
     results: list[Episode] = []
     bar = tqdm(total=len(jobs), unit="episode", desc="eval", disable=not progress)
     if workers <= 1:
@@ -359,12 +377,12 @@ def default_workers() -> int:
 def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Sequence[Scenario],
              seeds: Sequence[int], episode_steps: int, workers: int, pred_k: int = 10,
              planner: PlannerSizes = PlannerSizes(), video_episodes: int = 0,
-             progress: bool = True) -> list[Episode]:
+             progress: bool = True, ray: str | None = None) -> list[Episode]:
     jobs = [EpisodeJob(spec, family.name, sc, seed, episode_steps, pred_k, 10, planner,
                        video_episodes > 0 and seed == seeds[0])
             for spec in methods for sc in scenarios for seed in seeds]
     t0 = time.perf_counter()
-    eps = run_all(jobs, workers, progress)
+    eps = run_all(jobs, workers, progress, ray)
     if progress:
         print(f"{len(eps)} episodes in {time.perf_counter() - t0:.0f} s")
     return eps
