@@ -1,6 +1,7 @@
-"""`adapt eval --ray`: on a two-node Ray cluster the episodes equal the local run's bit for bit
-(latencies aside), a worker killed mid-episode is retried to the same result, and a bad address
-is refused before any work."""
+"""On a two-node Ray cluster: `adapt eval --ray` episodes equal the local run's bit for bit
+(latencies aside), a worker killed mid-episode is retried to the same result, a bad address is
+refused before any work, and an interrupted sweep re-submitted to the cluster finishes every run
+exactly once."""
 
 from __future__ import annotations
 
@@ -181,3 +182,50 @@ def test_adapt_eval_without_ray_never_imports_it(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------ sweeps on the cluster
+def test_an_interrupted_sweep_resubmitted_to_the_cluster_finishes_every_run_once(
+        cluster, tmp_path, monkeypatch, capsys):
+    """The driver dies during the second of three runs; the sweep re-submitted to the two-node
+    cluster skips the finished run (its files untouched), resumes the killed one from its
+    checkpoint and trains the last: every iteration of every run exactly once."""
+    import hashlib
+
+    from adaptive_control.runs import run_status
+    from adaptive_control.training import sweep
+
+    grid = ["tiny", "--seeds", "0-2", "--set", "grbal.hidden_sizes=[8,8]", "--quiet"]
+    names = ["seed=0", "seed=1", "seed=2"]
+    root = tmp_path / "sweep"
+    real_train, calls = sweep.train, []
+
+    def driver_dies_in_the_second_run(cfg, out, resume=False, progress=True):
+        calls.append(out)
+        if len(calls) == 2:
+            real_train(cfg, out, resume=resume, progress=progress, stop_after=1)
+            raise KeyboardInterrupt("the driver died")
+        return real_train(cfg, out, resume=resume, progress=progress)
+
+    monkeypatch.setattr(sweep, "train", driver_dies_in_the_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        main(["sweep", *grid, "--out", str(root)])
+    monkeypatch.undo()
+    assert [run_status(root / n) for n in names] == ["done", "partial", "new"]
+
+    def files(run: Path) -> dict:
+        return {str(p.relative_to(run)): (p.stat().st_mtime_ns, hashlib.sha256(
+            p.read_bytes()).hexdigest()) for p in sorted(run.rglob("*")) if p.is_file()}
+
+    done = files(root / names[0])
+    capsys.readouterr()
+    assert main(["sweep", *grid, "--ray", cluster, "--out", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for name, status in zip(names, ["skipped", "resumed", "trained"], strict=True):
+        assert any(line.startswith(name) and status in line for line in out), out
+    assert files(root / names[0]) == done
+    for name in names:
+        assert run_status(root / name) == "done"
+        iterations = [row.split(",")[0] for row in
+                      (root / name / "metrics.csv").read_text().splitlines()[1:]]
+        assert iterations == ["0", "1"], (name, iterations)
