@@ -230,3 +230,15 @@ def test_export_traces_a_cpu_copy_of_a_cuda_learner():
     for (k, a), (_, b) in zip(moved.state_dict().items(), learner.state_dict().items(),
                               strict=True):
         assert torch.equal(a, b.cpu()), k
+
+
+def test_adapt_train_device_flag_sets_the_config_field(tmp_path, capsys):
+    """``adapt train --device X`` is ``--set device=X``: refused before any work when bad."""
+    from adaptive_control.cli import build_parser, main
+
+    args = build_parser().parse_args(["train", "tiny", "--out", "x", "--set", "m=4",
+                                      "--device", "auto"])
+    assert args.overrides == ["m=4", "device='auto'"]
+    assert main(["train", "tiny", "--out", str(tmp_path / "run"), "--device", "gpu"]) == 2
+    assert "device='gpu' is not a device" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

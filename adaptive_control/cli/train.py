@@ -12,6 +12,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_run_arguments(t, "paper, small, tiny", "--set learner=rebal --set optim.max_epochs=5")
     add_ray_argument(t, "collect each iteration's rollouts as Ray tasks (reproducible on any "
                         "cluster size; the draws differ from a run without --ray)")
+    # The config field `device`, spelled as the flag evaluation takes too.
+    t.add_argument("--device", dest="overrides", action="append", metavar="DEVICE",
+                   type=lambda v: f"device={v!r}",
+                   help="where the model trains and plans: cpu, cuda, cuda:N or auto (the same "
+                        "as --set device=DEVICE)")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sweep", help="one training run per grid point (seeds x --set values), "
