@@ -73,12 +73,6 @@ _SIZE_FIELDS = tuple(sorted(
 ))
 
 
-def _state_slices(model: mujoco.MjModel) -> tuple[slice, slice]:
-    t = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_TIME)
-    nq, nv = model.nq, model.nv
-    return slice(t, t + nq), slice(t + nq, t + nq + nv)
-
-
 def rollout_states(
     robot: Robot, models: Sequence[mujoco.MjModel], init: np.ndarray, actions: np.ndarray,
     nthread: int | None = None,
@@ -106,10 +100,8 @@ def rollout_states(
         if state is None:
             state = np.empty((b,) + out.shape[1:])
         state[idx] = out
-    qs, vs = _state_slices(models[0])
-    idx = robot.obs_qpos_index
     full = np.concatenate([init[:, None, :], state[:, sub - 1::sub, :]], axis=1)  # [B, T+1, S]
-    obs = np.concatenate([full[..., qs][..., idx], full[..., vs]], axis=-1)
+    obs = physics_lib.state_observations(robot, models[0], full)
     # rollout stops advancing time once MuJoCo resets an unstable simulation, so a stalled clock
     # is as much a sign of divergence as a NaN.
     dt = robot.timestep

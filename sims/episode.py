@@ -28,6 +28,7 @@ class EpisodeRecord:
     rewards: np.ndarray  # [T]: reward of each step (0 for a diverging step)
     ret: float  # the rewards summed in step order
     speeds: np.ndarray  # [T]: forward velocity after each step
+    upright: np.ndarray  # [T]: cos of the torso's tilt after each step (-1: upside down)
     segments: np.ndarray  # [T]: schedule segment in force during each step
     seconds: np.ndarray  # [T]: wall-clock time of each controller call
     diverged: bool
@@ -54,6 +55,7 @@ def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
     ts = env.reset()
     x0 = env.physics.torso_position()[0]
     obs, acts, rewards, speeds, segments, seconds, qpos = [ts.observation], [], [], [], [], [], []
+    upright: list[float] = []
     ret = 0.0
     while not ts.last():
         t0 = time.perf_counter()
@@ -67,6 +69,7 @@ def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
         acts.append(np.clip(a, lo, hi))
         rewards.append(r)
         speeds.append(env.physics.forward_velocity())
+        upright.append(env.physics.upright())
         segments.append(env.segment)
         if record_qpos:
             qpos.append(env.physics.data.qpos.copy())
@@ -74,7 +77,8 @@ def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
             on_step(ts)
     return EpisodeRecord(
         observations=np.stack(obs), actions=np.stack(acts), rewards=np.array(rewards),
-        ret=ret, speeds=np.array(speeds), segments=np.array(segments, dtype=int),
+        ret=ret, speeds=np.array(speeds), upright=np.array(upright),
+        segments=np.array(segments, dtype=int),
         seconds=np.array(seconds), diverged=env.diverged,
         distance=float(env.physics.torso_position()[0] - x0),
         qpos=np.stack(qpos) if record_qpos else None)

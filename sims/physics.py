@@ -89,6 +89,16 @@ class Physics:
         self.model, self.data = model, new
 
 
+def state_observations(robot: Robot, model: mujoco.MjModel, states: np.ndarray) -> np.ndarray:
+    """Observations ``[..., obs_dim]`` of full physics states ``[..., S]`` of ``model``
+    (``mjSTATE_FULLPHYSICS``, as ``Physics.get_state`` and ``mujoco.rollout`` lay them out), in
+    the layout of :meth:`Physics.observation`."""
+    t = mujoco.mj_stateSize(model, mujoco.mjtState.mjSTATE_TIME)
+    qpos = states[..., t:t + model.nq]
+    qvel = states[..., t + model.nq:t + model.nq + model.nv]
+    return np.concatenate([qpos[..., robot.obs_qpos_index], qvel], axis=-1)
+
+
 def reset(physics: Physics, rng: np.random.Generator, init_noise: float) -> None:
     """Reset to the model's initial pose, with joint noise drawn from ``rng``."""
     m, d = physics.model, physics.data

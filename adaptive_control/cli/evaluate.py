@@ -19,7 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--method", dest="methods", action="append", required=True,
                    metavar="NAME=CHECKPOINT|random",
                    help="repeatable: grbal=runs/grbal, rebal=runs/rebal, mb=runs/mb, "
-                        "mbde=runs/mb (MB weights, online SGD), policy=runs/policy, random")
+                        "mbde=runs/mb (MB weights, online SGD), policy=runs/policy, random, "
+                        "oracle=runs/grbal (that planner on the true simulator)")
     e.add_argument("--scenarios", default="fixed,switch",
                    help="comma-separated: fixed (held-out condition all episode), "
                         "switch (healthy, then the held-out condition)")
@@ -117,7 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def parse_method(text: str, device: str = "cpu") -> MethodSpec:
     """``random``, ``NAME=CHECKPOINT`` (learner checkpoints, run on ``device``),
-    ``mbde=MB_CHECKPOINT``, ``policy=POLICY_CHECKPOINT``."""
+    ``mbde=MB_CHECKPOINT``, ``policy=POLICY_CHECKPOINT``, ``oracle=LEARNER_CHECKPOINT``."""
     from adaptive_control.evaluation.episodes import LearnerMethod, MethodSpec, RandomMethod
     from adaptive_control.runs import checkpoint_path
     from policies.evaluate import PolicyMethod
@@ -133,6 +134,10 @@ def parse_method(text: str, device: str = "cpu") -> MethodSpec:
         raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
     if name == "policy" or name.startswith("policy"):
         return MethodSpec(name, PolicyMethod(str(p)))
+    if name.startswith("oracle"):
+        from adaptive_control.evaluation.oracle import OracleMethod
+
+        return MethodSpec(name, OracleMethod(str(p)))
     return MethodSpec(name, LearnerMethod(str(p), mbde=name == "mbde", device=device))
 
 
@@ -140,6 +145,7 @@ def _check_methods(methods: list[MethodSpec], family: TaskFamily) -> None:
     """Refuse checkpoints of another robot (or unreadable ones) before any work."""
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.evaluation.episodes import LearnerMethod
+    from adaptive_control.evaluation.oracle import OracleMethod
     from policies.evaluate import PolicyMethod
 
     names = [m.name for m in methods]
@@ -147,7 +153,9 @@ def _check_methods(methods: list[MethodSpec], family: TaskFamily) -> None:
         raise ValueError(f"method names must be unique, got {names}")
     for m in methods:
         f = m.factory
-        if isinstance(f, LearnerMethod):
+        if isinstance(f, OracleMethod):
+            load_checkpoint(f.checkpoint, robot=family.robot.name)
+        elif isinstance(f, LearnerMethod):
             ckpt = load_checkpoint(f.checkpoint, robot=family.robot.name)
             if f.mbde and ckpt.get("learner_name") != "mb":
                 raise ValueError(f"mbde={f.checkpoint}: MB+DE needs an MB checkpoint, this one "

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 SCENARIO_KINDS = ("fixed", "switch")
 RECOVERY_FRACTION = 0.8  # recovered = speed back to 80 % of its pre-failure level
 SPEED_WINDOW_S = 0.5  # moving-average window of the speed trace used for recovery
+# A step counts as flipped when the torso's up axis points below the horizon (tilted past 90°):
+# from there the legs push into the air and a locomotion controller has lost the robot.
+FLIPPED_UPRIGHT = 0.0
 
 
 # ------------------------------------------------------------------------------ methods
@@ -63,6 +66,14 @@ class Actor:
     controller: Controller
     model: Learner | None = None
     m: int = 0
+
+    def bind(self, env: Any) -> None:
+        """Hand the episode's environment to a controller that reads the true simulator (the
+        oracle's ``bind_env``); the episode loop calls this once, before the episode starts.
+        Other controllers see only observations and have no ``bind_env``."""
+        bind_env = getattr(self.controller, "bind_env", None)
+        if bind_env is not None:
+            bind_env(env)
 
 
 class ControllerFactory(Protocol):
@@ -231,6 +242,9 @@ class Episode:
     pred_error_k: float
     recovery_s: float | None  # only for switch scenarios; None = never recovered
     switch_step: int | None
+    # share of control steps with the torso upside down (``upright() < FLIPPED_UPRIGHT``);
+    # NaN in results written before it was recorded
+    flipped: float = math.nan
     speed: list[float] = field(default_factory=list)
     reward: list[float] = field(default_factory=list)
     pred_error_t: list[int] = field(default_factory=list)  # steps with a prediction error
@@ -259,6 +273,7 @@ def method_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed:
     actor = spec.factory(family, seed, planner)
     ctrl = actor.controller
     env = AdaptEnv(robot, scenario.schedule, episode_steps=episode_steps, seed=seed)
+    actor.bind(env)
     rec = run_episode(env, ctrl, record_qpos=record_qpos)
     speed = rec.speeds.tolist()
     dt = robot.control_timestep
@@ -280,7 +295,9 @@ def method_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed:
         steps=rec.steps, diverged=rec.diverged, latency_ms_p50=float(np.median(lat)),
         latency_ms_p99=float(np.percentile(lat, 99)),
         pred_error_k=float(np.median(pe)) if len(pe) else math.nan,
-        recovery_s=recovery, switch_step=switch_step, speed=speed, reward=rec.rewards.tolist(),
+        recovery_s=recovery, switch_step=switch_step,
+        flipped=float(np.mean(rec.upright < FLIPPED_UPRIGHT)) if rec.steps else 0.0,
+        speed=speed, reward=rec.rewards.tolist(),
         pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)),
         qpos=rec.qpos.tolist() if rec.qpos is not None else [],
         segment=rec.segments.tolist(),

@@ -22,8 +22,17 @@ def _fmt(mean: float, spread: float, digits: int = 1) -> str:
     return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
-def aggregate(episodes: list[Episode]) -> list[dict[str, Any]]:
-    """One row per (scenario, method): mean ± std over seeds of each metric."""
+SCORE_CAPTION = ("score = (R − R_random) / (R_oracle − R_random) from mean returns over the "
+                 "same seeds and scenario: 0 is the random floor, 1 the oracle (the planner on "
+                 "the true simulator)")
+FLIPPED_CAPTION = "flipped: share of control steps with the torso upside down"
+
+
+def aggregate(episodes: list[Episode], kinds: dict[str, str] | None = None
+              ) -> list[dict[str, Any]]:
+    """One row per (scenario, method): mean ± std over seeds of each metric, and the
+    normalised ``score`` when the methods hold the random floor and one oracle (``kinds``: each
+    method's ``describe()['kind']``; without it, the names ``random`` and ``oracle*`` tell)."""
     groups: dict[tuple[str, str], list[Episode]] = defaultdict(list)
     for ep in episodes:
         groups[(ep.scenario, ep.method)].append(ep)
@@ -49,8 +58,29 @@ def aggregate(episodes: list[Episode]) -> list[dict[str, Any]]:
             "recovered": (f"{len(rec) - never - undefined}/{len(rec) - undefined}"
                           + (f" ({undefined} n/a)" if undefined else "")) if rec else "",
             "diverged": sum(e.diverged for e in eps),
+            "flipped": stat([e.flipped for e in eps]),
         })
+    _add_scores(rows, kinds)
     return rows
+
+
+def _add_scores(rows: list[dict[str, Any]], kinds: dict[str, str] | None) -> None:
+    """``score`` = (R − R_random) / (R_oracle − R_random) per row, from mean returns; nothing
+    unless there is exactly one random method and one oracle."""
+    methods = {r["method"] for r in rows}
+    if kinds is None:
+        kinds = {m: "random" if m == "random" else "oracle" if m.startswith("oracle") else ""
+                 for m in methods}
+    randoms = [m for m in methods if kinds.get(m) == "random"]
+    oracles = [m for m in methods if kinds.get(m) == "oracle"]
+    if len(randoms) != 1 or len(oracles) != 1:
+        return
+    mean = {(r["scenario"], r["method"]): r["return"][0] for r in rows}
+    for r in rows:
+        lo = mean.get((r["scenario"], randoms[0]), math.nan)
+        hi = mean.get((r["scenario"], oracles[0]), math.nan)
+        span = hi - lo
+        r["score"] = (r["return"][0] - lo) / span if span != 0 else math.nan
 
 
 def episodes_from_results(path: Path) -> tuple[list[Episode], dict[str, Any]]:
@@ -68,16 +98,29 @@ def episodes_from_results(path: Path) -> tuple[list[Episode], dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| scenario | method | return | distance (m) | k-step pred. error | "
-             "recovery (s) | recovered | latency p50 (ms) |",
-             "|---|---|---|---|---|---|---|---|"]
+    """The summary table; a ``score`` column when the rows have one."""
+    scored = bool(rows) and "score" in rows[0]
+    lines = ["| scenario | method | return |" + (" score |" if scored else "")
+             + " distance (m) | flipped | k-step pred. error | recovery (s) | recovered | "
+             "latency p50 (ms) |",
+             "|---|---|---|" + ("---|" if scored else "") + "---|---|---|---|---|---|"]
     for r in rows:
+        score = ""
+        if scored:
+            score = " – |" if math.isnan(r["score"]) else f" {r['score']:.2f} |"
         lines.append(
-            f"| {r['scenario']} | {r['method']} | {_fmt(*r['return'])} | "
-            f"{_fmt(*r['distance_m'])} | {_fmt(*r['pred_error_k'], digits=3)} | "
+            f"| {r['scenario']} | {r['method']} | {_fmt(*r['return'])} |{score} "
+            f"{_fmt(*r['distance_m'])} | {_fmt(*r['flipped'], digits=2)} | "
+            f"{_fmt(*r['pred_error_k'], digits=3)} | "
             f"{_fmt(*r['recovery_s'], digits=2)} | {r['recovered']} | "
             f"{_fmt(*r['latency_ms'], digits=1)} |")
     return "\n".join(lines)
+
+
+def table_caption(rows: list[dict[str, Any]]) -> str:
+    """What the table's derived columns mean: flipped, and the score's formula when shown."""
+    scored = bool(rows) and "score" in rows[0]
+    return FLIPPED_CAPTION + ("; " + SCORE_CAPTION if scored else "") + "."
 
 
 def report_meta(family: TaskFamily, methods: Sequence[MethodSpec], scenarios: Sequence[Scenario],
@@ -96,7 +139,8 @@ def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
                  dt: float, video: bool = True, robot: str | None = None) -> dict[str, Path]:
     """Write results.json, episodes.csv, summary.md, the plots and (optionally) a video."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = aggregate(episodes)
+    rows = aggregate(episodes, {m["name"]: m.get("kind", "") for m in meta.get("methods", [])}
+                     or None)
     files = {}
     files["results.json"] = out / "results.json"
     files["results.json"].write_text(json.dumps({
@@ -116,8 +160,9 @@ def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
     files["summary.md"].write_text(
         f"# Evaluation: {meta.get('family', '')}\n\n"
         f"Mean ± standard deviation over seeds {meta.get('seeds')}; "
-        f"{meta.get('episode_steps')} control steps per episode; k = {meta.get('pred_k')}.\n\n"
-        + markdown_table(rows) + "\n\n![return](return_by_method.png)\n\n"
+        f"{meta.get('episode_steps')} control steps per episode; k = {meta.get('pred_k')}.\n"
+        + table_caption(rows) + "\n\n" + markdown_table(rows)
+        + "\n\n![return](return_by_method.png)\n\n"
         "![speed](speed_over_time.png)\n\n![prediction error](pred_error_over_time.png)\n")
     files.update(plot_all(out, episodes, dt))
     if video and robot is not None:
