@@ -225,6 +225,13 @@ def recovery_time(speed: np.ndarray, dt: float, switch_step: int,
     return float((hit[0] + 1) * dt)
 
 
+def flipped_share(upright: np.ndarray) -> float:
+    """Share of steps whose torso is upside down, from the ``upright`` trace (cos of the
+    torso's tilt per step, ``EpisodeRecord.upright``); 0 for an empty trace."""
+    upright = np.asarray(upright, dtype=float)
+    return float(np.mean(upright < FLIPPED_UPRIGHT)) if len(upright) else 0.0
+
+
 @dataclass
 class Episode:
     method: str
@@ -296,7 +303,7 @@ def method_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed:
         latency_ms_p99=float(np.percentile(lat, 99)),
         pred_error_k=float(np.median(pe)) if len(pe) else math.nan,
         recovery_s=recovery, switch_step=switch_step,
-        flipped=float(np.mean(rec.upright < FLIPPED_UPRIGHT)) if rec.steps else 0.0,
+        flipped=flipped_share(rec.upright),
         speed=speed, reward=rec.rewards.tolist(),
         pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)),
         qpos=rec.qpos.tolist() if rec.qpos is not None else [],
@@ -406,5 +413,6 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
 
 
 __all__ = ["Actor", "ControllerFactory", "Episode", "EpisodeJob", "LearnerMethod", "MethodSpec",
-           "PlannerSizes", "RandomMethod", "Scenario", "evaluate", "method_episode",
+           "PlannerSizes", "RandomMethod", "Scenario", "evaluate", "flipped_share",
+           "method_episode",
            "recovery_time", "scenarios_for"]
