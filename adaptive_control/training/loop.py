@@ -46,14 +46,15 @@ from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
 
 
-def run_rng(seed: int, iteration: int, purpose: int) -> np.random.Generator:
-    """An independent generator per (run, iteration, purpose): resumable without replaying."""
-    return np.random.default_rng([seed, iteration, purpose])
+def run_rng(seed: int, iteration: int, purpose: int, *index: int) -> np.random.Generator:
+    """An independent generator per (run, iteration, purpose[, index ...]): resumable without
+    replaying; ``index`` tells apart the items of one purpose (one rollout among many)."""
+    return np.random.default_rng([seed, iteration, purpose, *index])
 
 
-def torch_seed(seed: int, iteration: int, purpose: int) -> int:
-    """A torch seed from ``run_rng(seed, iteration, purpose)``."""
-    return int(run_rng(seed, iteration, purpose).integers(2**62))
+def torch_seed(seed: int, iteration: int, purpose: int, *index: int) -> int:
+    """A torch seed from ``run_rng(seed, iteration, purpose, *index)``."""
+    return int(run_rng(seed, iteration, purpose, *index).integers(2**62))
 
 
 # ------------------------------------------------------------------------------ building

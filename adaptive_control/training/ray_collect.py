@@ -26,7 +26,7 @@ import torch
 from adaptive_control.distributed import check_address, connect, ray_map
 from adaptive_control.learners import Learner
 from adaptive_control.training.config import TrainConfig, config_from_json
-from adaptive_control.training.loop import build_controller, build_learner, run_rng
+from adaptive_control.training.loop import build_controller, build_learner, run_rng, torch_seed
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.conditions import Condition
 from sims.dataset import Dataset
@@ -35,16 +35,6 @@ from sims.families import TaskFamily, get_family
 #: ``run_rng`` purposes of the rollouts collected on Ray (the loop's own use 0-3 and 99).
 ROLLOUT_PURPOSE = 4
 PLANNER_PURPOSE = 5
-
-
-def rollout_rng(seed: int, iteration: int, index: int) -> np.random.Generator:
-    """The generator of one rollout: a function of the run, the iteration and its index only."""
-    return np.random.default_rng([seed, iteration, ROLLOUT_PURPOSE, index])
-
-
-def planner_seed(seed: int, iteration: int, index: int) -> int:
-    """The planner's torch seed for one on-policy rollout."""
-    return int(np.random.default_rng([seed, iteration, PLANNER_PURPOSE, index]).integers(2**62))
 
 
 @dataclass(frozen=True)
@@ -81,7 +71,7 @@ def collect_chunk(chunk: Chunk) -> Dataset | None:
     for j, text in enumerate(chunk.conditions):
         i = chunk.start + j
         cond = Condition.from_json(text)
-        rng = rollout_rng(cfg.seed, chunk.iteration, i)
+        rng = run_rng(cfg.seed, chunk.iteration, ROLLOUT_PURPOSE, i)
         if learner is None:
             part = collect_open_loop(family.robot, [cond], steps, rng, nthread=1, progress=False,
                                      family=family.name)
@@ -89,8 +79,8 @@ def collect_chunk(chunk: Chunk) -> Dataset | None:
             if part.n_trajectories:
                 parts.append(part)
             continue
-        controller = build_controller(learner, cfg, family,
-                                      seed=planner_seed(cfg.seed, chunk.iteration, i))
+        seed = torch_seed(cfg.seed, chunk.iteration, PLANNER_PURPOSE, i)
+        controller = build_controller(learner, cfg, family, seed=seed)
         try:
             parts.append(collect_closed_loop(family.robot, [cond], controller, steps, rng,
                                              progress=False, family=family.name,
