@@ -69,13 +69,10 @@ def add_ray_argument(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from adaptive_control.training.config import PRESETS, load_config
+    from adaptive_control.training.config import config_from_arg
     from adaptive_control.training.loop import train
 
-    if args.config in PRESETS:
-        cfg = load_config(preset=args.config, overrides=args.overrides)
-    else:
-        cfg = load_config(args.config, overrides=args.overrides)
+    cfg = config_from_arg(args.config, args.overrides)
     collector = None
     if args.ray is not None:
         from adaptive_control.training.ray_collect import RayCollector

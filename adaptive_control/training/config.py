@@ -415,5 +415,12 @@ def load_config(path: str | Path | None = None, preset: str | None = None,
                                                        upgrade_values))
 
 
+def config_from_arg(config: str, overrides: Sequence[str] = ()) -> TrainConfig:
+    """``CONFIG`` as `adapt train` and `adapt sweep` take it: a preset name, else a config file."""
+    if config in PRESETS:
+        return load_config(preset=config, overrides=overrides)
+    return load_config(config, overrides=overrides)
+
+
 def config_from_json(text: str) -> TrainConfig:
     return build_dataclass(TrainConfig, upgrade_values(json.loads(text)))

@@ -38,10 +38,9 @@ from tqdm.auto import tqdm
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.runs import CHECKPOINT, run_status
 from adaptive_control.training.config import (
-    PRESETS,
     TrainConfig,
+    config_from_arg,
     config_from_json,
-    load_config,
     parse_override,
 )
 from adaptive_control.training.loop import train
@@ -170,12 +169,6 @@ def _folder_name(parts: Sequence[tuple[str, Any]]) -> str:
     return re.sub(r"[^A-Za-z0-9._+=,-]", "_", ",".join(f"{k}={_label(v)}" for k, v in parts))
 
 
-def _load(config: str, overrides: Sequence[str]) -> TrainConfig:
-    if config in PRESETS:
-        return load_config(preset=config, overrides=overrides)
-    return load_config(config, overrides=overrides)
-
-
 def expand_grid(config: str, sets: Sequence[str] = (), seeds: str | None = None
                 ) -> list[GridPoint]:
     """Every grid point's config, built and validated (before any work): the preset or file
@@ -189,7 +182,7 @@ def expand_grid(config: str, sets: Sequence[str] = (), seeds: str | None = None
             raise ValueError(f"--set {key}=... is given twice: give its values once, "
                              f"comma-separated (--set {key}=a,b)")
         axes.append((key, values))
-    seed_list = parse_seeds(seeds) if seeds is not None else [_load(config, []).seed]
+    seed_list = parse_seeds(seeds) if seeds is not None else [config_from_arg(config, []).seed]
     varying = {k for k, vs in axes if len(vs) > 1}
     points: list[GridPoint] = []
     for combo in itertools.product(*(vs for _, vs in axes)):
@@ -201,7 +194,7 @@ def expand_grid(config: str, sets: Sequence[str] = (), seeds: str | None = None
             name = _folder_name([*((k, v) for k, v in settings.items() if k in varying),
                                  ("seed", seed)])
             try:
-                cfg = _load(config, [*overrides, f"seed={seed}"])
+                cfg = config_from_arg(config, [*overrides, f"seed={seed}"])
             except ValueError as e:
                 raise ValueError(f"grid point {name}: {e}") from None
             points.append(GridPoint(name, seed, settings, cfg))
