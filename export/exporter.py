@@ -126,8 +126,11 @@ def reward_metadata(reward: TaskReward) -> dict[str, Any]:
     """The reward's parameters and formula, for metadata and manifests."""
     return {**dataclasses.asdict(reward),
             "formula": "next_obs[forward_index] - ctrl_cost * sum(act^2) + alive_bonus * "
-                       "(1 - 2 (q_x^2 + q_y^2)) with q = next_obs[quat_index:quat_index+4] "
-                       "when quat_index is set"}
+                       "u - tilt_penalty * clip((tilt_threshold - u) / 0.1, 0, 1), where the "
+                       "uprightness u = 1 - 2 (q_x^2 + q_y^2) with q = "
+                       "next_obs[quat_index:quat_index+4] when quat_index is set, else "
+                       "cos(next_obs[pitch_index]) when pitch_index is set (no u terms "
+                       "without either)"}
 
 
 def _version(mod: str) -> str:

@@ -9,6 +9,7 @@ edit the spec, never the XML text.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,12 +53,25 @@ class Robot:
     floor: str | None = "floor"  # name of the ground plane geom, None if the model has none
     ctrl_cost: float = 0.05  # weight of ||a||^2 in the reward (paper: 0.05 for the cheetah)
     alive_bonus: float = 0.0  # reward per step scaled by torso uprightness (quadruped)
+    # Upright locomotion: a robot on its side or back is failing, whatever its speed. Each step
+    # whose torso uprightness (cos of its tilt) is below ``tilt_threshold`` costs
+    # ``tilt_penalty`` (ramped in over 0.1 so the planners' reward stays continuous); 0 gives
+    # the paper's plain reward, under which both robots learn to run on their backs.
+    tilt_penalty: float = 10.0
+    tilt_threshold: float = 0.3
     max_slope_deg: float = 25.0  # steepest slope the robot can stand on at rest
     max_payload_kg: float = 50.0  # heaviest payload accepted
     init_noise: float = 0.1  # std of the uniform-ish noise on the initial joint state
     planar: bool = False  # True when the root moves in the x-z plane only
     description: str = ""
     _spec_cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.tilt_penalty) and self.tilt_penalty >= 0):
+            raise ValueError(f"tilt_penalty={self.tilt_penalty!r}: allowed a number >= 0")
+        if not -1.0 <= self.tilt_threshold <= 1.0:
+            raise ValueError(f"tilt_threshold={self.tilt_threshold!r}: allowed [-1, 1] "
+                             "(uprightness: 1 upright, -1 upside down)")
 
     # ---------------------------------------------------------------- model access
     def spec(self) -> mujoco.MjSpec:
@@ -229,6 +243,20 @@ class Robot:
             f"robot {self.name!r}: its torso {self.torso!r} has no free joint or x slide joint, "
             "so forward velocity is undefined"
         )
+
+    @property
+    def pitch_index(self) -> int | None:
+        """Index in the observation of a planar robot's root pitch angle (hinge about y)."""
+        m = self.base_model()
+        for j in range(m.njnt):
+            if (m.jnt_bodyid[j] == self.torso_id and m.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE
+                    and abs(m.jnt_axis[j][1]) > 0.99):
+                return self.obs_part(f"qpos/{m.joint(j).name}").start
+        return None
+
+    def with_paper_reward(self) -> Robot:
+        """This robot under the paper's plain reward (no tilt penalty), for reproduction."""
+        return dataclasses.replace(self, tilt_penalty=0.0)
 
     @property
     def orientation_quat_index(self) -> int | None:

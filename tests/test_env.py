@@ -90,7 +90,58 @@ def test_quadruped_reward_rewards_being_upright():
     up[0, q] = 1.0  # identity quaternion
     flipped[0, q + 1] = 1.0  # 180 degrees about x
     a = np.zeros((1, 8))
-    assert fn(up, a, up)[0] - fn(up, a, flipped)[0] == pytest.approx(2 * QUADRUPED.alive_bonus)
+    gap = 2 * QUADRUPED.alive_bonus + QUADRUPED.tilt_penalty
+    assert fn(up, a, up)[0] - fn(up, a, flipped)[0] == pytest.approx(gap)
+    plain = task_reward(QUADRUPED.with_paper_reward())
+    assert plain(up, a, up)[0] - plain(up, a, flipped)[0] == pytest.approx(
+        2 * QUADRUPED.alive_bonus)
+
+
+def test_tilt_penalty_is_one_function_for_numpy_and_torch():
+    """Cheetah: uprightness is cos(pitch); past the threshold a step costs the penalty, with
+    the same arithmetic on numpy (the env) and torch (the planners)."""
+    import torch
+
+    fn = task_reward(CHEETAH)
+    pitch = CHEETAH.obs_part("qpos/rooty").start
+    assert fn.pitch_index == pitch
+    angles = np.array([0.0, 1.0, np.arccos(0.25), 2.0, np.pi])  # cos: 1, .54, .25, -.42, -1
+    nxt = np.zeros((5, 17))
+    nxt[:, pitch] = angles
+    obs, act = np.zeros((5, 17)), np.zeros((5, 6))
+    r = fn(obs, act, nxt)
+    p = CHEETAH.tilt_penalty
+    np.testing.assert_allclose(r, [0.0, 0.0, -0.5 * p, -p, -p], atol=1e-9)
+    rt = fn(torch.tensor(obs), torch.tensor(act), torch.tensor(nxt))
+    np.testing.assert_allclose(rt.numpy(), r, atol=1e-12)
+    np.testing.assert_allclose(task_reward(CHEETAH.with_paper_reward())(obs, act, nxt), 0.0)
+
+
+def test_env_reward_penalises_a_cheetah_on_its_back():
+    """Real physics: a cheetah turned onto its back scores the penalty below the same step
+    under the paper's plain reward."""
+    import mujoco
+
+    rewards = []
+    for robot in (CHEETAH, CHEETAH.with_paper_reward()):
+        env = AdaptEnv(robot, HEALTHY, episode_steps=5, seed=0)
+        env.reset()
+        data = env.physics.data
+        data.qpos[CHEETAH.base_model().joint("rooty").qposadr[0]] = np.pi
+        data.qpos[1] += 0.5  # lift it clear of the floor: one quiet step upside down
+        mujoco.mj_forward(env.physics.model, data)
+        rewards.append(env.step(np.zeros(6)).reward)
+        assert env.physics.upright() < -0.99
+    assert rewards[1] - rewards[0] == pytest.approx(CHEETAH.tilt_penalty, abs=1e-6)
+
+
+def test_tilt_settings_are_validated():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="tilt_penalty=-1"):
+        dataclasses.replace(CHEETAH, tilt_penalty=-1)
+    with pytest.raises(ValueError, match=r"tilt_threshold=2.*\[-1, 1\]"):
+        dataclasses.replace(CHEETAH, tilt_threshold=2)
 
 
 def test_observation_layout_is_documented():
