@@ -24,14 +24,7 @@ from torch import Tensor
 
 from adaptive_control.learners import Learner, MLPPredictor, inner_update
 from adaptive_control.models.dynamics import MLPDynamics
-from adaptive_control.planning import (
-    PlannerConfig,
-    cem,
-    make_planner,
-    mppi,
-    random_shooting,
-    shift_plan,
-)
+from adaptive_control.planning import PlannerConfig, make_planner, optimize, shift_plan
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
 from export.runtime import artifacts as C
@@ -102,14 +95,7 @@ def plan_with_noise(spec: PlannerConfig, predictor: Any, reward: TaskReward, obs
         prior = shift_plan(prev_plan, None if cfg.warm_start_fill == "last" else mid)
     else:
         prior = mid.expand(cfg.horizon, lo.shape[0]).clone()
-    if spec.name == "random_shooting":
-        plan, _ = random_shooting(predictor, reward, obs, noise, lo, hi, cfg.discount)
-        return plan
-    if spec.name == "cem":
-        return cem(predictor, reward, obs, noise, lo, hi, prior, cfg.init_std * (hi - lo) / 2,
-                   cfg.elite_frac, cfg.alpha, cfg.discount)
-    return mppi(predictor, reward, obs, noise, prior, lo, hi, cfg.noise_sigma * (hi - lo) / 2,
-                cfg.lambda_, cfg.beta, cfg.discount)
+    return optimize(spec, predictor, reward, obs, noise, lo, hi, prior)
 
 
 @torch.no_grad()

@@ -28,17 +28,18 @@ from export.runtime import artifacts as C
 from sims.families import get_family
 
 # name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,
-# Meta-SGD with two inner steps, warm-started CEM, MPPI with the "mid" fill, GrBAL with
-# adapted action gains.
+# Meta-SGD with two inner steps, warm-started CEM with coloured noise held over two steps, cold
+# CEM, MPPI with the "mid" fill, MPPI held over two steps, GrBAL with adapted action gains.
 CASES = {
     "grbal_rs": (dict(learner="grbal", planner="random_shooting"), {}),
     "grbal_metasgd_mppi": (dict(learner="grbal", planner="mppi", learn_inner_lr=True,
-                                inner_steps=2), {}),
+                                inner_steps=2), {"hold": 2}),
     "mbde_mppi": (dict(learner="mbde", planner="mppi", online_steps=2),
                   {"warm_start_fill": "mid"}),
-    "rebal_lstm_cem": (dict(learner="rebal", planner="cem", cell="lstm"), {"warm_start": True}),
+    "rebal_lstm_cem": (dict(learner="rebal", planner="cem", cell="lstm"),
+                       {"beta": 0.5, "hold": 2}),
     "rebal_gru_mppi": (dict(learner="rebal", planner="mppi", cell="gru"), {}),
-    "mb_cem": (dict(learner="mb", planner="cem"), {}),
+    "mb_cem": (dict(learner="mb", planner="cem"), {"warm_start": False}),
     "grbal_gains_cem": (dict(learner="grbal", planner="cem", action_gains=True, inner_steps=2,
                              gain_inner_lr=0.5), {}),
     "rebal_gains_mppi": (dict(learner="rebal", planner="mppi", action_gains=True), {}),
@@ -126,7 +127,8 @@ def test_controller_inputs_follow_learner_and_planner(exports):
     learner = exports["mbde_mppi"][0]
     assert state == [C.STATE_IN_PREFIX + k for k, _ in learner.model.named_parameters()]
     meta = read_metadata(exports["rebal_lstm_cem"][2].graphs["controller"].path)
-    assert meta["noise"]["shape"] == [2, 8, 3, 6] and meta["noise"]["distribution"] == "normal"
+    # horizon 3 held over 2 steps: 2 planning steps of noise
+    assert meta["noise"]["shape"] == [2, 8, 2, 6] and meta["noise"]["distribution"] == "normal"
     meta = read_metadata(exports["grbal_rs"][2].graphs["controller"].path)
     assert meta["noise"]["shape"] == [8, 3, 6] and meta["noise"]["distribution"] == "uniform"
 

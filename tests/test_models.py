@@ -117,6 +117,29 @@ def test_mlp_forward_loss_and_functional_path_agree() -> None:
         m.functional_loss({k: v for k, v in p.items() if k != "net.0.bias"}, t)
 
 
+def test_rollout_loss_scores_open_loop_predictions_chunk_by_chunk() -> None:
+    """rollout_steps=h: each chunk of h transitions is predicted from its first true state on
+    the model's own predictions; the remainder is left out; h=1 is the one-step loss."""
+    t = transitions(2, t=7)
+    n = fitted(t)
+    m = MLPDynamics(OBS, ACT, (8, 8), n).double()
+    p = m.params()
+    assert torch.equal(m.functional_loss(p, t, 1), m.loss(t))
+    errs = []
+    for start in (0, 3):  # chunks [0, 3) and [3, 6); transition 6 is the remainder
+        cur = t.obs[:, start]
+        for j in range(3):
+            cur = m(cur, t.act[:, start + j])
+            errs.append(((cur - t.next_obs[:, start + j]) / n.delta_std) ** 2)
+    by_step = torch.stack(errs).reshape(2, 3, *errs[0].shape)  # [chunk, step, batch, obs]
+    expected = by_step.mean(dim=(0, 2, 3)).mean()
+    assert torch.allclose(m.functional_loss(p, t, 3), expected)
+    # open loop differs from teacher forcing once the model is imperfect
+    assert not torch.allclose(m.functional_loss(p, t, 3), m.functional_loss(p, t, 1))
+    with pytest.raises(ValueError, match="rollout_steps=8"):
+        m.functional_loss(p, t, 8)
+
+
 def test_models_are_seeded_without_global_rng() -> None:
     state = torch.random.get_rng_state()
     a = MLPDynamics(OBS, ACT, (8,), seed=3)

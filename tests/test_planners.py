@@ -20,6 +20,7 @@ from adaptive_control.planning import (
     RandomShooting,
     RandomShootingConfig,
     cem,
+    hold_steps,
     make_planner,
     mppi,
     num_elites,
@@ -358,11 +359,11 @@ def test_mppi_warm_start_shifts_previous_plan(fill: str) -> None:
 def test_cem_warm_start_is_optional() -> None:
     pred, rew, obs = Integrator(), track(0.5), torch.zeros(1)
     gen = torch.Generator().manual_seed(0)
-    cold = CEM(CEMConfig(num_candidates=32, horizon=3), LOW1, HIGH1)
+    cold = CEM(CEMConfig(num_candidates=32, horizon=3, warm_start=False), LOW1, HIGH1)
     cold.plan(obs, pred, rew, gen)
     cold.plan(obs, pred, rew, gen)
-    torch.testing.assert_close(cold.last_prior, torch.zeros(3, 1))  # paper default: no warm start
-    warm = CEM(CEMConfig(num_candidates=32, horizon=3, warm_start=True), LOW1, HIGH1)
+    torch.testing.assert_close(cold.last_prior, torch.zeros(3, 1))  # the paper: no warm start
+    warm = CEM(CEMConfig(num_candidates=32, horizon=3), LOW1, HIGH1)  # the default: warm
     warm.plan(obs, pred, rew, gen)
     first = warm.last_plan.clone()
     warm.plan(obs, pred, rew, gen)
@@ -444,7 +445,8 @@ def test_config_validation_names_field(cls, field: str, value) -> None:
 def test_config_defaults_are_paper_values() -> None:
     rs, c = RandomShootingConfig(), CEMConfig()
     assert (rs.num_candidates, rs.horizon, rs.discount) == (500, 10, 1.0)
-    assert (c.num_iterations, c.elite_frac, c.alpha, c.warm_start) == (5, 0.1, 0.1, False)
+    assert (c.num_iterations, c.elite_frac, c.alpha) == (5, 0.1, 0.1)
+    assert c.warm_start and (c.beta, c.hold) == (0.0, 1)  # ours: warm start on by default
     assert MPPIConfig().warm_start is True
     for cls in (RandomShootingConfig, CEMConfig, MPPIConfig):
         assert all(f.type for f in dataclasses.fields(cls))
@@ -473,7 +475,10 @@ def test_plan_rejects_batched_obs_and_pure_functions_check_shapes() -> None:
         random_shooting(Integrator(), track(0.0), torch.zeros(1), torch.rand(4, 2, 3),
                         torch.zeros(2), torch.ones(2))
     with pytest.raises(ValueError, match="prev_plan"):
-        mppi(Integrator(), track(0.0), torch.zeros(1), torch.randn(4, 2, 1), torch.zeros(3, 1),
+        mppi(Integrator(), track(0.0), torch.zeros(1), torch.randn(4, 2, 1), torch.zeros(3, 2),
+             -1.0, 1.0, 0.5)
+    with pytest.raises(ValueError, match="4 planning steps for a horizon of 3"):
+        mppi(Integrator(), track(0.0), torch.zeros(1), torch.randn(4, 4, 1), torch.zeros(3, 1),
              -1.0, 1.0, 0.5)
     with pytest.raises(ValueError, match="elite_frac"):
         cem(Integrator(), track(0.0), torch.zeros(1), torch.randn(1, 4, 2, 1), -1.0, 1.0,
@@ -586,3 +591,45 @@ def test_pure_planners_export_to_onnx(kind: str) -> None:
     (out,) = session.run(None, {n: t.numpy() for n, t in zip(names, fresh, strict=True)})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(out), module(*fresh), atol=1e-5, rtol=1e-5)
+
+
+def test_hold_stretches_each_planning_step_over_control_steps() -> None:
+    """hold=k: the noise has ceil(H/k) planning steps, each held for k control steps."""
+    noise = torch.arange(3.0).reshape(1, 3, 1)
+    assert hold_steps(noise, 7)[0, :, 0].tolist() == [0, 0, 0, 1, 1, 1, 2]
+    assert hold_steps(noise, 3) is noise
+    with pytest.raises(ValueError, match="3 planning steps for a horizon of 2"):
+        hold_steps(noise, 2)
+    cfg = MPPIConfig(num_candidates=8, horizon=7, hold=3)
+    assert cfg.noise_shape(2) == (8, 3, 2)
+    assert CEMConfig(num_iterations=2, num_candidates=8, horizon=6, hold=2).noise_shape(1) == (
+        2, 8, 3, 1)
+    with pytest.raises(ValueError, match=r"MPPIConfig.hold=9 is longer than the horizon \(7\)"):
+        MPPIConfig(horizon=7, hold=9)
+    # Planned with zero-mean noise around a zero prior, the MPPI plan is piecewise constant.
+    pred, rew = Integrator(), track(0.5)
+    planner = MPPI(MPPIConfig(num_candidates=64, horizon=6, hold=3, beta=0.0, warm_start=False),
+                   LOW1, HIGH1)
+    planner.plan(torch.zeros(1), pred, rew, torch.Generator().manual_seed(0))
+    plan = planner.last_plan[:, 0]
+    assert torch.equal(plan[:3], plan[:1].expand(3)) and torch.equal(plan[3:], plan[3:4].expand(3))
+    assert plan[0] != plan[3]
+
+
+def test_cem_coloured_noise_correlates_candidates_along_the_horizon() -> None:
+    """beta > 0: CEM's samples are AR(1)-correlated in time (iCEM), beta = 0 is white."""
+    captured = []
+
+    class Spy(Integrator):
+        def __call__(self, obs, act, state):
+            captured.append(act.clone())
+            return super().__call__(obs, act, state)
+
+    for beta in (0.0, 0.9):
+        captured.clear()
+        cfg = CEMConfig(num_candidates=4000, horizon=2, num_iterations=1, beta=beta,
+                        init_std=0.1, warm_start=False)
+        CEM(cfg, LOW1, HIGH1).plan(torch.zeros(1), Spy(), track(0.0),
+                                   torch.Generator().manual_seed(1))
+        corr = torch.corrcoef(torch.stack([captured[0][:, 0], captured[1][:, 0]]))[0, 1]
+        assert abs(float(corr) - beta) < 0.06

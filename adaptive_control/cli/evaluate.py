@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "oracle=runs/grbal (that planner on the true simulator)")
     e.add_argument("--scenarios", default="fixed,switch",
                    help="comma-separated: fixed (held-out condition all episode), "
-                        "switch (healthy, then the held-out condition)")
+                        "switch (healthy, then the held-out condition), healthy (nothing "
+                        "broken)")
     e.add_argument("--switch-at", type=float, default=None, help="switch time in seconds")
     e.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
     e.add_argument("--episode-steps", type=int, default=1000)

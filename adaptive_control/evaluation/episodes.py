@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from sims.conditions import Schedule
+from sims.conditions import HEALTHY, Schedule
 from sims.families import TaskFamily, get_family
 
 if TYPE_CHECKING:
@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from adaptive_control.learners import Learner
     from adaptive_control.planning import PlannerConfig
 
-SCENARIO_KINDS = ("fixed", "switch")
+#: fixed: each held-out condition all episode; switch: healthy, then each held-out condition;
+#: healthy: nothing broken (the speed the failure scenarios are measured against).
+SCENARIO_KINDS = ("fixed", "switch", "healthy")
 RECOVERY_FRACTION = 0.8  # recovered = speed back to 80 % of its pre-failure level
 SPEED_WINDOW_S = 0.5  # moving-average window of the speed trace used for recovery
 # A step counts as flipped when the torso's up axis points below the horizon (tilted past 90°):
@@ -180,6 +182,9 @@ def scenarios_for(family: TaskFamily, kinds: Sequence[str],
     for kind in kinds:
         if kind not in SCENARIO_KINDS:
             raise ValueError(f"scenario={kind!r} is unknown: allowed {', '.join(SCENARIO_KINDS)}")
+        if kind == "healthy":
+            out.append(Scenario("healthy", Schedule.fixed(HEALTHY), None))
+            continue
         for cond in family.test_conditions:
             if kind == "fixed":
                 out.append(Scenario(f"fixed:{cond.label}", Schedule.fixed(cond), None))

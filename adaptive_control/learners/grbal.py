@@ -51,10 +51,17 @@ class GrBALConfig:
     gain_inner_lr: float = 10.0
     #: Seed of the weight initialisation.
     seed: int = 0
+    #: Open-loop steps the adapted model is scored over on the future K (1 = one-step loss,
+    #: the paper's); a planner rolls the model tens of steps, so training on its own
+    #: predictions is what keeps those rollouts on track. Needs meta_impl='vmap'.
+    rollout_steps: int = 1
 
     def __post_init__(self) -> None:
-        _check_positive(self, "lr", "inner_lr", "gain_inner_lr")
-        _check_non_negative_int(self, "inner_steps")
+        _check_positive(self, "lr", "inner_lr", "gain_inner_lr", "rollout_steps")
+        _check_non_negative_int(self, "inner_steps", "rollout_steps")
+        if self.meta_impl == "lowrank" and self.rollout_steps != 1:
+            raise ValueError(f"GrBALConfig.rollout_steps={self.rollout_steps!r} needs "
+                             "meta_impl='vmap' (the low-rank form scores one-step predictions)")
         if self.meta_impl == "lowrank" and self.action_gains:
             raise ValueError("GrBALConfig: action_gains=True needs meta_impl='vmap' (the "
                              "low-rank form covers the MLP weights only)")
@@ -125,7 +132,8 @@ class GrBAL(Learner):
                 fn: Tensor) -> Tensor:
             adapted = inner_update(self.model, params, Transitions(po, pa, pn), lr, steps,
                                    not first_order)
-            return self.model.functional_loss(adapted, Transitions(fo, fa, fn))
+            return self.model.functional_loss(adapted, Transitions(fo, fa, fn),
+                                              self.config.rollout_steps)
 
         args = (batch.past.obs, batch.past.act, batch.past.next_obs,
                 batch.future.obs, batch.future.act, batch.future.next_obs)

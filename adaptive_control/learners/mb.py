@@ -32,9 +32,13 @@ class MBConfig:
     lr: float = 1e-3
     #: Seed of the weight initialisation.
     seed: int = 0
+    #: Open-loop steps each prediction is scored over (1 = one-step loss, the paper's); see
+    #: ``MLPDynamics.functional_loss``.
+    rollout_steps: int = 1
 
     def __post_init__(self) -> None:
-        _check_positive(self, "lr")
+        _check_positive(self, "lr", "rollout_steps")
+        _check_non_negative_int(self, "rollout_steps")
 
 
 
@@ -52,10 +56,12 @@ class MBDEConfig:
     online_lr: float = 0.01
     #: Seed of the weight initialisation.
     seed: int = 0
+    #: Open-loop steps each training prediction is scored over (as MB).
+    rollout_steps: int = 1
 
     def __post_init__(self) -> None:
-        _check_positive(self, "lr", "online_lr")
-        _check_non_negative_int(self, "online_steps")
+        _check_positive(self, "lr", "online_lr", "rollout_steps")
+        _check_non_negative_int(self, "online_steps", "rollout_steps")
 
 
 class MB(Learner):
@@ -71,7 +77,8 @@ class MB(Learner):
                                  seed=self.config.seed)
 
     def loss(self, batch: WindowBatch) -> Tensor:
-        return self.model.loss(_cat_time(batch.past, batch.future))
+        return self.model.functional_loss(self.model.params(), _cat_time(batch.past, batch.future),
+                                          self.config.rollout_steps)
 
     def adapt(self, recent: Transitions) -> Predictor:
         _check_recent(recent, type(self).__name__)
@@ -96,7 +103,8 @@ class MBDE(MB):
     def __init__(self, obs_dim: int, act_dim: int, config: MBDEConfig | None = None,
                  normalizer: Normalizer | None = None) -> None:
         cfg = config if config is not None else MBDEConfig()
-        super().__init__(obs_dim, act_dim, MBConfig(cfg.hidden_sizes, cfg.lr, cfg.seed),
+        super().__init__(obs_dim, act_dim, MBConfig(cfg.hidden_sizes, cfg.lr, cfg.seed,
+                                                         cfg.rollout_steps),
                          normalizer)
         self.config = cfg
         self._online: dict[str, Tensor] | None = None

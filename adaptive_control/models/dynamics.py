@@ -140,9 +140,34 @@ class MLPDynamics(nn.Module):
         """:meth:`forward` with the weights taken from ``params`` (names as in :meth:`params`)."""
         return obs + self.normalizer.denorm_delta(self._functional_norm_delta(params, obs, act))
 
-    def functional_loss(self, params: Mapping[str, Tensor], t: Transitions) -> Tensor:
-        """:meth:`loss` with the weights taken from ``params``; usable under grad/vmap."""
-        return F.mse_loss(self._functional_norm_delta(params, t.obs, t.act), self.target(t))
+    def functional_loss(self, params: Mapping[str, Tensor], t: Transitions,
+                        rollout_steps: int = 1) -> Tensor:
+        """:meth:`loss` with the weights taken from ``params``; usable under grad/vmap.
+
+        ``rollout_steps`` > 1 scores open-loop predictions instead, as the planner uses them:
+        the time axis (−2) is cut into chunks of that many transitions (a remainder shorter
+        than a chunk is left out) and the model rolls through each chunk from its first true
+        state on its own predictions. Every prediction's error is measured in normalised-Δ
+        units ((ŝ − s') / σ_Δ), so the first step of each chunk is exactly the one-step loss.
+        """
+        if rollout_steps == 1:
+            return F.mse_loss(self._functional_norm_delta(params, t.obs, t.act), self.target(t))
+        h = rollout_steps
+        n = t.obs.shape[-2] // h
+        if n == 0:
+            raise ValueError(f"rollout_steps={h} is longer than the {t.obs.shape[-2]} "
+                             "transitions scored")
+
+        def chunks(x: Tensor) -> Tensor:
+            return x[..., :n * h, :].reshape(*x.shape[:-2], n, h, x.shape[-1])
+
+        obs, act, nxt = chunks(t.obs), chunks(t.act), chunks(t.next_obs)
+        std = self.normalizer.delta_std
+        cur, total = obs[..., 0, :], obs.new_zeros(())
+        for j in range(h):  # static length: one batched model call per step
+            cur = self.functional_forward(params, cur, act[..., j, :])
+            total = total + (((cur - nxt[..., j, :]) / std) ** 2).mean()
+        return total / h
 
 
 def fold_gain(w_act: Tensor, bias: Tensor, gain: Tensor, normalizer: Normalizer

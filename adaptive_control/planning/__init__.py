@@ -2,6 +2,7 @@
 
 from adaptive_control.planning.optimizers import (
     cem,
+    hold_steps,
     mppi,
     num_elites,
     random_shooting,
@@ -22,17 +23,20 @@ from adaptive_control.planning.planners import (
     RandomShooting,
     RandomShootingConfig,
     make_planner,
+    optimize,
     planner_config,
     planner_config_class,
     planner_settings,
+    planning_steps,
     switch_planner,
     with_settings,
 )
 
 __all__ = [
     "CEM", "CEMConfig", "MPPI", "MPPIConfig", "PLANNER_NAMES", "PROBLEM_FIELDS", "Planner",
-    "PlannerConfig", "RandomShooting", "RandomShootingConfig", "cem", "make_planner", "mppi",
-    "num_elites", "planner_config", "planner_config_class", "planner_settings",
+    "PlannerConfig", "RandomShooting", "RandomShootingConfig", "cem", "hold_steps",
+    "make_planner", "mppi", "num_elites", "optimize", "planner_config",
+    "planner_config_class", "planner_settings", "planning_steps",
     "random_shooting", "rollout_returns", "shift_plan", "smooth_noise", "smoothing_matrix",
     "switch_planner", "with_settings",
 ]

@@ -120,6 +120,22 @@ def random_shooting(
     return actions.index_select(0, best).squeeze(0), returns
 
 
+def hold_steps(noise: Tensor, horizon: int) -> Tensor:
+    """Noise drawn per planning step ``[..., P, act_dim]`` stretched over ``horizon`` control
+    steps: each draw held for ``ceil(horizon / P)`` steps, the tail cut at ``horizon``.
+
+    A planning step ``k`` times coarser than the control step (iCEM, PDDM): the same lookahead
+    searched over ``k`` times fewer free variables. ``P == horizon`` returns ``noise``.
+    """
+    p = noise.shape[-2]
+    if p == horizon:
+        return noise
+    if not 0 < p < horizon:
+        raise ValueError(f"noise has {p} planning steps for a horizon of {horizon}: allowed "
+                         f"1 to {horizon}")
+    return noise.repeat_interleave(-(-horizon // p), dim=-2)[..., :horizon, :]
+
+
 def num_elites(num_candidates: int, elite_frac: float) -> int:
     """Number of CEM elites: floor(N · frac), at least 1 (as in GrBAL's code)."""
     # The epsilon guards against float error, e.g. 0.29 * 100 == 28.999999999999996.
@@ -138,15 +154,19 @@ def cem(
     elite_frac: float = 0.1,
     alpha: float = 0.1,
     discount: float = 1.0,
+    beta: float = 0.0,
 ) -> Tensor:
     """Cross-entropy method over action sequences; returns the final mean ``[H, act_dim]``.
 
-    ``noise`` is ``[I, N, H, act_dim]`` standard normal: I iterations of N candidates
-    ``clip(mean + std · noise[i], low, high)``. The top ``max(1, floor(N · elite_frac))``
-    candidates refit mean and std, smoothed as ``new = alpha · old + (1 − alpha) · elite_stat``
-    (alpha weighs the *old* value, as in GrBAL's code). ``init_std`` is absolute (same units as
-    the actions), scalar or broadcastable to ``[H, act_dim]``. The mean stays inside the bounds:
-    the initial mean is clipped and every update is a convex combination of in-bound values.
+    ``noise`` is ``[I, N, P, act_dim]`` standard normal: I iterations of N candidates
+    ``clip(mean + std · noise[i], low, high)``, the noise time-correlated by ``beta``
+    (:func:`smooth_noise`; iCEM's coloured noise, 0 = white) and held over the ``H`` steps of
+    ``init_mean`` (:func:`hold_steps`, P ≤ H planning steps). The top
+    ``max(1, floor(N · elite_frac))`` candidates refit mean and std, smoothed as
+    ``new = alpha · old + (1 − alpha) · elite_stat`` (alpha weighs the *old* value, as in
+    GrBAL's code). ``init_std`` is absolute (same units as the actions), scalar or
+    broadcastable to ``[H, act_dim]``. The mean stays inside the bounds: the initial mean is
+    clipped and every update is a convex combination of in-bound values.
     """
     if not 0.0 < elite_frac <= 1.0:
         raise ValueError(f"elite_frac={elite_frac!r} must be in (0, 1]")
@@ -155,10 +175,12 @@ def cem(
     lo, hi = _as_bound(low, noise), _as_bound(high, noise)
     _check_actions("noise", noise, 4, lo, hi)
     iters, n = noise.shape[0], noise.shape[1]
-    if tuple(init_mean.shape) != tuple(noise.shape[2:]):
-        raise ValueError(
-            f"init_mean must have shape {tuple(noise.shape[2:])}, got {tuple(init_mean.shape)}"
-        )
+    if init_mean.dim() != 2 or init_mean.shape[1] != noise.shape[3]:
+        raise ValueError(f"init_mean must have shape [H, {noise.shape[3]}], got "
+                         f"{tuple(init_mean.shape)}")
+    if beta:
+        noise = smooth_noise(noise, beta)
+    noise = hold_steps(noise, init_mean.shape[0])
     k = num_elites(n, elite_frac)
     mean = _clamp(init_mean.to(noise), lo, hi)
     std = torch.broadcast_to(_as_bound(init_std, noise), mean.shape)
@@ -223,9 +245,10 @@ def mppi(
 ) -> Tensor:
     """One MPPI update around ``prev_plan``; returns the new plan ``[H, act_dim]``.
 
-    ``noise`` is ``[N, H, act_dim]`` standard normal. Candidates are
-    ``clip(prev_plan + noise_sigma · smooth_noise(noise, beta), low, high)`` (``noise_sigma``
-    absolute, scalar or ``[act_dim]``); the plan is their average weighted by
+    ``noise`` is ``[N, P, act_dim]`` standard normal, P ≤ H planning steps held over the
+    ``H`` steps of ``prev_plan`` (:func:`hold_steps`). Candidates are
+    ``clip(prev_plan + noise_sigma · hold_steps(smooth_noise(noise, beta)), low, high)``
+    (``noise_sigma`` absolute, scalar or ``[act_dim]``); the plan is their average weighted by
     ``softmax(returns / lambda_)`` (information-theoretic MPPI weights without the control-cost
     term, as in PDDM-style MBRL). Weighting the *clipped* candidates makes the plan a convex
     combination of in-bound sequences, so it respects the bounds (a final clamp absorbs float
@@ -236,11 +259,12 @@ def mppi(
         raise ValueError(f"lambda_={lambda_!r} must be > 0")
     lo, hi = _as_bound(low, noise), _as_bound(high, noise)
     _check_actions("noise", noise, 3, lo, hi)
-    if tuple(prev_plan.shape) != tuple(noise.shape[1:]):
+    if prev_plan.dim() != 2 or prev_plan.shape[1] != noise.shape[2]:
         raise ValueError(
-            f"prev_plan must have shape {tuple(noise.shape[1:])}, got {tuple(prev_plan.shape)}"
+            f"prev_plan must have shape [H, {noise.shape[2]}], got {tuple(prev_plan.shape)}"
         )
-    eps = smooth_noise(noise, beta) * _as_bound(noise_sigma, noise)
+    eps = hold_steps(smooth_noise(noise, beta), prev_plan.shape[0]) * _as_bound(noise_sigma,
+                                                                                  noise)
     candidates = _clamp(prev_plan.to(noise).unsqueeze(0) + eps, lo, hi)
     returns = rollout_returns(predictor, reward_fn, obs, candidates, discount)
     weights = torch.softmax(_sanitize(returns) / lambda_, dim=0)

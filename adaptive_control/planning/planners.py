@@ -55,6 +55,18 @@ def _check_name(config: Any) -> None:
                          "(switch_planner gives another planner)")
 
 
+def _check_hold(config: Any) -> None:
+    _check_int(type(config).__name__, "hold", config.hold, 1)
+    if config.hold > config.horizon:
+        raise ValueError(f"{type(config).__name__}.hold={config.hold!r} is longer than the "
+                         f"horizon ({config.horizon}): allowed 1 to {config.horizon}")
+
+
+def planning_steps(config: Any) -> int:
+    """Free steps of a plan: the horizon in units of ``hold`` control steps (rounded up)."""
+    return -(-config.horizon // getattr(config, "hold", 1))
+
+
 _INF = math.inf
 WarmStartFill = Literal["last", "mid"]
 
@@ -109,16 +121,23 @@ class CEMConfig:
     alpha: float = 0.1
     #: Initial std in units of the action half-range (high − low) / 2 (code: 1 on [−1, 1]).
     init_std: float = 1.0
-    #: Start from the previous plan shifted by one step instead of the bounds' midpoint.
-    warm_start: bool = False
+    #: AR(1) correlation of the noise along the horizon, in [0, 1] (iCEM's coloured noise;
+    #: 0 = white, the paper's).
+    beta: float = 0.0
+    #: Control steps each sampled perturbation is held for: planning steps ``hold`` times
+    #: coarser than control steps, the same lookahead with fewer free variables (1 = none).
+    hold: int = 1
+    #: Start from the previous plan shifted by one step instead of the bounds' midpoint (the
+    #: paper starts afresh; on by default: measured against the oracle, docs/results.md).
+    warm_start: bool = True
     #: What to append when shifting a warm-start plan: repeat the "last" step or the "mid"point.
     warm_start_fill: WarmStartFill = "last"
     #: Per-step reward discount in (0, 1] (paper: 1, undiscounted).
     discount: float = 1.0
 
     def noise_shape(self, act_dim: int) -> tuple[int, ...]:
-        """One draw per plan: iterations x candidates x horizon x action."""
-        return (self.num_iterations, self.num_candidates, self.horizon, act_dim)
+        """One draw per plan: iterations x candidates x planning steps x action."""
+        return (self.num_iterations, self.num_candidates, planning_steps(self), act_dim)
 
     def __post_init__(self) -> None:
         _check_name(self)
@@ -129,6 +148,8 @@ class CEMConfig:
         _check_float(c, "elite_frac", self.elite_frac, 0.0, 1.0, True, False)
         _check_float(c, "alpha", self.alpha, 0.0, 1.0, False, True)
         _check_float(c, "init_std", self.init_std, 0.0, _INF, True, True)
+        _check_float(c, "beta", self.beta, 0.0, 1.0, False, False)
+        _check_hold(self)
         if not isinstance(self.warm_start, bool):
             raise ValueError(f"{c}.warm_start={self.warm_start!r} must be a bool")
         _check_fill(c, self.warm_start_fill)
@@ -153,6 +174,8 @@ class MPPIConfig:
     lambda_: float = 1.0
     #: AR(1) correlation of the noise along the horizon, in [0, 1] (0 = white noise).
     beta: float = 0.5
+    #: Control steps each sampled perturbation is held for (as CEM's ``hold``; 1 = none).
+    hold: int = 1
     #: Start from the previous plan shifted by one step instead of the bounds' midpoint.
     warm_start: bool = True
     #: What to append when shifting a warm-start plan: repeat the "last" step or the "mid"point.
@@ -161,14 +184,15 @@ class MPPIConfig:
     discount: float = 1.0
 
     def noise_shape(self, act_dim: int) -> tuple[int, ...]:
-        """One draw per plan: candidates x horizon x action."""
-        return (self.num_candidates, self.horizon, act_dim)
+        """One draw per plan: candidates x planning steps x action."""
+        return (self.num_candidates, planning_steps(self), act_dim)
 
     def __post_init__(self) -> None:
         _check_name(self)
         c = type(self).__name__
         _check_int(c, "num_candidates", self.num_candidates, 1)
         _check_int(c, "horizon", self.horizon, 1)
+        _check_hold(self)
         _check_float(c, "noise_sigma", self.noise_sigma, 0.0, _INF, True, True)
         _check_float(c, "lambda_", self.lambda_, 0.0, _INF, True, True)
         _check_float(c, "beta", self.beta, 0.0, 1.0, False, False)
@@ -199,6 +223,25 @@ def _bounds(low: Tensor | Sequence[float], high: Tensor | Sequence[float]) -> tu
             f"low={lo.tolist()}, high={hi.tolist()}"
         )
     return lo, hi
+
+
+def optimize(config: PlannerConfig, predictor: Predictor, reward_fn: RewardFn, obs: Tensor,
+             noise: Tensor, lo: Tensor, hi: Tensor, prior: Tensor) -> Tensor:
+    """One plan ``[H, act_dim]`` by ``config``'s pure optimiser from ``prior`` (the warm start;
+    random shooting ignores it) and ``noise`` of ``config.noise_shape``: the one mapping from a
+    config to its optimiser's arguments, shared by the planners, the ONNX graphs and parity."""
+    if config.name == "random_shooting":
+        best, _ = random_shooting(predictor, reward_fn, obs, noise, lo, hi, config.discount)
+        return best
+    if config.name == "cem":
+        return cem(predictor, reward_fn, obs, noise, lo, hi, prior,
+                   config.init_std * (hi - lo) / 2, config.elite_frac, config.alpha,
+                   config.discount, config.beta)
+    if config.name == "mppi":
+        return mppi(predictor, reward_fn, obs, noise, prior, lo, hi,
+                    config.noise_sigma * (hi - lo) / 2, config.lambda_, config.beta,
+                    config.discount)
+    raise ValueError(f"planner={config.name!r} is unknown: allowed {', '.join(PLANNER_NAMES)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,9 +352,7 @@ class CEM(_SamplingPlanner):
         cfg = self.config
         prior = self._prior(cfg.warm_start, cfg.warm_start_fill, cfg.horizon, lo, hi)
         noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
-        init_std = cfg.init_std * (hi - lo) / 2
-        mean = cem(predictor, reward_fn, obs.to(lo), noise, lo, hi, prior, init_std,
-                   cfg.elite_frac, cfg.alpha, cfg.discount)
+        mean = optimize(cfg, predictor, reward_fn, obs.to(lo), noise, lo, hi, prior)
         self.last_prior, self.last_plan = prior, mean
         return mean[0].clone()
 
@@ -336,9 +377,7 @@ class MPPI(_SamplingPlanner):
         cfg = self.config
         prior = self._prior(cfg.warm_start, cfg.warm_start_fill, cfg.horizon, lo, hi)
         noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
-        sigma = cfg.noise_sigma * (hi - lo) / 2
-        new_plan = mppi(predictor, reward_fn, obs.to(lo), noise, prior, lo, hi, sigma,
-                        cfg.lambda_, cfg.beta, cfg.discount)
+        new_plan = optimize(cfg, predictor, reward_fn, obs.to(lo), noise, lo, hi, prior)
         self.last_prior, self.last_plan = prior, new_plan
         return new_plan[0].clone()
 

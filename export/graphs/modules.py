@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.planning import PlannerConfig, cem, mppi, random_shooting, shift_plan
+from adaptive_control.planning import PlannerConfig, optimize, shift_plan
 from export.graphs.cores import GainEncoderCore, MLPCore, RecurrentCore
 from export.runtime import artifacts as C
 
@@ -173,24 +173,8 @@ class ControllerGraph(nn.Module):
         prev_plan = rest[0] if self.has_prev_plan else None
         state = rest[1:] if self.has_prev_plan else rest
         predictor, new_state = self.adapter.adapt(recent, state)
-        plan = plan_with(self.planner, predictor, self.reward, obs, noise, self.low, self.high,
-                         self.prior_plan(prev_plan, self.planner.horizon))
+        plan = optimize(self.planner, predictor, self.reward, obs, noise, self.low, self.high,
+                        self.prior_plan(prev_plan, self.planner.horizon))
         return (plan[0], plan, *new_state)
 
 
-def plan_with(planner: PlannerConfig, predictor: Any, reward: Any, obs: Tensor, noise: Tensor,
-              lo: Tensor, hi: Tensor, prior: Tensor) -> Tensor:
-    """Run the planner's pure function as its stateful class does; returns the plan [H, da]."""
-    cfg = planner
-    if planner.name == "random_shooting":
-        best, _ = random_shooting(predictor, reward, obs, noise, lo, hi, cfg.discount)
-        return best
-    if planner.name == "cem":
-        init_std = cfg.init_std * (hi - lo) / 2
-        return cem(predictor, reward, obs, noise, lo, hi, prior, init_std, cfg.elite_frac,
-                   cfg.alpha, cfg.discount)
-    if planner.name == "mppi":
-        sigma = cfg.noise_sigma * (hi - lo) / 2
-        return mppi(predictor, reward, obs, noise, prior, lo, hi, sigma, cfg.lambda_, cfg.beta,
-                    cfg.discount)
-    raise ValueError(f"planner={planner.name!r} is unknown: allowed {', '.join(C.PLANNER_NAMES)}")
