@@ -231,7 +231,8 @@ def test_a_learners_run_is_that_learner_and_a_label_naming_another_is_refused(
                         ("policy=grbal", "e.g. grbal=")):
         rc, _ = _eval(tiny_runs, tmp_path, method, out="refused")
         err = capsys.readouterr().err
-        assert rc == 2 and "labels that start with a method's name" in err and fix in err, err
+        assert rc == 2 and fix in err, err
+        assert "labels whose leading letters are a method's name" in err
         assert not (tmp_path / "refused").exists()
 
 

@@ -23,8 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "`adapt train` learner or an `adapt train-policy` policy, labelled "
                         "LABEL; LABEL=mbde:RUN: MB+DE on an MB run; LABEL=oracle:RUN: that "
                         "run's planner on the true simulator; random: uniform random actions. "
-                        "A label starting with a method name (grbal, rebal, mb, mbde, oracle, "
-                        "policy, random) must name what it evaluates")
+                        "A label whose leading letters (grbal in grbal-2) are a method name "
+                        "(grbal, rebal, mb, mbde, oracle, policy, random) must name what it "
+                        "evaluates")
     e.add_argument("--allow-family-mismatch", action="store_true",
                    help="evaluate runs trained on another family of the same robot than "
                         "--family (refused by default)")
@@ -144,8 +145,8 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
     What is evaluated comes from the syntax and from what RUN holds, never from LABEL: an
     `adapt train` run is the learner its saved config names (run on ``device``), an
     `adapt train-policy` run its policy; ``mbde:`` is MB+DE on an MB run's weights, ``oracle:``
-    the run's planner on the true simulator. A label that starts with a method's name must be
-    that method's, so ``grbal=runs/mb`` is refused instead of reported as GrBAL. A run of
+    the run's planner on the true simulator. A label whose leading letters are a method's name
+    must be that method's, so ``grbal=runs/mb`` is refused instead of reported as GrBAL. A run of
     another robot is refused, one of another family unless ``allow_family_mismatch``.
     """
     from adaptive_control.checkpoint import load_checkpoint
@@ -214,7 +215,7 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
 
 
 def _check_label(text: str, label: str, kind: str, run: str) -> None:
-    """Refuse a label whose leading word is a method's name other than ``kind``, what is
+    """Refuse a label whose leading letters are a method's name other than ``kind``, what is
     evaluated (a learner name, mbde, oracle or policy)."""
     from adaptive_control.training.config import LEARNER_NAMES
 
@@ -226,8 +227,8 @@ def _check_label(text: str, label: str, kind: str, run: str) -> None:
         else:
             fix = f"{kind}={kind}:{run}" if kind in METHOD_VARIANTS else f"{kind}={run}"
         raise ValueError(f"--method {text!r}: the label {label!r} names {word!r} but the "
-                         f"method is {kind!r} (from {run!r}); labels that start with a "
-                         f"method's name ({', '.join(names)}) must name what they evaluate: "
+                         f"method is {kind!r} (from {run!r}); labels whose leading letters "
+                         f"are a method's name ({', '.join(names)}) must name what they evaluate: "
                          f"e.g. {fix}")
 
 def cmd_report(args: argparse.Namespace) -> int:
