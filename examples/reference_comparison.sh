@@ -46,6 +46,6 @@ for family in $FAMILIES; do
   $ADAPT eval --family "$family" --scenarios "$scenarios" --seeds "$SEEDS" \
     --episode-steps "$STEPS" --video --overwrite --out "$OUT/$family" "${ray[@]}" \
     --method "grbal=$OUT/runs/$family-grbal" --method "rebal=$OUT/runs/$family-rebal" \
-    --method "mb=$OUT/runs/$family-mb" --method "mbde=$OUT/runs/$family-mb" --method random
+    --method "mb=$OUT/runs/$family-mb" --method "mbde=mbde:$OUT/runs/$family-mb" --method random
 done
 echo "reference comparison written to $OUT"

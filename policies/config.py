@@ -60,8 +60,10 @@ class TrialConfig:
 class DistillConfig:
     """DAgger from the adaptive-MPC teacher."""
 
-    #: The teacher: an `adapt train` checkpoint of the same family.
-    teacher: str = "runs/grbal/checkpoint.pt"
+    #: The teacher: an `adapt train` run folder or its checkpoint.pt, of the same family;
+    #: required with method = distill (no default path: it would resolve against whatever
+    #: directory the command runs in).
+    teacher: str = ""
     #: Probability of executing the teacher's action in round 0 (1 = pure teacher rollouts).
     beta0: float = 1.0
     #: beta in round i is beta0 * beta_decay**i (per-step mixture of teacher and student).

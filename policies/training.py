@@ -30,8 +30,8 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.runs import check_run_folder, open_run
-from adaptive_control.training.config import TrainConfig
+from adaptive_control.runs import check_run_folder, checkpoint_path, open_run
+from adaptive_control.training.config import TrainConfig, config_from_json
 from adaptive_control.training.loop import (
     build_controller,
     learner_from_checkpoint,
@@ -91,19 +91,42 @@ def labelling_config(tcfg: TrainConfig, distill: DistillConfig) -> TrainConfig:
 
 def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int,
                  distill: DistillConfig | None = None) -> list:
-    """``n`` independent adaptive-MPC controllers from an `adapt train` checkpoint, planning
-    with the labelling planner of ``distill`` (default: as the checkpoint was trained).
+    """``n`` independent adaptive-MPC controllers from an `adapt train` run folder or
+    checkpoint (``teacher_checkpoint``), planning with the labelling planner of ``distill``
+    (default: as the checkpoint was trained).
 
     Each gets its own copy of the learner: some learners (MB+DE) change their weights online.
     """
-    ckpt = load_checkpoint(path, robot=family.robot.name)
-    learner, tcfg = learner_from_checkpoint(ckpt)
-    if tcfg.family != family.name:
-        raise ValueError(f"distill.teacher={str(path)!r} was trained on family "
-                         f"{tcfg.family!r}, not {family.name!r}")
+    learner, tcfg = learner_from_checkpoint(teacher_checkpoint(path, family))
     tcfg = labelling_config(tcfg, distill or DistillConfig())
     return [build_controller(copy.deepcopy(learner), tcfg, family, seed=seed + i)
             for i in range(n)]
+
+
+def teacher_checkpoint(path: str | Path, family: TaskFamily) -> dict[str, Any]:
+    """The loaded checkpoint ``distill.teacher`` names, refused (field, value, what is allowed)
+    unless it is an `adapt train` run folder or checkpoint trained on ``family``."""
+    value = f"distill.teacher={str(path)!r}"
+    allowed = (f"allowed an `adapt train` run folder or its checkpoint.pt trained on family "
+               f"{family.name!r}")
+    if not str(path).strip():
+        raise ValueError(f"{value} is not set (required with method='distill'): {allowed}, "
+                         "e.g. --set distill.teacher=runs/grbal")
+    p = checkpoint_path(path)
+    if not p.is_file():
+        where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
+        raise ValueError(f"{value}: no such run folder or checkpoint{where}; {allowed}")
+    try:
+        ckpt = load_checkpoint(p, robot=family.robot.name)
+    except ValueError as e:
+        raise ValueError(f"{value}: {e}; {allowed}") from e
+    if "learner" not in ckpt:
+        raise ValueError(f"{value} holds no learner (an `adapt train-policy` run?); {allowed}")
+    trained_on = config_from_json(ckpt["config"]).family
+    if trained_on != family.name:
+        raise ValueError(f"{value} was trained on family {trained_on!r}, not "
+                         f"{family.name!r}; {allowed}")
+    return ckpt
 
 
 # ------------------------------------------------------------------------------ helpers

@@ -99,7 +99,7 @@ def tiny_runs(tmp_path_factory):
 def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
     out = tmp_path / "report"
     rc = main(["eval", "--family", "cheetah-cripple", "--method", f"grbal={tiny_runs['grbal']}",
-               "--method", f"mbde={tiny_runs['mb']}", "--method", "random",
+               "--method", f"mbde=mbde:{tiny_runs['mb']}", "--method", "random",
                "--seeds", "2", "--episode-steps", "60", "--switch-at", "0.3",
                "--workers", "1", "--video", "--out", str(out)])
     assert rc == 0
@@ -160,7 +160,10 @@ def test_planner_sizes_replace_the_checkpoints_planner_fields(tiny_runs):
     (["--scenarios", "earthquake"], "scenario='earthquake'"),
     (["--switch-at", "50"], "--switch-at=50"),
     (["--method", "QUAD"], "trained for robot 'quadruped', not 'cheetah'"),
-    (["--method", "mbde=GRBAL"], "MB+DE needs an MB checkpoint"),
+    (["--method", "mbde=mbde:GRBAL"], "MB+DE needs an MB checkpoint"),
+    (["--method", "de=policy:/nope"], "the variants are mbde:RUN, oracle:RUN"),
+    (["--method", "floor=random"], "the random floor is `--method random`"),
+    (["--method", "=GRBAL"], "allowed 'random', LABEL=RUN"),
     (["--candidates", "0", "--scenarios", "fixed"], "num_candidates=0"),
 ])
 def test_adapt_eval_bad_input_before_work(tiny_runs, tmp_path, capsys, argv, fragment):
@@ -177,6 +180,107 @@ def test_adapt_eval_bad_input_before_work(tiny_runs, tmp_path, capsys, argv, fra
     assert rc == 2
     assert fragment in capsys.readouterr().err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ methods by checkpoint
+def _eval(runs, tmp_path, *methods, family="cheetah-cripple", extra=(), out="o"):
+    """`adapt eval` of ``methods`` (RUN names a key of ``runs``) on one short fixed episode
+    into ``tmp_path / out``; (exit status, results.json or None)."""
+    out = tmp_path / out
+    argv = ["eval", "--family", family, "--seeds", "1", "--episode-steps", "30",
+            "--scenarios", "fixed", "--workers", "1", "--out", str(out), *extra]
+    for m in methods:
+        label, _, source = m.partition("=")
+        variant, _, key = source.rpartition(":")
+        argv += ["--method", f"{label}={variant + ':' if variant else ''}{runs[key]}"
+                 if key in runs else m]
+    rc = main(argv)
+    res = json.loads((out / "results.json").read_text()) if rc == 0 else None
+    return rc, res
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    from policies.config import load_policy_config
+    from policies.training import train_policy
+
+    cfg = load_policy_config(preset="tiny", overrides=["method='rl2'", "iterations=1"])
+    return train_policy(cfg, tmp_path_factory.mktemp("policy") / "rl2", progress=False).parent
+
+
+def test_the_label_is_only_a_label(tiny_runs, tmp_path):
+    """The same run under two labels: the same episodes, and the learner its config names."""
+    rc, res = _eval(tiny_runs, tmp_path, "first=grbal", "second=grbal")
+    assert rc == 0
+    a, b = ({k: v for k, v in e.items() if not k.startswith("latency")}
+            for e in res["episodes"])
+    assert a.pop("method") == "first" and b.pop("method") == "second"
+    assert a == b
+    learners = {m["name"]: (m["kind"], m["learner"]) for m in res["meta"]["methods"]}
+    assert learners == {"first": ("learner", "grbal"), "second": ("learner", "grbal")}
+
+
+def test_a_learners_run_is_that_learner_and_a_label_naming_another_is_refused(
+        tiny_runs, tmp_path, capsys):
+    rc, res = _eval(tiny_runs, tmp_path, "baseline=mb")
+    assert rc == 0
+    assert [(m["name"], m["learner"]) for m in res["meta"]["methods"]] == [("baseline", "mb")]
+    for method, fix in (("grbal=mb", "e.g. mb="),  # was: MB reported as GrBAL
+                        ("mbde=mb", "e.g. mbde=mbde:"),  # was: MB+DE chosen by the spelling
+                        ("oracle-cem=grbal", "e.g. oracle-cem=oracle:"),
+                        ("policy=grbal", "e.g. grbal=")):
+        rc, _ = _eval(tiny_runs, tmp_path, method, out="refused")
+        err = capsys.readouterr().err
+        assert rc == 2 and fix in err, err
+        assert "labels whose leading letters are a method's name" in err
+        assert not (tmp_path / "refused").exists()
+
+
+def test_mbde_is_an_explicit_variant_of_an_mb_run(tiny_runs, tmp_path):
+    from adaptive_control.cli.evaluate import parse_method
+    from adaptive_control.evaluation.episodes import PlannerSizes
+    from adaptive_control.learners.mb import MBDE
+    from sims.families import get_family
+
+    family = get_family("cheetah-cripple")
+    de = parse_method(f"de=mbde:{tiny_runs['mb']}", family)
+    plain = parse_method(f"plain={tiny_runs['mb']}", family)
+    assert isinstance(de.factory(family, 0, PlannerSizes()).model, MBDE)
+    assert not isinstance(plain.factory(family, 0, PlannerSizes()).model, MBDE)
+    rc, res = _eval(tiny_runs, tmp_path, "de=mbde:mb", "mb=mb")
+    assert rc == 0
+    assert {m["name"]: m["learner"] for m in res["meta"]["methods"]} == {"de": "mbde",
+                                                                         "mb": "mb"}
+    err = {e["method"]: e["pred_error_k"] for e in res["episodes"]}
+    assert err["de"] != err["mb"]  # the online update changes the model it predicts with
+
+
+def test_a_run_of_another_family_needs_the_flag(tiny_runs, tmp_path, capsys):
+    rc, _ = _eval(tiny_runs, tmp_path, "grbal=grbal", family="cheetah-payload")
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp_path / "o").exists()
+    assert ("trained on family 'cheetah-cripple', not the evaluated --family "
+            "'cheetah-payload'") in err and "--allow-family-mismatch" in err
+    rc, res = _eval(tiny_runs, tmp_path, "grbal=grbal", "oracle=oracle:grbal",
+                    family="cheetah-payload", extra=["--allow-family-mismatch"])
+    assert rc == 0 and res["meta"]["family"] == "cheetah-payload"
+    assert {e["method"] for e in res["episodes"]} == {"grbal", "oracle"}
+    # Another robot stays refused: its observations have another size.
+    rc, _ = _eval(tiny_runs, tmp_path, "quad=quad", extra=["--allow-family-mismatch"])
+    assert rc == 2 and "trained for robot 'quadruped'" in capsys.readouterr().err
+
+
+def test_a_policy_run_is_told_by_its_contents(tiny_runs, tiny_policy, tmp_path, capsys):
+    runs = {**tiny_runs, "policy": tiny_policy}
+    rc, res = _eval(runs, tmp_path, "gru=policy")
+    assert rc == 0 and res["meta"]["methods"][0]["kind"] == "policy"
+    assert res["episodes"][0]["steps"] == 30
+    for method, fragment in (("grbal=policy", "the label 'grbal' names 'grbal' but the method "
+                                              "is 'policy'"),
+                             ("x=mbde:policy", "mbde:RUN needs an `adapt train` run"),
+                             ("x=oracle:policy", "oracle:RUN needs an `adapt train` run")):
+        rc, _ = _eval(runs, tmp_path, method)
+        assert rc == 2 and fragment in capsys.readouterr().err
 
 
 def test_existing_output_folder_needs_overwrite(tiny_runs, tmp_path, capsys):

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,3 +57,38 @@ def test_the_adapt_command_line_builds_without_the_training_stack():
     res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
                          text=True)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
+
+
+def test_dm_control_is_an_optional_extra_that_no_code_imports():
+    """No Python file of the repository imports dm_control; the core dependencies leave it out
+    and hold mujoco below 4, and the [dmcontrol] extra pins it, as the README states."""
+    imports = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if any(part.startswith(".") for part in rel.parts):  # .venv, .git
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            if any(n.split(".")[0] == "dm_control" for n in names):
+                imports.append(f"{rel}:{node.lineno}")
+    assert not imports, f"dm_control is an optional extra, imported at {imports}"
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core, extras = project["dependencies"], project["optional-dependencies"]
+
+    def pins_dm_control(deps: list[str]) -> bool:
+        return any(d.replace("-", "_").lower().startswith("dm_control") for d in deps)
+
+    assert not pins_dm_control(core)
+    assert [k for k, deps in extras.items() if pins_dm_control(deps)] == ["dmcontrol"]
+    (dm_control,) = extras["dmcontrol"]
+    (mujoco,) = [d for d in core if d.startswith("mujoco")]
+    assert "==" in dm_control and mujoco.endswith(",<4")
+    readme = (ROOT / "README.md").read_text()
+    for statement in (f"`{mujoco}`", f"`{dm_control}`", "'adaptive-control[dmcontrol]'"):
+        assert statement in readme, statement

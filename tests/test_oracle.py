@@ -120,7 +120,7 @@ def test_flipped_share_of_a_robot_started_upside_down():
 
 def test_report_scores_random_0_and_the_oracle_1(tiny_run, tmp_path):
     out = tmp_path / "report"
-    rc = main(["eval", "--family", "cheetah-cripple", "--method", f"oracle={tiny_run}",
+    rc = main(["eval", "--family", "cheetah-cripple", "--method", f"oracle=oracle:{tiny_run}",
                "--method", "random", "--seeds", "2", "--episode-steps", "30",
                "--scenarios", "fixed", "--candidates", "16", "--horizon", "4",
                "--workers", "1", "--out", str(out)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -369,6 +370,34 @@ def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
                     "distill.teacher_planner.num_iterations": 3})
 
 
+def test_the_teacher_is_required_and_checked_before_any_work(tmp_path, teacher_ckpt,
+                                                             monkeypatch):
+    """No default teacher path (it would resolve against the current directory); a missing,
+    wrong-family or non-learner teacher is refused naming distill.teacher and its value."""
+    from policies.config import DistillConfig
+
+    assert DistillConfig().teacher == ""
+    monkeypatch.chdir(tmp_path)
+    policy_run = training.train_policy(tiny_cfg(method="rl2", iterations=1), tmp_path / "rl2",
+                                       progress=False)
+    for over, message in (
+            ({}, "distill.teacher='' is not set (required with method='distill'): allowed an "
+                 "`adapt train` run folder or its checkpoint.pt trained on family "
+                 "'cheetah-cripple'"),
+            ({"distill.teacher": "runs/grbal"},
+             f"distill.teacher='runs/grbal': no such run folder or checkpoint (relative to "
+             f"{tmp_path})"),
+            ({"distill.teacher": teacher_ckpt, "family": "cheetah-payload"},
+             "was trained on family 'cheetah-cripple', not 'cheetah-payload'"),
+            ({"distill.teacher": str(policy_run)}, "holds no learner")):
+        with pytest.raises(ValueError) as e:
+            training.train_policy(tiny_cfg(**over), tmp_path / "run", progress=False)
+        assert message in str(e.value)
+        assert not (tmp_path / "run").exists()
+    # A run folder names its checkpoint.
+    assert len(training.load_teacher(Path(teacher_ckpt).parent, FAMILY, 2, seed=0)) == 2
+
+
 def test_a_policy_config_with_the_old_teacher_fields_loads_as_a_planner_table():
     from adaptive_control.planning import MPPIConfig
     from policies.config import policy_config_from_json
@@ -502,7 +531,8 @@ def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys
     assert "unknown config key 'ppo.clipp'" in capsys.readouterr().err
     assert main(["train-policy", "tiny", "--out", str(tmp_path / "b"),
                  "--set", "distill.teacher=/no/such.pt"]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert ("distill.teacher='/no/such.pt': no such run folder or checkpoint; allowed an "
+            "`adapt train` run folder") in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
     (tmp_path / "c.toml").write_text('preset = "tiny"\nmethod = "rl2"\n[net]\nwidth = 3\n')
     assert main(["train-policy", str(tmp_path / "c.toml"), "--out", str(tmp_path / "c")]) == 2

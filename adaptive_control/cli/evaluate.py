@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,10 +18,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate methods on held-out conditions and switches")
     e.add_argument("--family", required=True, help="task family (see `adapt sims list`)")
     e.add_argument("--method", dest="methods", action="append", required=True,
-                   metavar="NAME=CHECKPOINT|random",
-                   help="repeatable: grbal=runs/grbal, rebal=runs/rebal, mb=runs/mb, "
-                        "mbde=runs/mb (MB weights, online SGD), policy=runs/policy, random, "
-                        "oracle=runs/grbal (that planner on the true simulator)")
+                   metavar="LABEL=RUN|LABEL=mbde:RUN|LABEL=oracle:RUN|random",
+                   help="repeatable. LABEL=RUN: what the run folder (or checkpoint) holds, an "
+                        "`adapt train` learner or an `adapt train-policy` policy, labelled "
+                        "LABEL; LABEL=mbde:RUN: MB+DE on an MB run; LABEL=oracle:RUN: that "
+                        "run's planner on the true simulator; random: uniform random actions. "
+                        "A label whose leading letters (grbal in grbal-2) are a method name "
+                        "(grbal, rebal, mb, mbde, oracle, policy, random) must name what it "
+                        "evaluates")
+    e.add_argument("--allow-family-mismatch", action="store_true",
+                   help="evaluate runs trained on another family of the same robot than "
+                        "--family (refused by default)")
     e.add_argument("--scenarios", default="fixed,switch",
                    help="comma-separated: fixed (held-out condition all episode), "
                         "switch (healthy, then the held-out condition), healthy (nothing "
@@ -86,8 +94,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     # Everything is checked before any work starts.
     family = get_family(args.family)
     device = str(resolve_device(args.device))
-    methods = [parse_method(m, device) for m in args.methods]
-    _check_methods(methods, family)
+    methods = parse_methods(args.methods, family, device, args.allow_family_mismatch)
     scenarios = scenarios_for(family, [s.strip() for s in args.scenarios.split(",")],
                               args.switch_at)
     if args.seeds < 1:
@@ -117,56 +124,113 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_method(text: str, device: str = "cpu") -> MethodSpec:
-    """``random``, ``NAME=CHECKPOINT`` (learner checkpoints, run on ``device``),
-    ``mbde=MB_CHECKPOINT``, ``policy=POLICY_CHECKPOINT``, ``oracle=LEARNER_CHECKPOINT``."""
+#: ``--method LABEL=VARIANT:RUN``: what a variant makes of an `adapt train` run.
+METHOD_VARIANTS = ("mbde", "oracle")
+
+
+def parse_methods(texts: list[str], family: TaskFamily, device: str = "cpu",
+                  allow_family_mismatch: bool = False) -> list[MethodSpec]:
+    """Every ``--method`` (``parse_method``), with unique labels."""
+    methods = [parse_method(t, family, device, allow_family_mismatch) for t in texts]
+    labels = [m.name for m in methods]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--method labels must be unique, got {labels}")
+    return methods
+
+
+def parse_method(text: str, family: TaskFamily, device: str = "cpu",
+                 allow_family_mismatch: bool = False) -> MethodSpec:
+    """One ``--method``: ``random``, ``LABEL=RUN``, ``LABEL=mbde:RUN`` or ``LABEL=oracle:RUN``,
+    resolved and checked against ``family`` before any episode runs.
+
+    What is evaluated comes from the syntax and from what RUN holds, never from LABEL: an
+    `adapt train` run is the learner its saved config names (run on ``device``), an
+    `adapt train-policy` run its policy; ``mbde:`` is MB+DE on an MB run's weights, ``oracle:``
+    the run's planner on the true simulator. A label whose leading letters are a method's name
+    must be that method's, so ``grbal=runs/mb`` is refused instead of reported as GrBAL. A run of
+    another robot is refused, one of another family unless ``allow_family_mismatch``.
+    """
+    from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.evaluation.episodes import LearnerMethod, MethodSpec, RandomMethod
+    from adaptive_control.evaluation.oracle import OracleMethod
     from adaptive_control.runs import checkpoint_path
+    from adaptive_control.training.config import config_from_json
+    from policies.config import policy_config_from_json
     from policies.evaluate import PolicyMethod
+    from policies.training import CONTENT as POLICY_CONTENT
 
     if text == "random":
         return MethodSpec("random", RandomMethod())
-    if "=" not in text:
-        raise ValueError(f"method {text!r}: allowed 'random' or NAME=CHECKPOINT "
-                         "(e.g. grbal=runs/grbal, mbde=runs/mb, policy=runs/policy)")
-    name, path = text.split("=", 1)
-    p = checkpoint_path(path)
-    if not p.is_file():
-        raise ValueError(f"method {name!r}: checkpoint {path!r} not found")
-    if name == "policy" or name.startswith("policy"):
-        return MethodSpec(name, PolicyMethod(str(p)))
-    if name.startswith("oracle"):
-        from adaptive_control.evaluation.oracle import OracleMethod
+    label, _, source = text.partition("=")
+    if not label or not source:
+        raise ValueError(f"--method {text!r}: allowed 'random', LABEL=RUN, LABEL=mbde:RUN or "
+                         "LABEL=oracle:RUN (RUN: a run folder or checkpoint of `adapt train` "
+                         "or `adapt train-policy`)")
+    variant, colon, run = source.partition(":")
+    if not (colon and variant in METHOD_VARIANTS):
+        variant, run = "", source
+    path = checkpoint_path(run)
+    if not path.is_file():
+        hint = ""
+        if run == "random":
+            hint = "; the random floor is `--method random`, without a label"
+        elif re.match(r"[A-Za-z]\w*:", source):
+            hint = (f"; the variants are {', '.join(v + ':RUN' for v in METHOD_VARIANTS)} "
+                    "(a policy run needs none: its folder tells)")
+        raise ValueError(f"--method {text!r}: run folder or checkpoint {run!r} not found{hint}")
+    try:
+        ckpt = load_checkpoint(path, robot=family.robot.name)
+    except ValueError as e:
+        raise ValueError(f"--method {text!r}: {e}") from e
 
-        return MethodSpec(name, OracleMethod(str(p)))
-    return MethodSpec(name, LearnerMethod(str(p), mbde=name == "mbde", device=device))
+    if ckpt.get("content") == POLICY_CONTENT:
+        if variant:
+            raise ValueError(f"--method {text!r}: {variant}:RUN needs an `adapt train` run, "
+                             f"{run!r} holds a policy (evaluate it as {label}={run})")
+        trained_on = policy_config_from_json(ckpt["config"]).family
+        spec, kind = MethodSpec(label, PolicyMethod(str(path))), "policy"
+    elif "learner" in ckpt:
+        cfg = config_from_json(ckpt["config"])
+        trained_on = cfg.family
+        if variant == "oracle":
+            spec, kind = MethodSpec(label, OracleMethod(str(path))), "oracle"
+        elif variant == "mbde":
+            if cfg.learner != "mb":
+                raise ValueError(f"--method {text!r}: MB+DE needs an MB checkpoint, {run!r} "
+                                 f"holds {cfg.learner!r}")
+            spec = MethodSpec(label, LearnerMethod(str(path), mbde=True, device=device))
+            kind = "mbde"
+        else:
+            spec = MethodSpec(label, LearnerMethod(str(path), device=device))
+            kind = cfg.learner
+    else:
+        raise ValueError(f"--method {text!r}: {run!r} holds neither a learner (`adapt train`) "
+                         "nor a policy (`adapt train-policy`)")
+
+    if trained_on != family.name and not allow_family_mismatch:
+        raise ValueError(f"--method {text!r}: {run!r} was trained on family {trained_on!r}, "
+                         f"not the evaluated --family {family.name!r}; pass "
+                         "--allow-family-mismatch to evaluate it there")
+    _check_label(text, label, kind, run)
+    return spec
 
 
-def _check_methods(methods: list[MethodSpec], family: TaskFamily) -> None:
-    """Refuse checkpoints of another robot (or unreadable ones) before any work."""
-    from adaptive_control.checkpoint import load_checkpoint
-    from adaptive_control.evaluation.episodes import LearnerMethod
-    from adaptive_control.evaluation.oracle import OracleMethod
-    from policies.evaluate import PolicyMethod
+def _check_label(text: str, label: str, kind: str, run: str) -> None:
+    """Refuse a label whose leading letters are a method's name other than ``kind``, what is
+    evaluated (a learner name, mbde, oracle or policy)."""
+    from adaptive_control.training.config import LEARNER_NAMES
 
-    names = [m.name for m in methods]
-    if len(set(names)) != len(names):
-        raise ValueError(f"method names must be unique, got {names}")
-    for m in methods:
-        f = m.factory
-        if isinstance(f, OracleMethod):
-            load_checkpoint(f.checkpoint, robot=family.robot.name)
-        elif isinstance(f, LearnerMethod):
-            ckpt = load_checkpoint(f.checkpoint, robot=family.robot.name)
-            if f.mbde and ckpt.get("learner_name") != "mb":
-                raise ValueError(f"mbde={f.checkpoint}: MB+DE needs an MB checkpoint, this one "
-                                 f"holds {ckpt.get('learner_name')!r}")
-        elif isinstance(f, PolicyMethod):
-            ckpt = load_checkpoint(f.checkpoint)
-            if ckpt.get("robot") not in (None, family.robot.name):
-                raise ValueError(f"{m.name}={f.checkpoint} is a policy for robot "
-                                 f"{ckpt.get('robot')!r}, not {family.robot.name!r}")
-
+    names = (*LEARNER_NAMES, "oracle", "policy", "random")
+    word = re.match(r"[a-z]*", label.lower())[0]  # type: ignore[index]  (always matches)
+    if word in names and word != kind:
+        if word in METHOD_VARIANTS:
+            fix = f"{label}={word}:{run}"
+        else:
+            fix = f"{kind}={kind}:{run}" if kind in METHOD_VARIANTS else f"{kind}={run}"
+        raise ValueError(f"--method {text!r}: the label {label!r} names {word!r} but the "
+                         f"method is {kind!r} (from {run!r}); labels whose leading letters "
+                         f"are a method's name ({', '.join(names)}) must name what they evaluate: "
+                         f"e.g. {fix}")
 
 def cmd_report(args: argparse.Namespace) -> int:
     from adaptive_control.evaluation.report import rebuild_report

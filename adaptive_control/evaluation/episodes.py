@@ -93,9 +93,10 @@ class ControllerFactory(Protocol):
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method to evaluate: a label for tables and plots, and the factory of its actor."""
+    """A method to evaluate: a label for tables and plots, and the factory of its actor (which
+    alone decides what acts: the label is never read)."""
 
-    name: str  # grbal, rebal, mb, mbde, policy, random, ...
+    name: str
     factory: ControllerFactory
 
     def describe(self) -> dict[str, str]:
@@ -165,8 +166,14 @@ class LearnerMethod:
         return Actor(ctrl, learner, cfg.m)
 
     def describe(self) -> dict[str, str]:
-        return {"kind": "learner", "checkpoint": self.checkpoint,
-                "learner": "mbde" if self.mbde else ""}
+        """``learner``: the one evaluated, read from the checkpoint's config (mbde with
+        ``mbde=True``), whatever the method's label."""
+        from adaptive_control.checkpoint import load_checkpoint
+        from adaptive_control.training.config import config_from_json
+
+        learner = ("mbde" if self.mbde
+                   else config_from_json(load_checkpoint(self.checkpoint)["config"]).learner)
+        return {"kind": "learner", "checkpoint": self.checkpoint, "learner": learner}
 
 
 @dataclass(frozen=True)
