@@ -147,8 +147,9 @@ def export_and_check(checkpoint: str | Path, out: str | Path, seeds: int = 3,
 def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: int = 500,
                workers: int | None = None) -> Path:
     """Meta-train GrBAL and MB on cheetah-cripple (``preset``), compare their model error and
-    control on the held-out back thigh (fixed, and failing at 3 s) with the random floor,
-    export the GrBAL controller and run it through ONNX Runtime; report into ``out``."""
+    control on the held-out back thigh (fixed, and failing at 3 s) with the random floor and
+    the oracle (GrBAL's planner on the true simulator: the normalised score's ceiling), export
+    the GrBAL controller and run it through ONNX Runtime; report into ``out``."""
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.evaluation.episodes import (
         LearnerMethod,
@@ -163,6 +164,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
         prediction_errors,
         reference_scale,
     )
+    from adaptive_control.evaluation.oracle import OracleMethod
     from adaptive_control.evaluation.report import report_meta, write_report
     from adaptive_control.training.config import load_config
     from adaptive_control.training.loop import learner_from_checkpoint, train
@@ -189,7 +191,8 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
     print("\n== control on the held-out back thigh ==", flush=True)
     methods = [MethodSpec("grbal", LearnerMethod(str(runs["grbal"]))),
                MethodSpec("mb", LearnerMethod(str(runs["mb"]))),
-               MethodSpec("random", RandomMethod())]
+               MethodSpec("random", RandomMethod()),
+               MethodSpec("oracle", OracleMethod(str(runs["grbal"])))]
     scenarios = scenarios_for(family, ["fixed", "switch"])
     seed_list = list(range(seeds))
     episodes = evaluate(methods, family, scenarios, seed_list, episode_steps,
