@@ -120,11 +120,12 @@ def check_training_data(data: Dataset, family: TaskFamily, m: int, k: int,
                              f"{robot.name!r} robot of family {family.name!r} has {want} "
                              f"{parts} (see `adapt sims list`)")
     for i, text in enumerate(data.conditions):
+        condition = Condition.from_json(text)
         try:
-            Condition.from_json(text).validate(robot)
+            condition.validate(robot)
         except ValueError as e:
-            raise ValueError(f"{where}: conditions[{i}] does not fit the {robot.name!r} "
-                             f"robot: {e}") from e
+            raise ValueError(f"{where}: conditions[{i}] ({condition.label}) is not a condition "
+                             f"of the {robot.name!r} robot: {e}") from e
     short = np.flatnonzero(data.lengths < m + k)
     if len(short):
         shown = ", ".join(f"{i} ({data.lengths[i]})" for i in short[:10])
