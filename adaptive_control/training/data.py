@@ -147,12 +147,12 @@ def load_training_data(sources: Sequence[str | Path | Dataset], family: TaskFami
     parts, names = [], []
     for source in sources:
         if isinstance(source, Dataset):
-            data, where = source, "dataset"
+            data, where, name = source, "dataset", "(in memory)"
         else:
-            data, where = Dataset.load(source), f"data file {str(source)!r}"
+            data, where, name = Dataset.load(source), f"data file {str(source)!r}", str(source)
         check_training_data(data, family, m, k, where)
         parts.append(replace(data, robot=family.robot.name))
-        names.append(where)
+        names.append(name)
     joined = Dataset.concatenate(parts)
     return replace(joined, family=family.name, source="data",
                    stats={"from": names, "sources": [p.source for p in parts]})
