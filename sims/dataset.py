@@ -196,7 +196,10 @@ class Dataset:
         if missing:
             raise ValueError(f"{where} lacks arrays {missing} (it holds {sorted(arrays)}); "
                              "see docs/data.md for the layout")
-        version = int(arrays["format_version"]) if "format_version" in arrays else FORMAT_VERSION
+        version = arrays.get("format_version", np.array(FORMAT_VERSION))
+        if version.shape != () or version.dtype.kind not in "iu":
+            raise ValueError(f"{where}: format_version={version!r}: allowed one integer")
+        version = int(version)
         if version not in READS_VERSIONS:
             raise ValueError(f"{where} has format_version={version}: this toolkit reads "
                              f"{', '.join(map(str, READS_VERSIONS))}")

@@ -112,7 +112,9 @@ def test_unlabelled_episodes_and_a_version_1_file(tmp_path):
                  conditions=np.array(v1.conditions), robot=np.array("cheetah"),
                  format_version=np.array(1))
     np.testing.assert_array_equal(Dataset.load(path).obs, v1.obs)
-    assert FORMAT_VERSION == 2
+    np.savez(path, obs=v1.obs, act=v1.act, format_version=np.array(FORMAT_VERSION + 1))
+    with pytest.raises(ValueError, match=f"format_version={FORMAT_VERSION + 1}: this toolkit"):
+        Dataset.load(path)
     labelled = Dataset(v1.obs, v1.act, v1.condition_id, v1.conditions, robot="")
     joined = Dataset.concatenate([data, labelled])
     assert joined.condition_id.tolist() == [UNLABELLED] * 4 + [0, 0]
@@ -177,7 +179,7 @@ def test_later_iterations_add_on_policy_rollouts_to_the_data(tmp_path):
                                Dataset.from_arrays(logged_episodes(seed=1))],
                               "cheetah-cripple", cfg.m, cfg.k)
     assert data.n_trajectories == 8 and data.robot == "cheetah"
-    training.train(cfg, tmp_path / "run", progress=False, data=data)
+    training.train(cfg, tmp_path / "run", progress=False, initial_data=data)
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     on_policy = Dataset.load(tmp_path / "run" / "data" / "iter_001.npz")
     assert on_policy.source == "on_policy:grbal"
@@ -186,7 +188,7 @@ def test_later_iterations_add_on_policy_rollouts_to_the_data(tmp_path):
     other = load_training_data([Dataset.from_arrays(logged_episodes(seed=2))],
                                "cheetah-cripple", cfg.m, cfg.k)
     with pytest.raises(ValueError, match="--data differs"):
-        training.train(cfg, tmp_path / "run", resume=True, progress=False, data=other)
+        training.train(cfg, tmp_path / "run", resume=True, progress=False, initial_data=other)
 
 
 # ------------------------------------------------------------------ refusals

@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         collector = RayCollector(args.ray)
     ckpt = train(cfg, args.out, resume=args.resume, progress=not args.quiet, collector=collector,
-                 data=data)
+                 initial_data=data)
     print(f"checkpoint: {ckpt}")
     return 0
 

@@ -139,7 +139,7 @@ def load_training_data(sources: Sequence[str | Path | Dataset], family: TaskFami
                        m: int, k: int) -> Dataset:
     """The datasets ``sources`` (``.npz`` paths in either layout of docs/data.md, or loaded
     ``Dataset``s), each checked against ``family``'s robot and the window, joined into one
-    dataset of that robot: what ``train(..., data=...)`` fits on at iteration 0."""
+    dataset of that robot: what ``train(..., initial_data=...)`` fits on at iteration 0."""
     family = get_family(family) if isinstance(family, str) else family
     if isinstance(sources, (str, Path, Dataset)) or not sources:
         raise ValueError(f"sources={sources!r}: allowed a non-empty list of .npz paths or "

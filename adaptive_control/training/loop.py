@@ -2,7 +2,7 @@
 
     for iteration in 0..N-1:
         collect: iteration 0 -> random actions in freshly drawn training conditions
-                                (or the user's datasets, ``train(..., data=...)``);
+                                (or the user's datasets, ``train(..., initial_data=...)``);
                  later      -> the current adaptive controller, on-policy
         aggregate with all earlier data; refit the normalisers
         fit the learner on windows of M past + K future transitions, early-stopping on
@@ -192,12 +192,13 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
 # ------------------------------------------------------------------------------ the run
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, collector: Collector | None = None,
-          data: Dataset | None = None) -> Path:
+          initial_data: Dataset | None = None) -> Path:
     """Meta-train into the folder ``out``; returns the checkpoint path.
 
     ``collector`` collects each iteration's rollouts (default ``collect_iteration``, here).
-    ``data`` (``training.data.load_training_data``) replaces iteration 0's random rollouts:
-    later iterations still add on-policy rollouts, so ``iterations=1`` trains offline only.
+    ``initial_data`` (``training.data.load_training_data``) replaces iteration 0's random
+    rollouts; later iterations still add on-policy rollouts, so ``iterations=1`` trains
+    offline only.
 
     ``stop_after`` ends the process's work after that many iterations of this call (used to
     simulate a killed run in tests); the checkpoint is as a kill at that point would leave it.
@@ -206,11 +207,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     family = get_family(cfg.family)
     collect = collector or collect_iteration
     device = resolve_device(cfg.device, "device")
-    if data is not None:
-        check_training_data(data, family, cfg.m, cfg.k)
+    if initial_data is not None:
+        check_training_data(initial_data, family, cfg.m, cfg.k)
     check_run_folder(out, resume)
-    if data is not None:
-        _check_same_data(out / "data" / "iter_000.npz", data)
+    if initial_data is not None:
+        _check_same_data(out / "data" / "iter_000.npz", initial_data)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
@@ -233,7 +234,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             if data_path.exists():
                 new = Dataset.load(data_path)
             else:
-                new = data if it == 0 and data is not None else collect(
+                new = initial_data if it == 0 and initial_data is not None else collect(
                     it, cfg, family, learner, progress)
                 new.save(data_path)
             data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
