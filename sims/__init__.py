@@ -4,7 +4,8 @@ Robots (``sims.robots``), conditions and schedules (``sims.conditions``), task f
 train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.env``) and the
 episode loop every controller runs through (``sims.episode``), the task reward in numpy and
 torch (``sims.rewards``), batched and closed-loop collection (``sims.collect``) and ``.npz``
-datasets (``sims.dataset``).
+datasets (``sims.dataset``); with the ``gym`` extra, a Gymnasium environment (``sims.gym``,
+imported only from there).
 
 Names are imported lazily, so that ``sims.robots``, ``sims.conditions``, ``sims.physics`` and
 ``sims.core`` work with nothing but mujoco and numpy installed (the deployment runtime's

@@ -1,26 +1,41 @@
-"""Trajectory datasets: fixed-length trajectories labelled by condition, stored as ``.npz``.
+"""Trajectory datasets: episodes of one robot, labelled by condition, stored as ``.npz``.
 
-Arrays (no pickle anywhere; loading uses ``allow_pickle=False``):
+A ``Dataset`` holds ``N`` episodes padded to the longest, ``T`` transitions:
+
   obs           [N, T+1, obs_dim] float32  observations the controller saw (noisy if the
                                             condition adds observation noise)
   act           [N, T, act_dim]   float32  actions applied
-  condition_id  [N]               int64    index into ``conditions``
+  lengths       [N]               int64    transitions of each episode (1..T); past its length
+                                            an episode repeats its last observation, action 0
+  condition_id  [N]               int64    index into ``conditions``; -1 (``UNLABELLED``) when
+                                            the episode's condition is not known
   conditions    [C]               str      each condition as JSON (``Condition.to_json``)
   robot, family, source           str      provenance
+
+Files hold these arrays (no pickle anywhere; loading uses ``allow_pickle=False``), or, as a
+logger writes them, the episodes one after another: ``obs`` ``[sum(lengths) + E, obs_dim]``
+(each episode's ``T_e + 1`` observations), ``act`` ``[sum(lengths), act_dim]`` and
+``lengths`` ``[E]``. docs/data.md describes both layouts for writing one by hand.
 """
 
 from __future__ import annotations
 
 import json
+import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sims.atomic import atomic_write
-from sims.conditions import Condition
+from sims.conditions import Condition, parse_condition
 
-FORMAT_VERSION = 1
+#: 2 added ``lengths`` (episodes of different lengths) and unlabelled episodes.
+FORMAT_VERSION = 2
+READS_VERSIONS = (1, 2)
+#: ``condition_id`` of an episode whose condition is not known.
+UNLABELLED = -1
 
 
 @dataclass
@@ -31,28 +46,46 @@ class Dataset:
     conditions: list[str]
     robot: str
     family: str = ""
-    source: str = ""  # "random", "open_loop", "closed_loop:<controller>", ...
+    source: str = ""  # "random", "open_loop", "closed_loop:<controller>", "data", ...
     stats: dict = field(default_factory=dict)  # collection statistics (dropped rollouts, ...)
+    lengths: np.ndarray | None = None  # transitions per episode; None: all T
 
     def __post_init__(self) -> None:
         self.obs = np.asarray(self.obs, dtype=np.float32)
         self.act = np.asarray(self.act, dtype=np.float32)
         self.condition_id = np.asarray(self.condition_id, dtype=np.int64)
-        n, t1 = self.obs.shape[:2] if self.obs.ndim == 3 else (None, None)
         if self.obs.ndim != 3 or self.act.ndim != 3:
             raise ValueError(f"Dataset.obs must be [N, T+1, obs_dim] and act [N, T, act_dim]; got "
                              f"{self.obs.shape} and {self.act.shape}")
+        n, t1 = self.obs.shape[:2]
         if self.act.shape[:2] != (n, t1 - 1):
             raise ValueError(f"Dataset.act has shape {self.act.shape}: expected ({n}, {t1 - 1}, "
                              "act_dim) to match obs")
         if self.condition_id.shape != (n,):
             raise ValueError(f"Dataset.condition_id has shape {self.condition_id.shape}: "
                              f"expected ({n},)")
-        if n and (self.condition_id.min() < 0 or self.condition_id.max() >= len(self.conditions)):
-            raise ValueError("Dataset.condition_id indexes outside Dataset.conditions")
-        bad = int((~np.isfinite(self.obs)).sum() + (~np.isfinite(self.act)).sum())
+        if n and (self.condition_id.min() < UNLABELLED
+                  or self.condition_id.max() >= len(self.conditions)):
+            raise ValueError(f"Dataset.condition_id indexes outside Dataset.conditions: allowed "
+                             f"{UNLABELLED} (unlabelled) .. {len(self.conditions) - 1}")
+        self.lengths = _check_lengths(self.lengths, n, t1 - 1)
+        bad = [r for r in (_nonfinite("obs", self.obs, self.lengths + 1),
+                           _nonfinite("act", self.act, self.lengths)) if r]
         if bad:
-            raise ValueError(f"Dataset holds {bad} NaN/inf values; refusing it")
+            total = sum(count for count, _ in bad)
+            raise ValueError(f"Dataset holds {total} NaN/inf values "
+                             f"({'; '.join(text for _, text in bad)}); refusing it")
+        self._pad()
+
+    def _pad(self) -> None:
+        """Past its length an episode repeats its last observation, with action 0: whatever a
+        file held there, padding is finite and the same everywhere."""
+        if not (self.lengths < self.horizon).any():
+            return
+        steps = np.arange(self.horizon + 1)[None, :]
+        last = np.minimum(steps, self.lengths[:, None])
+        self.obs = np.take_along_axis(self.obs, last[..., None], axis=1)
+        self.act = np.where(self.transition_mask()[..., None], self.act, np.float32(0))
 
     # ------------------------------------------------------------------ views
     @property
@@ -61,32 +94,37 @@ class Dataset:
 
     @property
     def horizon(self) -> int:
+        """Transitions of the longest episode (the padded length)."""
         return self.act.shape[1]
 
     @property
     def n_transitions(self) -> int:
-        return self.n_trajectories * self.horizon
+        return int(self.lengths.sum())
 
-    def condition(self, i: int) -> Condition:
-        """The condition of trajectory ``i``."""
-        return Condition.from_json(self.conditions[int(self.condition_id[i])])
+    def transition_mask(self) -> np.ndarray:
+        """``[N, T]`` bool: True where a transition is data, False on padding."""
+        return np.arange(self.horizon)[None, :] < self.lengths[:, None]
+
+    def condition(self, i: int) -> Condition | None:
+        """The condition of episode ``i``; None when it is unlabelled."""
+        cid = int(self.condition_id[i])
+        return None if cid == UNLABELLED else Condition.from_json(self.conditions[cid])
 
     def transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All (obs, act, next_obs) flattened to ``[N*T, dim]``."""
-        o = self.obs[:, :-1].reshape(-1, self.obs.shape[-1])
-        a = self.act.reshape(-1, self.act.shape[-1])
-        n = self.obs[:, 1:].reshape(-1, self.obs.shape[-1])
-        return o, a, n
+        """All (obs, act, next_obs) of the episodes, padding left out, as ``[transitions, dim]``."""
+        mask = self.transition_mask()
+        return self.obs[:, :-1][mask], self.act[mask], self.obs[:, 1:][mask]
 
     def subset(self, index: np.ndarray) -> Dataset:
         return Dataset(self.obs[index], self.act[index], self.condition_id[index],
                        list(self.conditions), self.robot, self.family, self.source,
-                       dict(self.stats))
+                       dict(self.stats), self.lengths[index])
 
     # ------------------------------------------------------------------ combine
     @staticmethod
     def concatenate(parts: list[Dataset]) -> Dataset:
-        """Join datasets of one robot and horizon, merging their condition tables."""
+        """Join datasets of one robot, merging their condition tables; shorter episodes are
+        padded to the longest."""
         if not parts:
             raise ValueError("Dataset.concatenate needs at least one dataset")
         robots = {p.robot for p in parts}
@@ -95,14 +133,17 @@ class Dataset:
         table: dict[str, int] = {}
         ids = []
         for p in parts:
-            remap = np.array([table.setdefault(c, len(table)) for c in p.conditions],
+            remap = np.array([table.setdefault(c, len(table)) for c in p.conditions] + [UNLABELLED],
                              dtype=np.int64)
-            ids.append(remap[p.condition_id] if len(p.conditions) else p.condition_id)
+            ids.append(remap[p.condition_id])  # UNLABELLED (-1) picks the last entry: itself
+        horizon = max(p.horizon for p in parts)
         sources = sorted({p.source for p in parts})
         return Dataset(
-            np.concatenate([p.obs for p in parts]), np.concatenate([p.act for p in parts]),
+            np.concatenate([_extend(p.obs, horizon + 1) for p in parts]),
+            np.concatenate([_extend(p.act, horizon) for p in parts]),
             np.concatenate(ids), list(table), parts[0].robot, parts[0].family,
             "+".join(sources), {"parts": len(parts)},
+            np.concatenate([p.lengths for p in parts]),
         )
 
     # ------------------------------------------------------------------ files
@@ -113,7 +154,8 @@ class Dataset:
             raise ValueError(f"dataset path={str(path)!r} must end in .npz")
         with atomic_write(path) as f:
             np.savez_compressed(
-                f, obs=self.obs, act=self.act, condition_id=self.condition_id,
+                f, obs=self.obs, act=self.act, lengths=self.lengths,
+                condition_id=self.condition_id,
                 conditions=np.array(self.conditions, dtype=np.str_),
                 robot=np.array(self.robot), family=np.array(self.family),
                 source=np.array(self.source), stats=np.array(json.dumps(self.stats)),
@@ -123,25 +165,157 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
+        """Read either layout (docs/data.md) without unpickling anything."""
         path = Path(path)
+        where = f"dataset {str(path)!r}"
         if path.suffix != ".npz":
             raise ValueError(f"dataset path={str(path)!r} must end in .npz")
         if not path.is_file():
             raise ValueError(f"dataset path={str(path)!r}: no such file")
-        z = np.load(path, allow_pickle=False)
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{where} is not an .npz archive ({e})") from e
         if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError(f"dataset {str(path)!r} is not an .npz archive")
+            raise ValueError(f"{where} is not an .npz archive")
+        arrays = {}
         with z:
-            missing = {"obs", "act", "condition_id", "conditions", "robot"} - set(z.files)
-            if missing:
-                raise ValueError(f"dataset {str(path)!r} lacks arrays {sorted(missing)}")
-            version = int(z["format_version"]) if "format_version" in z.files else 0
-            if version != FORMAT_VERSION:
-                raise ValueError(f"dataset {str(path)!r} has format_version={version}: "
-                                 f"this toolkit reads {FORMAT_VERSION}")
-            return cls(
-                z["obs"], z["act"], z["condition_id"], [str(c) for c in z["conditions"]],
-                str(z["robot"]), str(z["family"]) if "family" in z.files else "",
-                str(z["source"]) if "source" in z.files else "",
-                json.loads(str(z["stats"])) if "stats" in z.files else {},
-            )
+            for key in z.files:
+                try:
+                    arrays[key] = z[key]
+                except ValueError as e:  # object arrays: only pickle could read them
+                    raise ValueError(f"{where}: array {key!r} holds Python objects, which are "
+                                     "read only by unpickling: store numbers, and strings as "
+                                     "dtype str") from e
+        return cls.from_arrays(arrays, where)
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], where: str = "dataset") -> Dataset:
+        """A dataset from the arrays of either file layout (what ``np.load`` gives)."""
+        missing = sorted({"obs", "act"} - set(arrays))
+        if missing:
+            raise ValueError(f"{where} lacks arrays {missing} (it holds {sorted(arrays)}); "
+                             "see docs/data.md for the layout")
+        version = arrays.get("format_version", np.array(FORMAT_VERSION))
+        if version.shape != () or version.dtype.kind not in "iu":
+            raise ValueError(f"{where}: format_version={version!r}: allowed one integer")
+        version = int(version)
+        if version not in READS_VERSIONS:
+            raise ValueError(f"{where} has format_version={version}: this toolkit reads "
+                             f"{', '.join(map(str, READS_VERSIONS))}")
+        obs, act = arrays["obs"], arrays["act"]
+        for name, a in (("obs", obs), ("act", act)):
+            if a.dtype.kind != "f":
+                raise ValueError(f"{where}: {name} has dtype {a.dtype}: allowed floating point "
+                                 "(float16, float32, float64)")
+        lengths = arrays.get("lengths")
+        if lengths is not None and (lengths.ndim != 1 or lengths.dtype.kind not in "iu"):
+            raise ValueError(f"{where}: lengths has shape {lengths.shape} and dtype "
+                             f"{lengths.dtype}: allowed one integer per episode")
+        if obs.ndim == 2:
+            obs, act = _episodes_to_trajectories(obs, act, lengths, where)
+        elif obs.ndim != 3:
+            raise ValueError(f"{where}: obs has shape {obs.shape}: allowed [N, T+1, obs_dim] "
+                             "(episodes of one length) or [observations, obs_dim] with lengths")
+        condition_id, conditions = _labels(arrays, obs.shape[0], where)
+        try:
+            return cls(obs, act, condition_id, conditions,
+                       _text(arrays, "robot"), _text(arrays, "family"), _text(arrays, "source"),
+                       json.loads(_text(arrays, "stats") or "{}"), lengths)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from e
+
+
+# ---------------------------------------------------------------------- layout helpers
+def _check_lengths(lengths: np.ndarray | None, n: int, horizon: int) -> np.ndarray:
+    if lengths is None:
+        return np.full(n, horizon, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.shape != (n,) or (n and lengths.dtype.kind not in "iu"):
+        raise ValueError(f"Dataset.lengths has shape {lengths.shape} and dtype {lengths.dtype}: "
+                         f"expected ({n},) integers, the transitions of each episode")
+    bad = np.flatnonzero((lengths < 1) | (lengths > horizon))
+    if len(bad):
+        raise ValueError(f"Dataset.lengths[{bad[0]}]={lengths[bad[0]]}: allowed 1..{horizon} "
+                         "(transitions of that episode)")
+    return lengths.astype(np.int64)
+
+
+def _nonfinite(name: str, a: np.ndarray, lengths: np.ndarray) -> tuple[int, str] | None:
+    """NaN and inf values in the first ``lengths[i]`` rows of each episode ``a[i]``, counted."""
+    rows = np.arange(a.shape[1])[None, :, None] < lengths[:, None, None]
+    nan, inf = np.isnan(a) & rows, np.isinf(a) & rows
+    n_nan, n_inf = int(nan.sum()), int(inf.sum())
+    if not n_nan + n_inf:
+        return None
+    episodes = np.flatnonzero((nan | inf).any(axis=(1, 2)))
+    shown = ", ".join(map(str, episodes[:10])) + (
+        f", ... ({len(episodes)} episodes)" if len(episodes) > 10 else "")
+    word = "episode" if len(episodes) == 1 else "episodes"
+    return n_nan + n_inf, f"{name} has {n_nan} NaN and {n_inf} inf values in {word} {shown}"
+
+
+def _extend(a: np.ndarray, length: int) -> np.ndarray:
+    """``a`` [N, t, d] zero-padded along time to ``length`` (the Dataset fills the padding)."""
+    return np.pad(a, ((0, 0), (0, length - a.shape[1]), (0, 0)))
+
+
+def _episodes_to_trajectories(obs: np.ndarray, act: np.ndarray, lengths: np.ndarray | None,
+                              where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The logger layout (episodes one after another) as ``[E, T+1, obs_dim]`` and
+    ``[E, T, act_dim]``, zero-padded to the longest episode."""
+    if lengths is None:
+        raise ValueError(f"{where}: obs is [observations, obs_dim] ({obs.shape}), so lengths "
+                         "[episodes] must say where each episode ends; see docs/data.md")
+    if act.ndim != 2:
+        raise ValueError(f"{where}: act has shape {act.shape}: with obs [observations, obs_dim] "
+                         "it must be [actions, act_dim]")
+    if len(lengths) == 0 or lengths.min() < 1:
+        raise ValueError(f"{where}: lengths={lengths.tolist()[:10]}: allowed at least one "
+                         "episode, each of >= 1 transition")
+    e, total = len(lengths), int(lengths.sum())
+    if obs.shape[0] != total + e or act.shape[0] != total:
+        raise ValueError(
+            f"{where}: {e} episodes of {total} transitions in all (lengths) need "
+            f"{total + e} observations (each episode's transitions + 1) and {total} actions; "
+            f"obs has {obs.shape[0]} rows and act {act.shape[0]}")
+    horizon = int(lengths.max())
+    obs_out = np.zeros((e, horizon + 1, obs.shape[1]), dtype=obs.dtype)
+    act_out = np.zeros((e, horizon, act.shape[1]), dtype=act.dtype)
+    o = a = 0
+    for i, t in enumerate(lengths.tolist()):
+        obs_out[i, :t + 1] = obs[o:o + t + 1]
+        act_out[i, :t] = act[a:a + t]
+        o, a = o + t + 1, a + t
+    return obs_out, act_out
+
+
+def _labels(arrays: Mapping[str, np.ndarray], n: int, where: str) -> tuple[np.ndarray, list[str]]:
+    """``condition_id`` and ``conditions`` (JSON or the `adapt` syntax, stored as JSON); every
+    episode unlabelled when the file has neither."""
+    has = [k for k in ("condition_id", "conditions") if k in arrays]
+    if not has:
+        return np.full(n, UNLABELLED, dtype=np.int64), []
+    if len(has) == 1:
+        raise ValueError(f"{where} holds {has[0]} without "
+                         f"{({'condition_id', 'conditions'} - set(has)).pop()}: give both "
+                         "(labelled episodes) or neither (unlabelled)")
+    ids, table = arrays["condition_id"], arrays["conditions"]
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{where}: condition_id has dtype {ids.dtype}: allowed integers")
+    if table.ndim != 1 or table.dtype.kind not in "US":
+        raise ValueError(f"{where}: conditions has shape {table.shape} and dtype {table.dtype}: "
+                         "allowed one string per condition")
+    conditions = []
+    for i, text in enumerate(str(c) for c in table):
+        try:
+            cond = (Condition.from_json(text) if text.lstrip().startswith("{")
+                    else parse_condition(text))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{where}: conditions[{i}]={text!r}: {e}") from e
+        conditions.append(cond.to_json())
+    return ids, conditions
+
+
+def _text(arrays: Mapping[str, np.ndarray], key: str) -> str:
+    return str(arrays[key]) if key in arrays else ""

@@ -17,6 +17,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    type=lambda v: f"device={v!r}",
                    help="where the model trains and plans: cpu, cuda, cuda:N or auto (the same "
                         "as --set device=DEVICE)")
+    t.add_argument("--data", action="append", default=None, metavar="FILE.npz",
+                   help="train on this dataset (from `adapt sims collect` or your own logger, "
+                        "docs/data.md) instead of iteration 0's random rollouts; later "
+                        "iterations still collect on-policy (iterations=1: offline only); "
+                        "repeatable")
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("sweep", help="one training run per grid point (seeds x --set values), "
@@ -73,12 +78,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from adaptive_control.training.loop import train
 
     cfg = config_from_arg(args.config, args.overrides)
+    data = None
+    if args.data:  # read and checked before anything is written
+        from adaptive_control.training.data import load_training_data
+
+        data = load_training_data(args.data, cfg.family, cfg.m, cfg.k)
     collector = None
     if args.ray is not None:
         from adaptive_control.training.ray_collect import RayCollector
 
         collector = RayCollector(args.ray)
-    ckpt = train(cfg, args.out, resume=args.resume, progress=not args.quiet, collector=collector)
+    ckpt = train(cfg, args.out, resume=args.resume, progress=not args.quiet, collector=collector,
+                 initial_data=data)
     print(f"checkpoint: {ckpt}")
     return 0
 

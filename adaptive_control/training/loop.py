@@ -1,7 +1,8 @@
 """The meta-training loop (GrBAL paper, Algorithm 1), top to bottom.
 
     for iteration in 0..N-1:
-        collect: iteration 0 -> random actions in freshly drawn training conditions;
+        collect: iteration 0 -> random actions in freshly drawn training conditions
+                                (or the user's datasets, ``train(..., initial_data=...)``);
                  later      -> the current adaptive controller, on-policy
         aggregate with all earlier data; refit the normalisers
         fit the learner on windows of M past + K future transitions, early-stopping on
@@ -39,7 +40,11 @@ from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner
 from adaptive_control.runs import check_run_folder, open_run
 from adaptive_control.training.config import TrainConfig, config_from_json
-from adaptive_control.training.data import WindowSampler, split_trajectories
+from adaptive_control.training.data import (
+    WindowSampler,
+    check_training_data,
+    split_trajectories,
+)
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
@@ -186,10 +191,14 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
 
 # ------------------------------------------------------------------------------ the run
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None, collector: Collector | None = None) -> Path:
+          stop_after: int | None = None, collector: Collector | None = None,
+          initial_data: Dataset | None = None) -> Path:
     """Meta-train into the folder ``out``; returns the checkpoint path.
 
     ``collector`` collects each iteration's rollouts (default ``collect_iteration``, here).
+    ``initial_data`` (``training.data.load_training_data``) replaces iteration 0's random
+    rollouts; later iterations still add on-policy rollouts, so ``iterations=1`` trains
+    offline only.
 
     ``stop_after`` ends the process's work after that many iterations of this call (used to
     simulate a killed run in tests); the checkpoint is as a kill at that point would leave it.
@@ -198,7 +207,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     family = get_family(cfg.family)
     collect = collector or collect_iteration
     device = resolve_device(cfg.device, "device")
+    if initial_data is not None:
+        check_training_data(initial_data, family, cfg.m, cfg.k)
     check_run_folder(out, resume)
+    if initial_data is not None:
+        _check_same_data(out / "data" / "iter_000.npz", initial_data)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
@@ -221,7 +234,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             if data_path.exists():
                 new = Dataset.load(data_path)
             else:
-                new = collect(it, cfg, family, learner, progress)
+                new = initial_data if it == 0 and initial_data is not None else collect(
+                    it, cfg, family, learner, progress)
                 new.save(data_path)
             data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
                                         for i in range(it + 1)])
@@ -265,4 +279,14 @@ def _mean_return(data: Dataset, family: TaskFamily) -> float:
     fn = task_reward(family.robot)
     r = fn(data.obs[:, :-1].astype(np.float64), data.act.astype(np.float64),
            data.obs[:, 1:].astype(np.float64))
-    return float(r.sum(axis=1).mean())
+    return float(np.where(data.transition_mask(), r, 0.0).sum(axis=1).mean())
+
+
+def _check_same_data(path: Path, data: Dataset) -> None:
+    """A resumed run given ``data`` must have started from that data."""
+    if not path.exists():
+        return
+    saved = Dataset.load(path)
+    if not (np.array_equal(saved.obs, data.obs) and np.array_equal(saved.act, data.act)):
+        raise ValueError(f"--data differs from the data this run started from ({path}): "
+                         "resume without --data, or train into another --out")
