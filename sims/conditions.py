@@ -157,11 +157,11 @@ class Heightfield(Modifier):
         _require_floor(robot, self.kind)
         h = np.asarray(self.heights, dtype=float)
         if h.ndim != 1 or len(h) < 2:
-            raise ConditionError(f"heightfield.heights has {h.size} values: need at least 2")
+            raise ConditionError(f"heightfield.heights has {h.size} values: allowed 2 or more")
         if not np.all(np.isfinite(h)) or np.max(np.abs(h)) > 10.0:
             raise ConditionError(
-                f"heightfield.heights must be finite and within [-10, 10] m; got range "
-                f"[{np.nanmin(h):g}, {np.nanmax(h):g}]"
+                f"heightfield.heights spans [{np.nanmin(h):g}, {np.nanmax(h):g}] m: allowed "
+                "finite heights within [-10, 10] m"
             )
         grade = terrain_lib.max_grade_deg(h)
         if grade > 80.0:
@@ -225,7 +225,7 @@ class Payload(Modifier):
         _check_range("payload", "mass", self.mass, 0.0, robot.max_payload_kg, lo_open=True)
         if len(self.offset) != 3:
             raise ConditionError(
-                f"payload.offset={self.offset!r} must have 3 values (x, y, z)")
+                f"payload.offset={self.offset!r}: allowed 3 values (x, y, z)")
         for axis, v in zip("xyz", self.offset, strict=True):
             _check_range("payload", f"offset.{axis}", float(v), -0.5, 0.5)
 
@@ -546,8 +546,8 @@ class ObservationNoise(Modifier):
 def _require_floor(robot: Robot, kind: str) -> None:
     if robot.floor is None:
         raise ConditionError(
-            f"{kind}: robot {robot.name!r} has no ground plane; terrain and friction "
-            "conditions need a floor geom of type plane"
+            f"{kind}: robot {robot.name!r} has no ground plane: allowed only on robots with a "
+            "floor geom of type plane (terrain and friction act on it)"
         )
 
 
@@ -583,13 +583,13 @@ def _check_composition(modifiers: tuple[Modifier, ...]) -> None:
         found = [m for m in modifiers if isinstance(m, kinds)]
         if len(found) > 1:
             raise ConditionError(
-                f"Condition.modifiers holds {len(found)} of {what} "
-                f"({', '.join(m.label for m in found)}): allowed at most one")
+                f"Condition.modifiers holds {len(found)} ({', '.join(m.label for m in found)}): "
+                f"allowed at most one {what}")
 
     once(_TERRAIN, "terrain (slope or heightfield)")
     once((Friction,), "friction")
     once((ObservationNoise,), "obs_noise")
-    once((Payload,), "payload (combine the loads into one mass and offset)")
+    once((Payload,), "payload (one mass at one offset stands for several loads)")
     for kind, attr in ((LockedJoint, "joint"), (ShortenedLeg, "leg"), (LostLeg, "leg"),
                        (DisabledActuator, "actuator"), (WeakenedActuator, "actuator")):
         seen: set[Any] = set()
@@ -610,8 +610,8 @@ def _check_composition(modifiers: tuple[Modifier, ...]) -> None:
                           ActuatorCalibration)) and o.actuator == m.actuator), None)
             if other is not None:
                 raise ConditionError(
-                    f"{other.kind}.actuator={m.actuator!r} is also disabled: a disabled "
-                    "actuator allows no other actuator modifier")
+                    f"{other.kind}.actuator={m.actuator!r} is also disabled: allowed no other "
+                    "actuator modifier on a disabled actuator")
     for m in _compounded(modifiers):
         n = sum(isinstance(o, ActuatorCalibration) and o.actuator == getattr(m, "actuator", None)
                 for o in modifiers)
@@ -696,8 +696,8 @@ class Condition:
             if kind not in MODIFIERS:
                 raise ConditionError(
                     f"condition kind={kind!r} is unknown: allowed {', '.join(sorted(MODIFIERS))}")
-            cls = MODIFIERS[kind]
-            allowed = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+            modifier = MODIFIERS[kind]
+            allowed = [f.name for f in fields(modifier)]  # type: ignore[arg-type]
             unknown = sorted(set(md) - set(allowed))
             if unknown:
                 raise ConditionError(f"{kind}.{unknown[0]} is unknown: allowed fields "
@@ -705,7 +705,7 @@ class Condition:
             for k, v in md.items():
                 if isinstance(v, list):
                     md[k] = tuple(v)
-            mods.append(cls(**md))
+            mods.append(modifier(**md))
         return cls(tuple(mods), d.get("name", ""))
 
     @classmethod
@@ -832,7 +832,7 @@ def _parse_part(part: str) -> Modifier:
             return float(value)
         except ValueError:
             raise ConditionError(f"condition {part!r}: {cls.kind}.{field}={value!r} is not a "
-                                 f"number; syntax {_syntax(cls)}") from None
+                                 f"number: allowed a number; syntax {_syntax(cls)}") from None
 
     if cls is Slope:
         return Slope(number("degrees", args[0]))
@@ -845,7 +845,7 @@ def _parse_part(part: str) -> Modifier:
     if cls is Payload:
         offset = args[1].split(",") if len(args) > 1 else ["0", "0", "0"]
         if len(offset) != 3:
-            raise ConditionError(f"condition {part!r}: payload.offset={args[1]!r} must be 3 "
+            raise ConditionError(f"condition {part!r}: payload.offset={args[1]!r}: allowed 3 "
                                  f"numbers x,y,z; syntax {_syntax(cls)}")
         xyz = tuple(number(f"offset.{a}", v) for a, v in zip("xyz", offset, strict=True))
         return Payload(number("mass", args[0]), xyz)  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ output force. Checked on a servo-driven leg written here and on the motor-driven
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mujoco
 import numpy as np
 import pytest
@@ -20,52 +22,14 @@ from sims.conditions import (
 )
 from sims.robots import CHEETAH, Leg, Robot
 
-# A leg hanging from a base on a rail, no gravity (so a servo settles exactly at its target),
-# one joint per actuator type. The position servo's damping comes from `dampratio`, which
-# MuJoCo stores as a positive biasprm[2] until it compiles the model.
-SERVO_LEG = """
-<mujoco model="servo_leg">
-  <compiler angle="radian"/>
-  <option gravity="0 0 0" timestep="0.002"/>
-  <worldbody>
-    <body name="base" pos="0 0 1">
-      <joint name="rail" type="slide" axis="1 0 0" damping="20"/>
-      <geom type="box" size="0.2 0.1 0.05" mass="5"/>
-      <body name="thigh" pos="0 0 -0.05">
-        <joint name="hip" type="hinge" axis="0 1 0" range="-1 1" damping="0.05"/>
-        <geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.03" mass="1"/>
-        <body name="shin" pos="0 0 -0.3">
-          <joint name="knee" type="hinge" axis="0 1 0" range="-1.5 1.5" damping="0.05"/>
-          <geom type="capsule" fromto="0 0 0 0 0 -0.3" size="0.03" mass="0.5"/>
-          <body name="foot" pos="0 0 -0.3">
-            <joint name="ankle" type="hinge" axis="0 1 0" range="-1 1" damping="0.05"/>
-            <geom type="capsule" fromto="0 0 0 0.1 0 0" size="0.02" mass="0.2"/>
-            <body name="toe" pos="0.1 0 0">
-              <joint name="toe" type="hinge" axis="0 1 0" range="-1 1" damping="0.5"/>
-              <geom type="capsule" fromto="0 0 0 0.05 0 0" size="0.015" mass="0.05"/>
-            </body>
-          </body>
-        </body>
-      </body>
-    </body>
-  </worldbody>
-  <actuator>
-    <position name="hip" joint="hip" kp="40" dampratio="1" ctrlrange="-1 1"/>
-    <velocity name="knee" joint="knee" kv="3" ctrlrange="-1 1"/>
-    <general name="ankle" joint="ankle" ctrlrange="-1 1" gaintype="affine" gainprm="8 0 -0.5"
-             biastype="affine" biasprm="0 -8 -0.4" forcelimited="true" forcerange="-3 3"/>
-    <motor name="toe" joint="toe" gear="2" ctrlrange="-1 1"/>
-  </actuator>
-</mujoco>
-"""
+# A leg on a rail, no gravity, one joint per actuator type (tests/assets/servo_leg.xml).
+SERVO_LEG = Path(__file__).parent / "assets" / "servo_leg.xml"
 TYPES = ("hip", "knee", "ankle", "toe")  # position, velocity, general (affine gain), motor
 
 
 @pytest.fixture(scope="module")
-def servo_leg(tmp_path_factory) -> Robot:
-    path = tmp_path_factory.mktemp("robots") / "servo_leg.xml"
-    path.write_text(SERVO_LEG)
-    return Robot.from_mjcf(path, legs=(Leg("leg", TYPES, ("thigh", "shin", "foot", "toe")),))
+def servo_leg() -> Robot:
+    return Robot.from_mjcf(SERVO_LEG, legs=(Leg("leg", TYPES, ("thigh", "shin", "foot", "toe")),))
 
 
 def _states(robot: Robot, n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
