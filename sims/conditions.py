@@ -66,7 +66,8 @@ class Modifier(ABC):
 
     @abstractmethod
     def validate(self, robot: Robot) -> None:
-        """Raise ValueError (field, value, allowed) if this modifier cannot apply to ``robot``."""
+        """Raise ConditionError (field, value, allowed) unless this modifier applies to
+        ``robot``."""
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:  # noqa: B027
         """Edit the robot's spec. Modifiers that act outside the model leave it alone."""
@@ -667,7 +668,7 @@ class Condition:
             mu = friction if friction is not None else _floor_friction(robot)
             limit = math.degrees(math.atan(mu))
             if abs(slope.degrees) > limit:
-                raise ValueError(
+                raise ConditionError(
                     f"slope.degrees={slope.degrees!r} is steeper than robot {robot.name!r} can "
                     f"stand on with ground friction {mu:g}: allowed |degrees| <= {limit:.1f}"
                 )
@@ -741,16 +742,17 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not self.segments:
-            raise ValueError("Schedule.segments is empty: give at least one (0.0, condition)")
+            raise ConditionError("Schedule.segments is empty: allowed one or more, the first "
+                                 "(0.0, condition)")
         if self.segments[0][0] != 0.0:
-            raise ValueError(f"Schedule.segments[0] starts at {self.segments[0][0]!r}: must be 0.0")
+            raise ConditionError(
+                f"Schedule.segments[0] starts at {self.segments[0][0]!r}: allowed 0.0")
         times = [t for t, _ in self.segments]
         for i in range(1, len(times)):
             if not (math.isfinite(times[i]) and times[i] > times[i - 1]):
-                raise ValueError(
-                    f"Schedule.segments[{i}] time={times[i]!r} must be finite and after "
-                    f"{times[i - 1]!r}"
-                )
+                raise ConditionError(
+                    f"Schedule.segments[{i}] time={times[i]!r}: allowed a finite time after "
+                    f"{times[i - 1]!r}")
 
     @classmethod
     def fixed(cls, condition: Condition) -> Schedule:

@@ -243,9 +243,9 @@ def test_two_terrains_are_refused():
 
 
 def test_schedule_validation():
-    with pytest.raises(ValueError, match="must be 0.0"):
+    with pytest.raises(ConditionError, match="allowed 0.0"):
         Schedule(((1.0, HEALTHY),))
-    with pytest.raises(ValueError, match="after"):
+    with pytest.raises(ConditionError, match="allowed a finite time after"):
         Schedule(((0.0, HEALTHY), (2.0, HEALTHY), (1.0, HEALTHY)))
 
 
