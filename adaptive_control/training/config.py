@@ -105,14 +105,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.learner not in LEARNER_NAMES:
             raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
-                             f"{', '.join(LEARNER_NAMES)}")
+                              f"{', '.join(LEARNER_NAMES)}")
         from sims.families import get_family
 
         get_family(self.family)
         check_device(self.device, "device")
         if not isinstance(self.planner, typing.get_args(PlannerConfig)):
             raise ConfigError(f"planner={self.planner!r} is not a planner config: allowed "
-                             f"the configs of {', '.join(PLANNER_NAMES)}")
+                              f"the configs of {', '.join(PLANNER_NAMES)}")
         for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0)):
             v = getattr(self, name)
             if v < lo:
@@ -228,7 +228,7 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{path}={value!r} is not allowed: allowed "
-                             f"{', '.join(map(repr, typing.get_args(tp)))}")
+                              f"{', '.join(map(repr, typing.get_args(tp)))}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -295,7 +295,7 @@ def _coerce_named(path: str, value: Any, kinds: dict[str, type]) -> Any:
         name_path = f"{path}.name"
     else:
         raise ConfigError(f"{path}={value!r} must be a table of settings or one of "
-                         f"{', '.join(map(repr, kinds))}")
+                          f"{', '.join(map(repr, kinds))}")
     value = dict(value)
     inherited = value.pop(INHERITED, {})
     name = value.get("name", next(iter(kinds)))
@@ -306,7 +306,7 @@ def _coerce_named(path: str, value: Any, kinds: dict[str, type]) -> Any:
     unknown = sorted(set(value) - set(fields))
     if unknown:
         raise ConfigError(f"unknown config key '{path}.{unknown[0]}' for {path}.name={name!r}: "
-                         f"allowed keys at this level are {', '.join(sorted(fields))}")
+                          f"allowed keys at this level are {', '.join(sorted(fields))}")
     kept = {k: v for k, v in inherited.items() if k in fields}
     return build_dataclass(cls, {**kept, **value, "name": name}, path + ".")
 
@@ -318,7 +318,7 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = ""):
     if unknown:
         key = sorted(unknown)[0]
         raise ConfigError(f"unknown config key '{prefix}{key}': allowed keys at this level are "
-                         f"{', '.join(sorted(types_))}")
+                          f"{', '.join(sorted(types_))}")
     kwargs = {k: _coerce(prefix + k, v, types_[k]) for k, v in values.items()}
     try:
         return cls(**kwargs)
@@ -384,12 +384,12 @@ def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | Non
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config={str(path)!r}: no such file or preset (presets: "
-                             f"{', '.join(presets)})")
+                              f"{', '.join(presets)})")
         if path.suffix in (".toml", ".yaml", ".yml", ".json"):
             file_values = _read_file(path)
         else:
             raise ConfigError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml, "
-                             ".json")
+                              ".json")
         if not isinstance(file_values, dict):
             raise ConfigError(f"config={str(path)!r} must hold a table of settings")
         file_values = dict(file_values if upgrade is None else upgrade(file_values))
