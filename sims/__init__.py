@@ -21,10 +21,10 @@ if not _os.environ.get("DISPLAY") and "MUJOCO_GL" not in _os.environ:
     _os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
 
 _EXPORTS = {
-    "sims.conditions": ("HEALTHY", "ActuatorCalibration", "Condition", "DisabledActuator",
-                        "Friction", "Heightfield", "LockedJoint", "LostLeg", "ObservationNoise",
-                        "Payload", "Schedule", "ShortenedLeg", "Slope", "WeakenedActuator",
-                        "parse_condition"),
+    "sims.conditions": ("HEALTHY", "ActuatorCalibration", "Condition", "ConditionError",
+                        "DisabledActuator", "Friction", "Heightfield", "LockedJoint", "LostLeg",
+                        "ObservationNoise", "Payload", "Schedule", "ShortenedLeg", "Slope",
+                        "WeakenedActuator", "parse_condition"),
     "sims.dataset": ("Dataset",),
     "sims.env": ("AdaptEnv",),
     "sims.episode": ("EpisodeRecord", "run_episode"),

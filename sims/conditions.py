@@ -6,8 +6,12 @@ allowed range documented on the field. ``condition.build(robot)`` validates ever
 against the robot (before any simulation) and compiles a MuJoCo model by editing the robot's
 ``MjSpec``. A :class:`Schedule` switches conditions mid-episode at given times.
 
-Units: metres, kilograms, degrees, seconds; actuator gains and offsets in control units
-(the actuator force is ``gear * (gain * ctrl + offset)``).
+Units: metres, kilograms, degrees, seconds; a calibration error acts on the command, in
+control units (the actuator receives ``sign * gain * ctrl + offset`` in place of ``ctrl``, and
+keeps its own feedback: a position servo still pulls towards that target).
+
+Every refusal is a :class:`ConditionError` (a ``ValueError``) naming the field, the value and
+what is allowed.
 """
 
 from __future__ import annotations
@@ -26,17 +30,31 @@ from sims import terrain as terrain_lib
 from sims.robots import Robot
 
 
+class ConditionError(ValueError):
+    """A condition refused before any simulation: names the field, the value and what is
+    allowed (or, for a malformed string, the offending part and the syntax)."""
+
+
 def _check_range(owner: str, name: str, value: float, lo: float, hi: float,
                  lo_open: bool = False, hi_open: bool = False) -> None:
-    """Raise a ValueError naming the field, the value and the allowed range."""
+    """Raise a ConditionError naming the field, the value and the allowed range."""
     ok = math.isfinite(value)
     ok = ok and (value > lo if lo_open else value >= lo)
     ok = ok and (value < hi if hi_open else value <= hi)
     if not ok:
         left = "(" if lo_open else "["
         right = ")" if hi_open else "]"
-        raise ValueError(
+        raise ConditionError(
             f"{owner}.{name}={value!r} is out of range: allowed {left}{lo}, {hi}{right}")
+
+
+def _check_choice(owner: str, name: str, value: Any, allowed: tuple[str, ...],
+                  robot: Robot) -> None:
+    """Raise a ConditionError unless ``value`` is one of the robot's ``allowed`` names."""
+    if value not in allowed:
+        listed = ", ".join(allowed) or "none"
+        raise ConditionError(
+            f"{owner}.{name}={value!r} is unknown for robot {robot.name!r}: allowed {listed}")
 
 
 class Modifier(ABC):
@@ -48,7 +66,8 @@ class Modifier(ABC):
 
     @abstractmethod
     def validate(self, robot: Robot) -> None:
-        """Raise ValueError (field, value, allowed) if this modifier cannot apply to ``robot``."""
+        """Raise ConditionError (field, value, allowed) unless this modifier applies to
+        ``robot``."""
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:  # noqa: B027
         """Edit the robot's spec. Modifiers that act outside the model leave it alone."""
@@ -113,6 +132,9 @@ class Heightfield(Modifier):
     @classmethod
     def profile(cls, name: str) -> Heightfield:
         """The paper's fixed test terrains: hill, basin, gentle, steep."""
+        if name not in terrain_lib.PROFILES:
+            raise ConditionError(f"terrain.profile={name!r} is unknown: allowed "
+                                 f"{', '.join(terrain_lib.PROFILES)}")
         return cls(tuple(float(h) for h in terrain_lib.profile(name)), name)
 
     @classmethod
@@ -136,15 +158,16 @@ class Heightfield(Modifier):
         _require_floor(robot, self.kind)
         h = np.asarray(self.heights, dtype=float)
         if h.ndim != 1 or len(h) < 2:
-            raise ValueError(f"heightfield.heights has {h.size} values: need at least 2")
+            raise ConditionError(f"heightfield.heights has {h.size} values: allowed 2 or more")
         if not np.all(np.isfinite(h)) or np.max(np.abs(h)) > 10.0:
-            raise ValueError(
-                f"heightfield.heights must be finite and within [-10, 10] m; got range "
-                f"[{np.nanmin(h):g}, {np.nanmax(h):g}]"
+            raise ConditionError(
+                f"heightfield.heights spans [{np.nanmin(h):g}, {np.nanmax(h):g}] m: allowed "
+                "finite heights within [-10, 10] m"
             )
         grade = terrain_lib.max_grade_deg(h)
         if grade > 80.0:
-            raise ValueError(f"heightfield.heights has a {grade:.0f} degree step: allowed <= 80")
+            raise ConditionError(
+                f"heightfield.heights has a {grade:.0f} degree step: allowed <= 80")
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:
         h = np.asarray(self.heights, dtype=float)
@@ -202,7 +225,8 @@ class Payload(Modifier):
     def validate(self, robot: Robot) -> None:
         _check_range("payload", "mass", self.mass, 0.0, robot.max_payload_kg, lo_open=True)
         if len(self.offset) != 3:
-            raise ValueError(f"payload.offset={self.offset!r} must have 3 values (x, y, z)")
+            raise ConditionError(
+                f"payload.offset={self.offset!r}: allowed 3 values (x, y, z)")
         for axis, v in zip("xyz", self.offset, strict=True):
             _check_range("payload", f"offset.{axis}", float(v), -0.5, 0.5)
 
@@ -215,8 +239,78 @@ class Payload(Modifier):
 
 
 # ----------------------------------------------------------------------------- damage
-def _actuators(spec: mujoco.MjSpec, names: tuple[str, ...]):
-    return [spec.actuator(n) for n in names]
+# MuJoCo's actuator force is ``gain * u + bias``, ``u`` the control (or the activation it
+# drives), with gain = gainprm[0] (fixed) or gainprm[0] + gainprm[1] * length + gainprm[2] *
+# velocity (affine), and bias = 0 (none) or biasprm[0] + biasprm[1] * length + biasprm[2] *
+# velocity (affine). Motors (gain = gear's unit, no bias), position servos (bias = -kp * q -
+# kv * qdot), velocity servos (bias = -kv * qdot) and general actuators are all of this form:
+# scaling the output scales gain and bias; a command error u -> s * u + o is
+# gain * (s * u + o) + bias, i.e. gain x s and bias + o * gain, the feedback left as it was.
+_GAIN_TERMS = {mujoco.mjtGain.mjGAIN_FIXED: 1, mujoco.mjtGain.mjGAIN_AFFINE: 3}
+_BIAS_TERMS = {mujoco.mjtBias.mjBIAS_NONE: 0, mujoco.mjtBias.mjBIAS_AFFINE: 3}
+
+
+def _check_affine_actuator(owner: str, name: str, robot: Robot) -> None:
+    """Weak and calibration edit the affine gain and bias; muscles and user actuators are not."""
+    model = robot.base_model()
+    i = model.actuator(name).id
+    gaintype = mujoco.mjtGain(int(model.actuator_gaintype[i]))
+    biastype = mujoco.mjtBias(int(model.actuator_biastype[i]))
+    if gaintype not in _GAIN_TERMS or biastype not in _BIAS_TERMS:
+        raise ConditionError(
+            f"{owner}.actuator={name!r} of robot {robot.name!r} has gaintype {gaintype.name} and "
+            f"biastype {biastype.name}: allowed actuators with a fixed or affine gain and no or "
+            "an affine bias (motor, position, velocity, general)")
+
+
+def _editable(spec: mujoco.MjSpec, robot: Robot, name: str) -> Any:
+    """The spec's actuator ``name``, ready to have its gain and bias edited.
+
+    A position servo's ``dampratio`` sits in the spec as a positive biasprm[2] that the compiler
+    turns into a damping only while gainprm[0] == -biasprm[1]; any edit of the gain breaks that
+    match (the compiler would then take it as a positive, destabilising velocity feedback), so
+    the healthy robot's compiled damping goes in its place first.
+    """
+    act = spec.actuator(name)
+    if act.biastype == mujoco.mjtBias.mjBIAS_AFFINE and act.biasprm[2] > 0:
+        bias = list(act.biasprm)
+        bias[2] = float(robot.base_model().actuator(name).biasprm[2])
+        act.biasprm = bias
+    return act
+
+
+def _scale_output(act: Any, factor: float) -> None:
+    """The actuator's whole force (command and feedback part, and its force limit) x factor."""
+    n_gain = _GAIN_TERMS[act.gaintype]
+    act.gainprm = [g * factor if i < n_gain else g for i, g in enumerate(act.gainprm)]
+    act.biasprm = [b * factor if i < 3 else b for i, b in enumerate(act.biasprm)]
+    act.forcerange = [f * factor for f in act.forcerange]
+
+
+def _miscalibrate_command(act: Any, scale: float, offset: float) -> None:
+    """The actuator receives ``scale * u + offset`` in place of its command ``u``."""
+    n_gain = _GAIN_TERMS[act.gaintype]
+    gain = list(act.gainprm)
+    if offset:
+        bias = list(act.biasprm) if act.biastype == mujoco.mjtBias.mjBIAS_AFFINE else (
+            [0.0] * len(act.biasprm))
+        for i in range(n_gain):
+            bias[i] += offset * gain[i]
+        act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
+        act.biasprm = bias
+    act.gainprm = [g * scale if i < n_gain else g for i, g in enumerate(gain)]
+    if act.dyntype == mujoco.mjtDyn.mjDYN_INTEGRATOR:
+        # the activation integrates the command: its limits hold the integral of scale * u
+        lo, hi = (a / scale for a in act.actrange)
+        act.actrange = [min(lo, hi), max(lo, hi)]
+
+
+def _disable(act: Any) -> None:
+    """Zero force whatever the command and the state, for every actuator type."""
+    act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
+    act.gainprm = [0.0] * len(act.gainprm)
+    act.biastype = mujoco.mjtBias.mjBIAS_NONE
+    act.biasprm = [0.0] * len(act.biasprm)
 
 
 @dataclass(frozen=True)
@@ -229,23 +323,16 @@ class DisabledActuator(Modifier):
     order: ClassVar[int] = 4
 
     def validate(self, robot: Robot) -> None:
-        robot.check_actuator(self.actuator, "disabled.actuator")
+        _check_choice("disabled", "actuator", self.actuator, robot.actuator_names, robot)
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:
         _disable(spec.actuator(self.actuator))
 
 
-def _disable(act) -> None:
-    gain = list(act.gainprm)
-    gain[0] = 0.0
-    act.gainprm = gain
-    act.biastype = mujoco.mjtBias.mjBIAS_NONE
-    act.biasprm = [0.0] * len(act.biasprm)
-
-
 @dataclass(frozen=True)
 class WeakenedActuator(Modifier):
-    """The actuator's force scaled by ``factor`` (a weak motor)."""
+    """The actuator's output force scaled by ``factor`` (a weak motor): the command and the
+    feedback part (a servo's stiffness and damping) alike, and its force limit."""
 
     actuator: str  # an actuator name of the robot
     factor: float  # (0, 1)
@@ -254,38 +341,48 @@ class WeakenedActuator(Modifier):
     order: ClassVar[int] = 4
 
     def validate(self, robot: Robot) -> None:
-        robot.check_actuator(self.actuator, "weak.actuator")
+        _check_choice("weak", "actuator", self.actuator, robot.actuator_names, robot)
         _check_range("weak", "factor", self.factor, 0.0, 1.0, lo_open=True, hi_open=True)
+        _check_affine_actuator("weak", self.actuator, robot)
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:
-        act = spec.actuator(self.actuator)
-        act.gainprm = [g * self.factor if i == 0 else g for i, g in enumerate(act.gainprm)]
-        act.biasprm = [b * self.factor for b in act.biasprm]
+        _scale_output(_editable(spec, robot, self.actuator), self.factor)
 
 
 @dataclass(frozen=True)
 class LockedJoint(Modifier):
-    """A joint held at ``position`` (rad or m) by an equality constraint (a seized joint).
-
-    ``position=None`` locks it at 0 clipped into the joint's range.
+    """A joint held at ``position`` by an equality constraint (a seized joint): degrees for a
+    hinge, metres for a slide. ``position=None`` locks it at 0 clipped into the joint's range.
     """
 
     joint: str  # a non-root joint of the robot
-    position: float | None = None  # within the joint's range
+    position: float | None = None  # within the joint's range (unlimited hinge: +-180 degrees)
     kind: ClassVar[str] = "locked"
-    syntax: ClassVar[str] = "locked:JOINT[:POS]     joint held at POS (default 0 clipped to range)"
+    syntax: ClassVar[str] = (
+        "locked:JOINT[:POS]     "
+        "joint held at POS degrees (m for a slide) within its range (default 0 clipped)"
+    )
     order: ClassVar[int] = 4
 
     def validate(self, robot: Robot) -> None:
-        robot.check_joint(self.joint, "locked.joint")
-        if self.position is not None:
-            lo, hi = robot.base_model().joint(self.joint).range
-            _check_range("locked", "position", float(self.position), float(lo), float(hi))
+        _check_choice("locked", "joint", self.joint, robot.actuated_joint_names, robot)
+        if self.position is None:
+            return
+        model = robot.base_model()
+        j = model.joint(self.joint)
+        hinge = model.jnt_type[j.id] == mujoco.mjtJoint.mjJNT_HINGE
+        if model.jnt_limited[j.id]:
+            lo, hi = (round(math.degrees(v), 6) if hinge else float(v) for v in j.range)
+        else:
+            lo, hi = (-180.0, 180.0) if hinge else (-math.inf, math.inf)
+        _check_range("locked", "position", float(self.position), lo, hi)
 
     def _target(self, model: mujoco.MjModel) -> float:
-        if self.position is not None:
-            return float(self.position)
+        """The locked position in the model's units (radians for a hinge)."""
         j = model.joint(self.joint)
+        if self.position is not None:
+            hinge = model.jnt_type[j.id] == mujoco.mjtJoint.mjJNT_HINGE
+            return math.radians(self.position) if hinge else float(self.position)
         if model.jnt_limited[j.id]:
             return float(np.clip(0.0, *j.range))
         return 0.0
@@ -339,7 +436,7 @@ class ShortenedLeg(Modifier):
     order: ClassVar[int] = 3
 
     def validate(self, robot: Robot) -> None:
-        robot.leg(self.leg)
+        _check_choice("shortened", "leg", self.leg, robot.leg_names, robot)
         _check_range("shortened", "fraction", self.fraction, 0.1, 1.0, hi_open=True)
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:
@@ -363,19 +460,25 @@ class LostLeg(Modifier):
     order: ClassVar[int] = 3
 
     def validate(self, robot: Robot) -> None:
-        robot.leg(self.leg)
+        _check_choice("lost_leg", "leg", self.leg, robot.leg_names, robot)
         _check_range("lost_leg", "stump", self.stump, 0.05, 0.5)
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:
         _scale_leg(spec, robot, self.leg, self.stump)
-        for act in _actuators(spec, robot.leg(self.leg).actuators):
-            _disable(act)
+        for name in robot.leg(self.leg).actuators:
+            _disable(spec.actuator(name))
 
 
 # ----------------------------------------------------------------------------- calibration
 @dataclass(frozen=True)
 class ActuatorCalibration(Modifier):
-    """Calibration error of one actuator: force = gear * (sign * gain * ctrl + offset)."""
+    """Calibration error of one actuator's command: it receives ``sign * gain * ctrl + offset``
+    in place of ``ctrl`` (control units: torque for a motor, a target angle for a position
+    servo, a target speed for a velocity servo), and keeps its own feedback.
+
+    Several calibrations of one actuator compound in the order listed (each one miscalibrates
+    the command the previous one produced); the compounded gain and offset keep these ranges.
+    """
 
     actuator: str  # an actuator name of the robot
     gain: float = 1.0  # [0.1, 3]
@@ -383,27 +486,48 @@ class ActuatorCalibration(Modifier):
     flipped: bool = False  # wiring reversed: the sign of the command is inverted
     kind: ClassVar[str] = "calibration"
     syntax: ClassVar[str] = (
-        "calibration:ACT:gain=G,offset=O,flipped=0|1"
-        "G in [0.1, 3], O in [-0.5, 0.5]"
+        "calibration:ACT:gain=G,offset=O,flipped=0|1  "
+        "command -> sign*G*command + O, G in [0.1, 3], O in [-0.5, 0.5] (control units)"
     )
     order: ClassVar[int] = 3
 
+    GAIN_RANGE: ClassVar[tuple[float, float]] = (0.1, 3.0)
+    OFFSET_RANGE: ClassVar[tuple[float, float]] = (-0.5, 0.5)
+
     def validate(self, robot: Robot) -> None:
-        robot.check_actuator(self.actuator, "calibration.actuator")
-        _check_range("calibration", "gain", self.gain, 0.1, 3.0)
-        _check_range("calibration", "offset", self.offset, -0.5, 0.5)
+        _check_choice("calibration", "actuator", self.actuator, robot.actuator_names, robot)
+        _check_range("calibration", "gain", self.gain, *self.GAIN_RANGE)
+        _check_range("calibration", "offset", self.offset, *self.OFFSET_RANGE)
+        if not isinstance(self.flipped, bool):
+            raise ConditionError(
+                f"calibration.flipped={self.flipped!r} is not allowed: allowed True or False")
+        _check_affine_actuator("calibration", self.actuator, robot)
+        model = robot.base_model()
+        integrator = model.actuator_dyntype[model.actuator(self.actuator).id] == (
+            mujoco.mjtDyn.mjDYN_INTEGRATOR)
+        if self.offset and integrator:
+            raise ConditionError(
+                f"calibration.offset={self.offset!r} on actuator {self.actuator!r}, which "
+                "integrates its command (an offset would make it drift without bound): allowed "
+                "0 for this actuator")
+
+    @property
+    def scale(self) -> float:
+        """The signed gain the command is multiplied by."""
+        return -self.gain if self.flipped else self.gain
 
     def apply(self, spec: mujoco.MjSpec, robot: Robot) -> None:
-        act = spec.actuator(self.actuator)
-        sign = -1.0 if self.flipped else 1.0
-        gain = list(act.gainprm)
-        gain[0] *= sign * self.gain
-        act.gainprm = gain
-        if self.offset:
-            bias = [0.0] * len(act.biasprm)
-            bias[0] = self.offset
-            act.biastype = mujoco.mjtBias.mjBIAS_AFFINE
-            act.biasprm = bias
+        _miscalibrate_command(_editable(spec, robot, self.actuator), self.scale, self.offset)
+
+
+def _compound(calibrations: list[ActuatorCalibration]) -> ActuatorCalibration:
+    """One actuator's calibrations as one: each miscalibrates the command the previous one
+    produced, so u -> s2 * (s1 * u + o1) + o2."""
+    scale, offset = 1.0, 0.0
+    for c in calibrations:
+        scale, offset = c.scale * scale, c.scale * offset + c.offset
+    return ActuatorCalibration(calibrations[0].actuator, gain=abs(scale), offset=offset,
+                               flipped=scale < 0)
 
 
 @dataclass(frozen=True)
@@ -422,9 +546,9 @@ class ObservationNoise(Modifier):
 
 def _require_floor(robot: Robot, kind: str) -> None:
     if robot.floor is None:
-        raise ValueError(
-            f"{kind}: robot {robot.name!r} has no ground plane; terrain and friction "
-            "conditions need a floor geom of type plane"
+        raise ConditionError(
+            f"{kind}: robot {robot.name!r} has no ground plane: allowed only on robots with a "
+            "floor geom of type plane (terrain and friction act on it)"
         )
 
 
@@ -434,6 +558,70 @@ MODIFIERS: dict[str, type[Modifier]] = {
                 LockedJoint, ShortenedLeg, LostLeg, ActuatorCalibration, ObservationNoise)
 }
 _TERRAIN = (Slope, Heightfield)
+
+
+_ACTUATOR_KINDS = (DisabledActuator, WeakenedActuator, ActuatorCalibration)
+
+
+def _compounded(modifiers: tuple[Modifier, ...]) -> tuple[Modifier, ...]:
+    """The modifiers with each actuator's calibrations compounded into one, in its place."""
+    cals: dict[str, list[ActuatorCalibration]] = {}
+    for m in modifiers:
+        if isinstance(m, ActuatorCalibration):
+            cals.setdefault(m.actuator, []).append(m)
+    out: list[Modifier] = []
+    for m in modifiers:
+        if not isinstance(m, ActuatorCalibration):
+            out.append(m)
+        elif m is cals[m.actuator][0]:
+            out.append(_compound(cals[m.actuator]) if len(cals[m.actuator]) > 1 else m)
+    return tuple(out)
+
+
+def _check_composition(modifiers: tuple[Modifier, ...]) -> None:
+    """Refuse duplicates and modifiers that contradict each other, naming the field."""
+    def once(kinds: tuple[type[Modifier], ...], what: str) -> None:
+        found = [m for m in modifiers if isinstance(m, kinds)]
+        if len(found) > 1:
+            raise ConditionError(
+                f"Condition.modifiers holds {len(found)} ({', '.join(m.label for m in found)}): "
+                f"allowed at most one {what}")
+
+    once(_TERRAIN, "terrain (slope or heightfield)")
+    once((Friction,), "friction")
+    once((ObservationNoise,), "obs_noise")
+    once((Payload,), "payload (one mass at one offset stands for several loads)")
+    for kind, attr in ((LockedJoint, "joint"), (ShortenedLeg, "leg"), (LostLeg, "leg"),
+                       (DisabledActuator, "actuator"), (WeakenedActuator, "actuator")):
+        seen: set[Any] = set()
+        for m in modifiers:
+            if isinstance(m, kind):
+                value = getattr(m, attr)
+                if value in seen:
+                    raise ConditionError(
+                        f"{kind.kind}.{attr}={value!r} appears twice: allowed once per {attr}")
+                seen.add(value)
+    for m in modifiers:
+        if isinstance(m, ShortenedLeg) and any(
+                isinstance(o, LostLeg) and o.leg == m.leg for o in modifiers):
+            raise ConditionError(
+                f"shortened.leg={m.leg!r} is also a lost_leg: allowed one of the two per leg")
+        if isinstance(m, DisabledActuator):
+            other = next((o for o in modifiers if isinstance(o, (WeakenedActuator,
+                          ActuatorCalibration)) and o.actuator == m.actuator), None)
+            if other is not None:
+                raise ConditionError(
+                    f"{other.kind}.actuator={m.actuator!r} is also disabled: allowed no other "
+                    "actuator modifier on a disabled actuator")
+    for m in _compounded(modifiers):
+        n = sum(isinstance(o, ActuatorCalibration) and o.actuator == getattr(m, "actuator", None)
+                for o in modifiers)
+        if isinstance(m, ActuatorCalibration) and n > 1:
+            what = f"compounded over {n} calibrations of {m.actuator!r}"
+            _check_range("calibration", f"gain ({what})", m.gain,
+                         *ActuatorCalibration.GAIN_RANGE)
+            _check_range("calibration", f"offset ({what})", m.offset,
+                         *ActuatorCalibration.OFFSET_RANGE)
 
 
 # ----------------------------------------------------------------------------- condition
@@ -448,12 +636,7 @@ class Condition:
         for m in self.modifiers:
             if not isinstance(m, Modifier):
                 raise TypeError(f"Condition.modifiers holds {m!r}, which is not a Modifier")
-        if sum(isinstance(m, _TERRAIN) for m in self.modifiers) > 1:
-            raise ValueError("Condition.modifiers: at most one terrain (slope or heightfield)")
-        if sum(isinstance(m, ObservationNoise) for m in self.modifiers) > 1:
-            raise ValueError("Condition.modifiers: at most one obs_noise")
-        if sum(isinstance(m, Friction) for m in self.modifiers) > 1:
-            raise ValueError("Condition.modifiers: at most one friction")
+        _check_composition(self.modifiers)
 
     def __add__(self, other: Condition | Modifier) -> Condition:
         extra = other.modifiers if isinstance(other, Condition) else (other,)
@@ -470,13 +653,22 @@ class Condition:
     def validate(self, robot: Robot) -> None:
         for m in self.modifiers:
             m.validate(robot)
+        for m in self.modifiers:
+            if isinstance(m, LostLeg):
+                for name in robot.leg(m.leg).actuators:
+                    other = next((o for o in self.modifiers if isinstance(o, _ACTUATOR_KINDS)
+                                  and o.actuator == name), None)
+                    if other is not None:
+                        raise ConditionError(
+                            f"{other.kind}.actuator={name!r} belongs to leg {m.leg!r}, which "
+                            f"lost_leg already disables: allowed actuators of other legs")
         friction = next((m.coefficient for m in self.modifiers if isinstance(m, Friction)), None)
         slope = next((m for m in self.modifiers if isinstance(m, Slope)), None)
         if slope is not None:
             mu = friction if friction is not None else _floor_friction(robot)
             limit = math.degrees(math.atan(mu))
             if abs(slope.degrees) > limit:
-                raise ValueError(
+                raise ConditionError(
                     f"slope.degrees={slope.degrees!r} is steeper than robot {robot.name!r} can "
                     f"stand on with ground friction {mu:g}: allowed |degrees| <= {limit:.1f}"
                 )
@@ -503,11 +695,18 @@ class Condition:
             md = dict(md)
             kind = md.pop("kind", None)
             if kind not in MODIFIERS:
-                raise ValueError(f"condition kind={kind!r} is unknown: allowed {sorted(MODIFIERS)}")
+                raise ConditionError(
+                    f"condition kind={kind!r} is unknown: allowed {', '.join(sorted(MODIFIERS))}")
+            modifier = MODIFIERS[kind]
+            allowed = [f.name for f in fields(modifier)]  # type: ignore[arg-type]
+            unknown = sorted(set(md) - set(allowed))
+            if unknown:
+                raise ConditionError(f"{kind}.{unknown[0]} is unknown: allowed fields "
+                                     f"{', '.join(allowed)}")
             for k, v in md.items():
                 if isinstance(v, list):
                     md[k] = tuple(v)
-            mods.append(MODIFIERS[kind](**md))
+            mods.append(modifier(**md))
         return cls(tuple(mods), d.get("name", ""))
 
     @classmethod
@@ -525,7 +724,7 @@ def _floor_friction(robot: Robot) -> float:
 @functools.lru_cache(maxsize=256)
 def _compile(robot: Robot, condition: Condition) -> mujoco.MjModel:
     spec = robot.spec()
-    for m in sorted(condition.modifiers, key=lambda m: m.order):
+    for m in sorted(_compounded(condition.modifiers), key=lambda m: m.order):
         m.apply(spec, robot)
     return spec.compile()
 
@@ -543,16 +742,17 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not self.segments:
-            raise ValueError("Schedule.segments is empty: give at least one (0.0, condition)")
+            raise ConditionError("Schedule.segments is empty: allowed one or more, the first "
+                                 "(0.0, condition)")
         if self.segments[0][0] != 0.0:
-            raise ValueError(f"Schedule.segments[0] starts at {self.segments[0][0]!r}: must be 0.0")
+            raise ConditionError(
+                f"Schedule.segments[0] starts at {self.segments[0][0]!r}: allowed 0.0")
         times = [t for t, _ in self.segments]
         for i in range(1, len(times)):
             if not (math.isfinite(times[i]) and times[i] > times[i - 1]):
-                raise ValueError(
-                    f"Schedule.segments[{i}] time={times[i]!r} must be finite and after "
-                    f"{times[i - 1]!r}"
-                )
+                raise ConditionError(
+                    f"Schedule.segments[{i}] time={times[i]!r}: allowed a finite time after "
+                    f"{times[i - 1]!r}")
 
     @classmethod
     def fixed(cls, condition: Condition) -> Schedule:
@@ -582,72 +782,106 @@ class Schedule:
 
 
 # ----------------------------------------------------------------------------- parsing
+#: Command-line keyword -> modifier, and how many ':'-separated fields follow it (min, max).
+_KEYWORDS: dict[str, tuple[type[Modifier], int, int]] = {
+    "slope": (Slope, 1, 1), "terrain": (Heightfield, 1, 1), "friction": (Friction, 1, 1),
+    "payload": (Payload, 1, 2), "disabled": (DisabledActuator, 1, 1),
+    "weak": (WeakenedActuator, 2, 2), "locked": (LockedJoint, 1, 2),
+    "shortened": (ShortenedLeg, 2, 2), "lost_leg": (LostLeg, 1, 2),
+    "calibration": (ActuatorCalibration, 1, 2), "obs_noise": (ObservationNoise, 1, 1),
+}
+_CALIBRATION_KEYS = ("gain", "offset", "flipped")
+
+
 def parse_condition(text: str, robot: Robot | None = None) -> Condition:
     """Parse the command-line form, modifiers joined by '+':
 
-    ``healthy``, ``disabled:bthigh``, ``weak:bthigh:0.5``, ``locked:bthigh[:0.2]``,
+    ``healthy``, ``disabled:bthigh``, ``weak:bthigh:0.5``, ``locked:bthigh[:20]`` (degrees),
     ``lost_leg:back_right[:0.5]``, ``shortened:back:0.6``, ``payload:2.0[:x,y,z]``,
     ``slope:10``, ``terrain:hill`` (hill, basin, gentle, steep), ``friction:0.5``,
     ``calibration:bthigh:gain=0.8,offset=0.1,flipped=1``, ``obs_noise:0.01``.
+
+    A malformed part is refused with a :class:`ConditionError` naming it and its syntax; with
+    ``robot``, the condition is also validated against it.
     """
     text = text.strip()
     if text in ("", "healthy", "none"):
         return HEALTHY
-    mods: list[Modifier] = []
-    for part in text.split("+"):
-        kind, *args = part.strip().split(":")
-        try:
-            mods.append(_parse_one(kind, args))
-        except (TypeError, IndexError) as e:
-            raise ValueError(f"condition {part!r} is malformed ({e}); see `adapt sims list`") from e
-        except ValueError as e:
-            if "could not convert" in str(e) or "invalid literal" in str(e):
-                raise ValueError(f"condition {part!r}: {e}; the {kind} fields are numbers "
-                                 "(see `adapt sims list`)") from e
-            raise
-    cond = Condition(tuple(mods))
+    cond = Condition(tuple(_parse_part(part.strip()) for part in text.split("+")))
     if robot is not None:
         cond.validate(robot)
     return cond
 
 
-def _parse_one(kind: str, args: list[str]) -> Modifier:
-    if kind == "disabled":
-        return DisabledActuator(args[0])
-    if kind == "weak":
-        return WeakenedActuator(args[0], float(args[1]))
-    if kind == "locked":
-        return LockedJoint(args[0], float(args[1]) if len(args) > 1 else None)
-    if kind == "lost_leg":
-        return LostLeg(args[0], float(args[1]) if len(args) > 1 else 0.5)
-    if kind == "shortened":
-        return ShortenedLeg(args[0], float(args[1]))
-    if kind == "payload":
-        offset = tuple(float(v) for v in args[1].split(",")) if len(args) > 1 else (0.0, 0.0, 0.0)
-        return Payload(float(args[0]), offset)  # type: ignore[arg-type]
-    if kind == "slope":
-        return Slope(float(args[0]))
-    if kind == "terrain":
+def _syntax(cls: type[Modifier]) -> str:
+    return " ".join(cls.syntax.split())
+
+
+def _parse_part(part: str) -> Modifier:
+    keyword, *args = part.split(":")
+    if keyword not in _KEYWORDS:
+        raise ConditionError(
+            f"condition {part!r}: kind={keyword!r} is unknown: allowed "
+            f"{', '.join(sorted(_KEYWORDS))} (join several with '+'; see `adapt sims list`)")
+    cls, lo, hi = _KEYWORDS[keyword]
+    if not lo <= len(args) <= hi:
+        wanted = str(lo) if lo == hi else f"{lo} to {hi}"
+        raise ConditionError(f"condition {part!r} has {len(args)} field(s) after {keyword!r}: "
+                             f"allowed {wanted}; syntax {_syntax(cls)}")
+
+    def number(field: str, value: str) -> float:
+        try:
+            return float(value)
+        except ValueError:
+            raise ConditionError(f"condition {part!r}: {cls.kind}.{field}={value!r} is not a "
+                                 f"number: allowed a number; syntax {_syntax(cls)}") from None
+
+    if cls is Slope:
+        return Slope(number("degrees", args[0]))
+    if cls is Heightfield:
         return Heightfield.profile(args[0])
-    if kind == "friction":
-        return Friction(float(args[0]))
-    if kind == "obs_noise":
-        return ObservationNoise(float(args[0]))
-    if kind == "calibration":
-        kw: dict[str, Any] = {}
-        for item in (args[1].split(",") if len(args) > 1 else []):
-            k, v = item.split("=")
-            if k not in ("gain", "offset", "flipped"):
-                raise ValueError(
-                    f"calibration field {k!r} is unknown: allowed gain, offset, flipped")
-            kw[k] = bool(int(v)) if k == "flipped" else float(v)
-        return ActuatorCalibration(args[0], **kw)
-    raise ValueError(f"condition kind={kind!r} is unknown: allowed {', '.join(sorted(MODIFIERS))}"
-                     " (terrain:NAME for heightfields)")
+    if cls is Friction:
+        return Friction(number("coefficient", args[0]))
+    if cls is ObservationNoise:
+        return ObservationNoise(number("std", args[0]))
+    if cls is Payload:
+        offset = args[1].split(",") if len(args) > 1 else ["0", "0", "0"]
+        if len(offset) != 3:
+            raise ConditionError(f"condition {part!r}: payload.offset={args[1]!r}: allowed 3 "
+                                 f"numbers x,y,z; syntax {_syntax(cls)}")
+        xyz = tuple(number(f"offset.{a}", v) for a, v in zip("xyz", offset, strict=True))
+        return Payload(number("mass", args[0]), xyz)  # type: ignore[arg-type]
+    if cls is DisabledActuator:
+        return DisabledActuator(args[0])
+    if cls is WeakenedActuator:
+        return WeakenedActuator(args[0], number("factor", args[1]))
+    if cls is LockedJoint:
+        return LockedJoint(args[0], number("position", args[1]) if len(args) > 1 else None)
+    if cls is ShortenedLeg:
+        return ShortenedLeg(args[0], number("fraction", args[1]))
+    if cls is LostLeg:
+        return LostLeg(args[0], number("stump", args[1]) if len(args) > 1 else 0.5)
+    kw: dict[str, Any] = {}
+    for item in (args[1].split(",") if len(args) > 1 else []):
+        key, eq, value = item.partition("=")
+        if not eq or key not in _CALIBRATION_KEYS or key in kw:
+            problem = ("is not key=value" if not eq else "repeats a key" if key in kw
+                       else "names an unknown key")
+            raise ConditionError(
+                f"condition {part!r}: {item!r} {problem}: allowed keys "
+                f"{', '.join(_CALIBRATION_KEYS)}, each once; syntax {_syntax(cls)}")
+        if key == "flipped":
+            if value not in ("0", "1"):
+                raise ConditionError(f"condition {part!r}: calibration.flipped={value!r} is "
+                                     f"not allowed: allowed 0 or 1; syntax {_syntax(cls)}")
+            kw[key] = value == "1"
+        else:
+            kw[key] = number(key, value)
+    return ActuatorCalibration(args[0], **kw)
 
 
 __all__ = [
-    "ActuatorCalibration", "Condition", "DisabledActuator", "Friction", "HEALTHY",
+    "ActuatorCalibration", "Condition", "ConditionError", "DisabledActuator", "Friction", "HEALTHY",
     "Heightfield", "LockedJoint", "LostLeg", "MODIFIERS", "Modifier", "ObservationNoise",
     "Payload", "Schedule", "ShortenedLeg", "Slope", "WeakenedActuator",
     "parse_condition",

@@ -13,6 +13,7 @@ from sims.conditions import (
     HEALTHY,
     ActuatorCalibration,
     Condition,
+    ConditionError,
     DisabledActuator,
     Friction,
     Heightfield,
@@ -152,7 +153,7 @@ def test_terrain_profiles_follow_the_paper():
 
 
 def test_locked_joint_stays_at_its_position():
-    cond = Condition((LockedJoint("bshin", 0.3),))
+    cond = Condition((LockedJoint("bshin", math.degrees(0.3)),))  # degrees, as documented
     env = AdaptEnv(CHEETAH, cond, episode_steps=200, seed=0)
     env.reset()
     rng = np.random.default_rng(1)
@@ -213,6 +214,7 @@ def test_conditions_compose_and_round_trip():
     ("slope:18+friction:0.2", "can stand on"),
     ("disabled:knee", "disabled.actuator='knee'"),
     ("locked:elbow", "locked.joint='elbow'"),
+    ("locked:bshin:60", "locked.position=60.0"),  # degrees: bshin's range is about -45..45
     ("lost_leg:middle", "leg='middle'"),
     ("weak:bthigh:0", "weak.factor=0.0"),
     ("friction:50", "friction.coefficient=50.0"),
@@ -241,7 +243,70 @@ def test_two_terrains_are_refused():
 
 
 def test_schedule_validation():
-    with pytest.raises(ValueError, match="must be 0.0"):
+    with pytest.raises(ConditionError, match="allowed 0.0"):
         Schedule(((1.0, HEALTHY),))
-    with pytest.raises(ValueError, match="after"):
+    with pytest.raises(ConditionError, match="allowed a finite time after"):
         Schedule(((0.0, HEALTHY), (2.0, HEALTHY), (1.0, HEALTHY)))
+
+
+def test_locked_joint_positions_are_degrees():
+    model = parse_condition("locked:bthigh:-20", CHEETAH).build(CHEETAH)
+    env = AdaptEnv(CHEETAH, Condition((LockedJoint("bthigh", -20.0),)), episode_steps=10, seed=0)
+    env.reset()
+    assert env.physics.data.joint("bthigh").qpos[0] == pytest.approx(math.radians(-20.0))
+    assert model.eq_data[0, 0] == pytest.approx(math.radians(-20.0))
+
+
+@pytest.mark.parametrize("text,fragment", [
+    # duplicates and contradictions
+    ("payload:1+payload:2", "at most one"),
+    ("locked:bthigh+locked:bthigh:10", "locked.joint='bthigh' appears twice"),
+    ("disabled:bshin+disabled:bshin", "disabled.actuator='bshin' appears twice"),
+    ("weak:bshin:0.5+weak:bshin:0.8", "weak.actuator='bshin' appears twice"),
+    ("disabled:bthigh+weak:bthigh:0.5", "weak.actuator='bthigh' is also disabled: allowed no"),
+    ("calibration:fthigh:gain=2+disabled:fthigh", "calibration.actuator='fthigh' is also disabled"),
+    ("shortened:back:0.5+shortened:back:0.6", "shortened.leg='back' appears twice"),
+    ("slope:5+terrain:hill", "at most one"),
+    ("friction:0.5+friction:0.6", "at most one"),
+    # calibrations of one actuator compound, within the documented range
+    ("calibration:bthigh:gain=3+calibration:bthigh:gain=3+calibration:bthigh:gain=3",
+     "calibration.gain (compounded over 3 calibrations of 'bthigh')=27.0"),
+    ("calibration:bthigh:gain=0.3+calibration:bthigh:gain=0.3",
+     "calibration.gain (compounded over 2 calibrations of 'bthigh')=0.09"),
+    ("calibration:bthigh:offset=0.4+calibration:bthigh:offset=0.4", "allowed [-0.5, 0.5]"),
+    # malformed strings: the part and its syntax
+    ("weak:bthigh", "condition 'weak:bthigh' has 1 field(s) after 'weak': allowed 2; syntax weak:"),
+    ("weak:bthigh:half", "weak.factor='half' is not a number: allowed a number; syntax weak:"),
+    ("calibration:bthigh:flipped=true", "calibration.flipped='true' is not allowed: allowed 0"),
+    ("calibration:bthigh:bias=1", "'bias=1' names an unknown key: allowed keys gain, offset"),
+    ("calibration:bthigh:gain", "'gain' is not key=value"),
+    ("calibration:bthigh:gain=1,gain=2", "'gain=2' repeats a key"),
+    ("payload:1:0.1,0", "payload.offset='0.1,0': allowed 3 numbers"),
+    ("slope:10:3", "has 2 field(s) after 'slope': allowed 1"),
+    ("disabled:bthigh+", "condition '': kind='' is unknown"),
+])
+def test_compositions_and_malformed_strings_are_refused(text, fragment):
+    with pytest.raises(ConditionError) as e:
+        parse_condition(text, CHEETAH)
+    assert fragment in str(e.value)
+
+
+def test_a_lost_leg_takes_no_other_actuator_modifier():
+    with pytest.raises(ConditionError, match="belongs to leg 'back_right'"):
+        parse_condition("lost_leg:back_right+weak:ankle_4:0.5", QUADRUPED)
+    with pytest.raises(ConditionError, match="one of the two per leg"):
+        parse_condition("lost_leg:back_right+shortened:back_right:0.6", QUADRUPED)
+    parse_condition("lost_leg:back_right+weak:ankle_3:0.5", QUADRUPED).build(QUADRUPED)
+
+
+def test_compatible_actuator_modifiers_compose():
+    c = parse_condition("weak:bthigh:0.5+calibration:bthigh:gain=1.5,offset=0.1"
+                        "+calibration:bthigh:gain=2,flipped=1", CHEETAH)
+    c.build(CHEETAH)
+    assert Condition.from_json(c.to_json()) == c
+
+
+def test_from_dict_refuses_unknown_fields():
+    with pytest.raises(ConditionError, match="weak.strength is unknown"):
+        Condition.from_dict({"modifiers": [{"kind": "weak", "actuator": "bthigh",
+                                            "strength": 0.5}]})

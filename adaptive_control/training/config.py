@@ -2,7 +2,8 @@
 
 Every field is typed with a one-line doc comment. Files and ``--set key=value`` overrides are
 checked key by key: an unknown key is refused with the allowed keys listed, a value of the
-wrong type or range with the field, the value and what is allowed.
+wrong type or range with the field, the value and what is allowed — always as a
+:class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from adaptive_control.planning import (
 )
 
 LEARNER_NAMES = ("grbal", "rebal", "mb", "mbde")
+
+
+class ConfigError(ValueError):
+    """A configuration refused before any work: names the key, the value and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -99,35 +104,35 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.learner not in LEARNER_NAMES:
-            raise ValueError(f"learner={self.learner!r} is unknown: allowed "
-                             f"{', '.join(LEARNER_NAMES)}")
+            raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
+                              f"{', '.join(LEARNER_NAMES)}")
         from sims.families import get_family
 
         get_family(self.family)
         check_device(self.device, "device")
         if not isinstance(self.planner, typing.get_args(PlannerConfig)):
-            raise ValueError(f"planner={self.planner!r} is not a planner config: allowed "
-                             f"the configs of {', '.join(PLANNER_NAMES)}")
+            raise ConfigError(f"planner={self.planner!r} is not a planner config: allowed "
+                              f"the configs of {', '.join(PLANNER_NAMES)}")
         for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0)):
             v = getattr(self, name)
             if v < lo:
-                raise ValueError(f"{name}={v!r} is out of range: allowed >= {lo}")
+                raise ConfigError(f"{name}={v!r} is out of range: allowed >= {lo}")
         c = self.collect
         for name in ("random_rollouts", "episode_steps"):
             if getattr(c, name) < 1:
-                raise ValueError(f"collect.{name}={getattr(c, name)!r}: allowed >= 1")
+                raise ConfigError(f"collect.{name}={getattr(c, name)!r}: allowed >= 1")
         if c.rollouts_per_iter < 0:
-            raise ValueError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
+            raise ConfigError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
         if self.m + self.k > c.episode_steps:
-            raise ValueError(
+            raise ConfigError(
                 f"m + k = {self.m} + {self.k} is longer than an episode "
                 f"(collect.episode_steps={c.episode_steps}): allowed m + k <= episode_steps")
         o = self.optim
         for name in ("meta_batch", "max_epochs", "steps_per_epoch", "patience", "val_windows"):
             if getattr(o, name) < 1:
-                raise ValueError(f"optim.{name}={getattr(o, name)!r}: allowed >= 1")
+                raise ConfigError(f"optim.{name}={getattr(o, name)!r}: allowed >= 1")
         if not 0.0 <= o.val_fraction < 1.0:
-            raise ValueError(f"optim.val_fraction={o.val_fraction!r}: allowed [0, 1)")
+            raise ConfigError(f"optim.val_fraction={o.val_fraction!r}: allowed [0, 1)")
 
     @property
     def learner_config(self) -> GrBALConfig | ReBALConfig | MBConfig | MBDEConfig:
@@ -218,16 +223,16 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ValueError(f"{path} must be a table of settings, got {value!r}")
+            raise ConfigError(f"{path} must be a table of settings, got {value!r}")
         return build_dataclass(tp, value, path + ".")
     if origin is typing.Literal:
         if value not in typing.get_args(tp):
-            raise ValueError(f"{path}={value!r} is not allowed: allowed "
-                             f"{', '.join(map(repr, typing.get_args(tp)))}")
+            raise ConfigError(f"{path}={value!r} is not allowed: allowed "
+                              f"{', '.join(map(repr, typing.get_args(tp)))}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{path}={value!r} must be a list")
+            raise ConfigError(f"{path}={value!r} must be a list")
         (inner, *_rest) = typing.get_args(tp)
         return tuple(_coerce(f"{path}[{i}]", v, inner) for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
@@ -239,26 +244,26 @@ def _coerce(path: str, value: Any, tp: Any) -> Any:
                 return _coerce(path, value, arg)
             except ValueError:
                 continue
-        raise ValueError(f"{path}={value!r} does not match {tp}")
+        raise ConfigError(f"{path}={value!r} does not match {tp}")
     if tp is bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{path}={value!r} must be true or false")
+            raise ConfigError(f"{path}={value!r} must be true or false")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{path}={value!r} must be an integer")
+            raise ConfigError(f"{path}={value!r} must be an integer")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{path}={value!r} must be a number")
+            raise ConfigError(f"{path}={value!r} must be a number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ValueError(f"{path}={value!r} must be a string")
+            raise ConfigError(f"{path}={value!r} must be a string")
         return value
     if tp is type(None):
         if value is not None:
-            raise ValueError(f"{path}={value!r} must be empty")
+            raise ConfigError(f"{path}={value!r} must be empty")
         return None
     return value
 
@@ -289,19 +294,19 @@ def _coerce_named(path: str, value: Any, kinds: dict[str, type]) -> Any:
     elif isinstance(value, dict):
         name_path = f"{path}.name"
     else:
-        raise ValueError(f"{path}={value!r} must be a table of settings or one of "
-                         f"{', '.join(map(repr, kinds))}")
+        raise ConfigError(f"{path}={value!r} must be a table of settings or one of "
+                          f"{', '.join(map(repr, kinds))}")
     value = dict(value)
     inherited = value.pop(INHERITED, {})
     name = value.get("name", next(iter(kinds)))
-    if name not in kinds:
-        raise ValueError(f"{name_path}={name!r} is unknown: allowed {', '.join(kinds)}")
+    if not isinstance(name, str) or name not in kinds:
+        raise ConfigError(f"{name_path}={name!r} is unknown: allowed {', '.join(kinds)}")
     cls = kinds[name]
     fields = _field_types(cls)
     unknown = sorted(set(value) - set(fields))
     if unknown:
-        raise ValueError(f"unknown config key '{path}.{unknown[0]}' for {path}.name={name!r}: "
-                         f"allowed keys at this level are {', '.join(sorted(fields))}")
+        raise ConfigError(f"unknown config key '{path}.{unknown[0]}' for {path}.name={name!r}: "
+                          f"allowed keys at this level are {', '.join(sorted(fields))}")
     kept = {k: v for k, v in inherited.items() if k in fields}
     return build_dataclass(cls, {**kept, **value, "name": name}, path + ".")
 
@@ -312,31 +317,54 @@ def build_dataclass(cls: type, values: dict[str, Any], prefix: str = ""):
     unknown = set(values) - set(types_)
     if unknown:
         key = sorted(unknown)[0]
-        raise ValueError(f"unknown config key '{prefix}{key}': allowed keys at this level are "
-                         f"{', '.join(sorted(types_))}")
+        raise ConfigError(f"unknown config key '{prefix}{key}': allowed keys at this level are "
+                          f"{', '.join(sorted(types_))}")
     kwargs = {k: _coerce(prefix + k, v, types_[k]) for k, v in values.items()}
     try:
         return cls(**kwargs)
     except TypeError as e:
-        raise ValueError(f"{prefix or cls.__name__}: {e}") from e
+        raise ConfigError(f"{prefix or cls.__name__}: {e}") from e
     except ValueError as e:  # "CEMConfig.horizon=0 ..." -> "planner.horizon=0 ..."
         own = f"{cls.__name__}."
         if prefix and str(e).startswith(own):
-            raise ValueError(prefix + str(e)[len(own):]) from e
-        raise
+            raise ConfigError(prefix + str(e)[len(own):]) from e
+        if isinstance(e, ConfigError):
+            raise
+        # the configs' own checks (learners, planners, devices, families) name their field
+        raise ConfigError(str(e)) from e
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b=value`` -> (["a", "b"], value), the value read as TOML (numbers, bools, lists),
     falling back to a plain string."""
     if "=" not in text:
-        raise ValueError(f"override {text!r} must look like key=value (e.g. optim.max_epochs=5)")
+        raise ConfigError(f"override {text!r} must look like key=value (e.g. optim.max_epochs=5)")
     key, raw = text.split("=", 1)
+    keys = [k.strip() for k in key.split(".")]
+    if not all(keys):
+        raise ConfigError(f"override {text!r}: key={key.strip()!r} has an empty part: allowed "
+                          "dotted names such as optim.max_epochs")
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
-    return key.strip().split("."), value
+    return keys, value
+
+
+def _read_file(path: Path) -> Any:
+    """A TOML, YAML or JSON (a run folder's config.json: re-run or vary that run) file's
+    values; a file that does not parse is refused naming it."""
+    import yaml
+
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        if path.suffix == ".json":
+            return json.loads(path.read_text())
+        return yaml.safe_load(path.read_text()) or {}
+    except (ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"config={str(path)!r} does not parse as {path.suffix[1:]}: "
+                          f"{e}") from e
 
 
 def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | None = None,
@@ -355,26 +383,20 @@ def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | Non
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"config={str(path)!r}: no such file or preset (presets: "
-                             f"{', '.join(presets)})")
-        if path.suffix == ".toml":
-            file_values = tomllib.loads(path.read_text())
-        elif path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            file_values = yaml.safe_load(path.read_text()) or {}
-        elif path.suffix == ".json":  # a run folder's config.json: re-run or vary that run
-            file_values = json.loads(path.read_text())
+            raise ConfigError(f"config={str(path)!r}: no such file or preset (presets: "
+                              f"{', '.join(presets)})")
+        if path.suffix in (".toml", ".yaml", ".yml", ".json"):
+            file_values = _read_file(path)
         else:
-            raise ValueError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml, "
-                             ".json")
+            raise ConfigError(f"config={str(path)!r}: allowed suffixes .toml, .yaml, .yml, "
+                              ".json")
         if not isinstance(file_values, dict):
-            raise ValueError(f"config={str(path)!r} must hold a table of settings")
+            raise ConfigError(f"config={str(path)!r} must hold a table of settings")
         file_values = dict(file_values if upgrade is None else upgrade(file_values))
         preset = file_values.pop("preset", preset)
     if preset is not None:
         if preset not in presets:
-            raise ValueError(f"preset={preset!r} is unknown: allowed {', '.join(presets)}")
+            raise ConfigError(f"preset={preset!r} is unknown: allowed {', '.join(presets)}")
         values = copy.deepcopy(presets[preset])
     values = _merge(values, copy.deepcopy(file_values))
     given: set[tuple[str, ...]] = set()  # what the overrides set, whatever their order
@@ -384,7 +406,7 @@ def layered_values(presets: Mapping[str, dict[str, Any]], path: str | Path | Non
         for k in keys[:-1]:
             parent, node = node, node.setdefault(k, {})
             if not isinstance(node, dict):
-                raise ValueError(f"override {text!r}: {k!r} is not a table")
+                raise ConfigError(f"override {text!r}: {k!r} is not a table")
         if parent is not None and keys[-1] == "name" and node.get("name") != value:
             keep = {k for k in node if (*keys[:-1], k) in given}
             node = parent[keys[-2]] = _rename(node, keep)
