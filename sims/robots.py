@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -428,13 +429,29 @@ def register_robot(robot: Robot) -> Robot:
     """
     if not isinstance(robot, Robot):
         raise TypeError(f"register_robot takes a Robot, not {type(robot).__name__}")
+    return ROBOTS.setdefault(robot.name, registered_as(robot) or robot)
+
+
+def registered_as(robot: Robot) -> Robot | None:
+    """The robot registered under ``robot``'s name when it is the same model (equal, or loaded
+    from the same spec table and MJCF text at another path), None when the name is free;
+    another model under that name is refused, naming both."""
     have = ROBOTS.get(robot.name)
-    if have is not None and have != robot:
-        raise ValueError(f"robot name={robot.name!r} is already registered for another model: "
-                         f"{robot.describe_model()} is not {have.describe_model()}; choose "
-                         "another name")
-    ROBOTS.setdefault(robot.name, robot)
-    return ROBOTS[robot.name]
+    if have is None or have == robot:
+        return have
+    if have.source and _spec_table(have) == _spec_table(robot) and (
+            have.mjcf_sha256 == robot.mjcf_sha256):
+        return have
+    raise ValueError(f"robot name={robot.name!r} is already registered for another model: "
+                     f"{robot.describe_model()} is not {have.describe_model()}; choose another "
+                     "name")
+
+
+def _spec_table(robot: Robot) -> dict:
+    """The robot's spec table without the MJCF's path (where the file is is not the model)."""
+    table = json.loads(robot.source) if robot.source else {}
+    table.pop("mjcf", None)
+    return table
 
 
 def get_robot(name: str | Path | Robot) -> Robot:

@@ -30,7 +30,7 @@ import numpy as np
 
 from sims.conditions import Condition, parse_condition
 from sims.families import FAMILIES, TaskFamily, register_family
-from sims.robots import ROBOTS, Leg, Robot, register_robot
+from sims.robots import ROBOTS, Leg, Robot, register_robot, registered_as
 
 DOCUMENT_FORMAT = "adaptive-control-spec"
 DOCUMENT_VERSION = 1
@@ -112,6 +112,7 @@ def load_spec_file(path: str | Path) -> SpecFile:
     if "robot" in data:
         table = _table(data["robot"], where, "robot")
         robot = build_robot(_resolve_mjcf(table, path.parent, where), where)
+        robot = registered_as(robot) or robot  # a run may have registered it from elsewhere
     family_tables = data.get("family", [])
     if not isinstance(family_tables, list):
         raise ValueError(f"{where}: family={family_tables!r}: allowed [[family]] tables")

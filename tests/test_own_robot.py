@@ -202,6 +202,13 @@ def test_bad_specs_are_refused_naming_the_key_and_the_value(tmp_path, registry, 
     assert (sims.robots.ROBOTS, sims.families.FAMILIES) == before  # nothing half-registered
 
 
+def test_the_example_spec_file_loads(registry):
+    spec = load_spec_file(ROOT / "examples" / "own_robot" / "strider.toml")
+    assert [f.name for f in spec.families] == ["strider-legs", "strider-slope"]
+    assert spec.robot.control_timestep == pytest.approx(0.02)
+    assert all(f.robot is spec.robot for f in spec.families)
+
+
 def test_unknown_names_say_what_is_allowed(registry):
     with pytest.raises(ValueError, match=r"family='nope' is unknown: allowed cheetah-cripple.*"
                                          r"PATH.toml\[#FAMILY\]"):
@@ -240,6 +247,8 @@ def test_a_stored_spec_rebuilds_the_family_without_its_files(tmp_path, registry)
     assert robot_identity(rebuilt.robot) == stored["robot_identity"]
     assert spec_document(rebuilt) == stored["spec"]
     assert register_document(stored["spec"]) is rebuilt  # the same again: a no-op
+    # the same files somewhere else are the same robot and family
+    assert get_family(str(write_robot(tmp_path / "copy"))) is rebuilt
     # another model under the stored name is refused, naming both
     sims.robots.ROBOTS["strider"] = Robot.from_mjcf(
         write_robot(tmp_path / "other", kp=30.0).with_suffix(".xml"), name="strider",
