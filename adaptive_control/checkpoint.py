@@ -70,7 +70,9 @@ def to_cpu(value: Any) -> Any:
 
 
 def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any]:
-    """Load with ``weights_only=True`` and check kind, format version and (optionally) robot."""
+    """Load with ``weights_only=True`` and check kind, format version and (optionally) robot;
+    register the spec family the checkpoint carries and refuse another model under its
+    robot's name (``sims.specs``)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint={str(path)!r}: no such file")

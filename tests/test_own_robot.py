@@ -379,3 +379,14 @@ def test_eval_deploy_by_spec_and_train_policy(work, tmp_path):
     out = ok(adapt("deploy", str(tmp_path / "pexp"), "--robot", "sim:strider", "--duration",
                    "0.2", "--fast", "--quiet", cwd=tmp_path, runtime=True))
     assert "policy for strider" in out
+
+
+def test_sweep_workers_run_a_spec_family(work, tmp_path):
+    """Spawned worker processes get the family's spec with their run."""
+    out = ok(adapt("sweep", "tiny", "--set", "family=spec/strider.toml", "--set",
+                   "iterations=1", "--seeds", "0-1", "--workers", "2", "--out",
+                   str(tmp_path / "sweep"), cwd=work))
+    assert "2 trained" in out
+    for seed in (0, 1):
+        config = json.loads((tmp_path / "sweep" / f"seed={seed}" / "config.json").read_text())
+        assert config["family"] == "strider-legs" and config["seed"] == seed
