@@ -5,6 +5,10 @@ lists, dicts) so that ``torch.load(..., weights_only=True)`` reads it without un
 arbitrary objects. Configs travel as JSON strings; random-generator states as JSON or tensors.
 Tensors are saved on the CPU whatever device they were trained on, so a checkpoint loads on
 any machine; the loader moves them where they are wanted.
+
+A checkpoint carries its family's spec (``sims.specs.artifact_spec``): loading one registers
+a family built from a spec file, so a later process needs neither the file nor a
+registration, and refuses a checkpoint whose robot differs from the robot of that name here.
 """
 
 from __future__ import annotations
@@ -66,7 +70,9 @@ def to_cpu(value: Any) -> Any:
 
 
 def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any]:
-    """Load with ``weights_only=True`` and check kind, format version and (optionally) robot."""
+    """Load with ``weights_only=True`` and check kind, format version and (optionally) robot;
+    register the spec family the checkpoint carries and refuse another model under its
+    robot's name (``sims.specs``)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint={str(path)!r}: no such file")
@@ -82,9 +88,17 @@ def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any
             f"(written by adaptive-control {ckpt.get('package_version')}); this version "
             f"({package_version()}) reads format_version={FORMAT_VERSION}"
         )
+    from sims.robots import ROBOTS
+    from sims.specs import check_robot_identity, register_document
+
+    where = f"checkpoint={str(path)!r}"
+    register_document(ckpt.get("spec", ""), where)  # older checkpoints: built-in families only
     if robot is not None and ckpt.get("robot") != robot:
         raise ValueError(
             f"checkpoint={str(path)!r} was trained for robot {ckpt.get('robot')!r}, "
             f"not {robot!r}"
         )
+    identity = ckpt.get("robot_identity")
+    if identity is not None and identity.get("name") in ROBOTS:
+        check_robot_identity(identity, ROBOTS[identity["name"]], where)
     return ckpt

@@ -51,6 +51,7 @@ from sims.atomic import commit_folder, staged_folder
 from sims.families import get_family
 from sims.rewards import TaskReward, task_reward
 from sims.robots import Robot
+from sims.specs import artifact_spec
 
 OPSET = 20
 
@@ -154,6 +155,7 @@ def common_metadata(learner: Learner, cfg: TrainConfig, robot: Robot,
                        for p in robot.obs_parts],
         "action_low": [float(x) for x in lo], "action_high": [float(x) for x in hi],
         "control_timestep": robot.control_timestep,
+        **artifact_spec(get_family(cfg.family)),
         "m": cfg.m,
         "normalizer": _normalizer_dict(learner),
         "reward": reward_metadata(task_reward(robot)),

@@ -49,6 +49,7 @@ from sims.atomic import commit_folder, staged_folder
 from sims.families import get_family
 from sims.rewards import task_reward
 from sims.robots import Robot
+from sims.specs import artifact_spec
 
 INPUTS = C.POLICY_INPUTS
 
@@ -113,6 +114,7 @@ def _graph_meta(policy: Policy, cfg: Any, robot: Robot) -> dict[str, Any]:
         "action_low": [float(x) for x in policy.act_low],
         "action_high": [float(x) for x in policy.act_high],
         "control_timestep": robot.control_timestep,
+        **artifact_spec(get_family(cfg.family)),
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "opset": OPSET},
     }
 

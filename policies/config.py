@@ -143,7 +143,9 @@ class PolicyTrainConfig:
             raise ValueError(f"net.arch={self.net.arch!r} is unknown: allowed {', '.join(ARCHS)}")
         from sims.families import get_family
 
-        get_family(self.family)
+        # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
+        # family's name, and its checkpoint the spec itself.
+        object.__setattr__(self, "family", get_family(self.family).name)
         positive = {"iterations": self.iterations, "bptt": self.bptt,
                     "net.hidden_size": self.net.hidden_size,
                     "trial.episodes_per_trial": self.trial.episodes_per_trial,

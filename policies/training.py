@@ -42,6 +42,7 @@ from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
 from sims.families import TaskFamily, get_family
+from sims.specs import artifact_spec
 
 CONTENT = "policy"  # marks a policy checkpoint (``adapt train`` writes dynamics models)
 
@@ -72,6 +73,7 @@ def save_policy_checkpoint(path: Path, cfg: PolicyTrainConfig, family: TaskFamil
     `adapt eval-policy` and `adapt export-policy` read."""
     return save_checkpoint(path, {
         "content": CONTENT, "robot": family.robot.name, "family": family.name,
+        **artifact_spec(family),
         "method": cfg.method, "arch": cfg.net.arch, "config": cfg.to_json(),
         "iteration": iteration, "policy": policy.state_dict(),
         "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),

@@ -3,9 +3,9 @@
 Robots (``sims.robots``), conditions and schedules (``sims.conditions``), task families with
 train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.env``) and the
 episode loop every controller runs through (``sims.episode``), the task reward in numpy and
-torch (``sims.rewards``), batched and closed-loop collection (``sims.collect``) and ``.npz``
-datasets (``sims.dataset``); with the ``gym`` extra, a Gymnasium environment (``sims.gym``,
-imported only from there).
+torch (``sims.rewards``), batched and closed-loop collection (``sims.collect``), ``.npz``
+datasets (``sims.dataset``) and robot / family spec files (``sims.specs``); with the ``gym``
+extra, a Gymnasium environment (``sims.gym``, imported only from there).
 
 Names are imported lazily, so that ``sims.robots``, ``sims.conditions``, ``sims.physics`` and
 ``sims.core`` work with nothing but mujoco and numpy installed (the deployment runtime's
@@ -28,9 +28,10 @@ _EXPORTS = {
     "sims.dataset": ("Dataset",),
     "sims.env": ("AdaptEnv",),
     "sims.episode": ("EpisodeRecord", "run_episode"),
-    "sims.families": ("FAMILIES", "TaskFamily", "get_family"),
+    "sims.families": ("FAMILIES", "TaskFamily", "get_family", "register_family"),
     "sims.rewards": ("TaskReward", "task_reward"),
-    "sims.robots": ("ROBOTS", "Leg", "Robot", "get_robot"),
+    "sims.robots": ("ROBOTS", "Leg", "Robot", "get_robot", "register_robot"),
+    "sims.specs": ("load_spec_file",),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

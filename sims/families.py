@@ -9,7 +9,7 @@ many draws). Splits follow the GrBAL paper where it defines them (../shared/REFE
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,9 @@ class TaskFamily:
     test_conditions: tuple[Condition, ...]  # the fixed held-out set, evaluated one by one
     is_held_out: Callable[[Condition], bool]  # True for conditions that training never draws
     switch_time_s: float = 3.0  # default time of the mid-episode switch scenario
+    # The family table of the spec file this family was loaded from, as JSON ("" for a family
+    # built in Python); checkpoints and exports carry it (see ``sims.specs``).
+    source: str = field(default="", compare=False, repr=False)
 
     def sample(self, rng: np.random.Generator, split: str = "train") -> Condition:
         """One condition of ``split`` drawn with the explicitly passed generator."""
@@ -226,13 +229,46 @@ CHEETAH_REVERSED = TaskFamily(
     is_held_out=lambda c: _flipped_actuators(c) in _REVERSED_HELD_OUT,
 )
 
+#: The families every command knows by name: the built-in ones and those registered (by
+#: :func:`register_family` or by loading a spec file, see ``sims.specs``).
 FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (
     CHEETAH_CRIPPLE, CHEETAH_TERRAIN, CHEETAH_PAYLOAD, CHEETAH_MIXED, CHEETAH_REVERSED,
     QUADRUPED_LEG_FAILURE, QUADRUPED_SLOPE,
 )}
 
 
-def get_family(name: str) -> TaskFamily:
-    if name not in FAMILIES:
-        raise ValueError(f"family={name!r} is unknown: allowed {', '.join(FAMILIES)}")
-    return FAMILIES[name]
+def register_family(family: TaskFamily) -> TaskFamily:
+    """Make ``family`` (and its robot) known by name to every command of this process.
+
+    Registering an equal family again is a no-op; another family under a name already taken
+    is refused.
+    """
+    from sims.robots import register_robot
+
+    if not isinstance(family, TaskFamily):
+        raise TypeError(f"register_family takes a TaskFamily, not {type(family).__name__}")
+    have = FAMILIES.get(family.name)
+    if have is not None and have != family:
+        raise ValueError(f"family name={family.name!r} is already registered for another "
+                         f"distribution ({have.description!r}): choose another name")
+    register_robot(family.robot)
+    FAMILIES.setdefault(family.name, family)
+    return FAMILIES[family.name]
+
+
+def get_family(name: str | TaskFamily) -> TaskFamily:
+    """The one resolver of family names: a registered name, or a spec file with the family's
+    name after ``#`` (``my_robot.toml#my-family``; the ``#`` part may be left out when the
+    file holds one family; see ``sims.specs``)."""
+    if isinstance(name, TaskFamily):
+        return name
+    name = str(name)
+    if name in FAMILIES:
+        return FAMILIES[name]
+    path, _, member = name.partition("#")
+    if path.endswith(".toml"):
+        from sims.specs import load_spec_file
+
+        return load_spec_file(path).family(member or None)
+    raise ValueError(f"family={name!r} is unknown: allowed {', '.join(FAMILIES)} or a spec "
+                     "file PATH.toml[#FAMILY] (see docs/own-robot.md)")

@@ -10,6 +10,8 @@ edit the spec, never the XML text.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +66,12 @@ class Robot:
     init_noise: float = 0.1  # std of the uniform-ish noise on the initial joint state
     planar: bool = False  # True when the root moves in the x-z plane only
     description: str = ""
+    # The MJCF text, for a robot rebuilt from a checkpoint or export whose file is not here;
+    # None reads ``xml``.
+    mjcf_text: str | None = field(default=None, repr=False)
+    # The robot table of the spec file this robot was loaded from, as JSON ("" for a robot
+    # built in Python); checkpoints and exports carry it (see ``sims.specs``).
+    source: str = field(default="", compare=False, repr=False)
     _spec_cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -76,6 +84,12 @@ class Robot:
     # ---------------------------------------------------------------- model access
     def spec(self) -> mujoco.MjSpec:
         """A fresh, editable MjSpec of the healthy robot."""
+        if self.mjcf_text is not None:
+            try:
+                return mujoco.MjSpec.from_string(self.mjcf_text)
+            except ValueError as e:
+                raise ValueError(f"robot {self.name!r}: its stored MJCF text (of "
+                                 f"{str(self.xml)!r}) does not parse: {e}") from e
         return load_spec(self.xml)
 
     def base_model(self) -> mujoco.MjModel:
@@ -91,6 +105,17 @@ class Robot:
     @property
     def control_timestep(self) -> float:
         return self.n_substeps * self.timestep
+
+    @property
+    def mjcf_sha256(self) -> str:
+        """sha256 of the MJCF text (of the top file: included files are not hashed)."""
+        data = self.mjcf_text.encode() if self.mjcf_text is not None else self.xml.read_bytes()
+        return hashlib.sha256(data).hexdigest()
+
+    def describe_model(self) -> str:
+        """The model in one line, to tell two robots of one name apart in an error."""
+        return (f"robot {self.name!r} ({str(self.xml)!r}, mjcf sha256 {self.mjcf_sha256[:12]}, "
+                f"control step {self.control_timestep:g} s)")
 
     @property
     def actuator_names(self) -> tuple[str, ...]:
@@ -284,9 +309,16 @@ class Robot:
         terrain and friction conditions are refused for this robot.
         """
         path = Path(path)
-        if not path.is_file():
+        mjcf_text = kwargs.get("mjcf_text")
+        if mjcf_text is None and not path.is_file():
             raise ValueError(f"mjcf={str(path)!r}: no such file")
-        spec = load_spec(path)
+        if mjcf_text is None:
+            spec = load_spec(path)
+        else:
+            try:
+                spec = mujoco.MjSpec.from_string(mjcf_text)
+            except ValueError as e:
+                raise ValueError(f"mjcf={str(path)!r}: its stored text is malformed: {e}") from e
         try:
             model = spec.compile()
         except ValueError as e:
@@ -298,7 +330,8 @@ class Robot:
                 raise ValueError(f"mjcf={str(path)!r} has no body besides the world")
             torso = model.body(1).name
         elif mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, torso) < 0:
-            raise ValueError(f"torso={torso!r} is not a body of {str(path)!r}")
+            raise ValueError(f"torso={torso!r} is not a body of {str(path)!r}: allowed "
+                             f"{', '.join(_body_names(model))}")
         floor = None
         for g in range(model.ngeom):
             if model.geom_bodyid[g] == 0 and model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE:
@@ -321,7 +354,8 @@ class Robot:
                 robot.check_actuator(a, f"legs[{leg.name}].actuators")
             for b in leg.bodies:
                 if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) < 0:
-                    raise ValueError(f"legs[{leg.name}].bodies: {b!r} is not a body of {path}")
+                    raise ValueError(f"legs[{leg.name}].bodies: {b!r} is not a body of "
+                                     f"{str(path)!r}: allowed {', '.join(_body_names(model))}")
         robot.forward_velocity_index  # noqa: B018  (raises early if undefined)
         return robot
 
@@ -334,6 +368,10 @@ _JOINT_NV = {
     int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3,
     int(mujoco.mjtJoint.mjJNT_SLIDE): 1, int(mujoco.mjtJoint.mjJNT_HINGE): 1,
 }
+
+
+def _body_names(model: mujoco.MjModel) -> list[str]:
+    return [model.body(i).name for i in range(1, model.nbody)]
 
 
 def load_spec(path: Path) -> mujoco.MjSpec:
@@ -378,17 +416,59 @@ QUADRUPED = Robot(
     description="ant-like quadruped, 4 legs x (hip, ankle) = 8 actuators, 50 Hz control",
 )
 
+#: The robots every command knows by name: the built-in ones and those registered (by
+#: :func:`register_robot` or by loading a spec file, see ``sims.specs``).
 ROBOTS: dict[str, Robot] = {r.name: r for r in (CHEETAH, QUADRUPED)}
 
 
-def get_robot(name: str | Robot) -> Robot:
-    """A built-in robot by name, or a user MJCF path (``*.xml``)."""
+def register_robot(robot: Robot) -> Robot:
+    """Make ``robot`` known by its name to every command of this process.
+
+    Registering the same robot again is a no-op; another robot under a name already taken is
+    refused, so one name always means one model.
+    """
+    if not isinstance(robot, Robot):
+        raise TypeError(f"register_robot takes a Robot, not {type(robot).__name__}")
+    return ROBOTS.setdefault(robot.name, registered_as(robot) or robot)
+
+
+def registered_as(robot: Robot) -> Robot | None:
+    """The robot registered under ``robot``'s name when it is the same model (equal, or loaded
+    from the same spec table and MJCF text at another path), None when the name is free;
+    another model under that name is refused, naming both."""
+    have = ROBOTS.get(robot.name)
+    if have is None or have == robot:
+        return have
+    if have.source and _spec_table(have) == _spec_table(robot) and (
+            have.mjcf_sha256 == robot.mjcf_sha256):
+        return have
+    raise ValueError(f"robot name={robot.name!r} is already registered for another model: "
+                     f"{robot.describe_model()} is not {have.describe_model()}; choose another "
+                     "name")
+
+
+def _spec_table(robot: Robot) -> dict:
+    """The robot's spec table without the MJCF's path (where the file is is not the model)."""
+    table = json.loads(robot.source) if robot.source else {}
+    table.pop("mjcf", None)
+    return table
+
+
+def get_robot(name: str | Path | Robot) -> Robot:
+    """The one resolver of robot names: a registered name, a robot spec file (``*.toml``,
+    see ``sims.specs``) or a bare MJCF file (``*.xml``, no legs, physics-rate control)."""
     if isinstance(name, Robot):
         return name
+    name = str(name)
     if name in ROBOTS:
         return ROBOTS[name]
-    if str(name).endswith(".xml"):
+    if name.endswith(".toml"):
+        from sims.specs import load_spec_file
+
+        return load_spec_file(name).robot_for(name)
+    if name.endswith(".xml"):
         return Robot.from_mjcf(name)
     raise ValueError(
-        f"robot={name!r} is unknown: allowed {', '.join(ROBOTS)} or a path to an MJCF .xml file"
+        f"robot={name!r} is unknown: allowed {', '.join(ROBOTS)}, a robot spec file (.toml, "
+        "see docs/own-robot.md) or an MJCF .xml file"
     )

@@ -14,11 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     ss = p.add_subparsers(dest="sims_cmd", required=True)
 
     ls = ss.add_parser("list", help="robots, condition kinds, families and their splits")
+    ls.add_argument("specs", nargs="*", metavar="SPEC",
+                    help="robot / family spec files (.toml) to load and list as well")
     ls.add_argument("--json", action="store_true", help="machine-readable output")
     ls.set_defaults(func=cmd_list)
 
     r = ss.add_parser("render", help="render a robot under a condition to PNG (or MP4/GIF)")
-    r.add_argument("robot", help="built-in robot name or path to an MJCF .xml")
+    r.add_argument("robot", help="robot name, robot spec file (.toml) or MJCF file (.xml)")
     r.add_argument("--condition", default="healthy", help="e.g. 'disabled:bthigh+payload:2'")
     r.add_argument("--out", required=True, help=".png for a frame, .mp4/.gif for a video")
     r.add_argument("--steps", type=int, default=50, help="control steps to simulate first")
@@ -28,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=cmd_render)
 
     c = ss.add_parser("collect", help="collect a random-action dataset (.npz) with mujoco.rollout")
-    c.add_argument("--family", required=True, help="task family (see `adapt sims list`)")
+    c.add_argument("--family", required=True,
+                   help="task family (see `adapt sims list`) or spec file PATH.toml[#FAMILY]")
     c.add_argument("--split", default="train", choices=["train", "test"])
     c.add_argument("--trajectories", type=int, default=64, help="number of trajectories")
     c.add_argument("--steps", type=int, default=200, help="control steps per trajectory")
@@ -42,7 +45,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     from sims.conditions import MODIFIERS
     from sims.families import FAMILIES
     from sims.robots import ROBOTS
+    from sims.specs import load_spec_file
 
+    for spec in args.specs:
+        load_spec_file(spec)  # registers its robot and families
     robots = {
         r.name: {
             "description": r.description, "obs_dim": r.obs_dim, "act_dim": r.act_dim,
@@ -74,7 +80,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, f in families.items():
         print(f"  {name:<22} [{f['robot']}] {f['description']}")
         print(f"  {'':<22} held out: {'; '.join(f['held_out'])}")
-    print("\nA user MJCF: pass its path wherever a robot name goes (robot.xml).")
+    print("\nYour own robot: a spec file (robot.toml: MJCF, legs, control rate, families; see "
+          "docs/own-robot.md) goes wherever a robot or family name goes (robot.toml#FAMILY); "
+          "a bare robot.xml wherever a robot name goes.")
     return 0
 
 

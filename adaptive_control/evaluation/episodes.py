@@ -22,6 +22,7 @@ import numpy as np
 
 from sims.conditions import HEALTHY, Schedule
 from sims.families import TaskFamily, get_family
+from sims.specs import register_document, spec_document
 
 if TYPE_CHECKING:
     from adaptive_control.control import Controller
@@ -358,9 +359,13 @@ class EpisodeJob:
     pred_stride: int = 10
     planner: PlannerSizes = PlannerSizes()
     record_qpos: bool = False
+    #: The family's spec document (``sims.specs.spec_document``, "" for a built-in family):
+    #: a worker process registers it, having never loaded the spec file.
+    family_spec: str = ""
 
 
 def _run_job(job: EpisodeJob) -> Episode:
+    register_document(job.family_spec, f"family {job.family!r}")
     return method_episode(job.spec, job.family, job.scenario, job.seed, job.episode_steps,
                           job.pred_k, job.pred_stride, job.planner, job.record_qpos)
 
@@ -414,8 +419,9 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
              seeds: Sequence[int], episode_steps: int, workers: int, pred_k: int = 10,
              planner: PlannerSizes = PlannerSizes(), video_episodes: int = 0,
              progress: bool = True, ray: str | None = None) -> list[Episode]:
+    document = spec_document(family)
     jobs = [EpisodeJob(spec, family.name, sc, seed, episode_steps, pred_k, 10, planner,
-                       video_episodes > 0 and seed == seeds[0])
+                       video_episodes > 0 and seed == seeds[0], document)
             for spec in methods for sc in scenarios for seed in seeds]
     t0 = time.perf_counter()
     eps = run_all(jobs, workers, progress, ray)

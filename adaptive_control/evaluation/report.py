@@ -14,6 +14,7 @@ import numpy as np
 
 from adaptive_control.evaluation.episodes import Episode, MethodSpec, Scenario, moving_average
 from sims.families import TaskFamily
+from sims.specs import spec_document
 
 
 def _fmt(mean: float, spread: float, digits: int = 1) -> str:
@@ -128,6 +129,7 @@ def report_meta(family: TaskFamily, methods: Sequence[MethodSpec], scenarios: Se
     """What a report records of its evaluation besides the episodes (results.json's meta)."""
     return {
         "family": family.name, "robot": family.robot.name,
+        "spec": spec_document(family),  # `adapt report` rebuilds a spec robot from it
         "methods": [m.describe() for m in methods], "scenarios": [s.name for s in scenarios],
         "schedules": {s.name: [[t, c.to_dict()] for t, c in s.schedule.segments]
                       for s in scenarios},
@@ -175,8 +177,10 @@ def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
 def rebuild_report(folder: Path) -> Path:
     """Rewrite a report folder's table and plots from its results.json; returns summary.md."""
     from sims.robots import get_robot
+    from sims.specs import register_document
 
     eps, meta = episodes_from_results(folder / "results.json")
+    register_document(meta.get("spec", ""), str(folder / "results.json"))
     dt = get_robot(meta["robot"]).control_timestep
     write_report(folder, eps, meta, dt, video=False)
     return folder / "summary.md"

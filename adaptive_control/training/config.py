@@ -72,7 +72,8 @@ class TrainConfig:
 
     #: Which learner: grbal, rebal, mb or mbde.
     learner: str = "grbal"
-    #: Task family whose training split is meta-trained on (see `adapt sims list`).
+    #: Task family whose training split is meta-trained on (see `adapt sims list`), or a spec
+    #: file PATH.toml[#FAMILY]; stored as the family's name.
     family: str = "cheetah-cripple"
     #: Outer iterations: 0 collects random data, later ones on-policy data (paper: 50).
     iterations: int = 50
@@ -108,7 +109,9 @@ class TrainConfig:
                               f"{', '.join(LEARNER_NAMES)}")
         from sims.families import get_family
 
-        get_family(self.family)
+        # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
+        # family's name, and its checkpoint the spec itself.
+        object.__setattr__(self, "family", get_family(self.family).name)
         check_device(self.device, "device")
         if not isinstance(self.planner, typing.get_args(PlannerConfig)):
             raise ConfigError(f"planner={self.planner!r} is not a planner config: allowed "

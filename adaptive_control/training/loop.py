@@ -49,6 +49,7 @@ from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
+from sims.specs import artifact_spec
 
 
 def run_rng(seed: int, iteration: int, purpose: int, *index: int) -> np.random.Generator:
@@ -255,7 +256,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             }
             run.metrics.append(row)
             save_checkpoint(run.checkpoint, {
-                "robot": family.robot.name, "family": family.name, "learner_name": cfg.learner,
+                "robot": family.robot.name, "family": family.name, **artifact_spec(family),
+                "learner_name": cfg.learner,
                 "config": cfg.to_json(), "iteration": it + 1,
                 "learner": learner.state_dict(), "optimizer": optimizer.state_dict(),
                 "torch_rng": torch.get_rng_state(), "metrics": json.dumps(run.metrics),

@@ -31,6 +31,7 @@ from sims.collect import collect_closed_loop, collect_open_loop
 from sims.conditions import Condition
 from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
+from sims.specs import register_document, spec_document
 
 #: ``run_rng`` purposes of the rollouts collected on Ray (the loop's own use 0-3 and 99).
 ROLLOUT_PURPOSE = 4
@@ -53,10 +54,14 @@ class Chunk:
     weights: dict[str, np.ndarray] | None
     #: Whether the learner was in training mode on the driver.
     training: bool = False
+    #: The family's spec document (``sims.specs.spec_document``; "" for a built-in family),
+    #: registered on the worker, which has never loaded the spec file.
+    family_spec: str = ""
 
 
 def collect_chunk(chunk: Chunk) -> Dataset | None:
     """Run one chunk's rollouts (on a Ray worker); None when every one of them diverged."""
+    register_document(chunk.family_spec, "family of the collected chunk")
     cfg = config_from_json(chunk.config)
     family = get_family(cfg.family)
     steps = cfg.collect.episode_steps
@@ -134,7 +139,9 @@ class RayCollector:
             weights = {k: v.detach().cpu().numpy() for k, v in learner.state_dict().items()}
         chunks = self.chunks or max(1, int(ray.cluster_resources().get("CPU", 1)))
         bounds = np.linspace(0, n, min(chunks, n) + 1).round().astype(int)
-        items = [Chunk(cfg.to_json(), it, int(s), tuple(conds[s:e]), weights, learner.training)
+        document = spec_document(get_family(cfg.family))
+        items = [Chunk(cfg.to_json(), it, int(s), tuple(conds[s:e]), weights, learner.training,
+                       document)
                  for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
         results = ray_map(collect_chunk, items, desc=f"iter {it} collect on ray", unit="chunk",
                           progress=progress)

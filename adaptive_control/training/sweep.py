@@ -45,6 +45,8 @@ from adaptive_control.training.config import (
 )
 from adaptive_control.training.loop import train
 from sims.atomic import atomic_write
+from sims.families import get_family
+from sims.specs import register_document, spec_document
 
 SWEEP_JSON = "sweep.json"
 SUMMARY_CSV = "summary.csv"
@@ -270,7 +272,10 @@ def run_point(config_json: str, out: str, progress: bool = False,
     return _finished(Path(out), name, done)
 
 
-def _run_item(item: tuple[str, str, int]) -> RunResult:
+def _run_item(item: tuple[str, str, int, str]) -> RunResult:
+    """One run on a worker process: (config JSON, run folder, threads, the family's spec
+    document, which the worker registers, never having loaded the spec file)."""
+    register_document(item[3], f"sweep run {item[1]}")
     return run_point(item[0], item[1], progress=False, threads=item[2])
 
 
@@ -299,24 +304,27 @@ def run_sweep(config: str, root: str | Path, sets: Sequence[str] = (), seeds: st
     root = Path(root).absolute()  # workers (Ray's, on other nodes too) start in other folders
     points = expand_grid(config, sets, seeds)
     prepare_root(root, points, config, sets, seeds)
-    items = [(p.config.to_json(), str(root / p.name)) for p in points]
+    # A spec family's document goes with each run: worker processes have not loaded its file.
+    documents = {p.config.family: spec_document(get_family(p.config.family)) for p in points}
+    items = [(p.config.to_json(), str(root / p.name), documents[p.config.family])
+             for p in points]
     if ray is not None:
         from adaptive_control.distributed import connect, ray_map
 
         connect(ray, num_cpus=workers if workers > 1 else None, quiet=not progress)
-        results = ray_map(_run_item, [(c, o, 0) for c, o in items], desc="sweep", unit="run",
-                          progress=progress)
+        results = ray_map(_run_item, [(c, o, 0, s) for c, o, s in items], desc="sweep",
+                          unit="run", progress=progress)
     elif workers > 1:
         results = _run_processes(items, workers, progress)
     else:
         results = []
-        for c, o in tqdm(items, desc="sweep", unit="run", disable=not progress):
+        for c, o, _ in tqdm(items, desc="sweep", unit="run", disable=not progress):
             results.append(run_point(c, o, progress=progress))
     _write_summary(root / SUMMARY_CSV, results)
     return results
 
 
-def _run_processes(items: list[tuple[str, str]], workers: int, progress: bool
+def _run_processes(items: list[tuple[str, str, str]], workers: int, progress: bool
                    ) -> list[RunResult]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -326,7 +334,8 @@ def _run_processes(items: list[tuple[str, str]], workers: int, progress: bool
     ctx = multiprocessing.get_context("spawn")
     results: list[RunResult | None] = [None] * len(items)
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_item, (c, o, threads)): i for i, (c, o) in enumerate(items)}
+        futures = {pool.submit(_run_item, (c, o, threads, s)): i
+                   for i, (c, o, s) in enumerate(items)}
         with tqdm(total=len(items), desc="sweep", unit="run", disable=not progress) as bar:
             for fut in as_completed(futures):
                 results[futures[fut]] = fut.result()

@@ -33,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a folder written by `adapt export` or `adapt export-policy`")
     d.add_argument("--robot", required=True,
                    help="sim:NAME — the MuJoCo simulation of a built-in robot (cheetah, "
-                        "quadruped)")
+                        "quadruped), of the robot the export was made for (its name) or of "
+                        "a robot spec file (sim:my_robot.toml)")
     d.add_argument("--condition", default="healthy",
                    help="condition of the simulated robot (see `adapt sims list`)")
     d.add_argument("--switch-at", type=float, default=None, metavar="T",
@@ -70,8 +71,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _sim_name(robot: str) -> str:
     if not robot.startswith("sim:") or not robot[4:]:
         raise ValueError(f"--robot={robot!r}: allowed sim:NAME (the MuJoCo simulation), "
-                         "e.g. sim:cheetah or sim:quadruped")
+                         "e.g. sim:cheetah, sim:quadruped or sim:my_robot.toml")
     return robot[4:]
+
+
+def _sim_robot(export_dir: str, name: str) -> Any:
+    """The ``sims.robots.Robot`` that ``sim:NAME`` means: a spec an export carries is
+    registered first, so the robot it was made for is known by name without its spec file."""
+    from sims.robots import ROBOTS, get_robot
+    from sims.specs import register_document
+
+    folder = Path(export_dir)
+    if name in ROBOTS or name.endswith((".toml", ".xml")):
+        return get_robot(name)  # checked against the export's record by _check_robot
+    if (folder / C.MANIFEST_FILE).is_file():
+        manifest = C.read_manifest(folder)
+        register_document(manifest.get("spec", ""), str(folder / C.MANIFEST_FILE))
+    return get_robot(name)
+
+
+def _check_robot(session: Any, robot: Any) -> None:
+    """Refuse a robot whose model is not the one the export was made for (another MJCF or
+    control step under the same name); exports without the record are checked by name."""
+    from sims.specs import check_robot_identity
+
+    identity = session.meta.get("robot_identity")
+    if identity is not None:
+        check_robot_identity(identity, robot, str(session.path))
 
 
 class _Status:
@@ -144,8 +170,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise ValueError(f"--duration={args.duration}: allowed a number of seconds > 0")
     if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
         raise ValueError(f"--rate={args.rate}: allowed a number of Hz > 0")
-    session, what, info = _open_session(args, name)
-    robot = SimRobot(name, args.condition, seed=args.seed, realtime=not args.fast,
+    sim = _sim_robot(args.export_dir, name)
+    session, what, info = _open_session(args, sim.name)
+    _check_robot(session, sim)
+    robot = SimRobot(sim, args.condition, seed=args.seed, realtime=not args.fast,
                      switch_at=args.switch_at, switch_to=args.switch_to)
     rate = args.rate if args.rate is not None else 1.0 / session.control_timestep
     if abs(rate * session.control_timestep - 1.0) > 1e-6:
