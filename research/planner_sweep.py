@@ -41,6 +41,9 @@ PLANNERS: dict[str, tuple[str, dict]] = {
     "mppi256_h30": ("mppi", {"num_candidates": 256, "horizon": 30}),
     "mppi256_h30_hold3": ("mppi", {"num_candidates": 256, "horizon": 30, "hold": 3}),
     "mppi256_h45_hold3": ("mppi", {"num_candidates": 256, "horizon": 45, "hold": 3}),
+    "mppi256_h30_d95": ("mppi", {"num_candidates": 256, "horizon": 30, "discount": 0.95}),
+    "mppi256_h30_s03": ("mppi", {"num_candidates": 256, "horizon": 30, "noise_sigma": 0.3}),
+    "mppi256_h15": ("mppi", {"num_candidates": 256, "horizon": 15}),
 }
 
 

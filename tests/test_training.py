@@ -128,7 +128,8 @@ def test_a_config_json_with_the_flat_planner_table_loads_the_same_planner(tmp_pa
                 "num_iterations": 3, "lambda_": 0.3}
         values = {**load_config(preset="small").to_dict(), "planner": flat}
         cfg = config_from_json(json.dumps(values))
-        assert cfg.planner == planner_config(name, **_old_planner_kwargs(flat))
+        then = {"warm_start": False} if name == "cem" else {}  # CEM had no warm start then
+        assert cfg.planner == planner_config(name, **_old_planner_kwargs(flat), **then)
         (tmp_path / "config.json").write_text(json.dumps(values))
         assert load_config(tmp_path / "config.json") == cfg
         assert load_config(tmp_path / "config.json",

@@ -423,13 +423,24 @@ _FLAT_PLANNER_KEYS = frozenset({"name", "num_candidates", "horizon", "num_iterat
                                 "elite_frac", "alpha", "noise_sigma", "lambda_", "beta"})
 
 
+#: What each planner took from the flat table, and what it was then without a setting for it.
+_FLAT_PLANNER_TOOK = {
+    "random_shooting": ({"num_candidates", "horizon"}, {}),
+    "cem": ({"num_candidates", "horizon", "num_iterations", "elite_frac", "alpha"},
+            {"warm_start": False}),
+    "mppi": ({"num_candidates", "horizon", "noise_sigma", "lambda_", "beta"}, {}),
+}
+
+
 def upgrade_values(values: dict[str, Any]) -> dict[str, Any]:
     """A config as older versions wrote it, as this one reads it: the flat planner table
-    becomes the named planner's, keeping the fields that planner takes (as it was built)."""
+    becomes the named planner's, with the fields that planner took and what it was then (CEM
+    started afresh, with white noise), so a run reloads with the planner it was built with."""
     planner = values.get("planner")
     if isinstance(planner, dict) and set(planner) == _FLAT_PLANNER_KEYS:
-        settings = {k: v for k, v in planner.items() if k != "name"}
-        values = {**values, "planner": {"name": planner["name"], INHERITED: settings}}
+        took, then = _FLAT_PLANNER_TOOK.get(planner["name"], (set(), {}))
+        settings = {k: v for k, v in planner.items() if k in took}
+        values = {**values, "planner": {"name": planner["name"], **then, **settings}}
     return values
 
 
