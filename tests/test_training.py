@@ -159,7 +159,7 @@ def test_every_planner_field_is_reachable_and_the_name_switches_planner(tmp_path
 @pytest.mark.parametrize("overrides,fragment", [
     (["planner.name=mppi", "planner.num_iterations=3"],
      "unknown config key 'planner.num_iterations' for planner.name='mppi': allowed keys at "
-     "this level are beta, discount, horizon"),
+     "this level are beta, discount, hold, horizon"),
     (["planner.num_iterations=3", "planner.name=mppi"], "'planner.num_iterations'"),
     (["planner.name=random_shooting", "planner.elite_frac=0.2"],
      "unknown config key 'planner.elite_frac' for planner.name='random_shooting'"),
