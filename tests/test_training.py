@@ -137,23 +137,26 @@ def test_a_config_json_with_the_flat_planner_table_loads_the_same_planner(tmp_pa
 
 
 def test_every_planner_field_is_reachable_and_the_name_switches_planner(tmp_path):
-    cfg = load_config(preset="small", overrides=["planner.warm_start=true",
-                                                 "planner.init_std=0.5"])
-    assert cfg.planner == CEMConfig(num_candidates=64, horizon=10, num_iterations=4,
-                                    warm_start=True, init_std=0.5)
+    cfg = load_config(preset="small", overrides=["planner.warm_start=false",
+                                                 "planner.lambda_=0.5"])
+    assert cfg.planner == MPPIConfig(num_candidates=256, horizon=30, warm_start=False,
+                                     lambda_=0.5)
     # Switching by name keeps what the new planner takes from the layers below (the preset's
-    # candidates and horizon) and drops the rest (its CEM iterations).
-    mppi = load_config(preset="small", overrides=["planner.name=mppi", "planner.beta=0.2"])
-    assert mppi.planner == MPPIConfig(num_candidates=64, horizon=10, beta=0.2)
-    assert load_config(preset="small", overrides=["planner.beta=0.2", "planner.name=mppi"]
-                       ) == mppi  # whatever the order of the overrides
+    # candidates and horizon, the file's beta) and drops the rest (the file's lambda_).
+    (tmp_path / "m.toml").write_text('preset = "small"\n[planner]\nlambda_ = 0.5\nbeta = 0.2\n')
+    cem = load_config(tmp_path / "m.toml", overrides=["planner.name=cem",
+                                                      "planner.init_std=0.5"])
+    assert cem.planner == CEMConfig(num_candidates=256, horizon=30, init_std=0.5, beta=0.2)
+    assert load_config(tmp_path / "m.toml", overrides=["planner.init_std=0.5",
+                                                       "planner.name=cem"]
+                       ) == cem  # whatever the order of the overrides
     (tmp_path / "p.toml").write_text('preset = "small"\n[planner]\nname = "random_shooting"\n'
                                      "discount = 0.99\n")
     assert load_config(tmp_path / "p.toml").planner == RandomShootingConfig(
-        num_candidates=64, horizon=10, discount=0.99)
+        num_candidates=256, horizon=30, discount=0.99)
     assert load_config(preset="tiny", overrides=["planner='cem'"]).planner == CEMConfig()
     # Round trip: what a run folder's config.json holds loads back to the same config.
-    assert config_from_json(mppi.to_json()) == mppi
+    assert config_from_json(cem.to_json()) == cem
 
 
 @pytest.mark.parametrize("overrides,fragment", [
