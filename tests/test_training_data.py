@@ -235,8 +235,8 @@ def test_malformed_files_are_refused_with_the_key(tmp_path, capsys):
     half = {k: v for k, v in good.items() if k != "conditions"}
     assert "condition_id without conditions" in refused(tmp_path, capsys, **half)
     typo = {**good, "conditions": np.array(["disabled:bshin", "weak:fthigh", "healthy"])}
-    assert "conditions[1]='weak:fthigh': condition 'weak:fthigh' has 1 field(s) after 'weak'" in refused(
-        tmp_path, capsys, **typo)
+    assert ("conditions[1]='weak:fthigh': condition 'weak:fthigh' has 1 field(s) after 'weak'"
+            in refused(tmp_path, capsys, **typo))
     too_weak = {**good, "conditions": np.array(["disabled:bshin", "weak:fthigh:5", "healthy"])}
     assert "weak.factor=5.0 is out of range" in refused(tmp_path, capsys, **too_weak)
     leg = {**good, "conditions": np.array(["lost_leg:back_right", "healthy"]),
