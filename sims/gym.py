@@ -118,12 +118,12 @@ def make_gym(name: str | Robot, condition: Condition | Schedule | str | None = N
              render_mode: str | None = None) -> AdaptGymEnv:
     """A Gymnasium environment, named as the `adapt` command line names them.
 
-    ``name``: a robot (``cheetah``, ``quadruped``, a ``Robot`` or an MJCF path) under
-    ``condition`` (a ``Condition``, a ``Schedule`` or the condition syntax, e.g.
-    ``"disabled:bthigh+payload:2"``; default healthy), or a family (``cheetah-cripple``) whose
-    ``split`` gives a freshly drawn condition at every reset.
+    ``name``: a robot (``cheetah``, ``quadruped``, a ``Robot``, a spec file or an MJCF path)
+    under ``condition`` (a ``Condition``, a ``Schedule`` or the condition syntax, e.g.
+    ``"disabled:bthigh+payload:2"``; default healthy), or a family (``cheetah-cripple``,
+    ``SPEC.toml#FAMILY``) whose ``split`` gives a freshly drawn condition at every reset.
     """
-    if isinstance(name, str) and name in FAMILIES:
+    if isinstance(name, str) and (name in FAMILIES or "#" in name):
         if condition is not None:
             raise ValueError(f"condition={condition!r} with family {name!r}: a family draws "
                              "each episode's condition; name its robot for a fixed one")

@@ -390,3 +390,19 @@ def test_sweep_workers_run_a_spec_family(work, tmp_path):
     for seed in (0, 1):
         config = json.loads((tmp_path / "sweep" / f"seed={seed}" / "config.json").read_text())
         assert config["family"] == "strider-legs" and config["seed"] == seed
+
+
+def test_gymnasium_check_env_passes_for_the_spec_robot(tmp_path, registry):
+    """The Gymnasium adapter on a robot the project does not ship, position-actuated, taken
+    from its spec file: the robot itself and its family."""
+    gymnasium = pytest.importorskip("gymnasium")
+    from gymnasium.utils.env_checker import check_env
+
+    from sims.gym import make_gym
+
+    spec = write_robot(tmp_path)
+    for name, condition in ((str(spec), "lost_leg:back"), (f"{spec}#strider-legs", None)):
+        env = make_gym(name, condition=condition, episode_steps=30)
+        assert isinstance(env, gymnasium.Env)
+        check_env(env, skip_render_check=True)
+        env.close()
