@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +47,20 @@ PLANNERS: dict[str, tuple[str, dict]] = {
 }
 
 
+def planner_family(family: TaskFamily, tilt_threshold: float | None) -> TaskFamily:
+    """``family`` whose robot's reward (the planner's objective) tips at ``tilt_threshold``."""
+    if tilt_threshold is None:
+        return family
+    return replace(family, robot=replace(family.robot, tilt_threshold=tilt_threshold))
+
+
 @dataclass(frozen=True)
 class OraclePlanner:
     name: str
+    tilt_threshold: float | None = None
 
     def __call__(self, family: TaskFamily, seed: int, sizes: PlannerSizes) -> Actor:
+        family = planner_family(family, self.tilt_threshold)
         kind, settings = PLANNERS[self.name]
         lo, hi = family.robot.action_bounds
         plan = make_planner(planner_config(kind, **settings), torch.tensor(lo, dtype=torch.float32),
@@ -67,10 +76,9 @@ class OraclePlanner:
 class LearnedPlanner:
     name: str
     checkpoint: str
+    tilt_threshold: float | None = None
 
     def __call__(self, family: TaskFamily, seed: int, sizes: PlannerSizes) -> Actor:
-        from dataclasses import replace
-
         from adaptive_control.checkpoint import load_checkpoint
         from adaptive_control.training.loop import build_controller, learner_from_checkpoint
 
@@ -78,7 +86,9 @@ class LearnedPlanner:
         learner, cfg = learner_from_checkpoint(load_checkpoint(self.checkpoint))
         cfg = replace(cfg, planner=planner_config(kind, **settings))
         torch.manual_seed(seed)
-        return Actor(build_controller(learner, cfg, family, seed=seed), learner, cfg.m)
+        ctrl = build_controller(learner, cfg, planner_family(family, self.tilt_threshold),
+                                seed=seed)
+        return Actor(ctrl, learner, cfg.m)
 
     def describe(self) -> dict[str, str]:
         return {"kind": "learner", "checkpoint": self.checkpoint, "learner": ""}
@@ -94,15 +104,18 @@ def main() -> None:
     ap.add_argument("--no-oracle", action="store_true")
     ap.add_argument("--planners", default=",".join(PLANNERS))
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--tilt-threshold", type=float, default=None,
+                    help="the planner's tilt threshold (the episode's reward keeps the robot's)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     family = get_family(args.family)
     names = args.planners.split(",")
-    methods = [] if args.no_oracle else [MethodSpec(f"oracle:{n}", OraclePlanner(n))
+    tt = args.tilt_threshold
+    methods = [] if args.no_oracle else [MethodSpec(f"oracle:{n}", OraclePlanner(n, tt))
                                          for n in names]
     if args.run:
         ckpt = str(Path(args.run) / "checkpoint.pt")
-        methods += [MethodSpec(f"learned:{n}", LearnedPlanner(n, ckpt)) for n in names]
+        methods += [MethodSpec(f"learned:{n}", LearnedPlanner(n, ckpt, tt)) for n in names]
     scenarios = scenarios_for(family, args.scenarios.split(","))
     eps = evaluate(methods, family, scenarios, list(range(args.seeds)), args.steps, args.workers,
                    progress=False)
