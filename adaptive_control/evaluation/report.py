@@ -209,14 +209,19 @@ def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
         x = np.arange(len(scenarios)) + j * width
         ax.bar(x, means, width, yerr=stds, capsize=3, label=m, color=colors[m])
         for s_i, s in enumerate(scenarios):
-            pts = [e.ret for e in episodes if e.method == m and e.scenario == s]
-            ax.scatter([x[s_i]] * len(pts), pts, color="k", s=6, zorder=3)
+            eps = [e for e in episodes if e.method == m and e.scenario == s]
+            ax.scatter([x[s_i]] * len(eps), [e.ret for e in eps], color="k", s=6, zorder=3)
+            if eps:  # a robot on its back fails whatever its return: its flipped share
+                ax.text(x[s_i], 0.02, f"{100 * np.nanmean([e.flipped for e in eps]):.0f}%",
+                        transform=ax.get_xaxis_transform(), ha="center", fontsize=6,
+                        zorder=4)
     ax.set_xticks(np.arange(len(scenarios)) + width * (len(methods) - 1) / 2)
     ax.set_xticklabels([s.replace(":", "\n", 1) for s in scenarios], fontsize=7)
     ax.set_ylabel("episode return")
     ax.axhline(0, color="k", lw=0.5)
     ax.legend(fontsize=7)
-    ax.set_title("Return by method (bars: mean ± std over seeds; dots: seeds)")
+    ax.set_title("Return by method (bars: mean ± std over seeds; dots: seeds; "
+                 "% : steps flipped)", fontsize=9)
     fig.tight_layout()
     files["return_by_method.png"] = out / "return_by_method.png"
     fig.savefig(files["return_by_method.png"], dpi=110)
