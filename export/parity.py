@@ -24,7 +24,7 @@ from torch import Tensor
 
 from adaptive_control.learners import Learner, MLPPredictor, inner_update
 from adaptive_control.models.dynamics import MLPDynamics
-from adaptive_control.planning import PlannerConfig, make_planner, optimize, shift_plan
+from adaptive_control.planning import PlannerConfig, make_planner, optimize, warm_start_prior
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
 from export.runtime import artifacts as C
@@ -88,14 +88,9 @@ def plan_with_noise(spec: PlannerConfig, predictor: Any, reward: TaskReward, obs
                     noise: Tensor, lo: Tensor, hi: Tensor, prev_plan: Tensor | None) -> Tensor:
     """The plan ``[H, da]`` controller.onnx computes from ``noise`` (and, warm-started, the
     previous plan), by the library's pure planner functions."""
-    cfg = spec
-    mid = (lo + hi) / 2
-    if spec.warm_start:
-        assert prev_plan is not None
-        prior = shift_plan(prev_plan, None if cfg.warm_start_fill == "last" else mid)
-    else:
-        prior = mid.expand(cfg.horizon, lo.shape[0]).clone()
-    return optimize(spec, predictor, reward, obs, noise, lo, hi, prior)
+    assert prev_plan is not None or not spec.warm_start
+    return optimize(spec, predictor, reward, obs, noise, lo, hi,
+                    warm_start_prior(spec, prev_plan, lo, hi))
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ from adaptive_control.planning.planners import (
     planner_settings,
     planning_steps,
     switch_planner,
+    warm_start_prior,
     with_settings,
 )
 
@@ -38,5 +39,5 @@ __all__ = [
     "make_planner", "mppi", "num_elites", "optimize", "planner_config",
     "planner_config_class", "planner_settings", "planning_steps",
     "random_shooting", "rollout_returns", "shift_plan", "smooth_noise", "smoothing_matrix",
-    "switch_planner", "with_settings",
+    "switch_planner", "warm_start_prior", "with_settings",
 ]

@@ -244,6 +244,17 @@ def optimize(config: PlannerConfig, predictor: Predictor, reward_fn: RewardFn, o
     raise ValueError(f"planner={config.name!r} is unknown: allowed {', '.join(PLANNER_NAMES)}")
 
 
+def warm_start_prior(config: PlannerConfig, prev_plan: Tensor | None, lo: Tensor,
+                     hi: Tensor) -> Tensor:
+    """Where a plan starts ``[H, act_dim]``: ``prev_plan`` shifted by one step (filled by the
+    ``warm_start_fill`` rule) when ``config`` warm-starts and one is given, else the bounds'
+    midpoint. The one rule of the planners, the ONNX graphs and parity."""
+    mid = (lo + hi) / 2
+    if config.warm_start and prev_plan is not None:
+        return shift_plan(prev_plan.to(lo), None if config.warm_start_fill == "last" else mid)
+    return mid.expand(config.horizon, mid.shape[0]).clone()
+
+
 # --------------------------------------------------------------------------------------------
 # Stateful planners
 # --------------------------------------------------------------------------------------------
@@ -295,14 +306,6 @@ class _SamplingPlanner:
         fn = torch.rand if kind == "uniform" else torch.randn
         return fn(shape, generator=gen, device=device, dtype=obs.dtype).to(obs.device)
 
-    def _prior(
-        self, warm: bool, fill_mode: str, horizon: int, lo: Tensor, hi: Tensor
-    ) -> Tensor:
-        mid = (lo + hi) / 2
-        if warm and self.last_plan is not None and self.last_plan.shape[0] == horizon:
-            fill = None if fill_mode == "last" else mid
-            return shift_plan(self.last_plan.to(lo), fill)
-        return mid.expand(horizon, self.act_dim).clone()
 
 
 class RandomShooting(_SamplingPlanner):
@@ -332,7 +335,26 @@ class RandomShooting(_SamplingPlanner):
         return best[0].clone()
 
 
-class CEM(_SamplingPlanner):
+class _WarmStartedPlanner(_SamplingPlanner):
+    """CEM and MPPI: each plan starts from ``warm_start_prior`` of the previous one."""
+
+    @torch.no_grad()
+    def plan(
+        self, obs: Tensor, predictor: Predictor, reward_fn: RewardFn, generator: torch.Generator
+    ) -> Tensor:
+        lo, hi = self._setup(obs)
+        cfg = self.config
+        prev = self.last_plan
+        if prev is not None and prev.shape[0] != cfg.horizon:
+            prev = None  # a plan of another horizon cannot seed this one
+        prior = warm_start_prior(cfg, prev, lo, hi)
+        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
+        plan = optimize(cfg, predictor, reward_fn, obs.to(lo), noise, lo, hi, prior)
+        self.last_prior, self.last_plan = prior, plan
+        return plan[0].clone()
+
+
+class CEM(_WarmStartedPlanner):
     """Cross-entropy method; returns the first step of the final mean sequence."""
 
     def __init__(
@@ -344,20 +366,8 @@ class CEM(_SamplingPlanner):
         super().__init__(low, high)
         self.config = config if config is not None else CEMConfig()
 
-    @torch.no_grad()
-    def plan(
-        self, obs: Tensor, predictor: Predictor, reward_fn: RewardFn, generator: torch.Generator
-    ) -> Tensor:
-        lo, hi = self._setup(obs)
-        cfg = self.config
-        prior = self._prior(cfg.warm_start, cfg.warm_start_fill, cfg.horizon, lo, hi)
-        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
-        mean = optimize(cfg, predictor, reward_fn, obs.to(lo), noise, lo, hi, prior)
-        self.last_prior, self.last_plan = prior, mean
-        return mean[0].clone()
 
-
-class MPPI(_SamplingPlanner):
+class MPPI(_WarmStartedPlanner):
     """MPPI with AR(1)-smoothed noise, warm-started from the shifted previous plan."""
 
     def __init__(
@@ -368,18 +378,6 @@ class MPPI(_SamplingPlanner):
     ) -> None:
         super().__init__(low, high)
         self.config = config if config is not None else MPPIConfig()
-
-    @torch.no_grad()
-    def plan(
-        self, obs: Tensor, predictor: Predictor, reward_fn: RewardFn, generator: torch.Generator
-    ) -> Tensor:
-        lo, hi = self._setup(obs)
-        cfg = self.config
-        prior = self._prior(cfg.warm_start, cfg.warm_start_fill, cfg.horizon, lo, hi)
-        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
-        new_plan = optimize(cfg, predictor, reward_fn, obs.to(lo), noise, lo, hi, prior)
-        self.last_prior, self.last_plan = prior, new_plan
-        return new_plan[0].clone()
 
 
 # --------------------------------------------------------------------------------------------

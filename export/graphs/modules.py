@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.planning import PlannerConfig, optimize, shift_plan
+from adaptive_control.planning import PlannerConfig, optimize, warm_start_prior
 from export.graphs.cores import GainEncoderCore, MLPCore, RecurrentCore
 from export.runtime import artifacts as C
 
@@ -159,22 +159,15 @@ class ControllerGraph(nn.Module):
         return [C.ACTION, C.PLAN] + [C.STATE_OUT_PREFIX + s.name[len(C.STATE_IN_PREFIX):]
                                      for s in self.adapter.state_specs()]
 
-    def prior_plan(self, prev_plan: Tensor | None, horizon: int) -> Tensor:
-        """The planners' ``_prior``: the shifted previous plan, or the bounds' midpoint."""
-        mid = (self.low + self.high) / 2
-        if prev_plan is None:
-            return mid.unsqueeze(0).expand(horizon, mid.shape[0])
-        fill = None if getattr(self.planner, "warm_start_fill", "last") == "last" else mid
-        return shift_plan(prev_plan, fill)
-
     def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
         recent, obs, noise = args[:4], args[4], args[5]
         rest = args[6:]
         prev_plan = rest[0] if self.has_prev_plan else None
         state = rest[1:] if self.has_prev_plan else rest
         predictor, new_state = self.adapter.adapt(recent, state)
+        prior = warm_start_prior(self.planner, prev_plan, self.low, self.high)
         plan = optimize(self.planner, predictor, self.reward, obs, noise, self.low, self.high,
-                        self.prior_plan(prev_plan, self.planner.horizon))
+                        prior)
         return (plan[0], plan, *new_state)
 
 
