@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def blocking_prelude(*packages: str) -> str:
@@ -21,6 +27,14 @@ def blocking_prelude(*packages: str) -> str:
                 return None
         sys.meta_path.insert(0, Block())
     """)
+
+
+def assert_script_prints_ok(script: str) -> None:
+    """Run ``script`` in a fresh interpreter on this checkout; it must exit 0 printing ``ok``."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
+                         text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
 
 
 #: What the robot-side entry point (``python -m export.runtime.cli deploy`` on a simulated

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import numpy as np
 import pytest
 
 gymnasium = pytest.importorskip("gymnasium")
-from blocked_imports import blocking_prelude  # noqa: E402
+from blocked_imports import assert_script_prints_ok, blocking_prelude  # noqa: E402
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 from test_collect import UNSTABLE_MJCF  # noqa: E402
 
@@ -167,7 +164,4 @@ def test_sims_imports_without_gymnasium():
         "    raise AssertionError('sims.gym imported without gymnasium')\n"
         "assert not any(m.split('.')[0] in BLOCKED for m in sys.modules)\n"
         "print('ok')\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
-                         text=True)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
+    assert_script_prints_ok(script)

@@ -46,17 +46,14 @@ def test_no_imports_hidden_from_the_layer_check():
 def test_the_adapt_command_line_builds_without_the_training_stack():
     """``adapt deploy`` runs on a robot that has only the runtime's dependencies: building the
     whole ``adapt`` parser must import neither torch nor the training packages' heavy modules."""
-    from blocked_imports import blocking_prelude
+    from blocked_imports import assert_script_prints_ok, blocking_prelude
 
     script = blocking_prelude("torch", "dm_env", "dm_control", "onnx", "onnxscript", "ray") + (
         "from adaptive_control.cli import build_parser\n"
         "build_parser().parse_args(['deploy', 'somewhere', '--robot', 'sim:cheetah'])\n"
         "assert not any(m.split('.')[0] in BLOCKED for m in sys.modules), 'blocked import'\n"
         "print('ok')\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True,
-                         text=True)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stdout + res.stderr
+    assert_script_prints_ok(script)
 
 
 def test_dm_control_is_an_optional_extra_that_no_code_imports():
