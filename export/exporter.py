@@ -45,7 +45,15 @@ from adaptive_control.runs import checkpoint_path
 from adaptive_control.training.config import TrainConfig
 from export.graphs.adapters import MODES, GraphDef, TensorSpec, make_adapter, recent_specs
 from export.graphs.modules import ControllerGraph, RewardGraph
-from export.parity import PARITY_TOL, max_parity_error, verify_export
+from export.parity import (
+    PARITY_TOL,
+    RecordedStep,
+    max_parity_error,
+    precision_error,
+    record_trajectory,
+    verify_export,
+)
+from export.precision import PRECISION_DOCS, check_precision, convert
 from export.runtime import artifacts as C
 from sims.atomic import commit_folder, staged_folder
 from sims.families import get_family
@@ -229,6 +237,8 @@ class ExportResult:
     graphs: dict[str, GraphInfo]
     manifest: dict[str, Any]
     parity: dict[str, dict[str, float]]
+    #: controller step latency measured at export (:func:`step_latency`), or None
+    latency: dict[str, Any] | None = None
 
     @property
     def max_error(self) -> float:
@@ -315,6 +325,70 @@ def _controller_graph(adapter: Any, planner: PlannerConfig, reward: TaskReward, 
     return GraphInfo("controller", path, ins, outs, extra)
 
 
+#: Graph inputs the planning path starts from, per role: the rollouts of the candidates
+#: (:mod:`export.precision` converts the products downstream of them).
+PLANNING_INPUTS = {"dynamics": (C.OBS, C.ACT), "controller": (C.NOISE,)}
+
+
+def reduce_precision(stage: Path, graphs: Mapping[str, GraphInfo], precision: str, m: int,
+                     recorded: list[RecordedStep], seed: int = 0) -> dict[str, Any]:
+    """Convert the staged float32 graphs with a planning path to ``precision`` in place
+    (:func:`export.precision.convert`) and measure them against the float32 graphs
+    (:func:`export.parity.precision_error`). The adaptation graphs stay float32."""
+    info: dict[str, Any] = {"name": precision, "doc": PRECISION_DOCS[precision]}
+    if precision == "fp32":
+        return info
+    converted: dict[str, Path] = {}
+    conversions = {}
+    for role, inputs in PLANNING_INPUTS.items():
+        if role not in graphs:
+            continue
+        path = graphs[role].path
+        model = onnx.load(str(path))
+        conversions[role] = convert(model, precision, inputs).to_dict()
+        props = {p.key: p.value for p in model.metadata_props}
+        props["precision"] = json.dumps(info)
+        del model.metadata_props[:]
+        onnx.helper.set_model_props(model, props)
+        converted[role] = path.with_name(f"{path.stem}.{precision}.onnx")
+        onnx.save(model, str(converted[role]))
+        onnx.checker.check_model(str(converted[role]))
+    errors = precision_error({r: graphs[r].path for r in converted}, converted, m, recorded,
+                             seed)
+    for role, path in converted.items():
+        path.replace(graphs[role].path)
+    return {**info, "graphs": conversions, "error_vs_fp32": errors}
+
+
+def step_latency(path: Path, seconds: float = 1.0, min_runs: int = 30) -> dict[str, Any]:
+    """p50 / p99 / max of ``controller.onnx``'s step on this machine, one thread, on random
+    inputs (warm: a few runs first)."""
+    import os
+    import platform
+    import time
+
+    import numpy as np
+
+    from export.parity import ort_session, random_feed, read_metadata
+
+    sess = ort_session(path, threads=1)
+    feed = random_feed(read_metadata(path), np.random.default_rng(0))
+    names = [o.name for o in sess.get_outputs()]
+    for _ in range(3):
+        sess.run(names, feed)
+    times: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(times) < min_runs or time.perf_counter() < end:
+        t0 = time.perf_counter()
+        sess.run(names, feed)
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1e3
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "max_ms": float(ms.max()), "runs": len(ms), "threads": 1,
+            "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+            "cpus": os.cpu_count(), "loadavg": list(os.getloadavg())}
+
+
 def _write_graph(role: str, graph: GraphDef, path: Path) -> GraphInfo:
     """Export ``graph`` to ``path``: traced on zeros, or on random rows with a dynamic batch
     dimension for inputs whose first dimension is ``"N"``."""
@@ -355,15 +429,22 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
                    planner: str | None = None, num_candidates: int | None = None,
                    horizon: int | None = None, planner_overrides: Mapping[str, Any] | None = None,
                    verify: bool = True, record_steps: int = 40, seed: int = 0,
-                   overwrite: bool = False, log: Callable[[str], None] | None = None
-                   ) -> ExportResult:
+                   overwrite: bool = False, log: Callable[[str], None] | None = None,
+                   precision: str = "fp32", latency_seconds: float = 1.0) -> ExportResult:
     """Export ``learner`` (trained with ``cfg``) into ``out_dir``; see the module docstring.
 
     Everything is written and checked in a staging folder next to ``out_dir``, which replaces
     ``out_dir`` (an existing export only with ``overwrite``) once the parity check passed; a
     failed check leaves ``out_dir`` as it was. A learner on a GPU is exported from a CPU copy
-    (:func:`on_cpu`).
+    (:func:`on_cpu`). ``precision`` other than fp32 converts the planning path of
+    ``dynamics.onnx`` and ``controller.onnx`` after the float32 graphs passed parity
+    (:func:`reduce_precision`; the manifest records the error against float32).
+    ``latency_seconds`` > 0 times the controller step on this machine
+    (:func:`step_latency`, in the manifest and :attr:`ExportResult.latency`).
     """
+    check_precision(precision)
+    if not latency_seconds >= 0:
+        raise ValueError(f"latency_seconds={latency_seconds!r}: allowed a number >= 0")
     say = log or (lambda s: None)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -402,13 +483,29 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
                            f"({meta['learner']}); see docs/export.md")
 
         parity: dict[str, dict[str, float]] = {}
+        recorded = (record_trajectory(learner, cfg, spec, record_steps, seed)
+                    if verify or precision != "fp32" else [])
         if verify:
             say("checking ONNX Runtime against torch (random inputs)")
-            parity = verify_export(stage, learner, cfg, spec, record_steps=record_steps,
-                                   seed=seed, log=say)
+            parity = verify_export(stage, learner, cfg, spec, seed=seed, log=say,
+                                   recorded=recorded)
+            if not max_parity_error(parity) <= PARITY_TOL:
+                raise RuntimeError(f"export parity check failed: max abs error "
+                                   f"{max_parity_error(parity):.3g} > {PARITY_TOL:g}; per "
+                                   f"graph: {json.dumps(parity)}; {out} was not written")
+        if precision != "fp32":
+            say(f"converting the planning path to {precision} and measuring it against fp32")
+        precision_info = reduce_precision(stage, graphs, precision, m, recorded, seed)
+        latency = None
+        if latency_seconds > 0:
+            latency = {**step_latency(graphs["controller"].path, latency_seconds),
+                       "deadline_ms": 0.9e3 * robot.control_timestep,
+                       "deadline": "0.9 x the control period (the runtime's default)"}
         manifest = {
             **meta,
             C.KIND: C.KIND_CONTROLLER,
+            "precision": precision_info,
+            "latency_at_export": latency,
             "files": {role: g.path.name for role, g in graphs.items()},
             "graphs": {role: {"inputs": [s.to_dict() for s in g.inputs],
                               "outputs": [s.to_dict() for s in g.outputs], **g.extra}
@@ -419,22 +516,20 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
         (stage / C.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
         graphs = {role: dataclasses.replace(g, path=out / g.path.name)
                   for role, g in graphs.items()}
-        result = ExportResult(out, graphs, manifest, parity)
-        if verify and not result.max_error <= PARITY_TOL:
-            raise RuntimeError(f"export parity check failed: max abs error "
-                               f"{result.max_error:.3g} > {PARITY_TOL:g}; per graph: "
-                               f"{json.dumps(parity)}; {out} was not written")
+        result = ExportResult(out, graphs, manifest, parity, latency)
         commit_folder(stage, out, [*(g.path.name for g in graphs.values()), C.MANIFEST_FILE],
                       stale=[*C.GRAPH_FILES.values(), *C.POLICY_GRAPH_FILES.values()])
     return result
 
 
 def export_controller(learner: Learner, cfg: TrainConfig, path: str | Path,
-                      spec: PlannerConfig | None = None, dynamic_candidates: bool = False
-                      ) -> GraphInfo:
-    """Only controller.onnx (with metadata) at ``path``; ``dynamic_candidates`` leaves the
+                      spec: PlannerConfig | None = None, dynamic_candidates: bool = False,
+                      precision: str = "fp32") -> GraphInfo:
+    """Only controller.onnx (with metadata) at ``path``, in ``precision`` (no comparison
+    with float32: that is :func:`export_learner`'s); ``dynamic_candidates`` leaves the
     number of candidates N free (random shooting and MPPI; for benchmarks — the runtime
     needs a fixed N)."""
+    check_precision(precision)
     robot = get_family(cfg.family).robot
     spec = spec if spec is not None else cfg.planner
     path = Path(path)
@@ -445,8 +540,14 @@ def export_controller(learner: Learner, cfg: TrainConfig, path: str | Path,
     write_metadata(path, {**meta, "graph": "controller",
                           "inputs": [s.to_dict() for s in g.inputs],
                           "outputs": [s.to_dict() for s in g.outputs],
-                          "state": _state_meta(g), **g.extra},
+                          "state": _state_meta(g), **g.extra,
+                          "precision": {"name": precision, "doc": PRECISION_DOCS[precision]}},
                    f"adaptive-control controller graph for {robot.name}")
+    if precision != "fp32":
+        model = onnx.load(str(path))
+        convert(model, precision, PLANNING_INPUTS["controller"])
+        onnx.save(model, str(path))
+        onnx.checker.check_model(str(path))
     return g
 
 

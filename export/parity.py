@@ -350,8 +350,11 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 def verify_export(out_dir: str | Path, learner: Learner, cfg: TrainConfig, spec: PlannerConfig,
                   record_steps: int = 40, seed: int = 0,
-                  log: Callable[[str], None] | None = None) -> dict[str, dict[str, float]]:
-    """Max abs error ONNX Runtime vs torch per graph, on random and on recorded inputs."""
+                  log: Callable[[str], None] | None = None,
+                  recorded: list[RecordedStep] | None = None) -> dict[str, dict[str, float]]:
+    """Max abs error ONNX Runtime vs torch per graph, on random and on recorded inputs
+    (``recorded``: steps already recorded with :func:`record_trajectory`, instead of
+    recording ``record_steps`` here)."""
     say = log or (lambda s: None)
     out = Path(out_dir)
     robot = get_family(cfg.family).robot
@@ -370,10 +373,11 @@ def verify_export(out_dir: str | Path, learner: Learner, cfg: TrainConfig, spec:
             errs.append(max_abs_error(run_session(sess, feed),
                                       reference_graph(role, learner, spec, robot, feed)))
         results[role] = {"random": max(errs)}
-    if record_steps > 0:
-        say(f"checking ONNX Runtime against the torch controller on {record_steps} recorded "
+    steps = (recorded if recorded is not None
+             else record_trajectory(learner, cfg, spec, record_steps, seed))
+    if steps:
+        say(f"checking ONNX Runtime against the torch controller on {len(steps)} recorded "
             "simulation steps")
-        steps = record_trajectory(learner, cfg, spec, record_steps, seed)
         errs = [max_abs_error(run_session(sessions["controller"], s.feed), s.expected)
                 for s in steps]
         results["controller"]["recorded"] = max(errs)
@@ -409,3 +413,41 @@ def _recorded_feeds(role: str, steps: list[RecordedStep], meta: Mapping[str, Any
                 feed[k] = v
         feeds.append(feed)
     return feeds
+
+
+def precision_error(fp32: Mapping[str, Path], converted: Mapping[str, Path], m: int,
+                    recorded: list[RecordedStep], seed: int = 0) -> dict[str, dict[str, float]]:
+    """How far reduced-precision graphs are from the float32 graphs they were made from, on
+    random inputs (every mask pattern) and on ``recorded`` steps.
+
+    ``dynamics``: the error of the predicted next observation relative to the predicted
+    change, ``mean |q − f| / mean |f − obs|`` (``relative_change_error``), and its largest
+    absolute error. ``controller``: the action's mean and largest absolute difference in
+    half action ranges (the same noise for both; MPPI's weights are exponential in the
+    predicted returns, so small model errors can move the action).
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for role, path in converted.items():
+        meta = read_metadata(path)
+        sf, sq = ort_session(fp32[role]), ort_session(path)
+        feeds = [random_feed(meta, rng, mask) for mask in _masks(m, rng)]
+        feeds += ([s.feed for s in recorded] if role == "controller"
+                  else _recorded_feeds(role, recorded, meta, rng) if recorded else [])
+        if role == "controller":
+            half = (np.asarray(meta["action_high"]) - np.asarray(meta["action_low"])) / 2
+            diffs = np.stack([np.abs(run_session(sq, f)[C.ACTION] - run_session(sf, f)[C.ACTION])
+                              / half for f in feeds])
+            out[role] = {"action_mean_abs": float(diffs.mean()),
+                         "action_max_abs": float(diffs.max())}
+        else:
+            err = change = 0.0
+            worst = 0.0
+            for f in feeds:
+                q, ref = run_session(sq, f)[C.NEXT_OBS], run_session(sf, f)[C.NEXT_OBS]
+                err += float(np.abs(q - ref).sum())
+                change += float(np.abs(ref - f[C.OBS]).sum())
+                worst = max(worst, float(np.abs(q - ref).max()))
+            out[role] = {"relative_change_error": err / max(change, 1e-12),
+                         "max_abs": worst}
+    return out

@@ -68,7 +68,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 gen = torch.Generator().manual_seed(2)
                 learner.model.act_gain.uniform_(0.3, 1.5, generator=gen)
         res = export_learner(learner, cfg, tmp_path_factory.mktemp(name),
-                             planner_overrides=overrides, record_steps=14)
+                             planner_overrides=overrides, record_steps=14, latency_seconds=0)
         out[name] = (learner, cfg, res)
     return out
 

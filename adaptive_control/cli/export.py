@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +27,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    metavar="FIELD=VALUE",
                    help="another planner config field, e.g. --set warm_start=true "
                         "--set num_iterations=3 (repeatable)")
+    e.add_argument("--precision", choices=("fp32", "int8", "bf16"), default="fp32",
+                   help="arithmetic of the dynamics weights on the planning path: fp32; int8 "
+                        "(quantised per column, activations per call: faster on CPUs with "
+                        "VNNI); bf16 (weights rounded to bfloat16, float32 arithmetic: "
+                        "ONNX Runtime's CPU provider has no bfloat16 kernels). The "
+                        "adaptation step stays fp32; the manifest records the error against "
+                        "fp32")
     e.add_argument("--verify-steps", type=int, default=40,
                    help="simulated steps of the torch controller to check parity on (0: none)")
     e.add_argument("--no-verify", action="store_true", help="skip the parity checks")
@@ -51,9 +59,26 @@ def cmd_export(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         planner_overrides={".".join(k): v for k, v in map(parse_override, args.planner_set)},
         verify=not args.no_verify, record_steps=args.verify_steps, seed=args.seed,
-        overwrite=args.force, log=lambda s: print(s, flush=True))
+        overwrite=args.force, log=lambda s: print(s, flush=True), precision=args.precision)
     print_export({role: g.path for role, g in result.graphs.items()}, result.parity,
                  result.out_dir, time.perf_counter() - t0)
+    for role, err in result.manifest["precision"].get("error_vs_fp32", {}).items():
+        print(f"  {args.precision} vs fp32, {role}: "
+              + ", ".join(f"{k} {v:.3g}" for k, v in err.items()))
+    lat = result.latency
+    if lat is not None:
+        print(f"controller step on this machine (1 thread): p50 {lat['p50_ms']:.2f} ms, p99 "
+              f"{lat['p99_ms']:.2f} ms; deadline {lat['deadline_ms']:.2f} ms")
+        if lat["p99_ms"] > lat["deadline_ms"]:
+            print(f"warning: the controller's p99 step ({lat['p99_ms']:.2f} ms) exceeds the "
+                  f"deadline at its control rate ({lat['deadline_ms']:.2f} ms, 90 % of the "
+                  "period) on this machine: deploy would miss deadlines; choose fewer "
+                  "candidates, a shorter horizon"
+                  + (" or --precision int8" if args.precision != "int8" else ""),
+                  file=sys.stderr)
+    if args.precision != "fp32" and result.parity:
+        print(f"(parity with torch was checked on the fp32 graphs before the {args.precision} "
+              "conversion)")
     return 0
 
 

@@ -118,7 +118,7 @@ class MLPAdapter(Adapter):
         self.core, self.mode = core, mode
         if window is not None and mode != "none":
             core.trace(window, carried=mode == "online",
-                       lowrank=mode == "reset" and core.scalar_lr is not None)
+                       lowrank=mode == "reset" and core.lowrank_exact)
 
     def state_specs(self) -> list[TensorSpec]:
         if self.mode != "online":
@@ -130,13 +130,14 @@ class MLPAdapter(Adapter):
 
     def adapted_params(self, recent: Sequence[Tensor], state: Sequence[Tensor],
                        lowrank: bool = False) -> AnyParams:
-        """θ* adapted on the window. ``lowrank`` (GrBAL with a scalar inner lr) keeps the
-        update as factors (for planning); otherwise the weights are materialised."""
+        """θ* adapted on the window. ``lowrank`` (where the factored form is exact,
+        :attr:`MLPCore.lowrank_exact`) keeps the update of the wide layers as factors (for
+        planning); otherwise the weights are materialised."""
         if self.mode == "none":
             return self.core.theta()
         if self.mode == "online":
             return self.core.sgd(recent, state)
-        return self.core.sgd(recent, lowrank=lowrank and self.core.scalar_lr is not None)
+        return self.core.sgd(recent, lowrank=lowrank and self.core.lowrank_exact)
 
     def adapt(self, recent: Sequence[Tensor], state: Sequence[Tensor]
               ) -> tuple[Any, list[Tensor]]:

@@ -135,7 +135,7 @@ class MLPCore(nn.Module):
         self.inner_lr: float | dict[str, Tensor] = (
             {k: v.detach().clone().float() for k, v in inner_lr.items()}
             if isinstance(inner_lr, Mapping) else float(inner_lr))
-        self.scalar_lr = None if isinstance(inner_lr, Mapping) else float(inner_lr)
+        self.scalar_lr = _net_lr(inner_lr)
         # The learners' functional code runs on this copy. A tuple, so it is no submodule:
         # the recorded steps hold what they read as constants.
         self._fn: tuple[MLPDynamics] = (copy.deepcopy(model).float().requires_grad_(False),)
@@ -202,10 +202,26 @@ class MLPCore(nn.Module):
         r_obs, r_act, r_next, mask = recent
         past = Transitions(*masked_rows(mask, r_obs, r_act, r_next))
         assert self.scalar_lr is not None
-        corrections = lowrank_corrections(mlp_layers(model), model.net_inputs(past.obs, past.act),
+        corrections = lowrank_corrections(mlp_layers(model),
+                                          model.net_inputs(past.obs, past.act, model.act_gain),
                                           model.target(past), self.scalar_lr, self.steps,
                                           first_order=True, mask=mask)
         return tuple(t for layer in corrections for gh in layer for t in gh)
+
+    @property
+    def lowrank_exact(self) -> bool:
+        """Whether the factored form equals the SGD steps: one step size for the ``net.*``
+        weights (not Meta-SGD) and, with adapted action gains, one step (later steps would
+        see the moved gains, which the factors do not)."""
+        return self.scalar_lr is not None and (not self.has_gain or self.steps == 1)
+
+    def factored(self, i: int, rank: int) -> bool:
+        """Whether layer ``i`` keeps θ* plus factors when planning: only where both sides are
+        wider than twice the update's rank (a thin layer is cheaper dense: its factors cost
+        about what its product does), and never the first layer behind adapted action gains
+        (the gains are folded into its weights)."""
+        w_t, _ = self.raw_theta()[i]
+        return min(w_t.shape) > 2 * rank and not (i == 0 and self.has_gain)
 
     def trace(self, window: int, carried: bool, lowrank: bool) -> None:
         """Record the SGD step for ``window`` rows with ``make_fx`` (``carried``: it starts
@@ -222,25 +238,47 @@ class MLPCore(nn.Module):
             lowrank: bool = False) -> AnyParams:
         """``self.steps`` SGD steps on the masked-mean normalised-Δ MSE of the recent window
         (:func:`adaptive_control.learners.window_loss`; all-zero mask: no change), from θ*
-        plus ``delta``; the adapted gains, if any, folded in. ``lowrank`` (a scalar learning
-        rate, no carried change) returns :class:`LowRankParams`."""
-        if lowrank:
-            if self.scalar_lr is None or delta:
-                raise ValueError("lowrank adaptation needs a scalar inner lr (not Meta-SGD) "
-                                 "and no carried change")
-            step = self.recorded["lowrank"] if "lowrank" in self.recorded else self._lowrank_step
-            flat = list(step(list(recent)))
-            params = LowRankParams(self.raw_theta())
-            for i in range(self.n_layers):
-                for s in range(self.steps):
-                    k = 2 * (i * self.steps + s)
-                    lg = self.scalar_lr * flat[k]
-                    params.factors[i].append((flat[k + 1], lg, lg.sum(0)))
-            return params
+        plus ``delta``; the adapted gains, if any, folded in. ``lowrank`` (where
+        :attr:`lowrank_exact`, no carried change) returns :class:`LowRankParams`: θ* plus
+        factors for the wide layers, the adapted weights for the thin ones
+        (:meth:`factored`)."""
         step = self.recorded["dense"] if "dense" in self.recorded else self._dense_step
         out = list(step(list(recent), list(delta)))
-        params = self.from_state_dict_layout(out[:2 * self.n_layers])
-        return self.fold_gain(params, out[-1]) if self.has_gain else params
+        dense = self.from_state_dict_layout(out[:2 * self.n_layers])
+        if self.has_gain:
+            dense = self.fold_gain(dense, out[-1])
+        if not lowrank:
+            return dense
+        if not self.lowrank_exact or delta:
+            raise ValueError("lowrank adaptation needs one inner lr for the net weights (not "
+                             "Meta-SGD), one step with adapted action gains, and no carried "
+                             "change")
+        assert self.scalar_lr is not None
+        step = self.recorded["lowrank"] if "lowrank" in self.recorded else self._lowrank_step
+        flat = list(step(list(recent)))
+        params = LowRankParams(self.raw_theta())
+        rank = recent[0].shape[0] * self.steps
+        for i in range(self.n_layers):
+            if not self.factored(i, rank):
+                params.base[i] = dense[i]
+                continue
+            for s in range(self.steps):
+                k = 2 * (i * self.steps + s)
+                lg = self.scalar_lr * flat[k]
+                params.factors[i].append((flat[k + 1], lg, lg.sum(0)))
+        return params
+
+
+def _net_lr(inner_lr: float | Mapping[str, Tensor]) -> float | None:
+    """The one SGD step size of the ``net.*`` weights, or None when they have several
+    (Meta-SGD's per-element rates)."""
+    if not isinstance(inner_lr, Mapping):
+        return float(inner_lr)
+    rates = [v for k, v in inner_lr.items() if k.startswith("net.")]
+    if not rates or any(v.numel() != 1 for v in rates):
+        return None
+    values = {float(v) for v in rates}
+    return values.pop() if len(values) == 1 else None
 
 
 class MLPPredictorGraph:
