@@ -7,6 +7,9 @@ training). Compared on identical weights, candidates and horizon:
 
 - ``onnx``: ``controller.onnx`` (adaptation + MPPI + task reward in one graph) in ONNX
   Runtime, 1 intra-op thread;
+- ``onnx_int8`` / ``onnx_bf16``: the same controller exported with ``--precision int8`` /
+  ``bf16`` (:mod:`export.precision`: the dynamics weights on the planning path in int8, or
+  rounded to bfloat16 with float32 arithmetic);
 - ``torch_eager``: the library's own torch controller, ``AdaptiveController`` (GrBAL
   adaptation through ``torch.func.grad`` + ``planners.MPPI``), ``torch.set_num_threads(1)``;
 - ``torch_eager_graph``: the export's torch module itself in eager mode (same ops as ONNX);
@@ -348,6 +351,15 @@ def main() -> None:
                                         min_runs=20))
         log(f"onnx runtime        p50 {timings['onnx']['p50_ms']:8.2f} ms  p99 "
             f"{timings['onnx']['p99_ms']:8.2f} ms")
+        for precision in ("int8", "bf16"):
+            p_path = tmp / f"controller_{precision}.onnx"
+            export_controller(learner, cfg, p_path, precision=precision)
+            p_sess = session(p_path)
+            key = f"onnx_{precision}"
+            timings[key] = stats(measure(lambda s=p_sess: s.run(names, feed), args.seconds,
+                                         min_runs=20))
+            log(f"onnx runtime {precision}   p50 {timings[key]['p50_ms']:8.2f} ms  p99 "
+                f"{timings[key]['p99_ms']:8.2f} ms")
         timings["torch_eager"] = stats(torch_eager(learner, cfg, robot, args.seconds))
         log(f"torch eager         p50 {timings['torch_eager']['p50_ms']:8.2f} ms  "
             "(AdaptiveController: torch.func adaptation + planners.MPPI)")
@@ -379,7 +391,13 @@ def main() -> None:
         log(f"equal-FLOP matmul, torch p50 {timings['torch_matmul']['p50_ms']:8.2f} ms")
 
         o = timings["onnx"]["p50_ms"]
+        o8 = timings["onnx_int8"]["p50_ms"]
         ratios = {
+            "fp32_over_int8": o / o8,
+            "fp32_over_bf16": o / timings["onnx_bf16"]["p50_ms"],
+            "pytorch_mppi_over_int8": (timings["pytorch_mppi"]["p50_ms"] / o8
+                                       if "p50_ms" in timings["pytorch_mppi"] else None),
+            "torch_eager_over_int8": timings["torch_eager"]["p50_ms"] / o8,
             "torch_eager_over_onnx": timings["torch_eager"]["p50_ms"] / o,
             "torch_eager_graph_over_onnx": timings["torch_eager_graph"]["p50_ms"] / o,
             "pytorch_mppi_over_onnx": (timings["pytorch_mppi"]["p50_ms"] / o
@@ -390,6 +408,8 @@ def main() -> None:
             "torch_equal_flop_matmul_over_onnx": timings["torch_matmul"]["p50_ms"] / o,
         }
         targets = {
+            "pytorch_mppi_over_int8 >= 3": (ratios["pytorch_mppi_over_int8"] or 0) >= 3,
+            "fp32_over_int8 >= 2": ratios["fp32_over_int8"] >= 2,
             "torch_eager_over_onnx >= 2": ratios["torch_eager_over_onnx"] >= 2,
             "pytorch_mppi_over_onnx >= 3": (ratios["pytorch_mppi_over_onnx"] or 0) >= 3,
             "onnx_over_equal_flop_matmul <= 1.5": ratios["onnx_over_equal_flop_matmul"] <= 1.5,

@@ -1,0 +1,125 @@
+"""Which planner fits the control rate? For each precision, every MPPI size of a grid is timed
+as an exported controller (one thread, p99 of the step) against the deadline (90 % of the
+period); the largest-work sizes that fit are then scored on the held-out episodes of trained
+runs (exported controller in ONNX Runtime, normalised with the oracle and random returns of
+the runs' ``adapt eval`` reports). The best mean score per precision is the deploy preset.
+
+    python research/deploy_presets.py --run RUN_0 --report EVAL_0 ... [--precisions fp32,int8]
+        [--keep 3] [--steps 1000] [--out presets.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from adaptive_control.checkpoint import load_checkpoint
+from adaptive_control.evaluation.episodes import flipped_share
+from adaptive_control.runs import checkpoint_path
+from adaptive_control.training.loop import learner_from_checkpoint
+from export.exporter import export_checkpoint, export_controller, export_planner, step_latency
+from export.runtime.session import ControllerSession
+from sims.conditions import Schedule, parse_condition
+from sims.env import AdaptEnv
+from sims.episode import run_episode
+from sims.families import get_family
+
+GRID_N = (64, 96, 128, 192, 256)
+GRID_H = (10, 15, 20, 30)
+SCENARIO = "fixed:disabled(bthigh)"
+
+
+def ci(x: list[float]) -> dict[str, float]:
+    a = np.asarray(x, float)
+    half = (float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
+            if len(a) > 1 else float("nan"))
+    return {"mean": float(a.mean()), "ci95": half, "n": len(a)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="append", required=True)
+    ap.add_argument("--report", action="append", required=True)
+    ap.add_argument("--precisions", default="fp32,int8")
+    ap.add_argument("--keep", type=int, default=3, help="fitting sizes scored per precision")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seconds", type=float, default=2.0, help="timing per size")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(args.run[0])))
+    robot = get_family(cfg.family).robot
+    deadline = 0.9e3 * robot.control_timestep
+    timing, scored = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in args.precisions.split(","):
+            fits = []
+            for n in GRID_N:
+                for h in GRID_H:
+                    spec = export_planner(cfg.planner, "mppi", n, h)
+                    path = Path(tmp) / f"{p}-{n}-{h}.onnx"
+                    export_controller(learner, cfg, path, spec, precision=p)
+                    lat = step_latency(path, args.seconds)
+                    row = {"precision": p, "candidates": n, "horizon": h, **lat,
+                           "fits": lat["p99_ms"] <= deadline}
+                    timing.append(row)
+                    print(f"{p:5s} N={n:4d} H={h:3d}  p50 {lat['p50_ms']:6.2f}  p99 "
+                          f"{lat['p99_ms']:6.2f} ms  {'fits' if row['fits'] else 'over'} "
+                          f"{deadline:.1f} ms", flush=True)
+                    if row["fits"]:
+                        fits.append(row)
+            for row in sorted(fits, key=lambda r: -r["candidates"] * r["horizon"])[:args.keep]:
+                per_run = []
+                for run, report in zip(args.run, args.report, strict=True):
+                    out = Path(tmp) / f"x-{p}-{row['candidates']}-{row['horizon']}"
+                    export_checkpoint(run, out, planner="mppi", num_candidates=row["candidates"],
+                                      horizon=row["horizon"], precision=p, verify=False,
+                                      record_steps=8, latency_seconds=0, overwrite=True)
+                    eps = json.loads((Path(report) / "results.json").read_text())["episodes"]
+                    ref = {e["method"]: e["ret"] for e in eps
+                           if e["scenario"] == SCENARIO and e["seed"] == args.seed}
+                    session = ControllerSession(out, robot=robot.name, threads=1, seed=args.seed)
+                    env = AdaptEnv(robot, Schedule.fixed(parse_condition("disabled:bthigh",
+                                                                         robot)),
+                                   episode_steps=args.steps, seed=args.seed)
+                    t0 = time.perf_counter()
+                    rec = run_episode(env, session.step)
+                    session.close()
+                    ret = float(np.sum(rec.rewards))
+                    floor, top = ref["random"], ref["oracle"]
+                    per_run.append({"run": run, "return": ret,
+                                    "score": (ret - floor) / (top - floor),
+                                    "speed": float(np.mean(rec.speeds)),
+                                    "flipped": flipped_share(rec.upright),
+                                    "seconds": time.perf_counter() - t0})
+                summary = {k: ci([r[k] for r in per_run]) for k in ("score", "speed", "flipped")}
+                scored.append({**{k: row[k] for k in ("precision", "candidates", "horizon",
+                                                      "p50_ms", "p99_ms")},
+                               **summary, "runs": per_run})
+                print(f"{p:5s} N={row['candidates']:4d} H={row['horizon']:3d}  p99 "
+                      f"{row['p99_ms']:.2f} ms  score {summary['score']['mean']:.3f} ± "
+                      f"{summary['score']['ci95']:.3f}  speed {summary['speed']['mean']:.2f} "
+                      f"m/s  flipped {summary['flipped']['mean']:.0%}", flush=True)
+    best = {}
+    for p in args.precisions.split(","):
+        cands = [s for s in scored if s["precision"] == p]
+        if cands:
+            b = max(cands, key=lambda s: s["score"]["mean"])
+            best[p] = {k: b[k] for k in ("candidates", "horizon", "p50_ms", "p99_ms", "score",
+                                          "speed", "flipped")}
+    result = {"robot": robot.name, "deadline_ms": deadline, "scenario": SCENARIO,
+              "steps": args.steps, "timing": timing, "scored": scored, "best": best}
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps({"best": best}))
+
+
+if __name__ == "__main__":
+    main()
