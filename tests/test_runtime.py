@@ -435,7 +435,7 @@ def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name)
 def test_sim_robot_switches_condition_and_keeps_state():
     from export.runtime.sim_robot import SimRobot
 
-    r = SimRobot("cheetah", "healthy", seed=0, switch_at=0.05, switch_to="disabled:bthigh")
+    r = SimRobot("cheetah", "healthy", seed=0, switches=[(0.05, "disabled:bthigh")])
     obs = r.reset()
     assert obs.shape == (r.obs_dim,) and r.metrics()["condition"] == "healthy"
     for _ in range(5):
@@ -448,8 +448,8 @@ def test_sim_robot_switches_condition_and_keeps_state():
     assert set(m) >= {"return", "distance", "speed", "diverged"}
     with pytest.raises(ValueError, match="action holds NaN"):
         r.act(np.full(r.act_dim, np.nan))
-    with pytest.raises(ValueError, match="give both"):
-        SimRobot("cheetah", switch_at=1.0)
+    with pytest.raises(ValueError, match=r"switch time 0.02: allowed .* after the previous"):
+        SimRobot("cheetah", switches=[(0.05, "slope:5"), (0.02, "healthy")])
     with pytest.raises(ValueError, match="bthigh2"):
         SimRobot("cheetah", "disabled:bthigh2")
 
