@@ -119,8 +119,10 @@ def test_runtime_runs_without_torch(grbal_dir):
 
 
 def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
-    """``python -m export.runtime.cli deploy`` with the simulated robot, torch import blocked."""
-    script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
+    """``python -m export.runtime.cli deploy`` with the simulated robot, torch import blocked;
+    matplotlib blocked too (a robot's environment may lack it): report.json only, and a line
+    saying why there is no timeline.png."""
+    script = blocking_prelude(*TRAINING, "matplotlib") + textwrap.dedent(f"""
         from export.runtime.cli import main
         rc = main(["deploy", {str(grbal_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
                    "--fast", "--quiet", "--out", {str(tmp_path)!r}])
@@ -132,6 +134,8 @@ def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["report"]["steps"] == 20 and report["nonfinite_obs"] == 0
+    assert "no timeline.png: matplotlib is not installed" in proc.stdout
+    assert not (tmp_path / "timeline.png").exists() and len(report["timeline"]) == 1
 
 
 # --------------------------------------------------------------------------------------------
