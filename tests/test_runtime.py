@@ -596,17 +596,23 @@ def test_idle_time_collects_a_cycle_leaked_every_tick(grbal_dir):
     assert len(peak) == 3000 and max(peak) < 1000  # without the collections: 3000
 
 
-def test_deploy_writes_the_report_the_timeline_and_the_plot(grbal_dir, tmp_path, capsys):
-    from export.runtime.cli import main
+def test_deploy_writes_the_report_the_timeline_and_the_plot(grbal_dir, tmp_path, capsys,
+                                                           monkeypatch):
+    from export.runtime.cli import _Status, main
 
     out = tmp_path / "soak"
     assert main(["deploy", str(grbal_dir), "--robot", "sim:cheetah", "--duration", "0.5",
                  "--fast", "--window", "0.1", "--switch", "0.15=disabled:bthigh",
                  "--switch", "0.35=slope:5", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    # a log (not a terminal) gets the status line at most every LOG_EVERY_S seconds
-    status = [line for line in text.splitlines() if "ETA" in line]
-    assert len(status) == 1 and "step 1/50" in status[0]
+    # a log (not a terminal) gets the status line every LOG_EVERY_S seconds: none in 50 fast
+    # ticks, a line with elapsed / ETA and step / total when the interval is shorter
+    assert "ETA" not in text
+    monkeypatch.setattr(_Status, "LOG_EVERY_S", 0.0)
+    assert main(["deploy", str(grbal_dir), "--robot", "sim:cheetah", "--duration", "0.05",
+                 "--fast"]) == 0
+    status = [line for line in capsys.readouterr().out.splitlines() if "ETA" in line]
+    assert len(status) == 5 and "step 5/5" in status[-1] and status[-1].startswith("0:00:00 / ")
     summary = text.splitlines()[-3]
     for part in ("deadline misses", "latency p50", "memory growth", "errors 0"):
         assert part in summary

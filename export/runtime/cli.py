@@ -153,7 +153,10 @@ class _Status:
 
         self.robot, self.enabled = robot, enabled
         self.tty = sys.stdout.isatty()
-        self.last = 0.0
+        # The first line after one interval, not at the first tick: by then the ETA means
+        # something.
+        self.last = time.perf_counter()
+        self.printed = False
         self.recent = np.zeros(self.RECENT)  # a ring: nothing grows per tick
         self.count = 0
 
@@ -163,7 +166,7 @@ class _Status:
         now = time.perf_counter()
         if not self.enabled or now - self.last < (0.25 if self.tty else self.LOG_EVERY_S):
             return
-        self.last = now
+        self.last, self.printed = now, True
         import numpy as np
 
         lat = self.recent[:min(self.count, self.RECENT)] * 1e3
@@ -178,7 +181,7 @@ class _Status:
         print("\r" + line if self.tty else line, end="" if self.tty else "\n", flush=True)
 
     def close(self) -> None:
-        if self.enabled and self.last and self.tty:
+        if self.printed and self.tty:
             print(flush=True)
 
 
