@@ -5,6 +5,9 @@
 # with the torch controller's on the same seeds.
 #
 #   bash examples/deploy_fresh_venv.sh CHECKPOINT [OUT]     (main venv: .venv, or $PY)
+#
+# The runtime venv has no matplotlib: each seed's folder gets report.json (with its timeline)
+# and deploy says in one line that it skips timeline.png.
 set -euo pipefail
 CKPT=${1:?usage: deploy_fresh_venv.sh CHECKPOINT [OUT]}
 OUT=${2:-reports/deploy}

@@ -215,7 +215,7 @@ def test_cli_train_export_deploy(tmp_path: Path, capsys):
                for v in d.values()) <= PARITY_TOL
     rep = tmp_path / "report"
     assert main(["deploy", str(out), "--robot", "sim:cheetah", "--duration", "0.4", "--fast",
-                 "--switch-at", "0.2", "--switch-to", "disabled:bthigh", "--quiet",
+                 "--switch", "0.2=disabled:bthigh", "--quiet",
                  "--out", str(rep)]) == 0
     report = json.loads((rep / "report.json").read_text())
     for key in ("return", "distance", "deadline_misses", "nonfinite_obs"):

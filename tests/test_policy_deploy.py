@@ -36,7 +36,7 @@ ROBOT = FAMILY.robot
 OBS_DIM, ACT_DIM, HIDDEN = ROBOT.obs_dim, ROBOT.act_dim, 8
 # A run on the simulated cheetah that switches condition mid-run: healthy for 0.1 s, then the
 # back thigh fails; the policy has to carry its hidden state across the switch.
-SIM = dict(condition="healthy", switch_at=0.1, switch_to="disabled:bthigh", seed=3)
+SIM = dict(condition="healthy", switches=[(0.1, "disabled:bthigh")], seed=3)
 DURATION, STEPS = 0.3, 30
 
 
@@ -230,8 +230,8 @@ def test_deploy_command_runs_the_policy_without_torch(policy_dir, checkpoint, tm
     script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
         from export.runtime.cli import main
         rc = main(["deploy", {str(policy_dir)!r}, "--robot", "sim:cheetah",
-                   "--condition", "healthy", "--switch-at", "0.1", "--switch-to",
-                   "disabled:bthigh", "--seed", "3", "--duration", "{DURATION}", "--fast",
+                   "--condition", "healthy", "--switch", "0.1=disabled:bthigh", "--seed", "3",
+                   "--duration", "{DURATION}", "--fast",
                    "--deadline-ms", "10000", "--quiet", "--out", {str(tmp_path)!r}])
         assert not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
         sys.exit(rc)

@@ -119,8 +119,10 @@ def test_runtime_runs_without_torch(grbal_dir):
 
 
 def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
-    """``python -m export.runtime.cli deploy`` with the simulated robot, torch import blocked."""
-    script = blocking_prelude(*TRAINING) + textwrap.dedent(f"""
+    """``python -m export.runtime.cli deploy`` with the simulated robot, torch import blocked;
+    matplotlib blocked too (a robot's environment may lack it): report.json only, and a line
+    saying why there is no timeline.png."""
+    script = blocking_prelude(*TRAINING, "matplotlib") + textwrap.dedent(f"""
         from export.runtime.cli import main
         rc = main(["deploy", {str(grbal_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
                    "--fast", "--quiet", "--out", {str(tmp_path)!r}])
@@ -132,6 +134,8 @@ def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["report"]["steps"] == 20 and report["nonfinite_obs"] == 0
+    assert "no timeline.png: matplotlib is not installed" in proc.stdout
+    assert not (tmp_path / "timeline.png").exists() and len(report["timeline"]) == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -435,7 +439,7 @@ def test_runtime_reproduces_the_torch_controller_in_closed_loop(artifacts, name)
 def test_sim_robot_switches_condition_and_keeps_state():
     from export.runtime.sim_robot import SimRobot
 
-    r = SimRobot("cheetah", "healthy", seed=0, switch_at=0.05, switch_to="disabled:bthigh")
+    r = SimRobot("cheetah", "healthy", seed=0, switches=[(0.05, "disabled:bthigh")])
     obs = r.reset()
     assert obs.shape == (r.obs_dim,) and r.metrics()["condition"] == "healthy"
     for _ in range(5):
@@ -448,8 +452,8 @@ def test_sim_robot_switches_condition_and_keeps_state():
     assert set(m) >= {"return", "distance", "speed", "diverged"}
     with pytest.raises(ValueError, match="action holds NaN"):
         r.act(np.full(r.act_dim, np.nan))
-    with pytest.raises(ValueError, match="give both"):
-        SimRobot("cheetah", switch_at=1.0)
+    with pytest.raises(ValueError, match=r"switch time 0.02: allowed .* after the previous"):
+        SimRobot("cheetah", switches=[(0.05, "slope:5"), (0.02, "healthy")])
     with pytest.raises(ValueError, match="bthigh2"):
         SimRobot("cheetah", "disabled:bthigh2")
 
@@ -473,3 +477,174 @@ def test_warm_up_changes_nothing_a_step_sees(grbal_dir):
     for _ in range(3):
         np.testing.assert_array_equal(cold.step(obs), warm.step(obs))
     assert warm.counters["steps"] == 3 and len(warm.latencies) == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Long runs: bounded memory, the timeline, switch schedules, the report
+# --------------------------------------------------------------------------------------------
+
+
+def test_timeline_windows_and_switches_land_in_the_right_windows(grbal_dir):
+    from export.runtime.sim_robot import SimRobot
+
+    robot = SimRobot("cheetah", "healthy", seed=1,
+                     switches=[(0.25, "disabled:bthigh"), (0.45, "slope:5")])
+    rep = run(robot, ControllerSession(grbal_dir), rate_hz=100, duration_s=0.65, pace=False,
+              window_s=0.1)
+    rows = rep.timeline
+    # six full windows of 10 ticks and the partial last one
+    assert [r["steps"] for r in rows] == [10] * 6 + [5]
+    np.testing.assert_allclose([r["t_s"] for r in rows], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.65])
+    # the condition at each window's end: the switch at 0.25 s is inside the third window
+    assert [r["condition"] for r in rows] == (["healthy"] * 2 + ["disabled(bthigh)"] * 2
+                                              + ["slope(5)"] * 3)
+    assert sum(r["deadline_misses"] for r in rows) == rep.deadline_misses
+    assert sum(r["overruns"] for r in rows) == rep.overruns == 0
+    for r in rows:
+        assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] <= rep.latency.max_ms
+        assert 0.0 <= r["flipped"] <= 1.0 and r["memory_mb"] > 0
+        assert np.isfinite(r["speed"]) and np.isfinite(r["mean_speed"])
+    np.testing.assert_allclose(rows[-1]["distance"], rep.robot["distance"])
+    # the mean speeds over the windows add up to the distance travelled
+    np.testing.assert_allclose(sum(r["mean_speed"] * r["steps"] * 0.01 for r in rows),
+                               rep.robot["distance"], atol=1e-9)
+    assert rep.memory["growth_mb"] == rows[-1]["memory_mb"] - rows[0]["memory_mb"]
+    # a run shorter than one window has one row, and no growth to report
+    short = run(ScriptedRobot(), ControllerSession(grbal_dir), rate_hz=100, duration_s=0.05,
+                pace=False)
+    assert [r["steps"] for r in short.timeline] == [5] and short.memory["growth_mb"] is None
+    assert short.timeline[0]["condition"] is None  # the scripted robot reports no condition
+    with pytest.raises(ValueError, match="window_s=0: allowed"):
+        run(ScriptedRobot(), ControllerSession(grbal_dir), rate_hz=100, duration_s=1,
+            window_s=0)
+
+
+def test_sim_robot_counts_flipped_steps():
+    from export.runtime.sim_robot import FLIPPED_UPRIGHT, SimRobot
+
+    r = SimRobot("cheetah", seed=0)
+    r.reset()
+    flipped = 0
+    for i in range(300):  # full torque, alternating every 20 steps: the cheetah tumbles
+        r.act(np.full(r.act_dim, 1.0 if (i // 20) % 2 else -1.0))
+        flipped += r.physics.upright() < FLIPPED_UPRIGHT
+    m = r.metrics()
+    assert m["flipped_steps"] == flipped and m["sim_steps"] == 300
+
+
+class SteadyRobot(ScriptedRobot):
+    """The scripted plant without the record of its actions: it keeps nothing per tick."""
+
+    def act(self, action: np.ndarray) -> None:
+        self.t += 1
+        self.x = 0.95 * self.x + 0.05 * np.resize(action, self.obs_dim)
+
+
+def _ticks_memory(grbal_dir, n_ticks: int) -> int:
+    """Python memory (tracemalloc) allocated between run()'s first and last tick."""
+    import tracemalloc
+
+    seen: list[int] = []
+
+    def on_tick(info):
+        if info["tick"] in (0, n_ticks - 1):
+            seen.append(tracemalloc.get_traced_memory()[0])
+
+    session = ControllerSession(grbal_dir)
+    tracemalloc.start()
+    try:
+        run(SteadyRobot(), session, rate_hz=100, duration_s=n_ticks / 100, pace=False,
+            window_s=1e6, on_tick=on_tick)
+    finally:
+        tracemalloc.stop()
+    return seen[1] - seen[0]
+
+
+def test_memory_does_not_grow_with_the_number_of_ticks(grbal_dir):
+    """Nothing is kept per tick: a 10x longer run allocates no more while it runs. A Python
+    list of float latencies costs 32 bytes a tick (a pointer and a float object); the session's
+    and the loop's lists would have grown by ~290 kB over the extra 4500 ticks."""
+    short, long = _ticks_memory(grbal_dir, 500), _ticks_memory(grbal_dir, 5000)
+    assert long - short < 16_000, (short, long)
+
+
+def test_idle_time_collects_a_cycle_leaked_every_tick(grbal_dir):
+    """The collector stays paused during the run, but the young generations are collected in
+    idle time: a robot that drops a reference cycle every tick does not pile them up."""
+    import gc
+
+    class Node:
+        alive = 0
+
+        def __init__(self) -> None:
+            Node.alive += 1
+            self.me = self  # a cycle: only the collector frees it
+
+        def __del__(self) -> None:
+            Node.alive -= 1
+
+    class LeakyRobot(SteadyRobot):
+        def act(self, action):
+            Node()
+            super().act(action)
+
+    peak = []
+    rep = run(LeakyRobot(), ControllerSession(grbal_dir), rate_hz=100, duration_s=30,
+              pace=False, on_tick=lambda info: peak.append(Node.alive) if not gc.isenabled()
+              else None)
+    assert rep.steps == 3000 and rep.idle_collections > 0
+    assert len(peak) == 3000 and max(peak) < 1000  # without the collections: 3000
+
+
+def test_deploy_writes_the_report_the_timeline_and_the_plot(grbal_dir, tmp_path, capsys,
+                                                           monkeypatch):
+    from export.runtime.cli import _Status, main
+
+    out = tmp_path / "soak"
+    assert main(["deploy", str(grbal_dir), "--robot", "sim:cheetah", "--duration", "0.5",
+                 "--fast", "--window", "0.1", "--switch", "0.15=disabled:bthigh",
+                 "--switch", "0.35=slope:5", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    # a log (not a terminal) gets the status line every LOG_EVERY_S seconds: none in 50 fast
+    # ticks, a line with elapsed / ETA and step / total when the interval is shorter
+    assert "ETA" not in text
+    monkeypatch.setattr(_Status, "LOG_EVERY_S", 0.0)
+    assert main(["deploy", str(grbal_dir), "--robot", "sim:cheetah", "--duration", "0.05",
+                 "--fast"]) == 0
+    status = [line for line in capsys.readouterr().out.splitlines() if "ETA" in line]
+    assert len(status) == 5 and "step 5/5" in status[-1] and status[-1].startswith("0:00:00 / ")
+    summary = text.splitlines()[-3]
+    for part in ("deadline misses", "latency p50", "memory growth", "errors 0"):
+        assert part in summary
+    report = json.loads((out / "report.json").read_text())
+    assert [r["condition"] for r in report["timeline"]] == (
+        ["healthy", "disabled(bthigh)", "disabled(bthigh)", "slope(5)", "slope(5)"])
+    assert report["switches"] == [{"t_s": 0.15, "condition": "disabled(bthigh)"},
+                                  {"t_s": 0.35, "condition": "slope(5)"}]
+    assert report["report"]["steps"] == 50 and report["errors"] == 0
+    assert set(report["memory"]) == {"first_mb", "last_mb", "growth_mb", "growth_pct"}
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("switches,allowed", [
+    (["abc"], "allowed T=COND"),
+    (["1"], "allowed T=COND"),
+    (["0=slope:5"], "allowed a time after 0 s"),
+    (["-1=slope:5"], "allowed a time after 0 s"),
+    (["0.2=slope:5", "0.1=healthy"], "after the previous switch's 0.2 s"),
+    (["0.2=slope:5", "0.2=healthy"], "after the previous switch's 0.2 s"),
+    (["5=slope:5"], "before --duration 1 s"),
+    (["0.5=disabled:bthigh2"], "allowed bthigh, bshin"),
+    (["0.5=wobbly"], "wobbly"),
+])
+def test_bad_switches_are_refused_before_any_work(switches, allowed, tmp_path, capsys):
+    from export.runtime.cli import main
+
+    # the export folder does not exist: the switches are refused before it is opened
+    argv = ["deploy", str(tmp_path / "no-export"), "--robot", "sim:cheetah", "--duration", "1",
+            "--out", str(tmp_path / "out")]
+    argv += [f"--switch={s}" for s in switches]  # "=": argparse takes "-1=..." for a flag
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--switch {switches[-1]!r}" in err and allowed in err
+    assert not (tmp_path / "out").exists()

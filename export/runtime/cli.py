@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Runs controller.onnx (a folder from `adapt export`) or policy.onnx with "
                     "reward.onnx (a folder from `adapt export-policy`) through ONNX Runtime "
                     "(no torch) at --rate Hz, shows live latency and speed, and writes a JSON "
-                    "report.")
+                    "report with a timeline (and timeline.png) of latency, deadline misses, "
+                    "memory and speed.")
     d.add_argument("export_dir",
                    help="a folder written by `adapt export` or `adapt export-policy`")
     d.add_argument("--robot", required=True,
@@ -37,9 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "a robot spec file (sim:my_robot.toml)")
     d.add_argument("--condition", default="healthy",
                    help="condition of the simulated robot (see `adapt sims list`)")
-    d.add_argument("--switch-at", type=float, default=None, metavar="T",
-                   help="switch to --switch-to after T seconds (state is kept)")
-    d.add_argument("--switch-to", default=None, metavar="COND", help="condition after the switch")
+    d.add_argument("--switch", action="append", default=[], metavar="T=COND",
+                   help="from T seconds on, condition COND (the robot's state is kept); "
+                        "repeat for a schedule, times increasing: --switch 600=disabled:bthigh "
+                        "--switch 1200=slope:10")
     d.add_argument("--rate", type=float, default=None,
                    help="control rate in Hz (default: 1 / the model's control timestep)")
     d.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")
@@ -58,7 +60,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--safe-action", choices=("shift", "zeros"), default="shift",
                    help="action for an unusable observation (default: a controller's previous "
                         "plan shifted, a policy's previous action)")
-    d.add_argument("--out", default=None, help="folder for report.json")
+    d.add_argument("--window", type=float, default=10.0,
+                   help="seconds of ticks per timeline row (default 10)")
+    d.add_argument("--out", default=None,
+                   help="folder for report.json (summary and timeline) and timeline.png")
     d.add_argument("--quiet", action="store_true", help="no live status line")
     d.set_defaults(func=cmd_deploy)
 
@@ -73,6 +78,42 @@ def _sim_name(robot: str) -> str:
         raise ValueError(f"--robot={robot!r}: allowed sim:NAME (the MuJoCo simulation), "
                          "e.g. sim:cheetah, sim:quadruped or sim:my_robot.toml")
     return robot[4:]
+
+
+def _parse_switches(values: list[str], duration: float) -> list[tuple[float, str]]:
+    """``--switch T=COND`` values as (time, condition text): times > 0, increasing and inside
+    the run. The conditions are parsed against the robot by :func:`_switch_conditions`."""
+    switches: list[tuple[float, str]] = []
+    for text in values:
+        t_text, sep, cond = text.partition("=")
+        try:
+            t = float(t_text)
+        except ValueError:
+            t = math.nan
+        if not sep or not cond.strip() or not math.isfinite(t):
+            raise ValueError(f"--switch {text!r}: allowed T=COND, a time in seconds and a "
+                             "condition (e.g. --switch 600=disabled:bthigh)")
+        low = switches[-1][0] if switches else 0.0
+        if not low < t < duration:
+            after = f"the previous switch's {low:g} s" if switches else "0 s"
+            raise ValueError(f"--switch {text!r}: time {t:g} s is not allowed: allowed a time "
+                             f"after {after} (times increasing) and before --duration "
+                             f"{duration:g} s")
+        switches.append((t, cond.strip()))
+    return switches
+
+
+def _switch_conditions(switches: list[tuple[float, str]], robot: Any) -> list[tuple[float, Any]]:
+    """Each switch's condition parsed and validated against ``robot``."""
+    from sims.conditions import parse_condition
+
+    parsed = []
+    for t, cond in switches:
+        try:
+            parsed.append((t, parse_condition(cond, robot)))
+        except ValueError as e:
+            raise ValueError(f"--switch {f'{t:g}={cond}'!r}: {e}") from e
+    return parsed
 
 
 def _sim_robot(export_dir: str, name: str) -> Any:
@@ -101,35 +142,53 @@ def _check_robot(session: Any, robot: Any) -> None:
 
 
 class _Status:
-    """One status line, rewritten in place a few times a second."""
+    """One status line: rewritten in place four times a second on a terminal; in a log, one
+    line every :attr:`LOG_EVERY_S` seconds (a long run's log stays readable)."""
+
+    LOG_EVERY_S = 10.0
+    RECENT = 200  # steps the line's percentiles cover
 
     def __init__(self, robot: Any, enabled: bool) -> None:
-        self.robot, self.enabled = robot, enabled
-        # On a terminal the line is rewritten in place; in a log, one line per second.
-        self.tty = sys.stdout.isatty()
-        self.last = 0.0
-        self.recent: list[float] = []
-
-    def __call__(self, info: dict[str, Any]) -> None:
-        self.recent.append(info["latency_s"])
-        now = time.perf_counter()
-        if not self.enabled or now - self.last < (0.25 if self.tty else 1.0):
-            return
-        self.last = now
         import numpy as np
 
-        lat = np.asarray(self.recent[-200:]) * 1e3
+        self.robot, self.enabled = robot, enabled
+        self.tty = sys.stdout.isatty()
+        # The first line after one interval, not at the first tick: by then the ETA means
+        # something.
+        self.last = time.perf_counter()
+        self.printed = False
+        self.recent = np.zeros(self.RECENT)  # a ring: nothing grows per tick
+        self.count = 0
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        self.recent[self.count % self.RECENT] = info["latency_s"]
+        self.count += 1
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < (0.25 if self.tty else self.LOG_EVERY_S):
+            return
+        self.last, self.printed = now, True
+        import numpy as np
+
+        lat = self.recent[:min(self.count, self.RECENT)] * 1e3
         m = self.robot.metrics()
         c = info["counters"]
-        line = (f"t {info['t']:6.2f} s  step {info['tick'] + 1:6d}  latency p50 "
+        done, total, elapsed = info["tick"] + 1, info["ticks"], info["t"]
+        eta = elapsed / done * (total - done)
+        line = (f"{_clock(elapsed)} / ETA {_clock(eta)}  step {done}/{total}  latency p50 "
                 f"{np.percentile(lat, 50):6.2f} ms  p99 {np.percentile(lat, 99):6.2f} ms  "
                 f"speed {m['speed']:6.2f} m/s  distance {m['distance']:7.2f} m  misses "
                 f"{c['deadline_misses']}  non-finite {c['nonfinite_obs']}  [{m['condition']}]")
         print("\r" + line if self.tty else line, end="" if self.tty else "\n", flush=True)
 
     def close(self) -> None:
-        if self.enabled and self.last and self.tty:
+        if self.printed and self.tty:
             print(flush=True)
+
+
+def _clock(seconds: float) -> str:
+    """h:mm:ss"""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[str, Any]]:
@@ -164,17 +223,22 @@ def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[
 def cmd_deploy(args: argparse.Namespace) -> int:
     from export.runtime.loop import run
     from export.runtime.sim_robot import SimRobot
+    from export.runtime.timeline import write_plot
 
     name = _sim_name(args.robot)
     if not (math.isfinite(args.duration) and args.duration > 0):
         raise ValueError(f"--duration={args.duration}: allowed a number of seconds > 0")
     if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
         raise ValueError(f"--rate={args.rate}: allowed a number of Hz > 0")
+    if not (math.isfinite(args.window) and args.window > 0):
+        raise ValueError(f"--window={args.window}: allowed a number of seconds > 0")
+    switch_times = _parse_switches(args.switch, args.duration)
     sim = _sim_robot(args.export_dir, name)
+    switches = _switch_conditions(switch_times, sim)
     session, what, info = _open_session(args, sim.name)
     _check_robot(session, sim)
     robot = SimRobot(sim, args.condition, seed=args.seed, realtime=not args.fast,
-                     switch_at=args.switch_at, switch_to=args.switch_to)
+                     switches=switches)
     rate = args.rate if args.rate is not None else 1.0 / session.control_timestep
     if abs(rate * session.control_timestep - 1.0) > 1e-6:
         print(f"warning: --rate {rate:g} Hz differs from the {session.kind}'s control rate "
@@ -186,31 +250,50 @@ def cmd_deploy(args: argparse.Namespace) -> int:
           flush=True)
     status = _Status(robot, not args.quiet)
     report = run(robot, session, rate, args.duration, deadline_s=deadline, pace=not args.fast,
-                 on_tick=status)
+                 on_tick=status, window_s=args.window)
     status.close()
     m = report.robot
+    errors = report.session_errors + report.robot_errors + report.bad_outputs
+    miss_pct = 100.0 * report.deadline_misses / report.steps if report.steps else math.nan
+    mem = report.memory
+    details = report.to_dict()
+    timeline = details.pop("timeline")
     summary = {
         "export_dir": str(Path(args.export_dir)), "kind": session.kind, **info,
         "robot": args.robot,
-        "schedule": robot.schedule.label, "rate_hz": rate, "duration_s": args.duration,
-        "realtime": not args.fast,
+        "schedule": robot.schedule.label,
+        "switches": [{"t_s": t, "condition": c.label} for t, c in switches],
+        "rate_hz": rate, "duration_s": args.duration, "realtime": not args.fast,
         "return": m.get("return"), "distance": m.get("distance"),
         "latency_ms": {"p50": report.latency.p50_ms, "p99": report.latency.p99_ms,
                        "max": report.latency.max_ms},
-        "deadline_misses": report.deadline_misses, "nonfinite_obs": report.nonfinite_obs,
-        "report": report.to_dict(),
+        "deadline_misses": report.deadline_misses, "deadline_miss_pct": miss_pct,
+        "nonfinite_obs": report.nonfinite_obs, "errors": errors,
+        "memory_source": report.memory_source, "memory": mem,
+        "window_s": args.window, "timeline": timeline,
+        "report": details,
     }
+    growth = ("n/a (one window)" if mem.get("growth_mb") is None
+              else f"{mem['growth_mb']:+.2f} MB ({mem['growth_pct']:+.2f} %)")
     print(f"return {m.get('return', float('nan')):.2f}  distance "
-          f"{m.get('distance', float('nan')):.2f} m  steps {report.steps}  latency p50 "
+          f"{m.get('distance', float('nan')):.2f} m  steps {report.steps}  deadline misses "
+          f"{report.deadline_misses} ({miss_pct:.2f} %)  latency p50 "
           f"{report.latency.p50_ms:.2f} / p99 {report.latency.p99_ms:.2f} / max "
-          f"{report.latency.max_ms:.2f} ms  deadline misses {report.deadline_misses}  "
-          f"non-finite obs {report.nonfinite_obs}  errors "
-          f"{report.session_errors + report.robot_errors}")
+          f"{report.latency.max_ms:.2f} ms  memory growth {growth}  non-finite obs "
+          f"{report.nonfinite_obs}  errors {errors}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "report.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
         print(f"wrote {out / 'report.json'}")
+        try:
+            write_plot(out / "timeline.png", timeline, report.deadline_s * 1e3,
+                       [(t, c.label) for t, c in switches],
+                       title=f"{what}\n[{robot.schedule.label}] at {rate:g} Hz")
+            print(f"wrote {out / 'timeline.png'}")
+        except ImportError:
+            print("no timeline.png: matplotlib is not installed (report.json holds the "
+                  "timeline)")
     return 0
 
 

@@ -1,6 +1,7 @@
 """The fixed-rate loop that drives a session on a robot: the :class:`Robot` and
 :class:`Session` protocols, :func:`run` and its :class:`RunReport`, latency statistics and
-the deadline watchdog that cancels a late ONNX Runtime run.
+the deadline watchdog that cancels a late ONNX Runtime run. The per-window timeline of a run
+is :mod:`export.runtime.timeline`.
 
 numpy and onnxruntime only (no torch, mujoco or ``sims``).
 """
@@ -19,12 +20,17 @@ import numpy as np
 import onnxruntime as ort
 
 from export.runtime.artifacts import ObservationError
+from export.runtime.timeline import MEMORY_SOURCE, LatencyLog, Timeline, memory_growth
 
 
 @runtime_checkable
 class Robot(Protocol):
     """What :func:`run` drives. Observations are 1-D arrays laid out as the metadata's
-    ``obs_layout``; actions are 1-D arrays within ``action_low``/``action_high``."""
+    ``obs_layout``; actions are 1-D arrays within ``action_low``/``action_high``.
+
+    A robot may also have ``metrics() -> dict``: :func:`run` reads it at the end of the run
+    (``RunReport.robot``) and of every timeline window, where ``condition``, ``speed``,
+    ``distance`` and ``flipped_steps`` / ``sim_steps`` go into the row."""
 
     def reset(self) -> np.ndarray:
         """Start an episode; returns the first observation."""
@@ -48,6 +54,7 @@ class Session(Protocol):
     obs_dim: int
     meta: Mapping[str, Any]  # metadata; ``meta["obs_layout"]`` names the observation's parts
     counters: dict[str, int]
+    latencies: LatencyLog  # seconds per step; :func:`run` reserves the run's ticks up front
     last_error: str | None
 
     def warm_up(self) -> None:
@@ -97,7 +104,8 @@ class LatencyStats:
     mean_ms: float
 
     @classmethod
-    def of(cls, seconds: Sequence[float]) -> LatencyStats:
+    def of(cls, seconds: Sequence[float] | np.ndarray) -> LatencyStats:
+        """Exact statistics (numpy's linear-interpolation percentiles) of all ``seconds``."""
         if not len(seconds):
             return cls(0, math.nan, math.nan, math.nan, math.nan)
         ms = np.asarray(seconds, dtype=float) * 1e3
@@ -182,15 +190,44 @@ class RunReport:
     interrupted: bool = False
     last_error: str | None = None
     robot: dict[str, Any] = field(default_factory=dict)
+    window_s: float = math.nan
+    # One row per window (:class:`~export.runtime.timeline.Timeline` says what a row holds).
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    memory_source: str = MEMORY_SOURCE
+    # Last window's memory against the first's: first_mb, last_mb, growth_mb, growth_pct.
+    memory: dict[str, float | None] = field(default_factory=dict)
+    idle_collections: int = 0  # young-generation garbage collections run in idle time
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: A young-generation collection (a few hundred objects) took 4 µs median and 46 µs at worst
+#: when measured between steps; it runs only when at least this much time is left before
+#: the next tick, so it never delays one.
+IDLE_COLLECT_SLACK_S = 0.001
+
+
+def _idle_collect() -> bool:
+    """Collect the young generations when CPython's own thresholds say so, as its automatic
+    collector would; never the oldest one (tens to hundreds of ms with torch loaded). So a
+    reference cycle created and dropped each tick is freed instead of piling up for the whole
+    run. True if a collection ran."""
+    c0, c1, _ = gc.get_count()
+    t0, t1, _ = gc.get_threshold()
+    if t0 and c1 >= t1:
+        gc.collect(1)
+    elif t0 and c0 >= t0:
+        gc.collect(0)
+    else:
+        return False
+    return True
+
+
 def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
         deadline_s: float | None = None, pace: bool = True, reset: bool = True,
         on_tick: Callable[[dict[str, Any]], None] | None = None,
-        spin_s: float = 0.002) -> RunReport:
+        spin_s: float = 0.002, window_s: float = 10.0) -> RunReport:
     """Drive ``robot`` with ``session`` at ``rate_hz`` for ``duration_s`` seconds.
 
     Each tick: observe, step with a deadline ``deadline_s`` after the observation (default
@@ -199,28 +236,46 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
     executes the session's fallback (a controller's previous plan shifted by one step, a
     policy's previous action) and is counted. ``pace=False`` starts each tick as soon as the
     previous one ends (a simulator running as fast as possible); deadlines still apply. The
-    wait for a tick sleeps and then busy-waits its last ``spin_s`` seconds; Python's garbage
-    collector is paused during the run (its pauses would land on the control path; it collects
-    once before the robot starts). The robot's observation size is checked on ``reset()``
-    before the first step (:class:`ObservationError`). Exceptions from the robot or the
-    session are counted and replaced by the safe action; Ctrl-C ends the run early with a
-    report.
+    wait for a tick sleeps and then busy-waits its last ``spin_s`` seconds.
+
+    Long runs keep memory flat: the per-step latencies go into storage reserved for all the
+    run's ticks before the robot starts (:class:`~export.runtime.timeline.LatencyLog`), so
+    the report's percentiles are exact and nothing grows per tick. Every ``window_s`` seconds
+    of ticks (``window_s * rate_hz`` ticks, also when not paced) a timeline row is added in
+    idle time (:class:`~export.runtime.timeline.Timeline`); a run shorter than a window has
+    one row. Python's garbage collector is paused during the run (its pauses would land on
+    the control path; it collects once before the robot starts); in idle time, when at least
+    :data:`IDLE_COLLECT_SLACK_S` is left before the next tick, the young generations are
+    collected as CPython's thresholds ask (:func:`_idle_collect`).
+
+    The robot's observation size is checked on ``reset()`` before the first step
+    (:class:`ObservationError`). Exceptions from the robot or the session are counted and
+    replaced by the safe action; Ctrl-C ends the run early with a report.
     """
     if not (isinstance(rate_hz, (int, float)) and math.isfinite(rate_hz) and rate_hz > 0):
         raise ValueError(f"rate_hz={rate_hz!r}: allowed a number > 0")
     if not (isinstance(duration_s, (int, float)) and math.isfinite(duration_s)
             and duration_s > 0):
         raise ValueError(f"duration_s={duration_s!r}: allowed a number > 0")
+    if not (isinstance(window_s, (int, float)) and math.isfinite(window_s) and window_s > 0):
+        raise ValueError(f"window_s={window_s!r}: allowed a number of seconds > 0")
     period = 1.0 / rate_hz
     deadline = 0.9 * period if deadline_s is None else float(deadline_s)
     if not (math.isfinite(deadline) and deadline > 0):
         raise ValueError(f"deadline_s={deadline_s!r}: allowed a number > 0")
     n_ticks = max(1, int(round(duration_s * rate_hz)))
+    timeline = Timeline(max(1, int(round(window_s * rate_hz))), float(rate_hz))
+    metrics = getattr(robot, "metrics", None)
+    if not callable(metrics):
+        metrics = None
 
-    # Before the robot starts: a real-time robot's clock runs from its reset, and the warm-up
-    # (and the collection before pausing the garbage collector) must not shift the control
-    # ticks against it.
+    # Before the robot starts: a real-time robot's clock runs from its reset, and the warm-up,
+    # the storage for the run's latencies (and the collection before pausing the garbage
+    # collector) must not shift the control ticks against it.
     session.warm_up()
+    tick_lat = LatencyLog(n_ticks)
+    session.reset_stats()
+    session.latencies.reserve(n_ticks)
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
@@ -234,11 +289,19 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
             f"expects ({session.obs_dim},) laid out as "
             f"{[p['name'] for p in session.meta['obs_layout']]}")
     session.reset()
-    session.reset_stats()
     session.idle()
 
-    robot_errors = overruns = 0
-    tick_lat: list[float] = []
+    def close_window(ticks: int, now: float) -> None:
+        m = None
+        if metrics is not None:
+            try:
+                m = metrics()
+            except Exception as e:
+                session.last_error = f"robot.metrics: {type(e).__name__}: {e}"
+        timeline.close(ticks, now - t_start, session.latencies,
+                       session.counters["deadline_misses"], overruns, m)
+
+    robot_errors = overruns = collections = 0
     interrupted = False
     t_start = time.perf_counter()
     try:
@@ -279,13 +342,20 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
                 session.last_error = f"robot.act: {type(e).__name__}: {e}"
             t_act = time.perf_counter()
             tick_lat.append(t_act - t_obs)
-            session.idle()  # idle time: off the next step's critical path
+            # Idle time: off the next step's critical path.
+            session.idle()
+            if timeline.due(k + 1):
+                close_window(k + 1, t_act)
             if on_tick is not None:
                 try:
-                    on_tick({"tick": k, "t": t_act - t_start, "latency_s": t_act - t_obs,
-                             "action": action, "obs": obs, "counters": dict(session.counters)})
+                    on_tick({"tick": k, "ticks": n_ticks, "t": t_act - t_start,
+                             "latency_s": t_act - t_obs, "action": action, "obs": obs,
+                             "counters": dict(session.counters)})
                 except Exception as e:  # a display bug must not stop the robot
                     session.last_error = f"on_tick: {type(e).__name__}: {e}"
+            if (not pace or t_start + (k + 1) * period - time.perf_counter()
+                    > IDLE_COLLECT_SLACK_S):
+                collections += _idle_collect()
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -293,10 +363,10 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
             gc.enable()
     elapsed = time.perf_counter() - t_start
     steps = len(tick_lat)
+    close_window(steps, t_start + elapsed)  # the last, partial window (no-op if none)
     c = session.counters
     robot_info: dict[str, Any] = {}
-    metrics = getattr(robot, "metrics", None)
-    if callable(metrics):
+    if metrics is not None:
         try:
             robot_info = dict(metrics())
         except Exception as e:
@@ -308,5 +378,7 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
         bad_shape_obs=c["bad_shape_obs"], session_errors=c["session_errors"],
         bad_outputs=c["bad_outputs"], robot_errors=robot_errors,
         graph_actions=c["graph_actions"], overruns=overruns,
-        latency=session.latency(), tick=LatencyStats.of(tick_lat), interrupted=interrupted,
-        last_error=session.last_error, robot=robot_info)
+        latency=session.latency(), tick=LatencyStats.of(tick_lat.values()),
+        interrupted=interrupted, last_error=session.last_error, robot=robot_info,
+        window_s=float(window_s), timeline=timeline.rows,
+        memory=memory_growth(timeline.rows), idle_collections=collections)

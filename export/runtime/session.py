@@ -57,6 +57,7 @@ from export.runtime.artifacts import (
     validate_controller,
 )
 from export.runtime.loop import DeadlineMiss, LatencyStats, Watchdog
+from export.runtime.timeline import LatencyLog
 
 __all__ = ["ControllerSession", "GraphRunner", "SessionBase", "TransitionBuffer",
            "check_safe_action"]
@@ -182,22 +183,22 @@ class SessionBase:
     obs_dim: int
     safe_action_mode: str
     counters: dict[str, int]
-    latencies: list[float]
+    latencies: LatencyLog
     last_error: str | None
     _graph: GraphRunner
     _prev_obs: np.ndarray | None
 
     def _init_stats(self) -> None:
         self.counters = dict.fromkeys(_COUNTERS, 0)
-        self.latencies = []  # seconds, every step() / run() tick
+        self.latencies = LatencyLog()  # seconds, every step() / run() tick
         self.last_error = None
 
     def reset_stats(self) -> None:
         self.counters = dict.fromkeys(_COUNTERS, 0)
-        self.latencies = []
+        self.latencies.clear()  # the storage is kept: run() reserved it for the whole run
 
     def latency(self) -> LatencyStats:
-        return LatencyStats.of(self.latencies)
+        return LatencyStats.of(self.latencies.values())
 
     def idle(self) -> None:
         """Nothing to prepare by default (the controller draws its next noise here)."""

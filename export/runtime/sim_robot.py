@@ -7,8 +7,8 @@ as possible": the simulation waits for the controller). ``realtime=True`` ties s
 time to the wall clock instead: before every observation or action the physics catches up
 with the time elapsed since :meth:`SimRobot.reset`, holding the last action, so a slow
 controller really costs it control steps. A :class:`~sims.conditions.Schedule` (or
-``switch_at``/``switch_to``) changes the condition mid-run at a given time, keeping the
-robot's state (a leg failing at t = 3 s). The simulation itself is ``sims.core.Simulator``,
+``switches``) changes the condition mid-run at given times, keeping the robot's state (a leg
+failing at t = 3 s). The simulation itself is ``sims.core.Simulator``,
 the same core as ``sims.env.AdaptEnv``.
 """
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,28 +26,30 @@ from sims.core import Simulator, core_property
 from sims.physics import Physics
 from sims.robots import Robot, get_robot
 
+#: A control step counts as flipped when the torso's up axis points below the horizon, the
+#: rule of the evaluation's flipped share.
+FLIPPED_UPRIGHT = 0.0
+
 
 def make_schedule(robot: Robot, condition: str | Condition | Schedule = "healthy",
-                  switch_at: float | None = None,
-                  switch_to: str | Condition | None = None) -> Schedule:
-    """A validated schedule from command-line style arguments."""
-    if (switch_at is None) != (switch_to is None):
-        raise ValueError("switch_at and switch_to go together: give both (e.g. --switch-at 3 "
-                         "--switch-to lost_leg:back_right) or neither")
+                  switches: Sequence[tuple[float, str | Condition]] = ()) -> Schedule:
+    """A validated schedule: ``condition`` from 0 s, then each ``(time_s, condition)`` of
+    ``switches`` (times > 0 and increasing), e.g. ``[(600, "disabled:bthigh"),
+    (1200, "slope:10")]``."""
     if isinstance(condition, Schedule):
-        if switch_at is not None:
-            raise ValueError("switch_at/switch_to cannot be combined with a Schedule")
+        if switches:
+            raise ValueError("switches cannot be combined with a Schedule: put them in its "
+                             "segments")
         schedule = condition
     else:
-        first = parse_condition(condition, robot) if isinstance(condition, str) else condition
-        if switch_at is None:
-            schedule = Schedule.fixed(first)
-        else:
-            if not (math.isfinite(switch_at) and switch_at > 0):
-                raise ValueError(f"switch_at={switch_at!r}: allowed a time > 0 seconds")
-            assert switch_to is not None
-            second = parse_condition(switch_to, robot) if isinstance(switch_to, str) else switch_to
-            schedule = Schedule.switch(first, second, switch_at)
+        segments: list[tuple[float, Condition]] = []
+        for t, c in [(0.0, condition), *switches]:
+            if segments and not (isinstance(t, (int, float)) and math.isfinite(t)
+                                 and t > segments[-1][0]):
+                raise ValueError(f"switch time {t!r}: allowed a time in seconds > 0 and after "
+                                 f"the previous switch ({segments[-1][0]:g} s)")
+            segments.append((float(t), parse_condition(c, robot) if isinstance(c, str) else c))
+        schedule = Schedule(tuple(segments))
     schedule.validate(robot)
     return schedule
 
@@ -59,14 +62,14 @@ class SimRobot:
       condition: a condition string (``"disabled:bthigh"``), a ``Condition`` or a ``Schedule``.
       seed: initial-state and observation-noise seed.
       realtime: tie simulated time to the wall clock (see the module docstring).
-      switch_at, switch_to: switch to another condition at this time (seconds).
+      switches: ``(time_s, condition)`` pairs, times increasing: the condition from then on.
     """
 
     def __init__(self, robot: str | Robot, condition: str | Condition | Schedule = "healthy",
-                 seed: int = 0, realtime: bool = False, switch_at: float | None = None,
-                 switch_to: str | Condition | None = None) -> None:
+                 seed: int = 0, realtime: bool = False,
+                 switches: Sequence[tuple[float, str | Condition]] = ()) -> None:
         self.robot = get_robot(robot)
-        self.schedule = make_schedule(self.robot, condition, switch_at, switch_to)
+        self.schedule = make_schedule(self.robot, condition, switches)
         self.sim = Simulator(self.robot, self.schedule)
         self.reward_fn = self.sim.reward_fn
         self.realtime = realtime
@@ -107,6 +110,7 @@ class SimRobot:
         self.sim.reset(self.rng)
         self._ctrl = np.clip(np.zeros(self.act_dim), self.low, self.high)  # until act()
         self._x0 = float(self.sim.physics.torso_position()[0])
+        self._flipped = 0
         self._t0 = time.perf_counter()
         return self.sim.observation(self.rng)
 
@@ -132,7 +136,9 @@ class SimRobot:
 
     # ------------------------------------------------------------------ reporting
     def metrics(self) -> dict[str, Any]:
-        """Return, distance (torso x since reset, m), speed (m/s) and the state of the run."""
+        """Return, distance (torso x since reset, m), speed (m/s), the control steps with the
+        torso upside down (``flipped_steps``: ``physics.upright() < FLIPPED_UPRIGHT``) and the
+        state of the run."""
         self._require_reset()
         return {
             "return": float(self.total_reward),
@@ -140,6 +146,7 @@ class SimRobot:
             "speed": float(self.sim.true_observation()[self.robot.forward_velocity_index]),
             "sim_time": self.steps * self.control_timestep,
             "sim_steps": self.steps,
+            "flipped_steps": self._flipped,
             "condition": self.condition.label,
             "schedule": self.schedule.label,
             "diverged": self.diverged,
@@ -159,3 +166,5 @@ class SimRobot:
         if self.diverged:  # frozen after a blow-up; metrics() reports it
             return
         self.sim.step(self._ctrl)
+        if not self.diverged and self.sim.physics.upright() < FLIPPED_UPRIGHT:
+            self._flipped += 1
