@@ -15,6 +15,11 @@ _BAD = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS,
         mujoco.mjtWarning.mjWARN_BADQVEL)
 
 
+#: A step counts as flipped when the torso's up axis points below the horizon (tilted past
+#: 90°): from there the legs push into the air and a locomotion controller has lost the robot.
+FLIPPED_UPRIGHT = 0.0
+
+
 class Physics:
     """A compiled model and its data for one robot, with named accessors."""
 
@@ -50,6 +55,10 @@ class Physics:
     def upright(self) -> float:
         """z component of the torso's z axis: 1 upright, 0 on its side, -1 upside down."""
         return float(self.data.xmat[self._torso][8])
+
+    def flipped(self) -> bool:
+        """Whether the torso is upside down (``upright() < FLIPPED_UPRIGHT``)."""
+        return self.upright() < FLIPPED_UPRIGHT
 
     def actuator_forces(self) -> np.ndarray:
         """Force or torque each actuator applies at its joint (gear x actuator force, after

@@ -520,7 +520,8 @@ def test_timeline_windows_and_switches_land_in_the_right_windows(grbal_dir):
 
 
 def test_sim_robot_counts_flipped_steps():
-    from export.runtime.sim_robot import FLIPPED_UPRIGHT, SimRobot
+    from export.runtime.sim_robot import SimRobot
+    from sims.physics import FLIPPED_UPRIGHT
 
     r = SimRobot("cheetah", seed=0)
     r.reset()

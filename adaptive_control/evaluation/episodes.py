@@ -22,6 +22,7 @@ import numpy as np
 
 from sims.conditions import HEALTHY, Schedule
 from sims.families import TaskFamily, get_family
+from sims.physics import FLIPPED_UPRIGHT
 from sims.specs import register_document, spec_document
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ if TYPE_CHECKING:
 SCENARIO_KINDS = ("fixed", "switch", "healthy")
 RECOVERY_FRACTION = 0.8  # recovered = speed back to 80 % of its pre-failure level
 SPEED_WINDOW_S = 0.5  # moving-average window of the speed trace used for recovery
-# A step counts as flipped when the torso's up axis points below the horizon (tilted past 90°):
-# from there the legs push into the air and a locomotion controller has lost the robot.
-FLIPPED_UPRIGHT = 0.0
 
 
 # ------------------------------------------------------------------------------ methods

@@ -26,10 +26,6 @@ from sims.core import Simulator, core_property
 from sims.physics import Physics
 from sims.robots import Robot, get_robot
 
-#: A control step counts as flipped when the torso's up axis points below the horizon, the
-#: rule of the evaluation's flipped share.
-FLIPPED_UPRIGHT = 0.0
-
 
 def make_schedule(robot: Robot, condition: str | Condition | Schedule = "healthy",
                   switches: Sequence[tuple[float, str | Condition]] = ()) -> Schedule:
@@ -137,7 +133,7 @@ class SimRobot:
     # ------------------------------------------------------------------ reporting
     def metrics(self) -> dict[str, Any]:
         """Return, distance (torso x since reset, m), speed (m/s), the control steps with the
-        torso upside down (``flipped_steps``: ``physics.upright() < FLIPPED_UPRIGHT``) and the
+        torso upside down (``flipped_steps``: ``Physics.flipped()``) and the
         state of the run."""
         self._require_reset()
         return {
@@ -166,5 +162,5 @@ class SimRobot:
         if self.diverged:  # frozen after a blow-up; metrics() reports it
             return
         self.sim.step(self._ctrl)
-        if not self.diverged and self.sim.physics.upright() < FLIPPED_UPRIGHT:
+        if not self.diverged and self.sim.physics.flipped():
             self._flipped += 1
