@@ -6,6 +6,8 @@ index arithmetic on ``qpos``/``qvel``; the index bookkeeping lives in ``sims.rob
 
 from __future__ import annotations
 
+import copy
+
 import mujoco
 import numpy as np
 
@@ -86,7 +88,13 @@ class Physics:
         return not (np.all(np.isfinite(self.data.qpos)) and np.all(np.isfinite(self.data.qvel)))
 
     def swap_model(self, model: mujoco.MjModel) -> None:
-        """Continue from the current state under a different model (a mid-episode switch)."""
+        """Continue from the current state under a different model (a mid-episode switch).
+
+        A flat or tilted ground plane of the new model is moved (not turned) to pass through
+        the old ground under the torso: a condition's tilt is given about the world origin,
+        and without this a slope switched in 50 m from it would put the ground metres above
+        or below the robot. Heightfields stay where they are."""
+        model = self._anchored(model)
         new = mujoco.MjData(model)
         new.time = self.data.time
         new.qpos[:] = self.data.qpos
@@ -96,6 +104,39 @@ class Physics:
         new.qacc_warmstart[:] = self.data.qacc_warmstart
         mujoco.mj_forward(model, new)
         self.model, self.data = model, new
+
+    def _anchored(self, model: mujoco.MjModel) -> mujoco.MjModel:
+        """``model``, or a copy of it (compiled models are shared) with its ground plane
+        through the current ground under the torso."""
+        old, new = _plane(self.model, self.robot.floor), _plane(model, self.robot.floor)
+        if old is None or new is None:
+            return model
+        x, y = self.data.xpos[self._torso][:2]
+        z = _plane_height(self.model.geom_pos[old], self.model.geom_quat[old], x, y)
+        model = copy.copy(model)
+        model.geom_pos[new] = (x, y, z)
+        # The compiler marks a geom at its body's origin "same frame" and then ignores
+        # geom_pos: the world's ground plane at the origin is one.
+        model.geom_sameframe[new] = mujoco.mjtSameFrame.mjSAMEFRAME_NONE
+        return model
+
+
+def _plane(model: mujoco.MjModel, name: str | None) -> int | None:
+    """The id of the geom ``name`` when it is a plane, else None."""
+    if name is None:
+        return None
+    gid = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, name)
+    if gid < 0 or model.geom_type[gid] != mujoco.mjtGeom.mjGEOM_PLANE:
+        return None
+    return gid
+
+
+def _plane_height(pos: np.ndarray, quat: np.ndarray, x: float, y: float) -> float:
+    """Height at (x, y) of the plane through ``pos`` whose normal is ``quat``'s z axis."""
+    mat = np.zeros(9)
+    mujoco.mju_quat2Mat(mat, quat)
+    n = mat.reshape(3, 3)[:, 2]
+    return float(pos[2] - (n[0] * (x - pos[0]) + n[1] * (y - pos[1])) / n[2])
 
 
 def state_observations(robot: Robot, model: mujoco.MjModel, states: np.ndarray) -> np.ndarray:

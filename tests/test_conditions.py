@@ -310,3 +310,53 @@ def test_from_dict_refuses_unknown_fields():
     with pytest.raises(ConditionError, match="weak.strength is unknown"):
         Condition.from_dict({"modifiers": [{"kind": "weak", "actuator": "bthigh",
                                             "strength": 0.5}]})
+
+
+@pytest.mark.parametrize("before,after", [("healthy", "slope:10"), ("slope:-8", "slope:12"),
+                                          ("slope:10", "healthy")])
+def test_a_ground_switched_far_from_the_origin_continues_under_the_robot(before, after):
+    # A tilt is given about the world origin; switched in 60 m away, the new ground must pass
+    # through the old ground under the torso instead of jumping metres above or below it.
+    from sims.core import Simulator
+
+    schedule = Schedule.switch(parse_condition(before, CHEETAH), parse_condition(after, CHEETAH),
+                               0.05)
+    sim = Simulator(CHEETAH, schedule)
+    sim.reset(np.random.default_rng(0))
+    phys = sim.physics
+    floor = phys.model.geom(CHEETAH.floor).id
+    # rootx, rootz: the torso 60 m from the origin, at its height above the ground there
+    phys.data.qpos[0] = 60.0
+    phys.data.qpos[1] += 60.0 * math.tan(math.radians(float(before.split(":")[1])) if ":" in
+                                          before else 0.0)
+    mujoco.mj_forward(phys.model, phys.data)
+
+    def gap() -> float:  # torso height above the ground plane under it
+        p, q = phys.model.geom_pos[floor], phys.model.geom_quat[floor]
+        m = np.zeros(9)
+        mujoco.mju_quat2Mat(m, q)
+        n = m.reshape(3, 3)[:, 2]
+        x, y, z = phys.data.xpos[phys.model.body(CHEETAH.torso).id]
+        return float(np.dot(n, [x, y, z] - p))
+
+    before_gap = gap()
+    for _ in range(5):  # the switch lands at step 5
+        sim.step(np.zeros(CHEETAH.act_dim))
+    assert sim.segment == 0
+    sim.step(np.zeros(CHEETAH.act_dim))
+    assert sim.segment == 1
+    phys = sim.physics
+    # the plane moved, not turned: its tilt is the new condition's
+    tilt = math.degrees(math.acos(abs(np.clip(_normal_z(phys, floor), -1, 1))))
+    assert tilt == pytest.approx(abs(float(after.split(":")[1])) if ":" in after else 0.0,
+                                 abs=1e-6)
+    assert abs(gap() - before_gap) < 0.1  # the robot is still standing on it
+    for _ in range(50):
+        sim.step(np.zeros(CHEETAH.act_dim))
+    assert not sim.diverged and 0.0 < gap() < 1.0
+
+
+def _normal_z(phys: Physics, geom: int) -> float:
+    m = np.zeros(9)
+    mujoco.mju_quat2Mat(m, phys.model.geom_quat[geom])
+    return float(m[8])
