@@ -43,6 +43,7 @@ from adaptive_control.learners import Learner
 from adaptive_control.planning import PlannerConfig, switch_planner, with_settings
 from adaptive_control.runs import checkpoint_path
 from adaptive_control.training.config import TrainConfig
+from export import presets
 from export.graphs.adapters import MODES, GraphDef, TensorSpec, make_adapter, recent_specs
 from export.graphs.modules import ControllerGraph, RewardGraph
 from export.parity import (
@@ -430,7 +431,8 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
                    horizon: int | None = None, planner_overrides: Mapping[str, Any] | None = None,
                    verify: bool = True, record_steps: int = 40, seed: int = 0,
                    overwrite: bool = False, log: Callable[[str], None] | None = None,
-                   precision: str = "fp32", latency_seconds: float = 1.0) -> ExportResult:
+                   precision: str = "fp32", latency_seconds: float = 1.0,
+                   deploy_preset: bool = False) -> ExportResult:
     """Export ``learner`` (trained with ``cfg``) into ``out_dir``; see the module docstring.
 
     Everything is written and checked in a staging folder next to ``out_dir``, which replaces
@@ -441,6 +443,8 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     (:func:`reduce_precision`; the manifest records the error against float32).
     ``latency_seconds`` > 0 times the controller step on this machine
     (:func:`step_latency`, in the manifest and :attr:`ExportResult.latency`).
+    ``deploy_preset`` takes the planner measured for the robot and ``precision``
+    (:func:`export.presets.deploy_preset`); ``num_candidates`` / ``horizon`` still override.
     """
     check_precision(precision)
     if not latency_seconds >= 0:
@@ -456,6 +460,15 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     learner.reset()
     robot = get_family(cfg.family).robot
     do, da, m = robot.obs_dim, robot.act_dim, cfg.m
+    preset = None
+    if deploy_preset:
+        if planner is not None:
+            raise ValueError(f"planner={planner!r} with the deploy preset: give one (the "
+                             "preset names its planner)")
+        preset = presets.deploy_preset(robot.name, precision)
+        planner = preset.planner
+        num_candidates = preset.num_candidates if num_candidates is None else num_candidates
+        horizon = preset.horizon if horizon is None else horizon
     spec = export_planner(cfg.planner, planner, num_candidates, horizon, planner_overrides)
     reward = task_reward(robot)
     adapter = make_adapter(learner, m)
@@ -505,6 +518,7 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
             **meta,
             C.KIND: C.KIND_CONTROLLER,
             "precision": precision_info,
+            "deploy_preset": preset.measured if preset is not None else None,
             "latency_at_export": latency,
             "files": {role: g.path.name for role, g in graphs.items()},
             "graphs": {role: {"inputs": [s.to_dict() for s in g.inputs],

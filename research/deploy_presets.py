@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=2.0, help="timing per size")
+    ap.add_argument("--timing-only", action="store_true", help="time the grid, score nothing")
+    ap.add_argument("--score", default=None, metavar="P:NxH,...",
+                    help="skip the timing and score these sizes, e.g. fp32:96x30,int8:128x30")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(args.run[0])))
@@ -58,7 +61,14 @@ def main() -> None:
     deadline = 0.9e3 * robot.control_timestep
     timing, scored = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for p in args.precisions.split(","):
+        chosen: dict[str, list[dict]] = {}
+        if args.score:
+            for item in args.score.split(","):
+                p, size = item.split(":")
+                n, h = (int(v) for v in size.split("x"))
+                chosen.setdefault(p, []).append({"precision": p, "candidates": n, "horizon": h,
+                                                 "p50_ms": None, "p99_ms": None})
+        for p in ([] if args.score else args.precisions.split(",")):
             fits = []
             for n in GRID_N:
                 for h in GRID_H:
@@ -74,7 +84,11 @@ def main() -> None:
                           f"{deadline:.1f} ms", flush=True)
                     if row["fits"]:
                         fits.append(row)
-            for row in sorted(fits, key=lambda r: -r["candidates"] * r["horizon"])[:args.keep]:
+            if not args.timing_only:
+                chosen[p] = sorted(fits, key=lambda r: -r["candidates"] * r["horizon"])[
+                    :args.keep]
+        for p, rows in chosen.items():
+            for row in rows:
                 per_run = []
                 for run, report in zip(args.run, args.report, strict=True):
                     out = Path(tmp) / f"x-{p}-{row['candidates']}-{row['horizon']}"
@@ -102,8 +116,8 @@ def main() -> None:
                 scored.append({**{k: row[k] for k in ("precision", "candidates", "horizon",
                                                       "p50_ms", "p99_ms")},
                                **summary, "runs": per_run})
-                print(f"{p:5s} N={row['candidates']:4d} H={row['horizon']:3d}  p99 "
-                      f"{row['p99_ms']:.2f} ms  score {summary['score']['mean']:.3f} ± "
+                print(f"{p:5s} N={row['candidates']:4d} H={row['horizon']:3d}  score "
+                      f"{summary['score']['mean']:.3f} ± "
                       f"{summary['score']['ci95']:.3f}  speed {summary['speed']['mean']:.2f} "
                       f"m/s  flipped {summary['flipped']['mean']:.0%}", flush=True)
     best = {}

@@ -27,6 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    metavar="FIELD=VALUE",
                    help="another planner config field, e.g. --set warm_start=true "
                         "--set num_iterations=3 (repeatable)")
+    e.add_argument("--deploy-preset", action="store_true",
+                   help="bake in the planner measured to fit the robot's control rate on one "
+                        "core in this --precision (export/presets.py, docs/export.md); "
+                        "--candidates / --horizon still override it")
     e.add_argument("--precision", choices=("fp32", "int8", "bf16"), default="fp32",
                    help="arithmetic of the dynamics weights on the planning path: fp32; int8 "
                         "(quantised per column, activations per call: faster on CPUs with "
@@ -56,12 +60,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = export_checkpoint(
         args.checkpoint, args.out, planner=args.planner, num_candidates=args.candidates,
-        horizon=args.horizon,
+        horizon=args.horizon, deploy_preset=args.deploy_preset,
         planner_overrides={".".join(k): v for k, v in map(parse_override, args.planner_set)},
         verify=not args.no_verify, record_steps=args.verify_steps, seed=args.seed,
         overwrite=args.force, log=lambda s: print(s, flush=True), precision=args.precision)
     print_export({role: g.path for role, g in result.graphs.items()}, result.parity,
                  result.out_dir, time.perf_counter() - t0)
+    if args.deploy_preset:
+        p = result.manifest["planner"]
+        print(f"deploy preset in {args.precision}: {p['name']} {p['num_candidates']} x "
+              f"{p['horizon']} ({result.manifest['deploy_preset']})")
     for role, err in result.manifest["precision"].get("error_vs_fp32", {}).items():
         print(f"  {args.precision} vs fp32, {role}: "
               + ", ".join(f"{k} {v:.3g}" for k, v in err.items()))

@@ -1,0 +1,49 @@
+"""Deploy presets: per robot and precision, the planner size chosen by measurement for real-time
+control on one core.
+
+Each preset is the best mean normalised score on the held-out episodes among the MPPI sizes
+whose p99 controller step, exported and timed on one thread, fits the deadline (90 % of the
+control period: 9 ms for the cheetah at 100 Hz, 18 ms for the quadruped at 50 Hz). The
+measurement, its command and its limits are in docs/export.md ("Real-time presets");
+``research/deploy_presets.py`` repeats it. A preset is a starting point for a machine like the
+one it was measured on: ``adapt export`` times the exported step and warns when its p99
+misses the deadline here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from export.precision import PRECISIONS
+
+
+@dataclass(frozen=True)
+class DeployPreset:
+    """Planner settings for ``adapt export --deploy-preset``, with what they measured."""
+
+    planner: str
+    num_candidates: int
+    horizon: int
+    measured: str  # the figures behind the choice, for the manifest and the docs
+
+    def settings(self) -> dict[str, Any]:
+        return {"num_candidates": self.num_candidates, "horizon": self.horizon}
+
+
+#: (robot, precision) -> preset, from research/deploy_presets.py on this project's reference
+#: runs (cheetah: five GrBAL training seeds, 2 x 256, held-out dead back thigh, 1000 steps).
+DEPLOY_PRESETS: dict[tuple[str, str], DeployPreset] = {}
+
+
+def deploy_preset(robot: str, precision: str) -> DeployPreset:
+    """The preset for ``robot`` in ``precision``, or a ValueError naming the ones measured."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"--precision={precision!r}: allowed {', '.join(PRECISIONS)}")
+    preset = DEPLOY_PRESETS.get((robot, precision))
+    if preset is None:
+        have = ", ".join(f"{r} ({p})" for r, p in DEPLOY_PRESETS)
+        raise ValueError(f"--deploy-preset: no preset measured for robot {robot!r} in "
+                         f"{precision}: presets exist for {have}; give --planner, "
+                         "--candidates and --horizon instead")
+    return preset
