@@ -22,6 +22,62 @@ import numpy as np
 ASSETS = Path(__file__).parent / "assets"
 
 
+# ---------------------------------------------------------------- frame skip names
+#: Separates a robot or family name from its frame skip: ``cheetah@2``, ``spec.toml#walk@2``.
+FRAME_SKIP_MARK = "@"
+_FRAME_SKIP_DIGITS = re.compile(r"[1-9][0-9]*")
+
+
+def _check_frame_skip(k: object, what: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{what}={k!r}: allowed an integer >= 1 (1 keeps the robot as it is)")
+
+
+def _is_file_ref(ref: str) -> bool:
+    """A spec or MJCF file reference without a frame skip (its path may hold an ``@``)."""
+    path, _, member = ref.partition("#")
+    return ref.endswith((".toml", ".xml")) or (
+        path.endswith(".toml") and FRAME_SKIP_MARK not in member)
+
+
+def split_frame_skip(ref: str, what: str) -> tuple[str, int]:
+    """``ref`` without its frame-skip suffix, and the frame skip (1 without one).
+
+    ``cheetah@2`` is ``("cheetah", 2)``; ``spec.toml#walk@2`` is ``("spec.toml#walk", 2)``.
+    A malformed suffix (``cheetah@0``, ``cheetah@x``, ``cheetah@2@2``) is refused, ``what``
+    (``robot``, ``family``) naming the field.
+    """
+    if FRAME_SKIP_MARK not in ref or _is_file_ref(ref):
+        return ref, 1
+    head, _, tail = ref.rpartition(FRAME_SKIP_MARK)
+    example = f"{head.partition(FRAME_SKIP_MARK)[0] or 'cheetah'}{FRAME_SKIP_MARK}2"
+    if not _FRAME_SKIP_DIGITS.fullmatch(tail):
+        raise ValueError(f"{what}={ref!r}: the frame skip after {FRAME_SKIP_MARK!r} is "
+                         f"{tail!r}: allowed a whole number >= 1 (e.g. {example})")
+    if FRAME_SKIP_MARK in head and not _is_file_ref(head):
+        raise ValueError(f"{what}={ref!r}: more than one {FRAME_SKIP_MARK!r}: allowed one "
+                         f"frame-skip suffix (e.g. {example}); names themselves never hold "
+                         f"{FRAME_SKIP_MARK!r}")
+    return head, int(tail)
+
+
+def base_name(name: str) -> str:
+    """A frame-skipped name without its suffix (``cheetah@2`` -> ``cheetah``)."""
+    return name.rpartition(FRAME_SKIP_MARK)[0] if FRAME_SKIP_MARK in name else name
+
+
+def check_registered_name(name: str, frame_skip: int, what: str) -> None:
+    """Refuse a name holding ``@`` unless it is ``BASE@K`` with ``K`` the object's frame skip
+    (what :meth:`Robot.with_frame_skip` and ``TaskFamily.with_frame_skip`` name)."""
+    head, mark, tail = name.rpartition(FRAME_SKIP_MARK)
+    derived = (frame_skip > 1 and mark and FRAME_SKIP_MARK not in head and head
+               and tail == str(frame_skip))
+    if FRAME_SKIP_MARK in name and not derived:
+        raise ValueError(f"{what} name={name!r}: {FRAME_SKIP_MARK!r} is reserved for frame "
+                         f"skip (NAME{FRAME_SKIP_MARK}K names NAME with each action held for "
+                         "K control steps): allowed a name without it")
+
+
 @dataclass(frozen=True)
 class Leg:
     """One leg: the actuators that drive it and the bodies from the hip segment down."""
@@ -79,6 +135,7 @@ class Robot:
     _spec_cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
+        _check_frame_skip(self.frame_skip, "frame_skip")
         if not (np.isfinite(self.tilt_penalty) and self.tilt_penalty >= 0):
             raise ValueError(f"tilt_penalty={self.tilt_penalty!r}: allowed a number >= 0")
         if not -1.0 <= self.tilt_threshold <= 1.0:
@@ -453,62 +510,6 @@ def register_robot(robot: Robot) -> Robot:
         raise TypeError(f"register_robot takes a Robot, not {type(robot).__name__}")
     check_registered_name(robot.name, robot.frame_skip, "robot")
     return ROBOTS.setdefault(robot.name, registered_as(robot) or robot)
-
-
-# ---------------------------------------------------------------- frame skip names
-#: Separates a robot or family name from its frame skip: ``cheetah@2``, ``spec.toml#walk@2``.
-FRAME_SKIP_MARK = "@"
-_FRAME_SKIP_DIGITS = re.compile(r"[1-9][0-9]*")
-
-
-def _check_frame_skip(k: object, what: str) -> None:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{what}={k!r}: allowed an integer >= 1 (1 keeps the robot as it is)")
-
-
-def _is_file_ref(ref: str) -> bool:
-    """A spec or MJCF file reference without a frame skip (its path may hold an ``@``)."""
-    path, _, member = ref.partition("#")
-    return ref.endswith((".toml", ".xml")) or (
-        path.endswith(".toml") and FRAME_SKIP_MARK not in member)
-
-
-def split_frame_skip(ref: str, what: str) -> tuple[str, int]:
-    """``ref`` without its frame-skip suffix, and the frame skip (1 without one).
-
-    ``cheetah@2`` is ``("cheetah", 2)``; ``spec.toml#walk@2`` is ``("spec.toml#walk", 2)``.
-    A malformed suffix (``cheetah@0``, ``cheetah@x``, ``cheetah@2@2``) is refused, ``what``
-    (``robot``, ``family``) naming the field.
-    """
-    if FRAME_SKIP_MARK not in ref or _is_file_ref(ref):
-        return ref, 1
-    head, _, tail = ref.rpartition(FRAME_SKIP_MARK)
-    example = f"{head.partition(FRAME_SKIP_MARK)[0] or 'cheetah'}{FRAME_SKIP_MARK}2"
-    if not _FRAME_SKIP_DIGITS.fullmatch(tail):
-        raise ValueError(f"{what}={ref!r}: the frame skip after {FRAME_SKIP_MARK!r} is "
-                         f"{tail!r}: allowed a whole number >= 1 (e.g. {example})")
-    if FRAME_SKIP_MARK in head and not _is_file_ref(head):
-        raise ValueError(f"{what}={ref!r}: more than one {FRAME_SKIP_MARK!r}: allowed one "
-                         f"frame-skip suffix (e.g. {example}); names themselves never hold "
-                         f"{FRAME_SKIP_MARK!r}")
-    return head, int(tail)
-
-
-def base_name(name: str) -> str:
-    """A frame-skipped name without its suffix (``cheetah@2`` -> ``cheetah``)."""
-    return name.rpartition(FRAME_SKIP_MARK)[0] if FRAME_SKIP_MARK in name else name
-
-
-def check_registered_name(name: str, frame_skip: int, what: str) -> None:
-    """Refuse a name holding ``@`` unless it is ``BASE@K`` with ``K`` the object's frame skip
-    (what :meth:`Robot.with_frame_skip` and ``TaskFamily.with_frame_skip`` name)."""
-    head, mark, tail = name.rpartition(FRAME_SKIP_MARK)
-    derived = (frame_skip > 1 and mark and FRAME_SKIP_MARK not in head and head
-               and tail == str(frame_skip))
-    if FRAME_SKIP_MARK in name and not derived:
-        raise ValueError(f"{what} name={name!r}: {FRAME_SKIP_MARK!r} is reserved for frame "
-                         f"skip (NAME{FRAME_SKIP_MARK}K names NAME with each action held for "
-                         "K control steps): allowed a name without it")
 
 
 def registered_as(robot: Robot) -> Robot | None:

@@ -105,6 +105,8 @@ def test_malformed_family_names_and_frame_skips_are_refused(tmp_path, registry):
         with pytest.raises(ValueError, match=rf"robot 'cheetah': frame_skip={k!r}: allowed an "
                                              r"integer >= 1"):
             CHEETAH.with_frame_skip(k)
+    with pytest.raises(ValueError, match=r"frame_skip=0: allowed an integer >= 1"):
+        dataclasses.replace(CHEETAH, frame_skip=0)
     # "@" belongs to frame skip alone: not in registered names, nor in spec-file names
     with pytest.raises(ValueError, match=r"robot name='cheetah@fast': '@' is reserved for "
                                          r"frame skip.*allowed a name without it"):
