@@ -88,7 +88,7 @@ def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any
             f"(written by adaptive-control {ckpt.get('package_version')}); this version "
             f"({package_version()}) reads format_version={FORMAT_VERSION}"
         )
-    from sims.robots import ROBOTS
+    from sims.robots import ROBOTS, get_robot, split_frame_skip
     from sims.specs import check_robot_identity, register_document
 
     where = f"checkpoint={str(path)!r}"
@@ -99,6 +99,7 @@ def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any
             f"not {robot!r}"
         )
     identity = ckpt.get("robot_identity")
-    if identity is not None and identity.get("name") in ROBOTS:
-        check_robot_identity(identity, ROBOTS[identity["name"]], where)
+    # a frame-skipped robot (NAME@K) is known once its base is
+    if identity is not None and split_frame_skip(str(identity.get("name")), where)[0] in ROBOTS:
+        check_robot_identity(identity, get_robot(identity["name"]), where)
     return ckpt

@@ -8,6 +8,7 @@ many draws). Splits follow the GrBAL paper where it defines them (../shared/REFE
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +27,15 @@ from sims.conditions import (
     Slope,
     WeakenedActuator,
 )
-from sims.robots import CHEETAH, QUADRUPED, Robot
+from sims.robots import (
+    CHEETAH,
+    FRAME_SKIP_MARK,
+    QUADRUPED,
+    Robot,
+    base_name,
+    check_registered_name,
+    split_frame_skip,
+)
 
 SPLITS = ("train", "test")
 
@@ -42,8 +51,12 @@ class TaskFamily:
     test_conditions: tuple[Condition, ...]  # the fixed held-out set, evaluated one by one
     is_held_out: Callable[[Condition], bool]  # True for conditions that training never draws
     switch_time_s: float = 3.0  # default time of the mid-episode switch scenario
+    # How many control steps of the base family's robot one action is held for (see
+    # :meth:`with_frame_skip`).
+    frame_skip: int = 1
     # The family table of the spec file this family was loaded from, as JSON ("" for a family
-    # built in Python); checkpoints and exports carry it (see ``sims.specs``).
+    # built in Python); checkpoints and exports carry it (see ``sims.specs``). A frame-skipped
+    # family keeps its base's: the document rebuilds the base, and the name the rest.
     source: str = field(default="", compare=False, repr=False)
 
     def sample(self, rng: np.random.Generator, split: str = "train") -> Condition:
@@ -66,6 +79,18 @@ class TaskFamily:
         if rng is None:
             raise ValueError("conditions('train') needs an explicit rng")
         return [self.sample(rng, "train") for _ in range(n)]
+
+    def with_frame_skip(self, k: int) -> TaskFamily:
+        """The same distribution and splits over ``robot.with_frame_skip(k)``, named
+        ``NAME@k`` (a frame-skipped family's own frame skip compounds, as a robot's)."""
+        robot = self.robot.with_frame_skip(k)  # refuses a bad k, naming it
+        k = int(k)
+        if k == 1:
+            return self
+        base = base_name(self.name) if self.frame_skip > 1 else self.name
+        total = self.frame_skip * k
+        return dataclasses.replace(self, name=f"{base}{FRAME_SKIP_MARK}{total}", robot=robot,
+                                   frame_skip=total)
 
     def switch_scenario(self, held_out: Condition, at: float | None = None) -> Schedule:
         """Healthy (flat) until ``at`` seconds, then the held-out condition."""
@@ -247,6 +272,7 @@ def register_family(family: TaskFamily) -> TaskFamily:
 
     if not isinstance(family, TaskFamily):
         raise TypeError(f"register_family takes a TaskFamily, not {type(family).__name__}")
+    check_registered_name(family.name, family.frame_skip, "family")
     have = FAMILIES.get(family.name)
     if have is not None and have != family:
         raise ValueError(f"family name={family.name!r} is already registered for another "
@@ -259,16 +285,26 @@ def register_family(family: TaskFamily) -> TaskFamily:
 def get_family(name: str | TaskFamily) -> TaskFamily:
     """The one resolver of family names: a registered name, or a spec file with the family's
     name after ``#`` (``my_robot.toml#my-family``; the ``#`` part may be left out when the
-    file holds one family; see ``sims.specs``)."""
+    file holds one family; see ``sims.specs``), each optionally followed by ``@K``: the
+    family over its robot with each action held for K control steps (registered on first
+    use, so the name works like any other)."""
     if isinstance(name, TaskFamily):
         return name
     name = str(name)
     if name in FAMILIES:
         return FAMILIES[name]
+    ref, k = split_frame_skip(name, "family")
+    if k > 1:
+        from sims.robots import get_robot
+
+        family = get_family(ref).with_frame_skip(k)
+        # over the registered robot of that name, so one name is one object
+        return register_family(dataclasses.replace(family, robot=get_robot(family.robot.name)))
     path, _, member = name.partition("#")
     if path.endswith(".toml"):
         from sims.specs import load_spec_file
 
         return load_spec_file(path).family(member or None)
     raise ValueError(f"family={name!r} is unknown: allowed {', '.join(FAMILIES)} or a spec "
-                     "file PATH.toml[#FAMILY] (see docs/own-robot.md)")
+                     "file PATH.toml[#FAMILY] (see docs/own-robot.md), each optionally with a "
+                     f"frame skip (NAME{FRAME_SKIP_MARK}K, e.g. cheetah-cripple{FRAME_SKIP_MARK}2)")

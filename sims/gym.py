@@ -26,7 +26,7 @@ from sims.conditions import HEALTHY, Condition, Schedule, parse_condition
 from sims.env import AdaptEnv
 from sims.families import FAMILIES, TaskFamily, get_family
 from sims.render import render_frame
-from sims.robots import Robot, get_robot
+from sims.robots import Robot, get_robot, split_frame_skip
 
 
 class AdaptGymEnv(gymnasium.Env):
@@ -121,9 +121,11 @@ def make_gym(name: str | Robot, condition: Condition | Schedule | str | None = N
     ``name``: a robot (``cheetah``, ``quadruped``, a ``Robot``, a spec file or an MJCF path)
     under ``condition`` (a ``Condition``, a ``Schedule`` or the condition syntax, e.g.
     ``"disabled:bthigh+payload:2"``; default healthy), or a family (``cheetah-cripple``,
-    ``SPEC.toml#FAMILY``) whose ``split`` gives a freshly drawn condition at every reset.
+    ``SPEC.toml#FAMILY``) whose ``split`` gives a freshly drawn condition at every reset; any
+    of them with a frame skip (``cheetah@2``, ``cheetah-cripple@2``).
     """
-    if isinstance(name, str) and (name in FAMILIES or "#" in name):
+    # a family by its name without the frame skip: cheetah-cripple@2 is a family too
+    if isinstance(name, str) and (split_frame_skip(name, "name")[0] in FAMILIES or "#" in name):
         if condition is not None:
             raise ValueError(f"condition={condition!r} with family {name!r}: a family draws "
                              "each episode's condition; name its robot for a fixed one")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,62 @@ import mujoco
 import numpy as np
 
 ASSETS = Path(__file__).parent / "assets"
+
+
+# ---------------------------------------------------------------- frame skip names
+#: Separates a robot or family name from its frame skip: ``cheetah@2``, ``spec.toml#walk@2``.
+FRAME_SKIP_MARK = "@"
+_FRAME_SKIP_DIGITS = re.compile(r"[1-9][0-9]*")
+
+
+def _check_frame_skip(k: object, what: str) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"{what}={k!r}: allowed an integer >= 1 (1 keeps the robot as it is)")
+
+
+def _is_file_ref(ref: str) -> bool:
+    """A spec or MJCF file reference without a frame skip (its path may hold an ``@``)."""
+    path, _, member = ref.partition("#")
+    return ref.endswith((".toml", ".xml")) or (
+        path.endswith(".toml") and FRAME_SKIP_MARK not in member)
+
+
+def split_frame_skip(ref: str, what: str) -> tuple[str, int]:
+    """``ref`` without its frame-skip suffix, and the frame skip (1 without one).
+
+    ``cheetah@2`` is ``("cheetah", 2)``; ``spec.toml#walk@2`` is ``("spec.toml#walk", 2)``.
+    A malformed suffix (``cheetah@0``, ``cheetah@x``, ``cheetah@2@2``) is refused, ``what``
+    (``robot``, ``family``) naming the field.
+    """
+    if FRAME_SKIP_MARK not in ref or _is_file_ref(ref):
+        return ref, 1
+    head, _, tail = ref.rpartition(FRAME_SKIP_MARK)
+    example = f"{head.partition(FRAME_SKIP_MARK)[0] or 'cheetah'}{FRAME_SKIP_MARK}2"
+    if not _FRAME_SKIP_DIGITS.fullmatch(tail):
+        raise ValueError(f"{what}={ref!r}: the frame skip after {FRAME_SKIP_MARK!r} is "
+                         f"{tail!r}: allowed a whole number >= 1 (e.g. {example})")
+    if FRAME_SKIP_MARK in head and not _is_file_ref(head):
+        raise ValueError(f"{what}={ref!r}: more than one {FRAME_SKIP_MARK!r}: allowed one "
+                         f"frame-skip suffix (e.g. {example}); names themselves never hold "
+                         f"{FRAME_SKIP_MARK!r}")
+    return head, int(tail)
+
+
+def base_name(name: str) -> str:
+    """A frame-skipped name without its suffix (``cheetah@2`` -> ``cheetah``)."""
+    return name.rpartition(FRAME_SKIP_MARK)[0] if FRAME_SKIP_MARK in name else name
+
+
+def check_registered_name(name: str, frame_skip: int, what: str) -> None:
+    """Refuse a name holding ``@`` unless it is ``BASE@K`` with ``K`` the object's frame skip
+    (what :meth:`Robot.with_frame_skip` and ``TaskFamily.with_frame_skip`` name)."""
+    head, mark, tail = name.rpartition(FRAME_SKIP_MARK)
+    derived = (frame_skip > 1 and mark and FRAME_SKIP_MARK not in head and head
+               and tail == str(frame_skip))
+    if FRAME_SKIP_MARK in name and not derived:
+        raise ValueError(f"{what} name={name!r}: {FRAME_SKIP_MARK!r} is reserved for frame "
+                         f"skip (NAME{FRAME_SKIP_MARK}K names NAME with each action held for "
+                         "K control steps): allowed a name without it")
 
 
 @dataclass(frozen=True)
@@ -44,7 +101,9 @@ class Robot:
     """Everything the simulator layer needs to know about one robot model.
 
     ``xml`` is the MJCF path. ``n_substeps`` physics steps make one control step, so the
-    control timestep is ``n_substeps * timestep``.
+    control timestep is ``n_substeps * timestep``. ``frame_skip`` is how many of the named
+    base robot's control steps one action is held for (see :meth:`with_frame_skip`); it is
+    already part of ``n_substeps``.
     """
 
     name: str
@@ -66,6 +125,7 @@ class Robot:
     init_noise: float = 0.1  # std of the uniform-ish noise on the initial joint state
     planar: bool = False  # True when the root moves in the x-z plane only
     description: str = ""
+    frame_skip: int = 1
     # The MJCF text, for a robot rebuilt from a checkpoint or export whose file is not here;
     # None reads ``xml``.
     mjcf_text: str | None = field(default=None, repr=False)
@@ -75,6 +135,7 @@ class Robot:
     _spec_cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     def __post_init__(self) -> None:
+        _check_frame_skip(self.frame_skip, "frame_skip")
         if not (np.isfinite(self.tilt_penalty) and self.tilt_penalty >= 0):
             raise ValueError(f"tilt_penalty={self.tilt_penalty!r}: allowed a number >= 0")
         if not -1.0 <= self.tilt_threshold <= 1.0:
@@ -279,6 +340,23 @@ class Robot:
                 return self.obs_part(f"qpos/{m.joint(j).name}").start
         return None
 
+    def with_frame_skip(self, k: int) -> Robot:
+        """This robot with each action held for ``k`` of its control steps, named ``NAME@k``.
+
+        The MJCF, observation, reward and conditions stay as they are; only the control step
+        grows k times (``n_substeps`` × k). A frame-skipped robot's own frame skip compounds:
+        ``cheetah@2`` with 3 is ``cheetah@6``.
+        """
+        _check_frame_skip(k, f"robot {self.name!r}: frame_skip")
+        k = int(k)
+        if k == 1:
+            return self
+        base = base_name(self.name) if self.frame_skip > 1 else self.name
+        total = self.frame_skip * k
+        return dataclasses.replace(self, name=f"{base}{FRAME_SKIP_MARK}{total}",
+                                   n_substeps=self.n_substeps * k, frame_skip=total,
+                                   _spec_cache={})
+
     def with_paper_reward(self) -> Robot:
         """This robot under the paper's plain reward (no tilt penalty), for reproduction."""
         return dataclasses.replace(self, tilt_penalty=0.0)
@@ -425,10 +503,12 @@ def register_robot(robot: Robot) -> Robot:
     """Make ``robot`` known by its name to every command of this process.
 
     Registering the same robot again is a no-op; another robot under a name already taken is
-    refused, so one name always means one model.
+    refused, so one name always means one model. ``@`` is reserved for frame skip: only a
+    robot made by :meth:`Robot.with_frame_skip` carries it.
     """
     if not isinstance(robot, Robot):
         raise TypeError(f"register_robot takes a Robot, not {type(robot).__name__}")
+    check_registered_name(robot.name, robot.frame_skip, "robot")
     return ROBOTS.setdefault(robot.name, registered_as(robot) or robot)
 
 
@@ -456,12 +536,21 @@ def _spec_table(robot: Robot) -> dict:
 
 def get_robot(name: str | Path | Robot) -> Robot:
     """The one resolver of robot names: a registered name, a robot spec file (``*.toml``,
-    see ``sims.specs``) or a bare MJCF file (``*.xml``, no legs, physics-rate control)."""
+    see ``sims.specs``) or a bare MJCF file (``*.xml``, no legs, physics-rate control), each
+    optionally followed by ``@K``: the robot with each action held for K control steps
+    (registered on first use when its base robot is, so the name works like any other)."""
     if isinstance(name, Robot):
         return name
     name = str(name)
     if name in ROBOTS:
         return ROBOTS[name]
+    ref, k = split_frame_skip(name, "robot")
+    if k > 1:
+        base = get_robot(ref)
+        robot = base.with_frame_skip(k)
+        if ROBOTS.get(base.name) is base:
+            robot = register_robot(robot)
+        return robot
     if name.endswith(".toml"):
         from sims.specs import load_spec_file
 
@@ -470,5 +559,6 @@ def get_robot(name: str | Path | Robot) -> Robot:
         return Robot.from_mjcf(name)
     raise ValueError(
         f"robot={name!r} is unknown: allowed {', '.join(ROBOTS)}, a robot spec file (.toml, "
-        "see docs/own-robot.md) or an MJCF .xml file"
+        "see docs/own-robot.md) or an MJCF .xml file, each optionally with a frame skip "
+        f"(NAME{FRAME_SKIP_MARK}K, e.g. cheetah{FRAME_SKIP_MARK}2)"
     )

@@ -30,7 +30,14 @@ import numpy as np
 
 from sims.conditions import Condition, parse_condition
 from sims.families import FAMILIES, TaskFamily, register_family
-from sims.robots import ROBOTS, Leg, Robot, register_robot, registered_as
+from sims.robots import (
+    FRAME_SKIP_MARK,
+    ROBOTS,
+    Leg,
+    Robot,
+    register_robot,
+    registered_as,
+)
 
 DOCUMENT_FORMAT = "adaptive-control-spec"
 DOCUMENT_VERSION = 1
@@ -137,7 +144,7 @@ def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None)
         if key not in table:
             raise ValueError(f"{where}: robot.{key} is missing: a robot needs "
                              f"{', '.join(('name', 'mjcf'))}")
-    name = _string(table["name"], where, "robot.name")
+    name = _name(table["name"], where, "robot.name")
     if name in ROBOTS and not ROBOTS[name].source:
         raise ValueError(f"{where}: robot.name={name!r} is taken by a robot built in Python: "
                          "choose another name")
@@ -229,7 +236,7 @@ def build_family(table: dict[str, Any], file_robot: Robot | None, where: str,
         if k not in table:
             raise ValueError(f"{where}: {key}.{k} is missing: a family needs name, train "
                              "(conditions to draw from) and test (held-out conditions)")
-    name = _string(table["name"], where, f"{key}.name")
+    name = _name(table["name"], where, f"{key}.name")
     if name in FAMILIES and not FAMILIES[name].source:
         raise ValueError(f"{where}: {key}.name={name!r} is taken by a family built in Python: "
                          "choose another name")
@@ -416,6 +423,17 @@ def _string(v: Any, where: str, key: str) -> str:
     if not isinstance(v, str) or not v.strip():
         raise ValueError(f"{where}: {key}={v!r}: allowed a non-empty string")
     return v.strip()
+
+
+def _name(v: Any, where: str, key: str) -> str:
+    """A robot or family name: a non-empty string without the frame-skip mark, which
+    ``NAME@K`` references add (``spec.toml#walk@2``)."""
+    name = _string(v, where, key)
+    if FRAME_SKIP_MARK in name:
+        raise ValueError(f"{where}: {key}={name!r}: {FRAME_SKIP_MARK!r} is reserved for frame "
+                         f"skip (a reference NAME{FRAME_SKIP_MARK}K holds each action for K "
+                         f"control steps): allowed a name without it")
+    return name
 
 
 def _strings(v: Any, where: str, key: str) -> tuple[str, ...]:
