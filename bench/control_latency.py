@@ -66,6 +66,7 @@ PAPER = {"hidden": (512, 512, 512), "m": 16, "candidates": 500, "horizon": 10}
 ROBOTS = {"cheetah": ("cheetah-cripple", 100.0), "quadruped": ("quadruped-leg-failure", 50.0)}
 SWEEP_N = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 SWEEP_H = (5, 10, 20)
+PRESET_SCORES = Path(__file__).resolve().parents[1] / "docs/results/deploy/cheetah.json"
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,6 +324,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=2.5, help="timing budget per contender")
     ap.add_argument("--skip-sweep", action="store_true", help="only the paper configuration")
+    ap.add_argument("--presets", default=str(PRESET_SCORES),
+                    help="scores of the deploy-preset candidates (research/deploy_presets.py "
+                         "--out); their steps are timed here ('' to skip)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
@@ -422,6 +426,10 @@ def main() -> None:
             log(f"  target {k:36s} {'met' if v else 'NOT met'}")
         result.update({"flops": flops, "gflops_per_s_onnx": flops["total"] / (o * 1e6),
                        "timings": timings, "ratios": ratios, "targets": targets})
+        if args.presets and Path(args.presets).is_file():
+            log("deploy-preset candidates: normalised score (from the file) against the step "
+                "timed now (the small preset's 2 x 256 GrBAL with action gains, random weights)")
+            result["presets"] = preset_table(Path(args.presets), tmp, args.seconds, log)
         if not args.skip_sweep:
             log("largest configuration holding the rate (3x512 GrBAL, M=16, MPPI, 1 thread):")
             result["sweep"] = {r: sweep(r, tmp, args.seconds, log) for r in ROBOTS}
@@ -430,6 +438,38 @@ def main() -> None:
                     f"p50 criterion {sw['largest_p50']}")
     result["bench_seconds"] = time.perf_counter() - t_start
     print(json.dumps(result))
+
+
+def preset_table(path: Path, tmp: Path, seconds: float, log: Callable[[str], None]
+                 ) -> list[dict[str, Any]]:
+    """Each scored candidate of ``path``: its score and flipped share as measured there, its
+    step p50 / p99 timed now on one thread."""
+    from adaptive_control.training.config import load_config
+
+    scored = json.loads(path.read_text())
+    cfg = load_config(preset="small")
+    robot = get_family(scored.get("family", cfg.family)).robot
+    learner = make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
+                           paper_learner()[1].normalizer,
+                           actuator_velocity_index=robot.actuator_velocity_index).eval()
+    rows = []
+    for s in scored["scored"]:
+        spec = planner_config("mppi", num_candidates=s["candidates"], horizon=s["horizon"])
+        out = tmp / f"preset_{s['precision']}_{s['candidates']}_{s['horizon']}.onnx"
+        export_controller(learner, cfg, out, spec, precision=s["precision"])
+        sess = session(out)
+        feed = random_feed(read_metadata(out), np.random.default_rng(0))
+        st = stats(measure(lambda s_=sess, f=feed: s_.run(None, f), seconds, min_runs=50,
+                           max_runs=1000))
+        row = {"precision": s["precision"], "candidates": s["candidates"],
+               "horizon": s["horizon"], "score": s["score"], "flipped": s["flipped"],
+               "speed": s["speed"], "p50_ms": st["p50_ms"], "p99_ms": st["p99_ms"]}
+        rows.append(row)
+        log(f"  {row['precision']:5s} MPPI {row['candidates']:4d} x {row['horizon']:2d}  score "
+            f"{s['score']['mean']:6.2f} ± {s['score']['ci95']:.2f}  flipped "
+            f"{s['flipped']['mean']:4.0%}  step p50 {st['p50_ms']:6.2f}  p99 "
+            f"{st['p99_ms']:6.2f} ms")
+    return rows
 
 
 def session_bytes(model: bytes) -> ort.InferenceSession:

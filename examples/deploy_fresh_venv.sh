@@ -6,6 +6,9 @@
 #
 #   bash examples/deploy_fresh_venv.sh CHECKPOINT [OUT]     (main venv: .venv, or $PY)
 #
+# EXPORT_ARGS (default "--deploy-preset --precision int8": the planner measured to fit 100 Hz on
+# one core, docs/export.md) are passed to `adapt export`; SEEDS (5), DURATION (5 s), CONDITION.
+#
 # The runtime venv has no matplotlib: each seed's folder gets report.json (with its timeline)
 # and deploy says in one line that it skips timeline.png.
 set -euo pipefail
@@ -15,9 +18,11 @@ PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-5}
 SECONDS_PER_EPISODE=${DURATION:-5}
 CONDITION=${CONDITION:-disabled:bthigh}
+EXPORT_ARGS=${EXPORT_ARGS:---deploy-preset --precision int8}
 mkdir -p "$OUT"
 
-"$PY" -m adaptive_control.cli export "$CKPT" --out "$OUT/export" --force
+# shellcheck disable=SC2086
+"$PY" -m adaptive_control.cli export "$CKPT" --out "$OUT/export" --force $EXPORT_ARGS
 
 VENV="$OUT/venv-runtime"
 rm -rf "$VENV"
@@ -51,6 +56,9 @@ summary = {
     "onnx_returns": onnx, "torch_returns": torch_r,
     "onnx_mean": float(np.mean(onnx)), "torch_mean": float(np.mean(torch_r)),
     "relative_difference": float(abs(np.mean(onnx) - np.mean(torch_r)) / max(abs(np.mean(torch_r)), 1e-9)),
+    "speed_m_s": [r["distance"] / r["duration_s"] for r in reports],
+    "flipped": [r["report"]["robot"]["flipped_steps"] / max(r["report"]["robot"]["sim_steps"], 1)
+                for r in reports],
     "latency_ms_p50": [r["latency_ms"]["p50"] for r in reports],
     "latency_ms_p99": [r["latency_ms"]["p99"] for r in reports],
     "deadline_misses": [r["deadline_misses"] for r in reports],

@@ -27,12 +27,16 @@ import dataclasses
 import io
 import json
 import logging
+import os
+import platform
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 import torch
 from torch import Tensor
@@ -50,7 +54,10 @@ from export.parity import (
     PARITY_TOL,
     RecordedStep,
     max_parity_error,
+    ort_session,
     precision_error,
+    random_feed,
+    read_metadata,
     record_trajectory,
     verify_export,
 )
@@ -364,14 +371,6 @@ def reduce_precision(stage: Path, graphs: Mapping[str, GraphInfo], precision: st
 def step_latency(path: Path, seconds: float = 1.0, min_runs: int = 30) -> dict[str, Any]:
     """p50 / p99 / max of ``controller.onnx``'s step on this machine, one thread, on random
     inputs (warm: a few runs first)."""
-    import os
-    import platform
-    import time
-
-    import numpy as np
-
-    from export.parity import ort_session, random_feed, read_metadata
-
     sess = ort_session(path, threads=1)
     feed = random_feed(read_metadata(path), np.random.default_rng(0))
     names = [o.name for o in sess.get_outputs()]
