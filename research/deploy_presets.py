@@ -1,8 +1,10 @@
 """Which planner fits the control rate? For each precision, every MPPI size of a grid is timed
 as an exported controller (one thread, p99 of the step) against the deadline (90 % of the
-period); the largest-work sizes that fit are then scored on the held-out episodes of trained
-runs (exported controller in ONNX Runtime, normalised with the oracle and random returns of
-the runs' ``adapt eval`` reports). The best mean score per precision is the deploy preset.
+period) with headroom (``--headroom``: the p99 within 70 % of it, since the same machine runs
+10-20 % slower at other moments); the largest-work sizes that fit are then scored on the
+held-out episodes of trained runs (exported controller in ONNX Runtime, normalised with the
+oracle and random returns of the runs' ``adapt eval`` reports). The best mean score per
+precision is the deploy preset.
 
     python research/deploy_presets.py --run RUN_0 --report EVAL_0 ... [--precisions fp32,int8]
         [--keep 3] [--steps 1000] [--out presets.json]
@@ -11,35 +13,22 @@ the runs' ``adapt eval`` reports). The best mean score per precision is the depl
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+from _helpers import ci, onnx_episode, reference_returns, write_result
 
 from adaptive_control.checkpoint import load_checkpoint
-from adaptive_control.evaluation.episodes import flipped_share
 from adaptive_control.runs import checkpoint_path
 from adaptive_control.training.loop import learner_from_checkpoint
 from export.exporter import export_checkpoint, export_controller, export_planner, step_latency
-from export.runtime.session import ControllerSession
 from sims.conditions import Schedule, parse_condition
-from sims.env import AdaptEnv
-from sims.episode import run_episode
 from sims.families import get_family
 
 GRID_N = (64, 96, 128, 192, 256)
 GRID_H = (10, 15, 20, 30)
 SCENARIO = "fixed:disabled(bthigh)"
-
-
-def ci(x: list[float]) -> dict[str, float]:
-    a = np.asarray(x, float)
-    half = (float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
-            if len(a) > 1 else float("nan"))
-    return {"mean": float(a.mean()), "ci95": half, "n": len(a)}
 
 
 def main() -> None:
@@ -51,6 +40,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seconds", type=float, default=2.0, help="timing per size")
+    ap.add_argument("--headroom", type=float, default=0.7,
+                    help="a size fits when its p99 is within this share of the deadline (the "
+                         "same machine runs 10-20 %% slower at other moments)")
     ap.add_argument("--timing-only", action="store_true", help="time the grid, score nothing")
     ap.add_argument("--score", default=None, metavar="P:NxH,...",
                     help="skip the timing and score these sizes, e.g. fp32:96x30,int8:128x30")
@@ -77,11 +69,11 @@ def main() -> None:
                     export_controller(learner, cfg, path, spec, precision=p)
                     lat = step_latency(path, args.seconds)
                     row = {"precision": p, "candidates": n, "horizon": h, **lat,
-                           "fits": lat["p99_ms"] <= deadline}
+                           "fits": lat["p99_ms"] <= args.headroom * deadline}
                     timing.append(row)
                     print(f"{p:5s} N={n:4d} H={h:3d}  p50 {lat['p50_ms']:6.2f}  p99 "
                           f"{lat['p99_ms']:6.2f} ms  {'fits' if row['fits'] else 'over'} "
-                          f"{deadline:.1f} ms", flush=True)
+                          f"{args.headroom:g} x {deadline:.1f} ms", flush=True)
                     if row["fits"]:
                         fits.append(row)
             if not args.timing_only:
@@ -95,22 +87,12 @@ def main() -> None:
                     export_checkpoint(run, out, planner="mppi", num_candidates=row["candidates"],
                                       horizon=row["horizon"], precision=p, verify=False,
                                       record_steps=8, latency_seconds=0, overwrite=True)
-                    eps = json.loads((Path(report) / "results.json").read_text())["episodes"]
-                    ref = {e["method"]: e["ret"] for e in eps
-                           if e["scenario"] == SCENARIO and e["seed"] == args.seed}
-                    session = ControllerSession(out, robot=robot.name, threads=1, seed=args.seed)
-                    env = AdaptEnv(robot, Schedule.fixed(parse_condition("disabled:bthigh",
-                                                                         robot)),
-                                   episode_steps=args.steps, seed=args.seed)
                     t0 = time.perf_counter()
-                    rec = run_episode(env, session.step)
-                    session.close()
-                    ret = float(np.sum(rec.rewards))
-                    floor, top = ref["random"], ref["oracle"]
-                    per_run.append({"run": run, "return": ret,
-                                    "score": (ret - floor) / (top - floor),
-                                    "speed": float(np.mean(rec.speeds)),
-                                    "flipped": flipped_share(rec.upright),
+                    schedule = Schedule.fixed(parse_condition("disabled:bthigh", robot))
+                    ep = onnx_episode(out, schedule, args.steps, args.seed)
+                    floor, top = reference_returns(report, SCENARIO, args.seed)
+                    per_run.append({"run": run, **ep,
+                                    "score": (ep["return"] - floor) / (top - floor),
                                     "seconds": time.perf_counter() - t0})
                 summary = {k: ci([r[k] for r in per_run]) for k in ("score", "speed", "flipped")}
                 scored.append({**{k: row[k] for k in ("precision", "candidates", "horizon",
@@ -127,12 +109,9 @@ def main() -> None:
             b = max(cands, key=lambda s: s["score"]["mean"])
             best[p] = {k: b[k] for k in ("candidates", "horizon", "p50_ms", "p99_ms", "score",
                                           "speed", "flipped")}
-    result = {"robot": robot.name, "deadline_ms": deadline, "scenario": SCENARIO,
-              "steps": args.steps, "timing": timing, "scored": scored, "best": best}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps({"best": best}))
+    write_result(args.out, {"robot": robot.name, "family": cfg.family, "deadline_ms": deadline,
+                            "scenario": SCENARIO, "steps": args.steps, "timing": timing,
+                            "scored": scored, "best": best}, {"best": best})
 
 
 if __name__ == "__main__":

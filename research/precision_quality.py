@@ -14,20 +14,14 @@ and the paired difference int8 − fp32 over runs (mean and 95 % interval); last
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
+from _helpers import ci, onnx_episode, reference_returns, write_result
 
-from adaptive_control.evaluation.episodes import flipped_share
 from export.exporter import export_checkpoint
-from export.runtime.session import ControllerSession
 from sims.conditions import Schedule, parse_condition
-from sims.env import AdaptEnv
-from sims.episode import run_episode
 from sims.robots import get_robot
 
 SCENARIOS = {  # the eval report's scenario names -> schedule over (robot, seconds)
@@ -35,18 +29,6 @@ SCENARIOS = {  # the eval report's scenario names -> schedule over (robot, secon
     "switch@3s:disabled(bthigh)": lambda r: Schedule.switch(
         parse_condition("healthy", r), parse_condition("disabled:bthigh", r), 3.0),
 }
-
-
-def floor_and_oracle(report: Path, scenario: str, seed: int) -> tuple[float, float]:
-    eps = json.loads((report / "results.json").read_text())["episodes"]
-    pick = {e["method"]: e["ret"] for e in eps if e["scenario"] == scenario and e["seed"] == seed}
-    return pick["random"], pick["oracle"]
-
-
-def ci(x: list[float]) -> dict[str, float]:
-    a = np.asarray(x, float)
-    half = float(stats.t.ppf(0.975, len(a) - 1) * a.std(ddof=1) / np.sqrt(len(a)))
-    return {"mean": float(a.mean()), "ci95": half, "n": len(a)}
 
 
 def main() -> None:
@@ -68,18 +50,13 @@ def main() -> None:
                 res = export_checkpoint(run, out, precision=p, latency_seconds=2.0)
                 robot = get_robot(res.manifest["robot"])
                 for scenario, schedule in SCENARIOS.items():
-                    session = ControllerSession(out, robot=robot.name, threads=1, seed=args.seed)
-                    env = AdaptEnv(robot, schedule(robot), episode_steps=args.steps,
-                                   seed=args.seed)
                     t0 = time.perf_counter()
-                    rec = run_episode(env, session.step)
-                    session.close()
-                    lo, hi = floor_and_oracle(Path(report), scenario, args.seed)
-                    ret = float(np.sum(rec.rewards))
+                    ep = onnx_episode(out, schedule(robot), args.steps, args.seed)
+                    lo, hi = reference_returns(report, scenario, args.seed)
+                    ret = ep["return"]
                     row = {"run": run, "precision": p, "scenario": scenario, "return": ret,
                            "score": (ret - lo) / (hi - lo), "random": lo, "oracle": hi,
-                           "speed": float(np.mean(rec.speeds)),
-                           "flipped": flipped_share(rec.upright),
+                           "speed": ep["speed"], "flipped": ep["flipped"],
                            "step_p50_ms": res.latency["p50_ms"],
                            "step_p99_ms": res.latency["p99_ms"],
                            "error_vs_fp32": res.manifest["precision"].get("error_vs_fp32"),
@@ -105,11 +82,8 @@ def main() -> None:
     for k, v in summary.items():
         print(f"{k:55s} " + "  ".join(f"{m} {s['mean']:.3f} ± {s['ci95']:.3f}"
                                       for m, s in v.items()))
-    result = {"steps": args.steps, "seed": args.seed, "rows": rows, "summary": summary}
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps({"summary": summary}))
+    write_result(args.out, {"steps": args.steps, "seed": args.seed, "rows": rows,
+                            "summary": summary}, {"summary": summary})
 
 
 if __name__ == "__main__":

@@ -14,15 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
-
-
-def ci(values: list[float]) -> dict[str, float]:
-    x = np.asarray(values, dtype=float)
-    mean = float(x.mean())
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))) if len(x) > 1 \
-        else float("nan")
-    return {"mean": mean, "ci95": half}
+from _helpers import ci
 
 
 def main() -> None:

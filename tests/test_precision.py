@@ -165,3 +165,33 @@ def test_cli_export_warns_when_the_step_misses_the_deadline(tmp_path: Path, caps
     manifest = json.loads((tmp_path / "slow" / C.MANIFEST_FILE).read_text())
     assert manifest["latency_at_export"]["p99_ms"] > manifest["latency_at_export"][
         "deadline_ms"]
+
+
+def test_deploy_preset_bakes_in_the_measured_planner_and_sizes_can_override(tmp_path: Path):
+    from export.presets import DEPLOY_PRESETS
+
+    cfg = tiny_config(planner="cem")
+    learner = tiny_learner(cfg)
+    preset = DEPLOY_PRESETS[("cheetah", "int8")]
+    res = export_learner(learner, cfg, tmp_path / "a", record_steps=0, verify=False,
+                         precision="int8", deploy_preset=True, latency_seconds=0)
+    p = res.manifest["planner"]
+    assert (p["name"], p["num_candidates"], p["horizon"]) == (
+        preset.planner, preset.num_candidates, preset.horizon)
+    assert res.manifest["deploy_preset"] == preset.measured
+    res = export_learner(learner, cfg, tmp_path / "b", record_steps=0, verify=False,
+                         deploy_preset=True, horizon=5, latency_seconds=0)
+    fp32 = DEPLOY_PRESETS[("cheetah", "fp32")]
+    assert (res.manifest["planner"]["num_candidates"], res.manifest["planner"]["horizon"]) == (
+        fp32.num_candidates, 5)
+
+
+def test_deploy_preset_is_refused_where_none_was_measured_or_with_a_planner(tmp_path: Path):
+    cfg = tiny_config(family="cheetah-cripple@2")
+    with pytest.raises(ValueError, match=r"no preset measured for robot 'cheetah@2'.*cheetah"):
+        export_learner(tiny_learner(cfg), cfg, tmp_path / "x", deploy_preset=True)
+    cfg = tiny_config()
+    with pytest.raises(ValueError, match="planner='mppi' with the deploy preset"):
+        export_learner(tiny_learner(cfg), cfg, tmp_path / "y", deploy_preset=True,
+                       planner="mppi")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

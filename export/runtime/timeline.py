@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -222,8 +223,9 @@ def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms:
             a.axvline(ts, color="grey", ls="--", lw=1)
         axes[3].annotate(label, (ts, 0.02), xycoords=("data", "axes fraction"),
                          rotation=90, va="bottom", ha="right", fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    if title:  # a long schedule would run off the figure: wrapped
+        fig.suptitle("\n".join(textwrap.fill(line, 110) for line in title.splitlines()),
+                     fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
