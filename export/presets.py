@@ -36,9 +36,9 @@ class DeployPreset:
 #: a size fits when its p99 is within 70 % of the deadline).
 DEPLOY_PRESETS: dict[tuple[str, str], DeployPreset] = {
     ("cheetah", "fp32"): DeployPreset(
-        "mppi", 192, 15, "cheetah, fp32, 100 Hz: p50 6.4 / p99 7.9 ms against a 9 ms deadline; "
-        "held-out dead back thigh over 5 training seeds: score -1.52 ± 1.95, 41 % flipped "
-        "(256 x 10: -1.90; 128 x 20: -1.93)"),
+        "mppi", 64, 30, "cheetah, fp32, 100 Hz: p50 4.7 / p99 5.8 ms against a 9 ms deadline "
+        "(70 % headroom: 6.3 ms); held-out dead back thigh over 5 training seeds: score "
+        "-0.57 ± 1.61, 16 % flipped (128 x 15: -1.27; 96 x 20: -1.33)"),
     ("cheetah", "int8"): DeployPreset(
         "mppi", 96, 30, "cheetah, int8, 100 Hz: p50 4.5 / p99 6.2 ms against a 9 ms deadline "
         "(70 % headroom: 6.3 ms); held-out dead back thigh over 5 training seeds: score "
