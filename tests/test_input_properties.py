@@ -254,8 +254,10 @@ def _named(message: str, overrides: list[str]) -> bool:
     """The error names one of the overrides' keys (or the override itself)."""
     for text in overrides:
         key = text.split("=", 1)[0]
+        # TOML allows blanks around a dotted key's dots ("0 .1" is the key 0.1)
+        parts = [part.strip() for part in key.split(".")]
         if "override" in message or key.strip() in message or any(
-                part and part in message for part in key.strip().split(".")):
+                part and part in message for part in parts):
             return True
     return False
 
