@@ -61,8 +61,9 @@ from export.parity import (
     record_trajectory,
     verify_export,
 )
-from export.precision import PRECISION_DOCS, check_precision, convert
+from export.precision import PRECISION_DOCS, Conversion, check_precision, convert
 from export.runtime import artifacts as C
+from export.runtime.loop import LatencyStats
 from sims.atomic import commit_folder, staged_folder
 from sims.families import get_family
 from sims.rewards import TaskReward, task_reward
@@ -348,24 +349,31 @@ def reduce_precision(stage: Path, graphs: Mapping[str, GraphInfo], precision: st
         return info
     converted: dict[str, Path] = {}
     conversions = {}
-    for role, inputs in PLANNING_INPUTS.items():
+    for role in PLANNING_INPUTS:
         if role not in graphs:
             continue
         path = graphs[role].path
-        model = onnx.load(str(path))
-        conversions[role] = convert(model, precision, inputs).to_dict()
-        props = {p.key: p.value for p in model.metadata_props}
-        props["precision"] = json.dumps(info)
-        del model.metadata_props[:]
-        onnx.helper.set_model_props(model, props)
         converted[role] = path.with_name(f"{path.stem}.{precision}.onnx")
-        onnx.save(model, str(converted[role]))
-        onnx.checker.check_model(str(converted[role]))
+        conversions[role] = convert_file(path, converted[role], precision, role).to_dict()
     errors = precision_error({r: graphs[r].path for r in converted}, converted, m, recorded,
                              seed)
     for role, path in converted.items():
         path.replace(graphs[role].path)
     return {**info, "graphs": conversions, "error_vs_fp32": errors}
+
+
+def convert_file(src: Path, dest: Path, precision: str, role: str) -> Conversion:
+    """:func:`export.precision.convert` of the graph at ``src`` (its planning path starting
+    at ``PLANNING_INPUTS[role]``) written to ``dest``, with ``precision`` in its metadata."""
+    model = onnx.load(str(src))
+    conversion = convert(model, precision, PLANNING_INPUTS[role])
+    props = {p.key: p.value for p in model.metadata_props}
+    props["precision"] = json.dumps({"name": precision, "doc": PRECISION_DOCS[precision]})
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(dest))
+    onnx.checker.check_model(str(dest))
+    return conversion
 
 
 def step_latency(path: Path, seconds: float = 1.0, min_runs: int = 30) -> dict[str, Any]:
@@ -382,9 +390,9 @@ def step_latency(path: Path, seconds: float = 1.0, min_runs: int = 30) -> dict[s
         t0 = time.perf_counter()
         sess.run(names, feed)
         times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "max_ms": float(ms.max()), "runs": len(ms), "threads": 1,
+    st = LatencyStats.of(times)
+    return {"p50_ms": st.p50_ms, "p99_ms": st.p99_ms, "max_ms": st.max_ms, "runs": st.n,
+            "threads": 1,
             "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
             "cpus": os.cpu_count(), "loadavg": list(os.getloadavg())}
 
@@ -553,14 +561,10 @@ def export_controller(learner: Learner, cfg: TrainConfig, path: str | Path,
     write_metadata(path, {**meta, "graph": "controller",
                           "inputs": [s.to_dict() for s in g.inputs],
                           "outputs": [s.to_dict() for s in g.outputs],
-                          "state": _state_meta(g), **g.extra,
-                          "precision": {"name": precision, "doc": PRECISION_DOCS[precision]}},
+                          "state": _state_meta(g), **g.extra},
                    f"adaptive-control controller graph for {robot.name}")
     if precision != "fp32":
-        model = onnx.load(str(path))
-        convert(model, precision, PLANNING_INPUTS["controller"])
-        onnx.save(model, str(path))
-        onnx.checker.check_model(str(path))
+        convert_file(path, path, precision, "controller")
     return g
 
 
