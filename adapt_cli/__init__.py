@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from adaptive_control.cli import evaluate, export, policies, sims, train
+from adapt_cli import evaluate, export, policies, sims, train
 from export.runtime import cli as deploy
 
 

@@ -1,7 +1,7 @@
-"""``python -m adaptive_control.cli``: the ``adapt`` command."""
+"""``python -m adapt_cli``: the ``adapt`` command."""
 
 import sys
 
-from adaptive_control.cli import main
+from adapt_cli import main
 
 sys.exit(main())

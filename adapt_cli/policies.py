@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from adaptive_control.cli.train import add_run_arguments
+from adapt_cli.train import add_run_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +131,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 def cmd_export_policy(args: argparse.Namespace) -> int:
     import time
 
-    from adaptive_control.cli.export import print_export
+    from adapt_cli.export import print_export
     from export.policy import export_policy
 
     t0 = time.perf_counter()

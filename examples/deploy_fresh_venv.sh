@@ -22,7 +22,7 @@ EXPORT_ARGS=${EXPORT_ARGS:---deploy-preset --precision int8}
 mkdir -p "$OUT"
 
 # shellcheck disable=SC2086
-"$PY" -m adaptive_control.cli export "$CKPT" --out "$OUT/export" --force $EXPORT_ARGS
+"$PY" -m adapt_cli export "$CKPT" --out "$OUT/export" --force $EXPORT_ARGS
 
 VENV="$OUT/venv-runtime"
 rm -rf "$VENV"

@@ -1,4 +1,4 @@
-"""``adapt sims list | render | collect`` through ``adaptive_control.cli.main``."""
+"""``adapt sims list | render | collect`` through ``adapt_cli.main``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import sims.collect
 import sims.env
-from adaptive_control.cli import main
+from adapt_cli import main
 from sims.conditions import MODIFIERS
 from sims.dataset import Dataset
 from sims.families import FAMILIES, get_family

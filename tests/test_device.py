@@ -12,8 +12,8 @@ import pytest
 import torch
 from support import tiny_config, tiny_learner
 
+from adapt_cli import main
 from adaptive_control.checkpoint import load_checkpoint, to_cpu
-from adaptive_control.cli import main
 from adaptive_control.devices import check_device, module_device, resolve_device
 from adaptive_control.evaluation.episodes import (
     LearnerMethod,
@@ -234,7 +234,7 @@ def test_export_traces_a_cpu_copy_of_a_cuda_learner():
 
 def test_adapt_train_device_flag_sets_the_config_field(tmp_path, capsys):
     """``adapt train --device X`` is ``--set device=X``: refused before any work when bad."""
-    from adaptive_control.cli import build_parser, main
+    from adapt_cli import build_parser, main
 
     args = build_parser().parse_args(["train", "tiny", "--out", "x", "--set", "m=4",
                                       "--device", "auto"])

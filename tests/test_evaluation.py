@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from adaptive_control.cli import main
+from adapt_cli import main
 from adaptive_control.evaluation.episodes import moving_average, recovery_time
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import load_config
@@ -237,7 +237,7 @@ def test_a_learners_run_is_that_learner_and_a_label_naming_another_is_refused(
 
 
 def test_mbde_is_an_explicit_variant_of_an_mb_run(tiny_runs, tmp_path):
-    from adaptive_control.cli.evaluate import parse_method
+    from adapt_cli.evaluate import parse_method
     from adaptive_control.evaluation.episodes import PlannerSizes
     from adaptive_control.learners.mb import MBDE
     from sims.families import get_family

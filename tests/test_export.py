@@ -200,7 +200,7 @@ def test_export_refuses_to_overwrite(exports):
 
 
 def test_cli_train_export_deploy(tmp_path: Path, capsys):
-    from adaptive_control.cli import main
+    from adapt_cli import main
 
     run = tmp_path / "run"
     assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--quiet"]) == 0
@@ -238,7 +238,7 @@ def test_runtime_and_torch_controller_act_alike_on_the_same_noise(tmp_path: Path
                                                                   extra):
     # The exported controller in ONNX Runtime and the torch AdaptiveController planning with
     # the runtime's noise stream drive the damaged cheetah the same way, seed for seed.
-    from adaptive_control.cli import main
+    from adapt_cli import main
     from export.quickstart import onnx_returns, torch_returns
 
     run = tmp_path / "run"

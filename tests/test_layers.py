@@ -1,5 +1,5 @@
 """The layers hold: data flows sims -> adaptive_control -> policies -> export, and only the
-command line sits on top. The contracts live in pyproject.toml ([tool.importlinter])."""
+command line (adapt_cli) sits on top. The contracts live in pyproject.toml ([tool.importlinter])."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("sims", "adaptive_control", "policies", "export")
+PACKAGES = ("sims", "adaptive_control", "policies", "export", "adapt_cli")
 
 
 def test_import_contracts_hold():
@@ -24,6 +24,16 @@ def test_import_contracts_hold():
                          text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "BROKEN" not in res.stdout and "KEPT" in res.stdout
+
+
+def test_the_contracts_state_the_layers_without_exemptions():
+    """One layers contract, top to bottom, over every package; no contract ignores an import."""
+    linter = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert sorted(linter["root_packages"]) == sorted(PACKAGES)
+    layers = [c for c in linter["contracts"] if c["type"] == "layers"]
+    assert [c["layers"] for c in layers] == [
+        ["adapt_cli", "export", "policies", "adaptive_control", "sims"]]
+    assert not [c["name"] for c in linter["contracts"] if c.get("ignore_imports")]
 
 
 def test_no_imports_hidden_from_the_layer_check():
@@ -49,7 +59,7 @@ def test_the_adapt_command_line_builds_without_the_training_stack():
     from blocked_imports import assert_script_prints_ok, blocking_prelude
 
     script = blocking_prelude("torch", "dm_env", "dm_control", "onnx", "onnxscript", "ray") + (
-        "from adaptive_control.cli import build_parser\n"
+        "from adapt_cli import build_parser\n"
         "build_parser().parse_args(['deploy', 'somewhere', '--robot', 'sim:cheetah'])\n"
         "assert not any(m.split('.')[0] in BLOCKED for m in sys.modules), 'blocked import'\n"
         "print('ok')\n")

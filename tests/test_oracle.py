@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive_control.cli import main
+from adapt_cli import main
 from adaptive_control.evaluation.episodes import (
     MethodSpec,
     PlannerSizes,

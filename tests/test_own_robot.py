@@ -263,7 +263,7 @@ def test_a_stored_spec_rebuilds_the_family_without_its_files(tmp_path, registry)
 
 # ------------------------------------------------------------------ every command, fresh processes
 def adapt(*args: str, cwd: Path, runtime: bool = False) -> subprocess.CompletedProcess:
-    """``python -m adaptive_control.cli ARGS`` (or, with ``runtime``, the robot-side
+    """``python -m adapt_cli ARGS`` (or, with ``runtime``, the robot-side
     ``python -m export.runtime.cli`` with the training stack blocked) in a new process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     if runtime:
@@ -275,7 +275,7 @@ def adapt(*args: str, cwd: Path, runtime: bool = False) -> subprocess.CompletedP
         """)
         cmd = [sys.executable, "-c", script]
     else:
-        cmd = [sys.executable, "-m", "adaptive_control.cli", *args]
+        cmd = [sys.executable, "-m", "adapt_cli", *args]
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

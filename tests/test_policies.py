@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from adaptive_control.cli import main
+from adapt_cli import main
 from policies import training
 from policies.config import PolicyNetConfig, TrialConfig, load_policy_config
 from policies.evaluate import evaluate_policy, policy_controller

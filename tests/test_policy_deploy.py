@@ -16,8 +16,8 @@ import pytest
 import torch
 from blocked_imports import RUNTIME, TRAINING, blocking_prelude
 
+from adapt_cli import main
 from adaptive_control.checkpoint import save_checkpoint
-from adaptive_control.cli import main
 from export.policy import export_policy
 from export.runtime import artifacts as C
 from export.runtime.artifacts import ArtifactError, ObservationError, deploy_kind

@@ -151,7 +151,7 @@ def test_int8_export_quantises_the_planning_path_and_reports_its_error(tmp_path:
 
 
 def test_cli_export_warns_when_the_step_misses_the_deadline(tmp_path: Path, capsys):
-    from adaptive_control.cli import main
+    from adapt_cli import main
 
     run = tmp_path / "run"
     assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--quiet"]) == 0

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from blocked_imports import blocking_prelude
 
-from adaptive_control.cli import main
+from adapt_cli import main
 from adaptive_control.evaluation.episodes import (
     Actor,
     LearnerMethod,
@@ -171,7 +171,7 @@ def test_adapt_eval_refuses_a_bad_ray_address_before_work(tmp_path, capsys, addr
 
 def test_adapt_eval_without_ray_never_imports_it(tmp_path):
     script = blocking_prelude("ray") + textwrap.dedent(f"""
-        from adaptive_control.cli import main
+        from adapt_cli import main
         rc = main(["eval", "--family", {FAMILY!r}, "--method", "random", "--scenarios",
                    "fixed", "--seeds", "1", "--episode-steps", "20", "--workers", "1",
                    "--out", {str(tmp_path / "o")!r}])

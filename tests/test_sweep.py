@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adaptive_control.cli import main
+from adapt_cli import main
 from adaptive_control.runs import run_status
 from adaptive_control.training import loop as training
 from adaptive_control.training import sweep

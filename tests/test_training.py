@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from adapt_cli import main
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.cli import main
 from adaptive_control.control import AdaptiveController
 from adaptive_control.evaluation.model_eval import heldout_data, prediction_errors
 from adaptive_control.learners import make_learner

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from adapt_cli import main
 from adaptive_control.checkpoint import load_checkpoint
-from adaptive_control.cli import main
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import load_config
