@@ -218,9 +218,9 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
 def _check_label(text: str, label: str, kind: str, run: str) -> None:
     """Refuse a label whose leading letters are a method's name other than ``kind``, what is
     evaluated (a learner name, mbde, oracle or policy)."""
-    from adaptive_control.training.config import LEARNER_NAMES
+    from adaptive_control.learners import LEARNERS
 
-    names = (*LEARNER_NAMES, "oracle", "policy", "random")
+    names = (*LEARNERS, "oracle", "policy", "random")
     word = re.match(r"[a-z]*", label.lower())[0]  # type: ignore[index]  (always matches)
     if word in names and word != kind:
         if word in METHOD_VARIANTS:

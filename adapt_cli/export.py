@@ -48,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from adaptive_control.training.config import parse_override
+    from adaptive_control.config_loader import parse_override
     from export.exporter import export_checkpoint
 
     for name in ("candidates", "horizon"):

@@ -577,7 +577,7 @@ def _state_meta(g: GraphInfo) -> list[dict[str, Any]]:
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any
                       ) -> ExportResult:
     """Load a checkpoint (a ``checkpoint.pt`` or its run folder) and :func:`export_learner`."""
-    from adaptive_control.training.loop import learner_from_checkpoint
+    from adaptive_control.builders import learner_from_checkpoint
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))
     return export_learner(learner, cfg, out_dir, **kwargs)

@@ -67,9 +67,9 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     """
     import torch
 
+    from adaptive_control.builders import build_controller, learner_from_checkpoint
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.control import AdaptiveController
-    from adaptive_control.training.loop import build_controller, learner_from_checkpoint
     from export.exporter import export_planner
     from sims.families import get_family
     from sims.rewards import task_reward
@@ -150,6 +150,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
     control on the held-out back thigh (fixed, and failing at 3 s) with the random floor and
     the oracle (GrBAL's planner on the true simulator: the normalised score's ceiling), export
     the GrBAL controller and run it through ONNX Runtime; report into ``out``."""
+    from adaptive_control.builders import learner_from_checkpoint
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.evaluation.episodes import (
         LearnerMethod,
@@ -167,7 +168,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
     from adaptive_control.evaluation.oracle import OracleMethod
     from adaptive_control.evaluation.report import report_meta, write_report
     from adaptive_control.training.config import load_config
-    from adaptive_control.training.loop import learner_from_checkpoint, train
+    from adaptive_control.training.loop import train
     from sims.families import get_family
 
     t0 = time.perf_counter()

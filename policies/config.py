@@ -1,8 +1,8 @@
 """Typed configuration of `adapt train-policy`: dataclasses, presets, files and overrides.
 
-Same conventions as ``adaptive_control.training.config``: every field typed with a one-line doc
-comment; unknown keys and bad values are refused (field, value, what is allowed) before any work
-starts.
+Same conventions as ``adaptive_control.training.config``, loaded by the same
+``adaptive_control.config_loader``: every field typed with a one-line doc comment; unknown keys
+and bad values are refused (field, value, what is allowed) before any work starts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adaptive_control.config_loader import INHERITED, build_dataclass, layered_values
 from adaptive_control.planning import PLANNER_NAMES, PlannerConfig
-from adaptive_control.training.config import INHERITED, build_dataclass, layered_values
 
 METHODS = ("distill", "rl2")
 ARCHS = ("gru", "lstm", "mlp")

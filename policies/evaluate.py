@@ -207,7 +207,7 @@ def teacher_controller(checkpoint: str | Path, seed: int = 0,
                        distill: DistillConfig | None = None):
     """The adaptive-MPC controller of an `adapt train` checkpoint (for comparisons), planning
     as it labelled for a policy distilled with ``distill`` (default: as trained)."""
-    from adaptive_control.training.loop import build_controller, learner_from_checkpoint
+    from adaptive_control.builders import build_controller, learner_from_checkpoint
     from policies.training import labelling_config
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))

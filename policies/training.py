@@ -29,15 +29,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.runs import check_run_folder, checkpoint_path, open_run
-from adaptive_control.training.config import TrainConfig, config_from_json
-from adaptive_control.training.loop import (
+from adaptive_control.builders import (
     build_controller,
     learner_from_checkpoint,
     run_rng,
     torch_seed,
 )
+from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.runs import check_run_folder, checkpoint_path, open_run
+from adaptive_control.training.config import TrainConfig, config_from_json
 from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from _helpers import ci, onnx_episode, reference_returns, write_result
 
+from adaptive_control.builders import learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.runs import checkpoint_path
-from adaptive_control.training.loop import learner_from_checkpoint
 from export.exporter import export_checkpoint, export_controller, export_planner, step_latency
 from sims.conditions import Schedule, parse_condition
 from sims.families import get_family

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adaptive_control.training.loop import run_rng, torch_seed
+from adaptive_control.builders import run_rng, torch_seed
 from policies.config import PolicyTrainConfig, policy_config_from_arg, policy_config_from_json
 from policies.training import (
     DATA_KEYS,

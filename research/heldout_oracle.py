@@ -15,9 +15,9 @@ import argparse
 import numpy as np
 import torch
 
+from adaptive_control.builders import learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.evaluation.model_eval import heldout_data, reference_scale
-from adaptive_control.training.loop import learner_from_checkpoint
 from sims.families import get_family
 
 

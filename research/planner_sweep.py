@@ -79,8 +79,8 @@ class LearnedPlanner:
     tilt_threshold: float | None = None
 
     def __call__(self, family: TaskFamily, seed: int, sizes: PlannerSizes) -> Actor:
+        from adaptive_control.builders import build_controller, learner_from_checkpoint
         from adaptive_control.checkpoint import load_checkpoint
-        from adaptive_control.training.loop import build_controller, learner_from_checkpoint
 
         kind, settings = PLANNERS[self.name]
         learner, cfg = learner_from_checkpoint(load_checkpoint(self.checkpoint))

@@ -13,6 +13,7 @@ import torch
 from support import tiny_config, tiny_learner
 
 from adapt_cli import main
+from adaptive_control.builders import build_controller, learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint, to_cpu
 from adaptive_control.devices import check_device, module_device, resolve_device
 from adaptive_control.evaluation.episodes import (
@@ -23,7 +24,7 @@ from adaptive_control.evaluation.episodes import (
 )
 from adaptive_control.evaluation.model_eval import compare_models
 from adaptive_control.training.config import TrainConfig, load_config
-from adaptive_control.training.loop import build_controller, learner_from_checkpoint, train
+from adaptive_control.training.loop import train
 from sims.collect import collect_open_loop
 from sims.families import get_family
 

@@ -21,15 +21,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from adaptive_control.config_loader import ConfigError
 from adaptive_control.devices import ALLOWED
+from adaptive_control.learners import LEARNERS
 from adaptive_control.planning import PLANNER_NAMES, planner_config
-from adaptive_control.training.config import (
-    LEARNER_NAMES,
-    PRESETS,
-    ConfigError,
-    TrainConfig,
-    config_from_arg,
-)
+from adaptive_control.training.config import PRESETS, TrainConfig, config_from_arg
 from sims.conditions import ConditionError, parse_condition
 from sims.families import FAMILIES
 from sims.robots import CHEETAH, QUADRUPED, Leg, Robot
@@ -180,7 +176,7 @@ def _config_keys() -> list[str]:
 
 
 KEYS = _config_keys()
-WORDS = (*LEARNER_NAMES, *PLANNER_NAMES, *FAMILIES, *ALLOWED.replace(",", "").split(),
+WORDS = (*LEARNERS, *PLANNER_NAMES, *FAMILIES, *ALLOWED.replace(",", "").split(),
          "cpu", "cuda", "cuda:0", "auto", "gru", "lstm", "vmap", "lowrank", "last", "mid")
 
 

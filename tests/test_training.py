@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from adapt_cli import main
+from adaptive_control.builders import build_controller, build_learner, learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.control import AdaptiveController
 from adaptive_control.evaluation.model_eval import heldout_data, prediction_errors
@@ -115,8 +116,8 @@ def test_each_preset_builds_the_planner_it_built_with_the_flat_table(preset, nam
     flat = {**_OLD_FLAT_PLANNER, **PRESETS[preset].get("planner", {}), "name": name}
     old = planner_config(name, **_old_planner_kwargs(flat))
     cfg = load_config(preset=preset, overrides=[f"planner.name={name}"])
-    built = training.build_controller(training.build_learner(cfg, get_family(cfg.family)), cfg,
-                                      get_family(cfg.family)).planner
+    built = build_controller(build_learner(cfg, get_family(cfg.family)), cfg,
+                             get_family(cfg.family)).planner
     assert built.config == old
     if PRESETS[preset].get("planner", {}).get("name", "random_shooting") == name:
         assert load_config(preset=preset).planner == old  # the preset's own planner
@@ -181,7 +182,7 @@ def test_bad_planner_settings_name_the_field_and_the_allowed(overrides, fragment
 
 def test_one_key_value_parser_for_every_set():
     """`adapt export --set` reads its items as configs read --set (TOML values)."""
-    from adaptive_control.training.config import parse_override
+    from adaptive_control.config_loader import parse_override
 
     assert parse_override("warm_start=true") == (["warm_start"], True)
     assert parse_override("num_iterations=3") == (["num_iterations"], 3)
@@ -295,7 +296,7 @@ def test_train_writes_checkpoint_metrics_and_data(tmp_path):
     assert any((tmp_path / "run" / "tb").iterdir())  # TensorBoard scalars
     d1 = Dataset.load(tmp_path / "run" / "data" / "iter_001.npz")
     assert d1.source == "on_policy:grbal" and d1.n_trajectories == cfg.collect.rollouts_per_iter
-    learner, cfg2 = training.learner_from_checkpoint(ckpt)
+    learner, cfg2 = learner_from_checkpoint(ckpt)
     assert cfg2 == cfg
     assert torch.equal(learner.normalizer.obs_std, ckpt["learner"]["model.normalizer.obs_std"])
     with pytest.raises(FileExistsError, match="--resume"):
@@ -387,7 +388,7 @@ def test_atomic_checkpoint_write_keeps_the_old_file_on_failure(tmp_path, monkeyp
 # ------------------------------------------------------------------ eval-model
 def test_prediction_errors_adapted_vs_prior(tmp_path):
     path = training.train(tiny(iterations=1), tmp_path / "r", progress=False)
-    learner, cfg = training.learner_from_checkpoint(load_checkpoint(path))
+    learner, cfg = learner_from_checkpoint(load_checkpoint(path))
     data = heldout_data(get_family(cfg.family), "test", 1, 40, seed=0)
     prior = prediction_errors(learner, data, cfg.m, (1, 5), stride=4, adapted=False)
     adapted = prediction_errors(learner, data, cfg.m, (1, 5), stride=4, adapted=True)

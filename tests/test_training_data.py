@@ -11,6 +11,7 @@ import torch
 
 from adapt_cli import main
 from adaptive_control.checkpoint import load_checkpoint
+from adaptive_control.learners import LEARNERS
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import load_config
@@ -159,7 +160,7 @@ def test_adapt_train_on_a_collected_file_fits_only_that_data(tmp_path):
     assert int(row["transitions"]) == 5 * 40 and np.isfinite(float(row["val_loss"]))
 
 
-@pytest.mark.parametrize("learner", ["grbal", "rebal", "mb", "mbde"])
+@pytest.mark.parametrize("learner", list(LEARNERS))
 def test_every_learner_trains_on_a_hand_written_log(tmp_path, learner):
     path = write(tmp_path / "log.npz", **logged_episodes())
     assert train_cli("--data", path, "--set", f"learner={learner!r}",

@@ -142,13 +142,13 @@ class LearnerMethod:
     def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
         import torch  # lazily: workers set their thread count first
 
-        from adaptive_control.checkpoint import load_checkpoint
-        from adaptive_control.devices import resolve_device
-        from adaptive_control.training.loop import (
+        from adaptive_control.builders import (
             build_controller,
             learner_from_checkpoint,
             mbde_from_mb,
         )
+        from adaptive_control.checkpoint import load_checkpoint
+        from adaptive_control.devices import resolve_device
 
         robot = family.robot
         learner, cfg = learner_from_checkpoint(load_checkpoint(self.checkpoint,

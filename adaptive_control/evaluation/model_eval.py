@@ -173,9 +173,9 @@ def compare_models(checkpoints: list[str], split: str = "test", trajectories: in
     family), an MB checkpoint also as MB+DE (its weights updated online), on random-action
     trajectories of the family's ``split`` conditions, in units of ``reference_scale``; the
     models run on ``device``."""
+    from adaptive_control.builders import learner_from_checkpoint, mbde_from_mb
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.runs import checkpoint_path
-    from adaptive_control.training.loop import learner_from_checkpoint, mbde_from_mb
     from sims.families import get_family
 
     if min(horizons) < 1:

@@ -47,6 +47,8 @@ __all__ = [
     "window_loss",
 ]
 
+#: The one registry of learners, name -> (learner class, config class): every list of learner
+#: names (``TrainConfig.learner``'s check, ``adapt eval``'s method names, tests) reads it.
 LEARNERS: dict[str, tuple[type[Learner], type]] = {
     "mb": (MB, MBConfig),
     "mbde": (MBDE, MBDEConfig),

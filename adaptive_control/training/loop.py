@@ -12,9 +12,14 @@
 The learner, its optimiser, the meta-batches and the controller's planning live on
 ``config.device``; simulation stays on the CPU and checkpoints hold CPU tensors.
 
-Every random draw derives from ``(config.seed, iteration, purpose)``, and each iteration's
-data is saved before fitting starts, so a run killed at any point and resumed with
-``--resume`` ends with the same data and iteration count as one that was never interrupted.
+Every random draw derives from ``(config.seed, iteration, purpose)`` (``builders.run_rng``;
+the loop's purposes: 0 conditions and rollouts, 1 the controller, 2 the data split and batches,
+3 fitting's torch seed, 99 weight init), and each iteration's data is saved before fitting
+starts, so a run killed at any point and resumed with ``--resume`` ends with the same data and
+iteration count as one that was never interrupted.
+
+The learner and the controller are built by ``adaptive_control.builders``, as everything that
+rebuilds them from a checkpoint builds them.
 """
 
 from __future__ import annotations
@@ -26,18 +31,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from adaptive_control.builders import build_controller, build_learner, run_rng, torch_seed
 from adaptive_control.checkpoint import save_checkpoint
-from adaptive_control.control import AdaptiveController
 from adaptive_control.devices import module_device, resolve_device
-from adaptive_control.learners import Learner, make_learner
+from adaptive_control.learners import Learner
 from adaptive_control.models.normalizer import Normalizer
-from adaptive_control.planning import make_planner
 from adaptive_control.runs import check_run_folder, open_run
 from adaptive_control.training.config import TrainConfig, config_from_json
 from adaptive_control.training.data import (
@@ -50,58 +53,6 @@ from sims.dataset import Dataset
 from sims.families import TaskFamily, get_family
 from sims.rewards import task_reward
 from sims.specs import artifact_spec
-
-
-def run_rng(seed: int, iteration: int, purpose: int, *index: int) -> np.random.Generator:
-    """An independent generator per (run, iteration, purpose[, index ...]): resumable without
-    replaying; ``index`` tells apart the items of one purpose (one rollout among many)."""
-    return np.random.default_rng([seed, iteration, purpose, *index])
-
-
-def torch_seed(seed: int, iteration: int, purpose: int, *index: int) -> int:
-    """A torch seed from ``run_rng(seed, iteration, purpose, *index)``."""
-    return int(run_rng(seed, iteration, purpose, *index).integers(2**62))
-
-
-# ------------------------------------------------------------------------------ building
-def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
-    robot = family.robot
-    return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
-                        actuator_velocity_index=robot.actuator_velocity_index)
-
-
-def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,
-                     seed: int = 0) -> AdaptiveController:
-    lo, hi = family.robot.action_bounds
-    planner = make_planner(cfg.planner, torch.tensor(lo, dtype=torch.float32),
-                           torch.tensor(hi, dtype=torch.float32))
-    return AdaptiveController(learner, planner, task_reward(family.robot), m=cfg.m, seed=seed)
-
-
-def learner_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu"
-                            ) -> tuple[Learner, TrainConfig]:
-    """Rebuild the trained learner (weights and normalisers) from a loaded checkpoint, on
-    ``device`` (whatever device it was trained on: the config's ``device`` is not read)."""
-    cfg = config_from_json(ckpt["config"])
-    learner = build_learner(cfg, get_family(cfg.family))
-    learner.load_state_dict(ckpt["learner"])
-    learner.to(device)
-    learner.eval()
-    return learner, cfg
-
-
-def mbde_from_mb(learner: Learner, cfg: TrainConfig) -> Learner:
-    """MB+DE on a trained MB's weights: the same model, updated online at test time."""
-    if cfg.learner != "mb":
-        raise ValueError(f"MB+DE runs on an MB checkpoint, this one holds {cfg.learner!r}")
-    from adaptive_control.learners import MBDE
-
-    robot = get_family(cfg.family).robot
-    mbde = MBDE(robot.obs_dim, robot.act_dim, replace(cfg.mbde, hidden_sizes=cfg.mb.hidden_sizes))
-    mbde.load_state_dict(learner.state_dict())
-    mbde.to(module_device(learner))
-    mbde.eval()
-    return mbde
 
 
 # ------------------------------------------------------------------------------ collection

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from adaptive_control.builders import build_controller, build_learner, run_rng, torch_seed
 from adaptive_control.distributed import check_address, connect, ray_map
 from adaptive_control.learners import Learner
 from adaptive_control.training.config import TrainConfig, config_from_json
-from adaptive_control.training.loop import build_controller, build_learner, run_rng, torch_seed
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.conditions import Condition
 from sims.dataset import Dataset

@@ -36,13 +36,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from adaptive_control.checkpoint import load_checkpoint
+from adaptive_control.config_loader import parse_override
 from adaptive_control.runs import CHECKPOINT, run_status
-from adaptive_control.training.config import (
-    TrainConfig,
-    config_from_arg,
-    config_from_json,
-    parse_override,
-)
+from adaptive_control.training.config import TrainConfig, config_from_arg, config_from_json
 from adaptive_control.training.loop import train
 from sims.atomic import atomic_write
 from sims.families import get_family
