@@ -20,6 +20,9 @@ _BAD = (mujoco.mjtWarning.mjWARN_BADQACC, mujoco.mjtWarning.mjWARN_BADQPOS,
 #: A step counts as flipped when the torso's up axis points below the horizon (tilted past
 #: 90°): from there the legs push into the air and a locomotion controller has lost the robot.
 FLIPPED_UPRIGHT = 0.0
+#: A step counts as tilted when the torso leans more than 60° from upright (cos 60° = 0.5): a
+#: cheetah standing on its nose or sitting on its tail is not running, even if it moves forward.
+TILTED_UPRIGHT = 0.5
 
 
 class Physics:
@@ -61,6 +64,11 @@ class Physics:
     def flipped(self) -> bool:
         """Whether the torso is upside down (``upright() < FLIPPED_UPRIGHT``)."""
         return self.upright() < FLIPPED_UPRIGHT
+
+    def tilted(self) -> bool:
+        """Whether the torso leans more than 60° from upright (``upright() < TILTED_UPRIGHT``);
+        every flipped step is tilted too."""
+        return self.upright() < TILTED_UPRIGHT
 
     def actuator_forces(self) -> np.ndarray:
         """Force or torque each actuator applies at its joint (gear x actuator force, after

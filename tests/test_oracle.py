@@ -19,6 +19,7 @@ from adaptive_control.evaluation.episodes import (
     Scenario,
     flipped_share,
     method_episode,
+    tilted_share,
 )
 from adaptive_control.evaluation.oracle import OracleMethod, OraclePredictor
 from adaptive_control.evaluation.report import aggregate
@@ -116,6 +117,23 @@ def test_flipped_share_of_a_robot_started_upside_down():
     upright = run_episode(AdaptEnv(robot, HEALTHY, episode_steps=30, seed=0),
                           lambda obs: np.zeros(robot.act_dim))
     assert np.all(upright.upright > 0.5) and flipped_share(upright.upright) == 0.0
+    assert tilted_share(rec.upright) == 1.0 and tilted_share(upright.upright) == 0.0
+
+
+def test_a_nose_stand_is_tilted_but_not_flipped():
+    """Pitched 70° nose-down the torso counts as tilted beyond 60°, not as flipped; at 50° as
+    neither; on its back as both."""
+    env = AdaptEnv(FAMILY.robot, HEALTHY, episode_steps=20, seed=0)
+    env.reset()
+    phys = env.physics
+    trace = []
+    for pitch, tilted, flipped in ((70, True, False), (50, False, False), (180, True, True)):
+        phys.data.qpos[phys.model.joint("rooty").qposadr[0]] = np.radians(pitch)
+        mujoco.mj_forward(phys.model, phys.data)
+        assert (phys.tilted(), phys.flipped()) == (tilted, flipped), pitch
+        trace.append(phys.upright())
+    assert tilted_share(trace) == pytest.approx(2 / 3)
+    assert flipped_share(trace) == pytest.approx(1 / 3)
 
 
 def test_report_scores_random_0_and_the_oracle_1(tiny_run, tmp_path):
@@ -132,7 +150,8 @@ def test_report_scores_random_0_and_the_oracle_1(tiny_run, tmp_path):
     assert score["random"] == 0.0 and score["oracle"] == pytest.approx(1.0)
     assert all("flipped" in e for e in res["episodes"])
     md = (out / "summary.md").read_text()
-    assert "| return | score | distance (m) | flipped |" in md
+    assert "| return | score | speed (m/s) | distance (m) | flipped | tilted |" in md
+    assert all(0.0 <= e["tilted"] <= 1.0 for e in res["episodes"])
     assert "score = (R − R_random) / (R_oracle − R_random)" in md
     assert "| fixed:disabled(bthigh) | random | " in md and " | 0.00 | " in md
 

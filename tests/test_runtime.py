@@ -502,7 +502,7 @@ def test_timeline_windows_and_switches_land_in_the_right_windows(grbal_dir):
     assert sum(r["overruns"] for r in rows) == rep.overruns == 0
     for r in rows:
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"] <= rep.latency.max_ms
-        assert 0.0 <= r["flipped"] <= 1.0 and r["memory_mb"] > 0
+        assert 0.0 <= r["flipped"] <= r["tilted"] <= 1.0 and r["memory_mb"] > 0
         assert np.isfinite(r["speed"]) and np.isfinite(r["mean_speed"])
     np.testing.assert_allclose(rows[-1]["distance"], rep.robot["distance"])
     # the mean speeds over the windows add up to the distance travelled
@@ -519,18 +519,20 @@ def test_timeline_windows_and_switches_land_in_the_right_windows(grbal_dir):
             window_s=0)
 
 
-def test_sim_robot_counts_flipped_steps():
+def test_sim_robot_counts_flipped_and_tilted_steps():
     from export.runtime.sim_robot import SimRobot
-    from sims.physics import FLIPPED_UPRIGHT
+    from sims.physics import FLIPPED_UPRIGHT, TILTED_UPRIGHT
 
     r = SimRobot("cheetah", seed=0)
     r.reset()
-    flipped = 0
+    flipped = tilted = 0
     for i in range(300):  # full torque, alternating every 20 steps: the cheetah tumbles
         r.act(np.full(r.act_dim, 1.0 if (i // 20) % 2 else -1.0))
         flipped += r.physics.upright() < FLIPPED_UPRIGHT
+        tilted += r.physics.upright() < TILTED_UPRIGHT
     m = r.metrics()
     assert m["flipped_steps"] == flipped and m["sim_steps"] == 300
+    assert m["tilted_steps"] == tilted and tilted > flipped > 0
 
 
 class SteadyRobot(ScriptedRobot):

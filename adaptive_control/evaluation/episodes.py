@@ -22,7 +22,7 @@ import numpy as np
 
 from sims.conditions import HEALTHY, Schedule
 from sims.families import TaskFamily, get_family
-from sims.physics import FLIPPED_UPRIGHT
+from sims.physics import FLIPPED_UPRIGHT, TILTED_UPRIGHT
 from sims.specs import register_document, spec_document
 
 if TYPE_CHECKING:
@@ -243,6 +243,13 @@ def flipped_share(upright: np.ndarray) -> float:
     return float(np.mean(upright < FLIPPED_UPRIGHT)) if len(upright) else 0.0
 
 
+def tilted_share(upright: np.ndarray) -> float:
+    """Share of steps whose torso leans more than 60° from upright (a nose-stand counts, and so
+    does every flipped step), from the same ``upright`` trace; 0 for an empty trace."""
+    upright = np.asarray(upright, dtype=float)
+    return float(np.mean(upright < TILTED_UPRIGHT)) if len(upright) else 0.0
+
+
 @dataclass
 class Episode:
     method: str
@@ -263,6 +270,9 @@ class Episode:
     # share of control steps with the torso upside down (``upright() < FLIPPED_UPRIGHT``);
     # NaN in results written before it was recorded
     flipped: float = math.nan
+    # share of control steps with the torso tilted beyond 60° (``upright() < TILTED_UPRIGHT``);
+    # NaN in results written before it was recorded
+    tilted: float = math.nan
     speed: list[float] = field(default_factory=list)
     reward: list[float] = field(default_factory=list)
     pred_error_t: list[int] = field(default_factory=list)  # steps with a prediction error
@@ -314,7 +324,7 @@ def method_episode(spec: MethodSpec, family_name: str, scenario: Scenario, seed:
         latency_ms_p99=float(np.percentile(lat, 99)),
         pred_error_k=float(np.median(pe)) if len(pe) else math.nan,
         recovery_s=recovery, switch_step=switch_step,
-        flipped=flipped_share(rec.upright),
+        flipped=flipped_share(rec.upright), tilted=tilted_share(rec.upright),
         speed=speed, reward=rec.rewards.tolist(),
         pred_error_t=list(map(int, pe_t)), pred_error=list(map(float, pe)),
         qpos=rec.qpos.tolist() if rec.qpos is not None else [],
@@ -430,5 +440,4 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
 
 __all__ = ["Actor", "ControllerFactory", "Episode", "EpisodeJob", "LearnerMethod", "MethodSpec",
            "PlannerSizes", "RandomMethod", "Scenario", "evaluate", "flipped_share",
-           "method_episode",
-           "recovery_time", "scenarios_for"]
+           "method_episode", "recovery_time", "scenarios_for", "tilted_share"]

@@ -26,7 +26,8 @@ def _fmt(mean: float, spread: float, digits: int = 1) -> str:
 SCORE_CAPTION = ("score = (R − R_random) / (R_oracle − R_random) from mean returns over the "
                  "same seeds and scenario: 0 is the random floor, 1 the oracle (the planner on "
                  "the true simulator)")
-FLIPPED_CAPTION = "flipped: share of control steps with the torso upside down"
+FLIPPED_CAPTION = ("flipped: share of control steps with the torso upside down; tilted: with the "
+                   "torso leaning more than 60° from upright (a nose-stand, or flipped)")
 
 
 def aggregate(episodes: list[Episode], kinds: dict[str, str] | None = None
@@ -52,6 +53,7 @@ def aggregate(episodes: list[Episode], kinds: dict[str, str] | None = None
         rows.append({
             "scenario": scenario, "method": method, "seeds": len(eps),
             "return": stat([e.ret for e in eps]),
+            "speed": stat([e.mean_speed for e in eps]),
             "distance_m": stat([e.distance for e in eps]),
             "pred_error_k": stat([e.pred_error_k for e in eps]),
             "latency_ms": stat([e.latency_ms_p50 for e in eps]),
@@ -60,6 +62,7 @@ def aggregate(episodes: list[Episode], kinds: dict[str, str] | None = None
                           + (f" ({undefined} n/a)" if undefined else "")) if rec else "",
             "diverged": sum(e.diverged for e in eps),
             "flipped": stat([e.flipped for e in eps]),
+            "tilted": stat([e.tilted for e in eps]),
         })
     _add_scores(rows, kinds)
     return rows
@@ -102,16 +105,17 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The summary table; a ``score`` column when the rows have one."""
     scored = bool(rows) and "score" in rows[0]
     lines = ["| scenario | method | return |" + (" score |" if scored else "")
-             + " distance (m) | flipped | k-step pred. error | recovery (s) | recovered | "
-             "latency p50 (ms) |",
-             "|---|---|---|" + ("---|" if scored else "") + "---|---|---|---|---|---|"]
+             + " speed (m/s) | distance (m) | flipped | tilted | k-step pred. error | "
+             "recovery (s) | recovered | latency p50 (ms) |",
+             "|---|---|---|" + ("---|" if scored else "") + "---|---|---|---|---|---|---|---|"]
     for r in rows:
         score = ""
         if scored:
             score = " – |" if math.isnan(r["score"]) else f" {r['score']:.2f} |"
         lines.append(
             f"| {r['scenario']} | {r['method']} | {_fmt(*r['return'])} |{score} "
-            f"{_fmt(*r['distance_m'])} | {_fmt(*r['flipped'], digits=2)} | "
+            f"{_fmt(*r['speed'], digits=2)} | {_fmt(*r['distance_m'])} | "
+            f"{_fmt(*r['flipped'], digits=2)} | {_fmt(*r['tilted'], digits=2)} | "
             f"{_fmt(*r['pred_error_k'], digits=3)} | "
             f"{_fmt(*r['recovery_s'], digits=2)} | {r['recovered']} | "
             f"{_fmt(*r['latency_ms'], digits=1)} |")
@@ -211,8 +215,9 @@ def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
         for s_i, s in enumerate(scenarios):
             eps = [e for e in episodes if e.method == m and e.scenario == s]
             ax.scatter([x[s_i]] * len(eps), [e.ret for e in eps], color="k", s=6, zorder=3)
-            if eps:  # a robot on its back fails whatever its return: its flipped share
-                ax.text(x[s_i], 0.02, f"{100 * np.nanmean([e.flipped for e in eps]):.0f}%",
+            if eps:  # a robot on its back or its nose fails whatever its return
+                ax.text(x[s_i], 0.02, f"{100 * np.nanmean([e.flipped for e in eps]):.0f}/"
+                        f"{100 * np.nanmean([e.tilted for e in eps]):.0f}%",
                         transform=ax.get_xaxis_transform(), ha="center", fontsize=6,
                         zorder=4)
     ax.set_xticks(np.arange(len(scenarios)) + width * (len(methods) - 1) / 2)
@@ -221,7 +226,7 @@ def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
     ax.axhline(0, color="k", lw=0.5)
     ax.legend(fontsize=7)
     ax.set_title("Return by method (bars: mean ± std over seeds; dots: seeds; "
-                 "% : steps flipped)", fontsize=9)
+                 "%: steps flipped / tilted > 60°)", fontsize=9)
     fig.tight_layout()
     files["return_by_method.png"] = out / "return_by_method.png"
     fig.savefig(files["return_by_method.png"], dpi=110)

@@ -23,7 +23,7 @@ import numpy as np
 
 from sims.conditions import Condition, Schedule, parse_condition
 from sims.core import Simulator, core_property
-from sims.physics import Physics
+from sims.physics import FLIPPED_UPRIGHT, TILTED_UPRIGHT, Physics
 from sims.robots import Robot, get_robot
 
 
@@ -106,7 +106,7 @@ class SimRobot:
         self.sim.reset(self.rng)
         self._ctrl = np.clip(np.zeros(self.act_dim), self.low, self.high)  # until act()
         self._x0 = float(self.sim.physics.torso_position()[0])
-        self._flipped = 0
+        self._flipped = self._tilted = 0
         self._t0 = time.perf_counter()
         return self.sim.observation(self.rng)
 
@@ -133,8 +133,8 @@ class SimRobot:
     # ------------------------------------------------------------------ reporting
     def metrics(self) -> dict[str, Any]:
         """Return, distance (torso x since reset, m), speed (m/s), the control steps with the
-        torso upside down (``flipped_steps``: ``Physics.flipped()``) and the
-        state of the run."""
+        torso upside down (``flipped_steps``: ``Physics.flipped()``) or tilted beyond 60°
+        (``tilted_steps``: ``Physics.tilted()``) and the state of the run."""
         self._require_reset()
         return {
             "return": float(self.total_reward),
@@ -143,6 +143,7 @@ class SimRobot:
             "sim_time": self.steps * self.control_timestep,
             "sim_steps": self.steps,
             "flipped_steps": self._flipped,
+            "tilted_steps": self._tilted,
             "condition": self.condition.label,
             "schedule": self.schedule.label,
             "diverged": self.diverged,
@@ -162,5 +163,7 @@ class SimRobot:
         if self.diverged:  # frozen after a blow-up; metrics() reports it
             return
         self.sim.step(self._ctrl)
-        if not self.diverged and self.sim.physics.flipped():
-            self._flipped += 1
+        if not self.diverged:
+            up = self.sim.physics.upright()  # one read for both counts
+            self._flipped += up < FLIPPED_UPRIGHT
+            self._tilted += up < TILTED_UPRIGHT

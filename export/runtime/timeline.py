@@ -115,7 +115,8 @@ class Timeline:
     at the window's end) and, from the robot's ``metrics()`` when it has them, ``condition``,
     ``speed`` and ``distance`` at the window's end, ``mean_speed`` over the window (change of
     ``distance`` over change of ``sim_time``) and ``flipped`` (the share of the window's
-    control steps with the torso upside down, from ``flipped_steps`` / ``sim_steps``).
+    control steps with the torso upside down, from ``flipped_steps`` / ``sim_steps``) and
+    ``tilted`` (tilted beyond 60°, from ``tilted_steps``).
     """
 
     def __init__(self, window_ticks: int, rate_hz: float) -> None:
@@ -123,7 +124,7 @@ class Timeline:
         self.rows: list[dict[str, Any]] = []
         self._start = 0
         self._misses = self._overruns = 0
-        self._flipped = self._sim_steps = 0
+        self._flipped = self._tilted = self._sim_steps = 0
         self._distance = self._sim_time = 0.0
         # numpy's first percentile costs ~8 ms (lazy set-up): pay it now, before the robot
         # starts, not in the idle time of the first window's last tick.
@@ -149,7 +150,7 @@ class Timeline:
         m = metrics or {}
         for key in ("condition", "speed", "distance"):
             row[key] = m.get(key)
-        row["mean_speed"] = row["flipped"] = None
+        row["mean_speed"] = row["flipped"] = row["tilted"] = None
         if "distance" in m and "sim_time" in m:
             dt = float(m["sim_time"]) - self._sim_time
             row["mean_speed"] = (float(m["distance"]) - self._distance) / dt if dt > 0 else None
@@ -158,6 +159,10 @@ class Timeline:
             steps = int(m["sim_steps"]) - self._sim_steps
             flipped = int(m["flipped_steps"]) - self._flipped
             row["flipped"] = flipped / steps if steps > 0 else 0.0
+            if "tilted_steps" in m:
+                tilted = int(m["tilted_steps"]) - self._tilted
+                row["tilted"] = tilted / steps if steps > 0 else 0.0
+                self._tilted = int(m["tilted_steps"])
             self._flipped, self._sim_steps = int(m["flipped_steps"]), int(m["sim_steps"])
         self.rows.append(row)
         self._start, self._misses, self._overruns = ticks, misses, overruns
@@ -184,7 +189,7 @@ def memory_growth(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
 def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms: float,
                switches: Sequence[tuple[float, str]] = (), title: str = "") -> None:
     """``timeline.png``: latency p50/p99/max per window with the deadline, misses per window,
-    memory and speed over time, the condition switches marked on every panel.
+    memory, speed and the flipped / tilted shares over time, the condition switches marked on every panel.
 
     Raises ImportError when matplotlib is missing (the caller says so and goes on).
     """
@@ -217,6 +222,12 @@ def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms:
     axes[3].plot(t, col("speed"), ".", color="grey", label="at the window's end")
     axes[3].set_ylabel("speed (m/s)")
     axes[3].legend(loc="upper left", fontsize=8)
+    shares = axes[3].twinx()  # on its back or its nose is not running, whatever the speed
+    shares.plot(t, 100 * col("flipped"), "r:", marker="x", label="flipped %")
+    shares.plot(t, 100 * col("tilted"), "m:", marker="+", label="tilted > 60° %")
+    shares.set_ylim(-2, 102)
+    shares.set_ylabel("share of the window (%)")
+    shares.legend(loc="upper right", fontsize=8)
     axes[3].set_xlabel("time (s), at the end of each window")
     for ts, label in switches:
         for a in axes:
