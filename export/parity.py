@@ -24,7 +24,13 @@ from torch import Tensor
 
 from adaptive_control.learners import Learner, MLPPredictor, inner_update
 from adaptive_control.models.dynamics import MLPDynamics
-from adaptive_control.planning import PlannerConfig, make_planner, optimize, warm_start_prior
+from adaptive_control.planning import (
+    PlannerConfig,
+    make_objective,
+    make_planner,
+    optimize,
+    warm_start_prior,
+)
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
 from export.runtime import artifacts as C
@@ -89,7 +95,7 @@ def plan_with_noise(spec: PlannerConfig, predictor: Any, reward: TaskReward, obs
     """The plan ``[H, da]`` controller.onnx computes from ``noise`` (and, warm-started, the
     previous plan), by the library's pure planner functions."""
     assert prev_plan is not None or not spec.warm_start
-    return optimize(spec, predictor, reward, obs, noise, lo, hi,
+    return optimize(spec, make_objective(spec, predictor, reward, obs), noise, lo, hi,
                     warm_start_prior(spec, prev_plan, lo, hi))
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from adaptive_control.config_loader import INHERITED, build_dataclass, layered_values
-from adaptive_control.planning import PLANNER_NAMES, PlannerConfig
+from adaptive_control.planning import PLANNER_CONFIGS, PLANNER_NAMES, PlannerConfig
 
 METHODS = ("distill", "rl2")
 ARCHS = ("gru", "lstm", "mlp")
@@ -170,7 +169,7 @@ class PolicyTrainConfig:
             if not v > 0:
                 raise ValueError(f"{name}={v!r} is out of range: allowed > 0")
         teacher = self.distill.teacher_planner
-        if teacher is not None and not isinstance(teacher, typing.get_args(PlannerConfig)):
+        if teacher is not None and not isinstance(teacher, PLANNER_CONFIGS):
             raise ValueError(f"distill.teacher_planner={teacher!r} is not a planner config: "
                              f"allowed none (the teacher's own) or the configs of "
                              f"{', '.join(PLANNER_NAMES)}")

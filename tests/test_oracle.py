@@ -23,7 +23,7 @@ from adaptive_control.evaluation.episodes import (
 )
 from adaptive_control.evaluation.oracle import OracleMethod, OraclePredictor
 from adaptive_control.evaluation.report import aggregate
-from adaptive_control.planning.optimizers import rollout_returns
+from adaptive_control.planning import rollout_returns
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import load_config
 from sims.conditions import HEALTHY, Schedule

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import typing
 import warnings
 
 import pytest
@@ -13,24 +14,31 @@ from torch import Tensor, nn
 from adaptive_control.planning import (
     CEM,
     MPPI,
+    PLANNER_CONFIGS,
     PLANNER_NAMES,
     CEMConfig,
     MPPIConfig,
     Planner,
+    PlannerConfig,
     RandomShooting,
     RandomShootingConfig,
+    TrajectoryObjective,
     cem,
     hold_steps,
+    make_objective,
     make_planner,
+    mean_minus_std,
     mppi,
     num_elites,
     planner_config,
+    planner_settings,
     random_shooting,
     rollout_returns,
     shift_plan,
     smooth_noise,
     switch_planner,
 )
+from export.runtime import artifacts
 
 # --------------------------------------------------------------------------------------------
 # Toy models
@@ -171,10 +179,9 @@ def test_pure_functions_respect_bounds_from_outside_prior() -> None:
     pred, rew = Integrator(), track(torch.tensor([3.0, 3.0]))
     gen = torch.Generator().manual_seed(1)
     outside = torch.full((3, 2), 7.0)  # a prior/mean far outside the box
-    plan_c = cem(pred, rew, torch.zeros(2), torch.randn(2, 32, 3, 2, generator=gen), low, high,
-                 outside, 1.0)
-    plan_m = mppi(pred, rew, torch.zeros(2), torch.randn(32, 3, 2, generator=gen), outside,
-                  low, high, 1.0)
+    objective = TrajectoryObjective(pred, rew, torch.zeros(2))
+    plan_c = cem(objective, torch.randn(2, 32, 3, 2, generator=gen), low, high, outside, 1.0)
+    plan_m = mppi(objective, torch.randn(32, 3, 2, generator=gen), outside, low, high, 1.0)
     for plan in (plan_c, plan_m):
         assert ((plan >= low) & (plan <= high)).all()
 
@@ -186,12 +193,13 @@ def test_cem_beats_random_shooting_with_same_budget() -> None:
     low, high = -torch.ones(da), torch.ones(da)
     pred, rew = Integrator(), track(target)
     obs = torch.zeros(da)
+    objective = TrajectoryObjective(pred, rew, obs)
     wins, gaps = 0, []
     for seed in range(5):
         gen = torch.Generator().manual_seed(seed)
-        rs_plan, _ = random_shooting(pred, rew, obs, torch.rand(budget, horizon, da, generator=gen),
+        rs_plan, _ = random_shooting(objective, torch.rand(budget, horizon, da, generator=gen),
                                      low, high)
-        cem_plan = cem(pred, rew, obs, torch.randn(5, budget // 5, horizon, da, generator=gen),
+        cem_plan = cem(objective, torch.randn(5, budget // 5, horizon, da, generator=gen),
                        low, high, torch.zeros(horizon, da), 1.0)
         r_rs = rollout_returns(pred, rew, obs, rs_plan.unsqueeze(0)).item()
         r_cem = rollout_returns(pred, rew, obs, cem_plan.unsqueeze(0)).item()
@@ -246,18 +254,20 @@ def test_pure_functions_deterministic_given_noise() -> None:
     u, z3, z4 = (torch.rand(50, 4, 2, generator=g), torch.randn(50, 4, 2, generator=g),
                  torch.randn(3, 50, 4, 2, generator=g))
     prior = torch.zeros(4, 2)
-    a1, r1 = random_shooting(pred, rew, obs, u, low, high)
-    a2, r2 = random_shooting(pred, rew, obs, u.clone(), low, high)
+    objective = TrajectoryObjective(pred, rew, obs)
+    a1, r1 = random_shooting(objective, u, low, high)
+    a2, r2 = random_shooting(objective, u.clone(), low, high)
     assert torch.equal(a1, a2) and torch.equal(r1, r2)
-    assert torch.equal(cem(pred, rew, obs, z4, low, high, prior, 0.5),
-                       cem(pred, rew, obs, z4.clone(), low, high, prior, 0.5))
-    assert torch.equal(mppi(pred, rew, obs, z3, prior, low, high, 0.5),
-                       mppi(pred, rew, obs, z3.clone(), prior, low, high, 0.5))
+    assert torch.equal(cem(objective, z4, low, high, prior, 0.5),
+                       cem(objective, z4.clone(), low, high, prior, 0.5))
+    assert torch.equal(mppi(objective, z3, prior, low, high, 0.5),
+                       mppi(objective, z3.clone(), prior, low, high, 0.5))
 
 
 def test_random_shooting_maps_noise_to_bounds_and_picks_argmax() -> None:
     noise = torch.tensor([[[0.0]], [[0.5]], [[0.75]], [[0.999]]])
-    best, returns = random_shooting(Integrator(), track(0.4), torch.zeros(1), noise, -1.0, 1.0)
+    best, returns = random_shooting(TrajectoryObjective(Integrator(), track(0.4), torch.zeros(1)),
+                                    noise, -1.0, 1.0)
     # candidates −1, 0, 0.5, 0.998; 0.5 is closest to 0.4.
     torch.testing.assert_close(best, torch.tensor([[0.5]]))
     torch.testing.assert_close(returns, -(torch.tensor([-1.0, 0.0, 0.5, 0.998]) - 0.4) ** 2)
@@ -270,7 +280,8 @@ def test_random_shooting_never_picks_nan_candidate() -> None:
             return torch.where(act < 0, torch.nan, nxt), state
 
     noise = torch.tensor([[[0.0]], [[0.6]], [[0.9]]])  # actions −1, 0.2, 0.8
-    best, _ = random_shooting(NanForNegative(), track(0.0), torch.zeros(1), noise, -1.0, 1.0)
+    best, _ = random_shooting(TrajectoryObjective(NanForNegative(), track(0.0), torch.zeros(1)),
+                              noise, -1.0, 1.0)
     torch.testing.assert_close(best, torch.tensor([[0.2]]))
 
 
@@ -280,24 +291,23 @@ def test_cem_elite_count_and_smoothing() -> None:
     assert num_elites(5, 0.01) == 1
     # One iteration, all candidates elites, alpha = 0: mean becomes the candidates' mean.
     noise = torch.tensor([[[[1.0]], [[-0.5]], [[0.2]]]])
-    out = cem(Integrator(), track(0.0), torch.zeros(1), noise, -1.0, 1.0, torch.zeros(1, 1), 0.5,
-              elite_frac=1.0, alpha=0.0)
+    objective = TrajectoryObjective(Integrator(), track(0.0), torch.zeros(1))
+    out = cem(objective, noise, -1.0, 1.0, torch.zeros(1, 1), 0.5, elite_frac=1.0, alpha=0.0)
     torch.testing.assert_close(out, torch.tensor([[(0.5 - 0.25 + 0.1) / 3]]))
     # alpha weighs the old mean: with alpha = 0.1 the result is 0.1·0 + 0.9·elite mean.
-    out = cem(Integrator(), track(0.0), torch.zeros(1), noise, -1.0, 1.0, torch.zeros(1, 1), 0.5,
-              elite_frac=1.0, alpha=0.1)
+    out = cem(objective, noise, -1.0, 1.0, torch.zeros(1, 1), 0.5, elite_frac=1.0, alpha=0.1)
     torch.testing.assert_close(out, torch.tensor([[0.9 * (0.5 - 0.25 + 0.1) / 3]]))
 
 
 def test_mppi_zero_noise_returns_prior_and_weights_favour_better() -> None:
     prior = torch.tensor([[0.3], [-0.2], [2.0]])
-    out = mppi(Integrator(), track(0.0), torch.zeros(1), torch.zeros(8, 3, 1), prior, -1.0, 1.0,
-               0.5)
+    out = mppi(TrajectoryObjective(Integrator(), track(0.0), torch.zeros(1)), torch.zeros(8, 3, 1),
+               prior, -1.0, 1.0, 0.5)
     torch.testing.assert_close(out, torch.tensor([[0.3], [-0.2], [1.0]]))  # clipped prior
     # Two candidates ±0.1 around 0 (beta = 0: white noise), target 0.1: the plan moves to +.
     noise = torch.tensor([[[1.0]], [[-1.0]]])
-    out = mppi(Integrator(), track(0.1), torch.zeros(1), noise, torch.zeros(1, 1), -1.0, 1.0,
-               0.1, lambda_=0.001, beta=0.0)
+    out = mppi(TrajectoryObjective(Integrator(), track(0.1), torch.zeros(1)), noise,
+               torch.zeros(1, 1), -1.0, 1.0, 0.1, lambda_=0.001, beta=0.0)
     assert 0.09 < out.item() <= 0.1 + 1e-6
 
 
@@ -471,18 +481,15 @@ def test_plan_rejects_batched_obs_and_pure_functions_check_shapes() -> None:
     planner = RandomShooting(None, LOW1, HIGH1)
     with pytest.raises(ValueError, match="obs"):
         planner.plan(torch.zeros(3, 1), Integrator(), track(0.0), torch.Generator())
+    objective = TrajectoryObjective(Integrator(), track(0.0), torch.zeros(1))
     with pytest.raises(ValueError, match="low"):
-        random_shooting(Integrator(), track(0.0), torch.zeros(1), torch.rand(4, 2, 3),
-                        torch.zeros(2), torch.ones(2))
+        random_shooting(objective, torch.rand(4, 2, 3), torch.zeros(2), torch.ones(2))
     with pytest.raises(ValueError, match="prev_plan"):
-        mppi(Integrator(), track(0.0), torch.zeros(1), torch.randn(4, 2, 1), torch.zeros(3, 2),
-             -1.0, 1.0, 0.5)
+        mppi(objective, torch.randn(4, 2, 1), torch.zeros(3, 2), -1.0, 1.0, 0.5)
     with pytest.raises(ValueError, match="4 planning steps for a horizon of 3"):
-        mppi(Integrator(), track(0.0), torch.zeros(1), torch.randn(4, 4, 1), torch.zeros(3, 1),
-             -1.0, 1.0, 0.5)
+        mppi(objective, torch.randn(4, 4, 1), torch.zeros(3, 1), -1.0, 1.0, 0.5)
     with pytest.raises(ValueError, match="elite_frac"):
-        cem(Integrator(), track(0.0), torch.zeros(1), torch.randn(1, 4, 2, 1), -1.0, 1.0,
-            torch.zeros(2, 1), 0.5, elite_frac=0.0)
+        cem(objective, torch.randn(1, 4, 2, 1), -1.0, 1.0, torch.zeros(2, 1), 0.5, elite_frac=0.0)
 
 
 def test_make_planner_factory() -> None:
@@ -511,6 +518,111 @@ def test_planner_configs_carry_their_name() -> None:
     c = CEMConfig(num_candidates=64, horizon=7, discount=0.9, warm_start=True)
     assert switch_planner(c, "mppi") == MPPIConfig(num_candidates=64, horizon=7, discount=0.9)
     assert switch_planner(c, "cem") is c
+
+
+def test_one_planner_registry() -> None:
+    """The torch-free runtime's copy of the planner names (``adapt export --planner``) and the
+    ``PlannerConfig`` union are the registry's."""
+    assert artifacts.PLANNER_NAMES == PLANNER_NAMES
+    assert typing.get_args(PlannerConfig) == PLANNER_CONFIGS
+    assert [c().name for c in PLANNER_CONFIGS] == list(PLANNER_NAMES)
+
+
+def test_config_fields_keep_their_order() -> None:
+    """Config files, config.json and checkpoints list the fields in this order."""
+    assert planner_settings("random_shooting") == ("num_candidates", "horizon", "discount")
+    assert planner_settings("cem") == (
+        "num_candidates", "horizon", "num_iterations", "elite_frac", "alpha", "init_std", "beta",
+        "hold", "warm_start", "warm_start_fill", "discount")
+    assert planner_settings("mppi") == (
+        "num_candidates", "horizon", "noise_sigma", "lambda_", "beta", "hold", "warm_start",
+        "warm_start_fill", "discount")
+    assert (CEMConfig().beta, MPPIConfig().beta) == (0.0, 0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# The objective and its hooks
+# --------------------------------------------------------------------------------------------
+
+
+def test_objective_default_is_rollout_returns() -> None:
+    actions = torch.randn(6, 4, 2, generator=torch.Generator().manual_seed(0))
+    pred, rew, obs = Integrator(), track(torch.tensor([0.3, -0.1])), torch.tensor([0.2, 0.0])
+    assert torch.equal(TrajectoryObjective(pred, rew, obs, 0.9)(actions),
+                       rollout_returns(pred, rew, obs, actions, 0.9))
+    cfg = planner_config("mppi", discount=0.8)
+    assert make_objective(cfg, pred, rew, obs).discount == 0.8
+
+
+def test_terminal_value_is_discounted_and_changes_the_winner() -> None:
+    # Candidates 0.1 and 0.5 held for 2 steps from 0: x = (0.1, 0.2) and (0.5, 1.0).
+    noise = torch.tensor([[[0.55], [0.55]], [[0.75], [0.75]]])  # -1 + 2u: 0.1 and 0.5
+    pred, rew = Integrator(), track(0.0)
+    plain = TrajectoryObjective(pred, rew, torch.zeros(1), discount=0.5)
+    best, returns = random_shooting(plain, noise, -1.0, 1.0)
+    torch.testing.assert_close(returns, torch.tensor([-(0.01 + 0.5 * 0.04), -(0.25 + 0.5 * 1.0)]))
+    torch.testing.assert_close(best, torch.full((2, 1), 0.1))
+    # A value of 10·x at the last state, discounted by 0.5²: it now pays to go far.
+    valued = dataclasses.replace(plain, terminal_value=lambda s: 10.0 * s[:, 0])
+    best, returns = random_shooting(valued, noise, -1.0, 1.0)
+    torch.testing.assert_close(returns, torch.tensor([-(0.01 + 0.5 * 0.04) + 0.25 * 2.0,
+                                                      -(0.25 + 0.5 * 1.0) + 0.25 * 10.0]))
+    torch.testing.assert_close(best, torch.full((2, 1), 0.5))
+
+
+class MemberPredictor:
+    """M members; member m (rows m·N .. m·N + N − 1) predicts x' = x + a + m·a², so the members
+    disagree more the larger the action."""
+
+    def __init__(self, members: int) -> None:
+        self.members, self.batches = members, []
+
+    def initial_state(self, batch_size: int) -> None:
+        self.batches.append(batch_size)
+        return None
+
+    def __call__(self, obs: Tensor, act: Tensor, state: None) -> tuple[Tensor, None]:
+        m = torch.arange(self.members, dtype=act.dtype).repeat_interleave(obs.shape[0]
+                                                                          // self.members)
+        return obs + act + m.unsqueeze(1) * act**2, state
+
+
+def test_members_aggregate_mean_and_disagreement_penalty() -> None:
+    a = torch.tensor([0.2, 1.0])
+    actions = a.reshape(2, 1, 1)  # two candidates, one step
+    pred = MemberPredictor(3)  # member returns a + m·a², m = 0, 1, 2
+    mean = TrajectoryObjective(pred, first_coord, torch.zeros(1), members=3)(actions)
+    assert pred.batches == [6]  # all members of all candidates in one batch
+    torch.testing.assert_close(mean, a + a**2)
+    std = a**2 * torch.tensor([0.0, 1.0, 2.0]).std(unbiased=False)
+    penalised = TrajectoryObjective(pred, first_coord, torch.zeros(1), members=3,
+                                    aggregate=mean_minus_std(4.0))(actions)
+    torch.testing.assert_close(penalised, a + a**2 - 4.0 * std)
+    # The mean prefers the large action, the disagreement penalty the small one.
+    assert mean.argmax().item() == 1 and penalised.argmax().item() == 0
+    # Per-candidate start states are tiled with the actions.
+    per_candidate = TrajectoryObjective(pred, first_coord, torch.tensor([[1.0], [2.0]]),
+                                        members=3)(actions)
+    torch.testing.assert_close(per_candidate, a + a**2 + torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="members"):
+        TrajectoryObjective(pred, first_coord, torch.zeros(1), members=0)
+
+
+@pytest.mark.parametrize("name", PLANNER_NAMES)
+def test_plan_objective_is_plan_with_the_objective_given(name: str) -> None:
+    """plan() maximises make_objective(config, ...); plan_objective takes one, hooks included."""
+    pred, rew = Integrator(), track(0.5)
+    obs = torch.zeros(1)
+    a, b = small_planner(name), small_planner(name)
+    for _ in range(2):
+        act_a = a.plan(obs, pred, rew, torch.Generator().manual_seed(3))
+        act_b = b.plan_objective(make_objective(b.config, pred, rew, obs),
+                                 torch.Generator().manual_seed(3))
+        assert torch.equal(act_a, act_b) and torch.equal(a.last_plan, b.last_plan)
+    # A terminal value rewarding x well beyond the target pulls the plan up.
+    c = small_planner(name)
+    valued = make_objective(c.config, pred, rew, obs, terminal_value=lambda s: 100.0 * s[:, 0])
+    assert c.plan_objective(valued, torch.Generator().manual_seed(3)) > act_a
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,11 +654,12 @@ class _PlanModule(nn.Module):
         self.register_buffer("high", torch.ones(2))
 
     def forward(self, obs: Tensor, noise: Tensor, prior: Tensor) -> Tensor:
+        objective = TrajectoryObjective(self.model, _task_reward, obs)
         if self.kind == "random_shooting":
-            return random_shooting(self.model, _task_reward, obs, noise, self.low, self.high)[0]
+            return random_shooting(objective, noise, self.low, self.high)[0]
         if self.kind == "cem":
-            return cem(self.model, _task_reward, obs, noise, self.low, self.high, prior, 0.5)
-        return mppi(self.model, _task_reward, obs, noise, prior, self.low, self.high, 0.3, 0.5)
+            return cem(objective, noise, self.low, self.high, prior, 0.5)
+        return mppi(objective, noise, prior, self.low, self.high, 0.3, 0.5)
 
 
 def _export_inputs(kind: str, seed: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -568,6 +681,26 @@ def test_pure_planners_trace_with_torch_export(kind: str) -> None:
         exported = torch.export.export(module, _export_inputs(kind, 0))
         # New noise through the traced graph gives the eager answer: nothing was baked in.
         fresh = _export_inputs(kind, 1)
+        torch.testing.assert_close(exported.module()(*fresh), module(*fresh))
+
+
+class _HookedPlanModule(_PlanModule):
+    """MPPI over an objective with both hooks: 3 members, a disagreement penalty, a terminal
+    value."""
+
+    def forward(self, obs: Tensor, noise: Tensor, prior: Tensor) -> Tensor:
+        objective = TrajectoryObjective(self.model, _task_reward, obs, 0.9, members=3,
+                                        terminal_value=lambda s: s.sum(-1),
+                                        aggregate=mean_minus_std(0.5))
+        return mppi(objective, noise, prior, self.low, self.high, 0.3, 0.5)
+
+
+def test_objective_hooks_trace_with_torch_export() -> None:
+    torch.manual_seed(0)
+    module = _HookedPlanModule("mppi").eval()
+    with torch.no_grad():
+        exported = torch.export.export(module, _export_inputs("mppi", 0))
+        fresh = _export_inputs("mppi", 1)
         torch.testing.assert_close(exported.module()(*fresh), module(*fresh))
 
 

@@ -1,12 +1,19 @@
-"""MPC planning: pure trajectory optimisers and the stateful planners that warm-start them."""
+"""MPC planning: the objective (predicted return of candidate action sequences), pure
+trajectory optimisers of an objective, and the stateful planners that warm-start them."""
 
+from adaptive_control.planning.objective import (
+    Objective,
+    TrajectoryObjective,
+    mean_minus_std,
+    member_mean,
+    rollout_returns,
+)
 from adaptive_control.planning.optimizers import (
     cem,
     hold_steps,
     mppi,
     num_elites,
     random_shooting,
-    rollout_returns,
     shift_plan,
     smooth_noise,
     smoothing_matrix,
@@ -14,6 +21,7 @@ from adaptive_control.planning.optimizers import (
 from adaptive_control.planning.planners import (
     CEM,
     MPPI,
+    PLANNER_CONFIGS,
     PLANNER_NAMES,
     PROBLEM_FIELDS,
     CEMConfig,
@@ -22,6 +30,7 @@ from adaptive_control.planning.planners import (
     PlannerConfig,
     RandomShooting,
     RandomShootingConfig,
+    make_objective,
     make_planner,
     optimize,
     planner_config,
@@ -34,9 +43,10 @@ from adaptive_control.planning.planners import (
 )
 
 __all__ = [
-    "CEM", "CEMConfig", "MPPI", "MPPIConfig", "PLANNER_NAMES", "PROBLEM_FIELDS", "Planner",
-    "PlannerConfig", "RandomShooting", "RandomShootingConfig", "cem", "hold_steps",
-    "make_planner", "mppi", "num_elites", "optimize", "planner_config",
+    "CEM", "CEMConfig", "MPPI", "MPPIConfig", "Objective", "PLANNER_CONFIGS", "PLANNER_NAMES",
+    "PROBLEM_FIELDS", "Planner", "PlannerConfig", "RandomShooting", "RandomShootingConfig",
+    "TrajectoryObjective", "cem", "hold_steps", "make_objective", "make_planner",
+    "mean_minus_std", "member_mean", "mppi", "num_elites", "optimize", "planner_config",
     "planner_config_class", "planner_settings", "planning_steps",
     "random_shooting", "rollout_returns", "shift_plan", "smooth_noise", "smoothing_matrix",
     "switch_planner", "warm_start_prior", "with_settings",

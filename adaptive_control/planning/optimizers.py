@@ -1,5 +1,10 @@
 """Pure sampling-based trajectory optimisers: random shooting, CEM and MPPI.
 
+Each maximises an *objective*, a callable ``actions [N, H, act_dim] -> returns [N]``
+(:mod:`adaptive_control.planning.objective`; mbrl-lib's ``optimize(obj_fun, x0)``): what is
+predicted and how it is scored (discount, terminal value, ensemble members) is the objective's,
+the sampling and the update rule the optimiser's.
+
 They take every random number as a tensor argument, contain no Python randomness and no
 Python control flow on tensor *values* (loops run over static sizes such as the horizon or the
 number of CEM iterations), so they can be traced (``torch.export`` /
@@ -7,8 +12,9 @@ number of CEM iterations), so they can be traced (``torch.export`` /
 autograd themselves, so a caller may also differentiate through them. Warm-start state lives
 apart, in :mod:`adaptive_control.planning.planners`.
 
-Every candidate is evaluated with one predictor call per horizon step for all N candidates at
-once; there are no per-candidate Python loops.
+Every batch of N candidates is scored with one objective call (for a
+:class:`~adaptive_control.planning.objective.TrajectoryObjective`, one predictor call per horizon
+step for all N candidates at once); there are no per-candidate Python loops.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from adaptive_control.types import Predictor, RewardFn
+from adaptive_control.planning.objective import Objective
 
 Bound = Tensor | float
 
@@ -61,60 +67,22 @@ def _check_actions(name: str, actions: Tensor, ndim: int, low: Tensor, high: Ten
             )
 
 
-def rollout_returns(
-    predictor: Predictor,
-    reward_fn: RewardFn,
-    obs: Tensor,
-    actions: Tensor,
-    discount: float = 1.0,
-) -> Tensor:
-    """Discounted sum of rewards along predicted trajectories.
-
-    ``obs`` is ``[obs_dim]`` (shared start state, broadcast over candidates) or ``[N, obs_dim]``;
-    ``actions`` is ``[N, H, act_dim]``. Returns ``[N]``. The predictor's state (``None`` for
-    feed-forward models) is initialised with ``predictor.initial_state(N)`` and threaded through
-    the horizon; the predictor is called once per step for all N candidates.
-    """
-    if actions.dim() != 3:
-        raise ValueError(f"actions must be [N, H, act_dim], got shape {tuple(actions.shape)}")
-    n, horizon = actions.shape[0], actions.shape[1]
-    if obs.dim() == 1:
-        # A view, not a copy: every candidate starts from the same observation.
-        cur = obs.unsqueeze(0).expand(n, obs.shape[0])
-    elif obs.dim() == 2 and obs.shape[0] == n:
-        cur = obs
-    else:
-        raise ValueError(
-            f"obs must be [obs_dim] or [{n}, obs_dim], got shape {tuple(obs.shape)}"
-        )
-    state: Any = predictor.initial_state(n)
-    returns = actions.new_zeros(n)
-    for t in range(horizon):  # static horizon: unrolled when traced
-        act = actions[:, t]
-        nxt, state = predictor(cur, act, state)
-        returns = returns + (discount**t) * reward_fn(cur, act, nxt)
-        cur = nxt
-    return returns
-
-
 def random_shooting(
-    predictor: Predictor,
-    reward_fn: RewardFn,
-    obs: Tensor,
+    objective: Objective,
     noise: Tensor,
     low: Bound,
     high: Bound,
-    discount: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Random shooting: uniform candidates in ``[low, high]``, keep the best sequence.
 
-    ``noise`` is ``[N, H, act_dim]`` uniform in ``[0, 1)``; candidate = low + noise·(high − low).
-    Returns (best action sequence ``[H, act_dim]``, returns of all candidates ``[N]``).
+    ``noise`` is ``[N, H, act_dim]`` uniform in ``[0, 1)``; candidate = low + noise·(high − low),
+    scored by ``objective``. Returns (best action sequence ``[H, act_dim]``, the ``objective``
+    of all candidates ``[N]``).
     """
     lo, hi = _as_bound(low, noise), _as_bound(high, noise)
     _check_actions("noise", noise, 3, lo, hi)
     actions = lo + noise * (hi - lo)
-    returns = rollout_returns(predictor, reward_fn, obs, actions, discount)
+    returns = objective(actions)
     best = torch.argmax(_sanitize(returns)).reshape(1)
     # index_select with a tensor index (no .item()): stays in the traced graph.
     return actions.index_select(0, best).squeeze(0), returns
@@ -143,9 +111,7 @@ def num_elites(num_candidates: int, elite_frac: float) -> int:
 
 
 def cem(
-    predictor: Predictor,
-    reward_fn: RewardFn,
-    obs: Tensor,
+    objective: Objective,
     noise: Tensor,
     low: Bound,
     high: Bound,
@@ -153,7 +119,6 @@ def cem(
     init_std: Tensor | float,
     elite_frac: float = 0.1,
     alpha: float = 0.1,
-    discount: float = 1.0,
     beta: float = 0.0,
 ) -> Tensor:
     """Cross-entropy method over action sequences; returns the final mean ``[H, act_dim]``.
@@ -162,7 +127,7 @@ def cem(
     ``clip(mean + std · noise[i], low, high)``, the noise time-correlated by ``beta``
     (:func:`smooth_noise`; iCEM's coloured noise, 0 = white) and held over the ``H`` steps of
     ``init_mean`` (:func:`hold_steps`, P ≤ H planning steps). The top
-    ``max(1, floor(N · elite_frac))`` candidates refit mean and std, smoothed as
+    ``max(1, floor(N · elite_frac))`` candidates by ``objective`` refit mean and std, smoothed as
     ``new = alpha · old + (1 − alpha) · elite_stat`` (alpha weighs the *old* value, as in
     GrBAL's code). ``init_std`` is absolute (same units as the actions), scalar or
     broadcastable to ``[H, act_dim]``. The mean stays inside the bounds: the initial mean is
@@ -186,7 +151,7 @@ def cem(
     std = torch.broadcast_to(_as_bound(init_std, noise), mean.shape)
     for i in range(iters):  # static iteration count: unrolled when traced
         samples = _clamp(mean + std * noise[i], lo, hi)
-        returns = rollout_returns(predictor, reward_fn, obs, samples, discount)
+        returns = objective(samples)
         elite_idx = torch.topk(_sanitize(returns), k).indices
         elites = samples.index_select(0, elite_idx)
         mean = alpha * mean + (1.0 - alpha) * elites.mean(0)
@@ -231,9 +196,7 @@ def smooth_noise(noise: Tensor, beta: float) -> Tensor:
 
 
 def mppi(
-    predictor: Predictor,
-    reward_fn: RewardFn,
-    obs: Tensor,
+    objective: Objective,
     noise: Tensor,
     prev_plan: Tensor,
     low: Bound,
@@ -241,7 +204,6 @@ def mppi(
     noise_sigma: Tensor | float,
     lambda_: float = 1.0,
     beta: float = 0.5,
-    discount: float = 1.0,
 ) -> Tensor:
     """One MPPI update around ``prev_plan``; returns the new plan ``[H, act_dim]``.
 
@@ -249,11 +211,10 @@ def mppi(
     ``H`` steps of ``prev_plan`` (:func:`hold_steps`). Candidates are
     ``clip(prev_plan + noise_sigma · hold_steps(smooth_noise(noise, beta)), low, high)``
     (``noise_sigma`` absolute, scalar or ``[act_dim]``); the plan is their average weighted by
-    ``softmax(returns / lambda_)`` (information-theoretic MPPI weights without the control-cost
-    term, as in PDDM-style MBRL). Weighting the *clipped* candidates makes the plan a convex
-    combination of in-bound sequences, so it respects the bounds (a final clamp absorbs float
-    rounding). With all-zero noise the result
-    is ``clip(prev_plan)``.
+    ``softmax(objective(candidates) / lambda_)`` (information-theoretic MPPI weights without
+    the control-cost term, as in PDDM-style MBRL). Weighting the *clipped* candidates makes the
+    plan a convex combination of in-bound sequences, so it respects the bounds (a final clamp
+    absorbs float rounding). With all-zero noise the result is ``clip(prev_plan)``.
     """
     if not lambda_ > 0.0:
         raise ValueError(f"lambda_={lambda_!r} must be > 0")
@@ -266,7 +227,7 @@ def mppi(
     eps = hold_steps(smooth_noise(noise, beta), prev_plan.shape[0]) * _as_bound(noise_sigma,
                                                                                   noise)
     candidates = _clamp(prev_plan.to(noise).unsqueeze(0) + eps, lo, hi)
-    returns = rollout_returns(predictor, reward_fn, obs, candidates, discount)
+    returns = objective(candidates)
     weights = torch.softmax(_sanitize(returns) / lambda_, dim=0)
     # Convex combination of in-bound candidates; the clamp only removes float rounding.
     return _clamp(torch.einsum("n,nhd->hd", weights, candidates), lo, hi)

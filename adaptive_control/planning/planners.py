@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from adaptive_control.planning.objective import Objective, TrajectoryObjective
 from adaptive_control.planning.optimizers import cem, mppi, random_shooting, shift_plan
 from adaptive_control.types import Predictor, RewardFn
 
@@ -71,8 +72,64 @@ _INF = math.inf
 WarmStartFill = Literal["last", "mid"]
 
 
+# Every planner config starts with ``name`` (``_check_name`` reads its default; the config files
+# tell the planners apart by it), ``num_candidates`` and ``horizon``, and ends with ``discount``;
+# CEM and MPPI share their last five fields. The configs are built from these bases so that the
+# fields keep the order the config files, ``config.json`` and checkpoints write them in: a
+# dataclass lists its bases' fields in reverse MRO order (the bases right to left), then its
+# own, and a field a subclass declares again keeps its first place. ``CEMConfig(_WarmStarted,
+# _CEMSettings)`` is name, num_candidates, horizon (``_Problem``), CEM's settings, then beta,
+# hold, warm_start, warm_start_fill, discount (``_WarmStarted``).
+
+
 @dataclass(frozen=True)
-class RandomShootingConfig:
+class _Problem:
+    """The first fields of every planner config: which planner, how many candidates, how far."""
+
+    #: Which planner this configures (the ``name`` of a planner table in config files).
+    name: str = ""
+    #: Candidate action sequences sampled per plan() call, CEM's per iteration (paper: 500).
+    num_candidates: int = 500
+    #: Planning horizon in steps (paper: 10).
+    horizon: int = 10
+
+    def _check_problem(self) -> None:
+        _check_name(self)
+        c = type(self).__name__
+        _check_int(c, "num_candidates", self.num_candidates, 1)
+        _check_int(c, "horizon", self.horizon, 1)
+
+
+@dataclass(frozen=True)
+class _WarmStarted:
+    """The last fields of the warm-started planners (CEM, MPPI), after their own settings."""
+
+    #: AR(1) correlation of the noise along the horizon, in [0, 1] (0 = white noise; iCEM's
+    #: coloured noise for CEM, whose default is the paper's white noise).
+    beta: float = 0.0
+    #: Control steps each sampled perturbation is held for: planning steps ``hold`` times
+    #: coarser than control steps, the same lookahead with fewer free variables (1 = none).
+    hold: int = 1
+    #: Start from the previous plan shifted by one step instead of the bounds' midpoint (the
+    #: paper's CEM starts afresh; on by default: measured against the oracle, docs/results.md).
+    warm_start: bool = True
+    #: What to append when shifting a warm-start plan: repeat the "last" step or the "mid"point.
+    warm_start_fill: WarmStartFill = "last"
+    #: Per-step reward discount in (0, 1] (paper: 1, undiscounted).
+    discount: float = 1.0
+
+    def _check_warm_started(self) -> None:
+        c = type(self).__name__
+        _check_float(c, "beta", self.beta, 0.0, 1.0, False, False)
+        _check_hold(self)
+        if not isinstance(self.warm_start, bool):
+            raise ValueError(f"{c}.warm_start={self.warm_start!r} must be a bool")
+        _check_fill(c, self.warm_start_fill)
+        _check_float(c, "discount", self.discount, 0.0, 1.0, True, False)
+
+
+@dataclass(frozen=True)
+class RandomShootingConfig(_Problem):
     """Random shooting (GrBAL's planner). Defaults from the paper."""
 
     #: How the candidates' noise is drawn (one tensor per plan; the ONNX graph takes it as input).
@@ -80,12 +137,7 @@ class RandomShootingConfig:
     #: Random shooting starts every plan afresh.
     warm_start: ClassVar[bool] = False
 
-    #: Which planner this configures (the ``name`` of a planner table in config files).
     name: Literal["random_shooting"] = "random_shooting"
-    #: Candidate action sequences sampled per plan() call (paper: 500).
-    num_candidates: int = 500
-    #: Planning horizon in steps (paper: 10).
-    horizon: int = 10
     #: Per-step reward discount in (0, 1] (paper: 1, undiscounted).
     discount: float = 1.0
 
@@ -94,25 +146,14 @@ class RandomShootingConfig:
         return (self.num_candidates, self.horizon, act_dim)
 
     def __post_init__(self) -> None:
-        _check_name(self)
-        c = type(self).__name__
-        _check_int(c, "num_candidates", self.num_candidates, 1)
-        _check_int(c, "horizon", self.horizon, 1)
-        _check_float(c, "discount", self.discount, 0.0, 1.0, True, False)
+        self._check_problem()
+        _check_float(type(self).__name__, "discount", self.discount, 0.0, 1.0, True, False)
 
 
 @dataclass(frozen=True)
-class CEMConfig:
-    """Cross-entropy method (GrBAL's CEM variant). Defaults from the paper and its code."""
+class _CEMSettings(_Problem):
+    """CEM's own fields (between ``_Problem``'s and ``_WarmStarted``'s in ``CEMConfig``)."""
 
-    noise_distribution: ClassVar[str] = "normal"
-
-    #: Which planner this configures (the ``name`` of a planner table in config files).
-    name: Literal["cem"] = "cem"
-    #: Candidate action sequences per iteration (paper: 500, as for random shooting).
-    num_candidates: int = 500
-    #: Planning horizon in steps (paper: 10).
-    horizon: int = 10
     #: CEM iterations per plan() call (paper: 5).
     num_iterations: int = 5
     #: Fraction of candidates kept as elites, in (0, 1] (paper: 0.1).
@@ -121,85 +162,60 @@ class CEMConfig:
     alpha: float = 0.1
     #: Initial std in units of the action half-range (high − low) / 2 (code: 1 on [−1, 1]).
     init_std: float = 1.0
-    #: AR(1) correlation of the noise along the horizon, in [0, 1] (iCEM's coloured noise;
-    #: 0 = white, the paper's).
-    beta: float = 0.0
-    #: Control steps each sampled perturbation is held for: planning steps ``hold`` times
-    #: coarser than control steps, the same lookahead with fewer free variables (1 = none).
-    hold: int = 1
-    #: Start from the previous plan shifted by one step instead of the bounds' midpoint (the
-    #: paper starts afresh; on by default: measured against the oracle, docs/results.md).
-    warm_start: bool = True
-    #: What to append when shifting a warm-start plan: repeat the "last" step or the "mid"point.
-    warm_start_fill: WarmStartFill = "last"
-    #: Per-step reward discount in (0, 1] (paper: 1, undiscounted).
-    discount: float = 1.0
+
+
+@dataclass(frozen=True)
+class CEMConfig(_WarmStarted, _CEMSettings):
+    """Cross-entropy method (GrBAL's CEM variant). Defaults from the paper and its code."""
+
+    noise_distribution: ClassVar[str] = "normal"
+
+    name: Literal["cem"] = "cem"
 
     def noise_shape(self, act_dim: int) -> tuple[int, ...]:
         """One draw per plan: iterations x candidates x planning steps x action."""
         return (self.num_iterations, self.num_candidates, planning_steps(self), act_dim)
 
     def __post_init__(self) -> None:
-        _check_name(self)
+        self._check_problem()
         c = type(self).__name__
-        _check_int(c, "num_candidates", self.num_candidates, 1)
-        _check_int(c, "horizon", self.horizon, 1)
         _check_int(c, "num_iterations", self.num_iterations, 1)
         _check_float(c, "elite_frac", self.elite_frac, 0.0, 1.0, True, False)
         _check_float(c, "alpha", self.alpha, 0.0, 1.0, False, True)
         _check_float(c, "init_std", self.init_std, 0.0, _INF, True, True)
-        _check_float(c, "beta", self.beta, 0.0, 1.0, False, False)
-        _check_hold(self)
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"{c}.warm_start={self.warm_start!r} must be a bool")
-        _check_fill(c, self.warm_start_fill)
-        _check_float(c, "discount", self.discount, 0.0, 1.0, True, False)
+        self._check_warm_started()
 
 
 @dataclass(frozen=True)
-class MPPIConfig:
-    """MPPI with time-correlated noise. Not in GrBAL; defaults are this toolkit's choice."""
+class _MPPISettings(_Problem):
+    """MPPI's own fields (between ``_Problem``'s and ``_WarmStarted``'s in ``MPPIConfig``)."""
 
-    noise_distribution: ClassVar[str] = "normal"
-
-    #: Which planner this configures (the ``name`` of a planner table in config files).
-    name: Literal["mppi"] = "mppi"
-    #: Candidate action sequences per plan() call (500, matching the paper's budget).
-    num_candidates: int = 500
-    #: Planning horizon in steps (10, as the paper's planner).
-    horizon: int = 10
     #: Exploration noise std in units of the action half-range (high − low) / 2, > 0.
     noise_sigma: float = 0.5
     #: Temperature of the softmax over returns, in reward units, > 0 (smaller = greedier).
     lambda_: float = 1.0
-    #: AR(1) correlation of the noise along the horizon, in [0, 1] (0 = white noise).
+
+
+@dataclass(frozen=True)
+class MPPIConfig(_WarmStarted, _MPPISettings):
+    """MPPI with time-correlated noise. Not in GrBAL; defaults are this toolkit's choice."""
+
+    noise_distribution: ClassVar[str] = "normal"
+
+    name: Literal["mppi"] = "mppi"
+    #: AR(1) correlation of the noise along the horizon (MPPI's default: correlated).
     beta: float = 0.5
-    #: Control steps each sampled perturbation is held for (as CEM's ``hold``; 1 = none).
-    hold: int = 1
-    #: Start from the previous plan shifted by one step instead of the bounds' midpoint.
-    warm_start: bool = True
-    #: What to append when shifting a warm-start plan: repeat the "last" step or the "mid"point.
-    warm_start_fill: WarmStartFill = "last"
-    #: Per-step reward discount in (0, 1].
-    discount: float = 1.0
 
     def noise_shape(self, act_dim: int) -> tuple[int, ...]:
         """One draw per plan: candidates x planning steps x action."""
         return (self.num_candidates, planning_steps(self), act_dim)
 
     def __post_init__(self) -> None:
-        _check_name(self)
+        self._check_problem()
         c = type(self).__name__
-        _check_int(c, "num_candidates", self.num_candidates, 1)
-        _check_int(c, "horizon", self.horizon, 1)
-        _check_hold(self)
         _check_float(c, "noise_sigma", self.noise_sigma, 0.0, _INF, True, True)
         _check_float(c, "lambda_", self.lambda_, 0.0, _INF, True, True)
-        _check_float(c, "beta", self.beta, 0.0, 1.0, False, False)
-        if not isinstance(self.warm_start, bool):
-            raise ValueError(f"{c}.warm_start={self.warm_start!r} must be a bool")
-        _check_fill(c, self.warm_start_fill)
-        _check_float(c, "discount", self.discount, 0.0, 1.0, True, False)
+        self._check_warm_started()
 
 
 def _bounds(low: Tensor | Sequence[float], high: Tensor | Sequence[float]) -> tuple[Tensor, Tensor]:
@@ -225,22 +241,30 @@ def _bounds(low: Tensor | Sequence[float], high: Tensor | Sequence[float]) -> tu
     return lo, hi
 
 
-def optimize(config: PlannerConfig, predictor: Predictor, reward_fn: RewardFn, obs: Tensor,
-             noise: Tensor, lo: Tensor, hi: Tensor, prior: Tensor) -> Tensor:
-    """One plan ``[H, act_dim]`` by ``config``'s pure optimiser from ``prior`` (the warm start;
-    random shooting ignores it) and ``noise`` of ``config.noise_shape``: the one mapping from a
-    config to its optimiser's arguments, shared by the planners, the ONNX graphs and parity."""
+def make_objective(config: PlannerConfig, predictor: Predictor, reward_fn: RewardFn,
+                   obs: Tensor, **hooks: Any) -> TrajectoryObjective:
+    """The objective ``config``'s planner maximises from ``obs``: the predicted return,
+    discounted by ``config.discount``; ``hooks`` are :class:`TrajectoryObjective`'s
+    (``terminal_value``, ``members``, ``aggregate``), off by default."""
+    return TrajectoryObjective(predictor, reward_fn, obs, config.discount, **hooks)
+
+
+def optimize(config: PlannerConfig, objective: Objective, noise: Tensor, lo: Tensor,
+             hi: Tensor, prior: Tensor) -> Tensor:
+    """One plan ``[H, act_dim]`` maximising ``objective`` (:func:`make_objective`) by
+    ``config``'s pure optimiser from ``prior`` (the warm start; random shooting ignores it) and
+    ``noise`` of ``config.noise_shape``: the one mapping from a config to its optimiser's
+    arguments, shared by the planners, the ONNX graphs and parity. The discount is the
+    objective's."""
     if config.name == "random_shooting":
-        best, _ = random_shooting(predictor, reward_fn, obs, noise, lo, hi, config.discount)
+        best, _ = random_shooting(objective, noise, lo, hi)
         return best
     if config.name == "cem":
-        return cem(predictor, reward_fn, obs, noise, lo, hi, prior,
-                   config.init_std * (hi - lo) / 2, config.elite_frac, config.alpha,
-                   config.discount, config.beta)
+        return cem(objective, noise, lo, hi, prior, config.init_std * (hi - lo) / 2,
+                   config.elite_frac, config.alpha, config.beta)
     if config.name == "mppi":
-        return mppi(predictor, reward_fn, obs, noise, prior, lo, hi,
-                    config.noise_sigma * (hi - lo) / 2, config.lambda_, config.beta,
-                    config.discount)
+        return mppi(objective, noise, prior, lo, hi, config.noise_sigma * (hi - lo) / 2,
+                    config.lambda_, config.beta)
     raise ValueError(f"planner={config.name!r} is unknown: allowed {', '.join(PLANNER_NAMES)}")
 
 
@@ -279,7 +303,9 @@ class Planner(Protocol):
 
 
 class _SamplingPlanner:
-    """Shared plumbing: bounds, warm-start memory, noise drawing."""
+    """Shared plumbing: bounds, warm-start memory, noise drawing, the objective."""
+
+    config: PlannerConfig
 
     def __init__(self, low: Tensor | Sequence[float], high: Tensor | Sequence[float]) -> None:
         self.low, self.high = _bounds(low, high)
@@ -306,6 +332,27 @@ class _SamplingPlanner:
         fn = torch.rand if kind == "uniform" else torch.randn
         return fn(shape, generator=gen, device=device, dtype=obs.dtype).to(obs.device)
 
+    @torch.no_grad()
+    def plan(
+        self, obs: Tensor, predictor: Predictor, reward_fn: RewardFn, generator: torch.Generator
+    ) -> Tensor:
+        """obs ``[obs_dim]`` -> first action ``[act_dim]`` of the plan maximising
+        ``make_objective(self.config, predictor, reward_fn, obs)``; noise drawn from
+        ``generator``."""
+        lo, hi = self._setup(obs)
+        objective = make_objective(self.config, predictor, reward_fn, obs.to(lo))
+        return self._plan(objective, lo, hi, generator)
+
+    @torch.no_grad()
+    def plan_objective(self, objective: TrajectoryObjective, generator: torch.Generator) -> Tensor:
+        """As :meth:`plan`, maximising ``objective``: from its ``obs`` ``[obs_dim]``, with its
+        discount (not ``config.discount``) and its hooks (terminal value, members)."""
+        lo, hi = self._setup(objective.obs)
+        return self._plan(objective, lo, hi, generator)
+
+    def _plan(self, objective: TrajectoryObjective, lo: Tensor, hi: Tensor,
+              generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
 
 
 class RandomShooting(_SamplingPlanner):
@@ -322,15 +369,12 @@ class RandomShooting(_SamplingPlanner):
         #: Predicted returns of all candidates in the latest call.
         self.last_returns: Tensor | None = None
 
-    @torch.no_grad()
-    def plan(
-        self, obs: Tensor, predictor: Predictor, reward_fn: RewardFn, generator: torch.Generator
-    ) -> Tensor:
-        lo, hi = self._setup(obs)
+    def _plan(self, objective: TrajectoryObjective, lo: Tensor, hi: Tensor,
+              generator: torch.Generator) -> Tensor:
         cfg = self.config
-        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
-        best, returns = random_shooting(predictor, reward_fn, obs.to(lo), noise, lo, hi,
-                                        cfg.discount)
+        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), objective.obs,
+                           generator)
+        best, returns = random_shooting(objective, noise, lo, hi)
         self.last_plan, self.last_returns = best, returns
         return best[0].clone()
 
@@ -338,18 +382,16 @@ class RandomShooting(_SamplingPlanner):
 class _WarmStartedPlanner(_SamplingPlanner):
     """CEM and MPPI: each plan starts from ``warm_start_prior`` of the previous one."""
 
-    @torch.no_grad()
-    def plan(
-        self, obs: Tensor, predictor: Predictor, reward_fn: RewardFn, generator: torch.Generator
-    ) -> Tensor:
-        lo, hi = self._setup(obs)
+    def _plan(self, objective: TrajectoryObjective, lo: Tensor, hi: Tensor,
+              generator: torch.Generator) -> Tensor:
         cfg = self.config
         prev = self.last_plan
         if prev is not None and prev.shape[0] != cfg.horizon:
             prev = None  # a plan of another horizon cannot seed this one
         prior = warm_start_prior(cfg, prev, lo, hi)
-        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), obs, generator)
-        plan = optimize(cfg, predictor, reward_fn, obs.to(lo), noise, lo, hi, prior)
+        noise = self._draw(cfg.noise_distribution, cfg.noise_shape(self.act_dim), objective.obs,
+                           generator)
+        plan = optimize(cfg, objective, noise, lo, hi, prior)
         self.last_prior, self.last_plan = prior, plan
         return plan[0].clone()
 
@@ -392,8 +434,12 @@ _REGISTRY: dict[str, tuple[type, type]] = {
     "cem": (CEMConfig, CEM),
     "mppi": (MPPIConfig, MPPI),
 }
-#: Names accepted by ``planner_config`` (the ``name`` of each planner config).
+#: Names accepted by ``planner_config`` (the ``name`` of each planner config). Every list of
+#: planner names reads this one; the torch-free runtime's copy
+#: (``export.runtime.artifacts.PLANNER_NAMES``, for ``adapt export --planner``) is tested equal.
 PLANNER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+#: The planner config types, in ``PLANNER_NAMES`` order (``PlannerConfig``'s members, tested).
+PLANNER_CONFIGS: tuple[type, ...] = tuple(c for c, _ in _REGISTRY.values())
 #: The settings every planner has: the planning problem, kept by ``switch_planner``.
 PROBLEM_FIELDS: tuple[str, ...] = ("num_candidates", "horizon", "discount")
 

@@ -20,6 +20,7 @@ from adaptive_control.config_loader import ConfigError, build_dataclass, layered
 from adaptive_control.devices import check_device
 from adaptive_control.learners import LEARNERS, GrBALConfig, MBConfig, MBDEConfig, ReBALConfig
 from adaptive_control.planning import (
+    PLANNER_CONFIGS,
     PLANNER_NAMES,
     PlannerConfig,
     RandomShootingConfig,
@@ -105,7 +106,7 @@ class TrainConfig:
         # family's name, and its checkpoint the spec itself.
         object.__setattr__(self, "family", get_family(self.family).name)
         check_device(self.device, "device")
-        if not isinstance(self.planner, typing.get_args(PlannerConfig)):
+        if not isinstance(self.planner, PLANNER_CONFIGS):
             raise ConfigError(f"planner={self.planner!r} is not a planner config: allowed "
                               f"the configs of {', '.join(PLANNER_NAMES)}")
         for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0)):

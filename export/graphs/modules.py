@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from adaptive_control.planning import PlannerConfig, optimize, warm_start_prior
+from adaptive_control.planning import PlannerConfig, make_objective, optimize, warm_start_prior
 from export.graphs.cores import GainEncoderCore, MLPCore, RecurrentCore
 from export.runtime import artifacts as C
 
@@ -166,8 +166,8 @@ class ControllerGraph(nn.Module):
         state = rest[1:] if self.has_prev_plan else rest
         predictor, new_state = self.adapter.adapt(recent, state)
         prior = warm_start_prior(self.planner, prev_plan, self.low, self.high)
-        plan = optimize(self.planner, predictor, self.reward, obs, noise, self.low, self.high,
-                        prior)
+        objective = make_objective(self.planner, predictor, self.reward, obs)
+        plan = optimize(self.planner, objective, noise, self.low, self.high, prior)
         return (plan[0], plan, *new_state)
 
 

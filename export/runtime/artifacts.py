@@ -110,6 +110,8 @@ POLICY_MANIFEST_KEYS = (
     "obs_layout", "action_low", "action_high", "control_timestep", "files", "graphs",
 )
 
+#: The planner registry's names (``adaptive_control.planning.PLANNER_NAMES``, which this
+#: torch-free package cannot import; tests/test_planners.py checks the two are equal).
 PLANNER_NAMES = ("random_shooting", "cem", "mppi")
 
 
