@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -189,7 +189,8 @@ def memory_growth(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
 def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms: float,
                switches: Sequence[tuple[float, str]] = (), title: str = "") -> None:
     """``timeline.png``: latency p50/p99/max per window with the deadline, misses per window,
-    memory, speed and the flipped / tilted shares over time, the condition switches marked on every panel.
+    memory, speed and the flipped / tilted shares over time, the condition switches marked on
+    every panel.
 
     Raises ImportError when matplotlib is missing (the caller says so and goes on).
     """
