@@ -31,7 +31,7 @@ from adaptive_control.training.config import (
     config_from_arg,
 )
 from sims.conditions import ConditionError, parse_condition
-from sims.families import FAMILIES
+from sims.registry import FAMILIES
 from sims.robots import CHEETAH, QUADRUPED, Leg, Robot
 
 EXAMPLES = 1000

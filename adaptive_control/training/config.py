@@ -107,7 +107,7 @@ class TrainConfig:
         if self.learner not in LEARNER_NAMES:
             raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
                               f"{', '.join(LEARNER_NAMES)}")
-        from sims.families import get_family
+        from sims.registry import get_family
 
         # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
         # family's name, and its checkpoint the spec itself.

@@ -15,7 +15,7 @@ import torch
 
 from policies import training
 from policies.config import load_policy_config
-from sims.families import get_family
+from sims.registry import get_family
 
 RESEARCH = Path(__file__).resolve().parents[1]
 FAMILY = get_family("cheetah-cripple")
