@@ -89,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scenarios_for,
     )
     from adaptive_control.evaluation.report import report_meta, write_report
-    from sims.families import get_family
+    from sims.registry import get_family
 
     # Everything is checked before any work starts.
     family = get_family(args.family)

@@ -43,9 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from sims.conditions import MODIFIERS
-    from sims.families import FAMILIES
-    from sims.robots import ROBOTS
-    from sims.specs import load_spec_file
+    from sims.registry import FAMILIES, ROBOTS, load_spec_file
 
     for spec in args.specs:
         load_spec_file(spec)  # registers its robot and families
@@ -89,8 +87,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from sims.conditions import parse_condition
     from sims.env import AdaptEnv
+    from sims.registry import get_robot
     from sims.render import render_frame, save_image, save_video
-    from sims.robots import get_robot
 
     for name in ("width", "height"):
         v = getattr(args, name)
@@ -126,7 +124,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from sims.collect import collect_open_loop
-    from sims.families import get_family
+    from sims.registry import get_family
 
     family = get_family(args.family)
     if args.trajectories < 1:

@@ -22,7 +22,8 @@ from adaptive_control.devices import module_device
 from adaptive_control.learners import Learner, make_learner
 from adaptive_control.planning import make_planner
 from adaptive_control.training.config import TrainConfig, config_from_json
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 from sims.rewards import task_reward
 
 

@@ -88,8 +88,8 @@ def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any
             f"(written by adaptive-control {ckpt.get('package_version')}); this version "
             f"({package_version()}) reads format_version={FORMAT_VERSION}"
         )
-    from sims.robots import ROBOTS, get_robot, split_frame_skip
-    from sims.specs import check_robot_identity, register_document
+    from sims.registry import ROBOTS, get_robot, register_document, split_frame_skip
+    from sims.specs import check_robot_identity
 
     where = f"checkpoint={str(path)!r}"
     register_document(ckpt.get("spec", ""), where)  # older checkpoints: built-in families only

@@ -59,7 +59,7 @@ from export.graphs.adapters import make_adapter
 from export.graphs.modules import ControllerGraph
 from export.parity import random_feed, read_metadata
 from export.runtime import artifacts as C
-from sims.families import get_family
+from sims.registry import get_family
 from sims.rewards import task_reward
 
 PAPER = {"hidden": (512, 512, 512), "m": 16, "candidates": 500, "horizon": 10}

@@ -32,7 +32,7 @@ from policies.config import policy_config_from_json  # noqa: E402
 from policies.evaluate import policy_controller, teacher_controller  # noqa: E402
 from sims.env import AdaptEnv  # noqa: E402
 from sims.episode import run_episode  # noqa: E402
-from sims.families import get_family  # noqa: E402
+from sims.registry import get_family  # noqa: E402
 
 
 def time_steps(step, observations: list[np.ndarray], warmup: int = 20) -> float:

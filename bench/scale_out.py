@@ -38,7 +38,7 @@ from adaptive_control.evaluation.episodes import (  # noqa: E402
 from adaptive_control.runs import checkpoint_path  # noqa: E402
 from adaptive_control.training import loop as training  # noqa: E402
 from adaptive_control.training.config import load_config  # noqa: E402
-from sims.families import get_family  # noqa: E402
+from sims.registry import get_family  # noqa: E402
 
 FAMILY = "cheetah-cripple"
 NOOP_TASKS = 200

@@ -45,8 +45,8 @@ from sims.collect import (
     random_actions,
     rollout_states,
 )
-from sims.families import get_family
-from sims.robots import Robot, get_robot
+from sims.registry import get_family, get_robot
+from sims.robots import Robot
 
 FAMILY = {"cheetah": "cheetah-cripple", "quadruped": "quadruped-leg-failure"}
 TARGET_RATIO = 3.0

@@ -65,7 +65,7 @@ from export.precision import PRECISION_DOCS, Conversion, check_precision, conver
 from export.runtime import artifacts as C
 from export.runtime.loop import LatencyStats
 from sims.atomic import commit_folder, staged_folder
-from sims.families import get_family
+from sims.registry import get_family
 from sims.rewards import TaskReward, task_reward
 from sims.robots import Robot
 from sims.specs import artifact_spec

@@ -34,7 +34,7 @@ from adaptive_control.planning import (
 from adaptive_control.training.config import TrainConfig
 from adaptive_control.types import Transitions
 from export.runtime import artifacts as C
-from sims.families import get_family
+from sims.registry import get_family
 from sims.rewards import TaskReward, task_reward
 from sims.robots import Robot
 

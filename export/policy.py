@@ -46,7 +46,7 @@ from policies.config import check_action_std
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.atomic import commit_folder, staged_folder
-from sims.families import get_family
+from sims.registry import get_family
 from sims.rewards import task_reward
 from sims.robots import Robot
 from sims.specs import artifact_spec

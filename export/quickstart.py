@@ -71,7 +71,7 @@ def torch_returns(checkpoint: str | Path, condition: str, seeds: list[int], step
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.control import AdaptiveController
     from export.exporter import export_planner
-    from sims.families import get_family
+    from sims.registry import get_family
     from sims.rewards import task_reward
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint))
@@ -117,7 +117,7 @@ def _episode(robot: str, condition: str, seed: int, act, steps: int) -> float:
     from sims.conditions import parse_condition
     from sims.env import AdaptEnv
     from sims.episode import run_episode
-    from sims.robots import get_robot
+    from sims.registry import get_robot
 
     r = get_robot(robot)
     env = AdaptEnv(r, parse_condition(condition, r), episode_steps=steps, seed=seed)
@@ -169,7 +169,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
     from adaptive_control.evaluation.report import report_meta, write_report
     from adaptive_control.training.config import load_config
     from adaptive_control.training.loop import train
-    from sims.families import get_family
+    from sims.registry import get_family
 
     t0 = time.perf_counter()
     family = get_family("cheetah-cripple")

@@ -143,7 +143,7 @@ def prepare_comparison(checkpoints: Sequence[str | Path], teacher: str | None, s
     from adaptive_control.runs import checkpoint_path
     from policies.config import policy_config_from_json
     from policies.evaluate import policy_controller, teacher_controller
-    from sims.families import get_family
+    from sims.registry import get_family
 
     methods: dict[str, Any] = {}
     configs = []

@@ -140,7 +140,7 @@ class PolicyTrainConfig:
             raise ValueError(f"method={self.method!r} is unknown: allowed {', '.join(METHODS)}")
         if self.net.arch not in ARCHS:
             raise ValueError(f"net.arch={self.net.arch!r} is unknown: allowed {', '.join(ARCHS)}")
-        from sims.families import get_family
+        from sims.registry import get_family
 
         # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
         # family's name, and its checkpoint the spec itself.

@@ -26,7 +26,8 @@ from policies.training import policy_from_checkpoint
 from sims.conditions import Condition, Schedule
 from sims.env import AdaptEnv
 from sims.episode import run_episode
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 from sims.rewards import task_reward
 
 

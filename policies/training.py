@@ -41,7 +41,8 @@ from adaptive_control.training.config import TrainConfig, config_from_json
 from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
 from policies.rollout import TrialBatch, run_trials
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 from sims.specs import artifact_spec
 
 CONTENT = "policy"  # marks a policy checkpoint (``adapt train`` writes dynamics models)

@@ -57,7 +57,7 @@ def onnx_episode(export_dir: str | Path, schedule: Any, steps: int, seed: int
     from export.runtime.session import ControllerSession
     from sims.env import AdaptEnv
     from sims.episode import run_episode
-    from sims.robots import get_robot
+    from sims.registry import get_robot
 
     robot = get_robot(C.read_manifest(Path(export_dir))["robot"])
     session = ControllerSession(export_dir, robot=robot.name, threads=1, seed=seed)

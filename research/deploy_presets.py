@@ -24,7 +24,7 @@ from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.runs import checkpoint_path
 from export.exporter import export_checkpoint, export_controller, export_planner, step_latency
 from sims.conditions import Schedule, parse_condition
-from sims.families import get_family
+from sims.registry import get_family
 
 GRID_N = (64, 96, 128, 192, 256)
 GRID_H = (10, 15, 20, 30)

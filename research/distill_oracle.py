@@ -23,7 +23,7 @@ from pathlib import Path
 
 from policies.config import policy_config_from_arg
 from policies.training import train_policy
-from sims import families
+from sims import registry
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     cfg = policy_config_from_arg(args.config, args.overrides)
     if cfg.method != "distill":
         raise SystemExit(f"method={cfg.method!r}: the oracle is a distillation diagnostic")
-    family = families.get_family(cfg.family)
+    family = registry.get_family(cfg.family)
     held_out = family.test_conditions
 
     def sample_held_out(rng):  # uniform over the held-out set (one condition: no draw)
@@ -43,7 +43,7 @@ def main() -> None:
 
     # Same name, so the teacher check and `adapt eval-policy` accept the checkpoint; only this
     # process sees the swapped training distribution.
-    families.FAMILIES[cfg.family] = dataclasses.replace(
+    registry.FAMILIES[cfg.family] = dataclasses.replace(
         family, train_sampler=sample_held_out, is_held_out=lambda c: False)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,7 @@ from policies.training import (
     imitation_error,
     save_policy_checkpoint,
 )
-from sims.families import get_family
+from sims.registry import get_family
 
 
 def load_rounds(files: list[str], what: str = "runs") -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -18,7 +18,7 @@ import torch
 from adaptive_control.builders import learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.evaluation.model_eval import heldout_data, reference_scale
-from sims.families import get_family
+from sims.registry import get_family
 
 
 def errors(model, params, data, scale) -> tuple[float, float]:

@@ -31,7 +31,8 @@ from policies.evaluate import policy_controller, teacher_controller
 from policies.rollout import teacher_saw
 from sims.conditions import Condition
 from sims.env import AdaptEnv
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 
 
 def imitation_gap(student, teacher, family: TaskFamily, conditions: list[Condition],

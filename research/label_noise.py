@@ -29,7 +29,7 @@ from _helpers import teacher_draws
 from policies.config import load_policy_config
 from policies.evaluate import evaluate_policy, teacher_controller
 from sims.env import AdaptEnv
-from sims.families import get_family
+from sims.registry import get_family
 
 
 def label_variance(ctrl, family, steps: int, every: int, copies: int, seed: int) -> float:

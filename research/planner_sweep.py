@@ -25,7 +25,8 @@ from adaptive_control.evaluation.episodes import (
 )
 from adaptive_control.evaluation.oracle import OracleController
 from adaptive_control.planning import make_planner, planner_config
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 from sims.rewards import task_reward
 
 #: name -> (planner, settings)

@@ -22,7 +22,7 @@ from _helpers import ci, onnx_episode, reference_returns, write_result
 
 from export.exporter import export_checkpoint
 from sims.conditions import Schedule, parse_condition
-from sims.robots import get_robot
+from sims.registry import get_robot
 
 SCENARIOS = {  # the eval report's scenario names -> schedule over (robot, seconds)
     "fixed:disabled(bthigh)": lambda r: Schedule.fixed(parse_condition("disabled:bthigh", r)),

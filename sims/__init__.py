@@ -1,11 +1,12 @@
 """sims: MuJoCo robots and seeded, validated distributions of physical conditions.
 
 Robots (``sims.robots``), conditions and schedules (``sims.conditions``), task families with
-train / held-out splits (``sims.families``), a ``dm_env`` environment (``sims.env``) and the
-episode loop every controller runs through (``sims.episode``), the task reward in numpy and
-torch (``sims.rewards``), batched and closed-loop collection (``sims.collect``), ``.npz``
-datasets (``sims.dataset``) and robot / family spec files (``sims.specs``); with the ``gym``
-extra, a Gymnasium environment (``sims.gym``, imported only from there).
+train / held-out splits (``sims.families``), the names robots and families go by
+(``sims.registry``: ``get_robot``, ``get_family``), a ``dm_env`` environment (``sims.env``)
+and the episode loop every controller runs through (``sims.episode``), the task reward in
+numpy and torch (``sims.rewards``), batched and closed-loop collection (``sims.collect``),
+``.npz`` datasets (``sims.dataset``) and robot / family spec files (``sims.specs``); with the
+``gym`` extra, a Gymnasium environment (``sims.gym``, imported only from there).
 
 Names are imported lazily, so that ``sims.robots``, ``sims.conditions``, ``sims.physics`` and
 ``sims.core`` work with nothing but mujoco and numpy installed (the deployment runtime's
@@ -28,10 +29,11 @@ _EXPORTS = {
     "sims.dataset": ("Dataset",),
     "sims.env": ("AdaptEnv",),
     "sims.episode": ("EpisodeRecord", "run_episode"),
-    "sims.families": ("FAMILIES", "TaskFamily", "get_family", "register_family"),
+    "sims.families": ("TaskFamily",),
+    "sims.registry": ("FAMILIES", "ROBOTS", "get_family", "get_robot", "load_spec_file",
+                      "register_family", "register_robot"),
     "sims.rewards": ("TaskReward", "task_reward"),
-    "sims.robots": ("ROBOTS", "Leg", "Robot", "get_robot", "register_robot"),
-    "sims.specs": ("load_spec_file",),
+    "sims.robots": ("Leg", "Robot"),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

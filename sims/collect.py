@@ -26,7 +26,8 @@ from sims.dataset import Dataset
 from sims.env import AdaptEnv
 from sims.episode import run_episode
 from sims.physics import Physics
-from sims.robots import Robot, get_robot
+from sims.registry import get_robot
+from sims.robots import Robot
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
 

@@ -58,11 +58,24 @@ def _check_choice(owner: str, name: str, value: Any, allowed: tuple[str, ...],
 
 
 class Modifier(ABC):
-    """One change to the physics. Subclasses are frozen dataclasses."""
+    """One change to the physics. Subclasses are frozen dataclasses.
+
+    Each declares its own command-line form: ``keyword``, how many ``:``-separated fields
+    follow it (``field_count``) and :meth:`parse`, which makes the modifier of those fields;
+    ``MODIFIERS`` lists every modifier once (see :func:`parse_condition`).
+    """
 
     kind: ClassVar[str]
+    keyword: ClassVar[str]  # its command-line keyword: ``weak`` in ``weak:bthigh:0.5``
+    field_count: ClassVar[tuple[int, int]] = (1, 1)  # fields after the keyword: (min, max)
     syntax: ClassVar[str]  # command-line form and allowed ranges, for `adapt sims list`
     order: ClassVar[int]  # application order: terrain, friction, payload, calibration, damage
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, args: list[str], part: str) -> Modifier:
+        """The modifier of the command-line fields ``args`` after its keyword (their count
+        already checked against ``field_count``); ``part`` is the whole text, for errors."""
 
     @abstractmethod
     def validate(self, robot: Robot) -> None:
@@ -88,6 +101,19 @@ class Modifier(ABC):
         return f"{self.kind}({vals})"
 
 
+def _syntax(cls: type[Modifier]) -> str:
+    return " ".join(cls.syntax.split())
+
+
+def _number(cls: type[Modifier], part: str, field: str, value: str) -> float:
+    """A command-line field of ``part`` as a number, refused naming ``cls.kind``.``field``."""
+    try:
+        return float(value)
+    except ValueError:
+        raise ConditionError(f"condition {part!r}: {cls.kind}.{field}={value!r} is not a "
+                             f"number: allowed a number; syntax {_syntax(cls)}") from None
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
@@ -103,11 +129,16 @@ class Slope(Modifier):
 
     degrees: float  # [-robot.max_slope_deg, robot.max_slope_deg]
     kind: ClassVar[str] = "slope"
+    keyword: ClassVar[str] = "slope"
     syntax: ClassVar[str] = (
         "slope:DEG               "
         "tilted ground, |DEG| <= robot max (and atan(friction))"
     )
     order: ClassVar[int] = 0
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> Slope:
+        return cls(_number(cls, part, "degrees", args[0]))
 
     def validate(self, robot: Robot) -> None:
         _require_floor(robot, self.kind)
@@ -126,8 +157,13 @@ class Heightfield(Modifier):
     heights: tuple[float, ...]  # metres per column, |h| <= 10, at terrain.COLUMN_WIDTH spacing
     name: str = "custom"  # a label: hill, basin, gentle, steep, ramps, ...
     kind: ClassVar[str] = "heightfield"
+    keyword: ClassVar[str] = "terrain"
     syntax: ClassVar[str] = "terrain:NAME           heightfield: hill, basin, gentle, steep"
     order: ClassVar[int] = 0
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> Heightfield:
+        return cls.profile(args[0])
 
     @classmethod
     def profile(cls, name: str) -> Heightfield:
@@ -193,8 +229,13 @@ class Friction(Modifier):
 
     coefficient: float  # [0.02, 10]
     kind: ClassVar[str] = "friction"
+    keyword: ClassVar[str] = "friction"
     syntax: ClassVar[str] = "friction:MU            ground friction, MU in [0.02, 10]"
     order: ClassVar[int] = 1
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> Friction:
+        return cls(_number(cls, part, "coefficient", args[0]))
 
     def validate(self, robot: Robot) -> None:
         _require_floor(robot, self.kind)
@@ -216,11 +257,23 @@ class Payload(Modifier):
     mass: float  # (0, robot.max_payload_kg] kg
     offset: tuple[float, float, float] = (0.0, 0.0, 0.0)  # each within [-0.5, 0.5] m
     kind: ClassVar[str] = "payload"
+    keyword: ClassVar[str] = "payload"
+    field_count: ClassVar[tuple[int, int]] = (1, 2)
     syntax: ClassVar[str] = (
         "payload:KG[:X,Y,Z]      "
         "load on the torso, KG in (0, robot max], offsets in [-0.5, 0.5] m"
     )
     order: ClassVar[int] = 2
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> Payload:
+        offset = args[1].split(",") if len(args) > 1 else ["0", "0", "0"]
+        if len(offset) != 3:
+            raise ConditionError(f"condition {part!r}: payload.offset={args[1]!r}: allowed 3 "
+                                 f"numbers x,y,z; syntax {_syntax(cls)}")
+        xyz = tuple(_number(cls, part, f"offset.{a}", v)
+                    for a, v in zip("xyz", offset, strict=True))
+        return cls(_number(cls, part, "mass", args[0]), xyz)  # type: ignore[arg-type]
 
     def validate(self, robot: Robot) -> None:
         _check_range("payload", "mass", self.mass, 0.0, robot.max_payload_kg, lo_open=True)
@@ -319,8 +372,13 @@ class DisabledActuator(Modifier):
 
     actuator: str  # an actuator name of the robot
     kind: ClassVar[str] = "disabled"
+    keyword: ClassVar[str] = "disabled"
     syntax: ClassVar[str] = "disabled:ACT           actuator gives zero force"
     order: ClassVar[int] = 4
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> DisabledActuator:
+        return cls(args[0])
 
     def validate(self, robot: Robot) -> None:
         _check_choice("disabled", "actuator", self.actuator, robot.actuator_names, robot)
@@ -337,8 +395,14 @@ class WeakenedActuator(Modifier):
     actuator: str  # an actuator name of the robot
     factor: float  # (0, 1)
     kind: ClassVar[str] = "weak"
+    keyword: ClassVar[str] = "weak"
+    field_count: ClassVar[tuple[int, int]] = (2, 2)
     syntax: ClassVar[str] = "weak:ACT:F             actuator force x F, F in (0, 1)"
     order: ClassVar[int] = 4
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> WeakenedActuator:
+        return cls(args[0], _number(cls, part, "factor", args[1]))
 
     def validate(self, robot: Robot) -> None:
         _check_choice("weak", "actuator", self.actuator, robot.actuator_names, robot)
@@ -358,11 +422,17 @@ class LockedJoint(Modifier):
     joint: str  # a non-root joint of the robot
     position: float | None = None  # within the joint's range (unlimited hinge: +-180 degrees)
     kind: ClassVar[str] = "locked"
+    keyword: ClassVar[str] = "locked"
+    field_count: ClassVar[tuple[int, int]] = (1, 2)
     syntax: ClassVar[str] = (
         "locked:JOINT[:POS]     "
         "joint held at POS degrees (m for a slide) within its range (default 0 clipped)"
     )
     order: ClassVar[int] = 4
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> LockedJoint:
+        return cls(args[0], _number(cls, part, "position", args[1]) if len(args) > 1 else None)
 
     def validate(self, robot: Robot) -> None:
         _check_choice("locked", "joint", self.joint, robot.actuated_joint_names, robot)
@@ -432,8 +502,14 @@ class ShortenedLeg(Modifier):
     leg: str  # a leg name of the robot
     fraction: float  # [0.1, 1)
     kind: ClassVar[str] = "shortened"
+    keyword: ClassVar[str] = "shortened"
+    field_count: ClassVar[tuple[int, int]] = (2, 2)
     syntax: ClassVar[str] = "shortened:LEG:F        leg segments x F, F in [0.1, 1)"
     order: ClassVar[int] = 3
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> ShortenedLeg:
+        return cls(args[0], _number(cls, part, "fraction", args[1]))
 
     def validate(self, robot: Robot) -> None:
         _check_choice("shortened", "leg", self.leg, robot.leg_names, robot)
@@ -453,11 +529,17 @@ class LostLeg(Modifier):
     leg: str  # a leg name of the robot
     stump: float = 0.5  # [0.05, 0.5] of the original segment lengths
     kind: ClassVar[str] = "lost_leg"
+    keyword: ClassVar[str] = "lost_leg"
+    field_count: ClassVar[tuple[int, int]] = (1, 2)
     syntax: ClassVar[str] = (
         "lost_leg:LEG[:STUMP]    "
         "leg motors dead, segments x STUMP in [0.05, 0.5] (default 0.5)"
     )
     order: ClassVar[int] = 3
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> LostLeg:
+        return cls(args[0], _number(cls, part, "stump", args[1]) if len(args) > 1 else 0.5)
 
     def validate(self, robot: Robot) -> None:
         _check_choice("lost_leg", "leg", self.leg, robot.leg_names, robot)
@@ -485,6 +567,8 @@ class ActuatorCalibration(Modifier):
     offset: float = 0.0  # [-0.5, 0.5] in control units
     flipped: bool = False  # wiring reversed: the sign of the command is inverted
     kind: ClassVar[str] = "calibration"
+    keyword: ClassVar[str] = "calibration"
+    field_count: ClassVar[tuple[int, int]] = (1, 2)
     syntax: ClassVar[str] = (
         "calibration:ACT:gain=G,offset=O,flipped=0|1  "
         "command -> sign*G*command + O, G in [0.1, 3], O in [-0.5, 0.5] (control units)"
@@ -493,6 +577,27 @@ class ActuatorCalibration(Modifier):
 
     GAIN_RANGE: ClassVar[tuple[float, float]] = (0.1, 3.0)
     OFFSET_RANGE: ClassVar[tuple[float, float]] = (-0.5, 0.5)
+    KEYS: ClassVar[tuple[str, ...]] = ("gain", "offset", "flipped")  # of the second field
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> ActuatorCalibration:
+        kw: dict[str, Any] = {}
+        for item in (args[1].split(",") if len(args) > 1 else []):
+            key, eq, value = item.partition("=")
+            if not eq or key not in cls.KEYS or key in kw:
+                problem = ("is not key=value" if not eq else "repeats a key" if key in kw
+                           else "names an unknown key")
+                raise ConditionError(
+                    f"condition {part!r}: {item!r} {problem}: allowed keys "
+                    f"{', '.join(cls.KEYS)}, each once; syntax {_syntax(cls)}")
+            if key == "flipped":
+                if value not in ("0", "1"):
+                    raise ConditionError(f"condition {part!r}: calibration.flipped={value!r} "
+                                         f"is not allowed: allowed 0 or 1; syntax {_syntax(cls)}")
+                kw[key] = value == "1"
+            else:
+                kw[key] = _number(cls, part, key, value)
+        return cls(args[0], **kw)
 
     def validate(self, robot: Robot) -> None:
         _check_choice("calibration", "actuator", self.actuator, robot.actuator_names, robot)
@@ -537,8 +642,13 @@ class ObservationNoise(Modifier):
 
     std: float  # [0, 1] in observation units
     kind: ClassVar[str] = "obs_noise"
+    keyword: ClassVar[str] = "obs_noise"
     syntax: ClassVar[str] = "obs_noise:STD          Gaussian observation noise, STD in [0, 1]"
     order: ClassVar[int] = 5
+
+    @classmethod
+    def parse(cls, args: list[str], part: str) -> ObservationNoise:
+        return cls(_number(cls, part, "std", args[0]))
 
     def validate(self, robot: Robot) -> None:
         _check_range("obs_noise", "std", self.std, 0.0, 1.0)
@@ -552,6 +662,8 @@ def _require_floor(robot: Robot, kind: str) -> None:
         )
 
 
+#: Every modifier by its kind, in the order ``adapt sims list`` shows them: a new modifier is
+#: one class above and one entry here (its keyword and fields are declared on the class).
 MODIFIERS: dict[str, type[Modifier]] = {
     cls.kind: cls
     for cls in (Slope, Heightfield, Friction, Payload, DisabledActuator, WeakenedActuator,
@@ -782,15 +894,8 @@ class Schedule:
 
 
 # ----------------------------------------------------------------------------- parsing
-#: Command-line keyword -> modifier, and how many ':'-separated fields follow it (min, max).
-_KEYWORDS: dict[str, tuple[type[Modifier], int, int]] = {
-    "slope": (Slope, 1, 1), "terrain": (Heightfield, 1, 1), "friction": (Friction, 1, 1),
-    "payload": (Payload, 1, 2), "disabled": (DisabledActuator, 1, 1),
-    "weak": (WeakenedActuator, 2, 2), "locked": (LockedJoint, 1, 2),
-    "shortened": (ShortenedLeg, 2, 2), "lost_leg": (LostLeg, 1, 2),
-    "calibration": (ActuatorCalibration, 1, 2), "obs_noise": (ObservationNoise, 1, 1),
-}
-_CALIBRATION_KEYS = ("gain", "offset", "flipped")
+#: Command-line keyword -> modifier (``terrain`` is the heightfield's).
+_KEYWORDS: dict[str, type[Modifier]] = {cls.keyword: cls for cls in MODIFIERS.values()}
 
 
 def parse_condition(text: str, robot: Robot | None = None) -> Condition:
@@ -813,71 +918,19 @@ def parse_condition(text: str, robot: Robot | None = None) -> Condition:
     return cond
 
 
-def _syntax(cls: type[Modifier]) -> str:
-    return " ".join(cls.syntax.split())
-
-
 def _parse_part(part: str) -> Modifier:
     keyword, *args = part.split(":")
     if keyword not in _KEYWORDS:
         raise ConditionError(
             f"condition {part!r}: kind={keyword!r} is unknown: allowed "
             f"{', '.join(sorted(_KEYWORDS))} (join several with '+'; see `adapt sims list`)")
-    cls, lo, hi = _KEYWORDS[keyword]
+    cls = _KEYWORDS[keyword]
+    lo, hi = cls.field_count
     if not lo <= len(args) <= hi:
         wanted = str(lo) if lo == hi else f"{lo} to {hi}"
         raise ConditionError(f"condition {part!r} has {len(args)} field(s) after {keyword!r}: "
                              f"allowed {wanted}; syntax {_syntax(cls)}")
-
-    def number(field: str, value: str) -> float:
-        try:
-            return float(value)
-        except ValueError:
-            raise ConditionError(f"condition {part!r}: {cls.kind}.{field}={value!r} is not a "
-                                 f"number: allowed a number; syntax {_syntax(cls)}") from None
-
-    if cls is Slope:
-        return Slope(number("degrees", args[0]))
-    if cls is Heightfield:
-        return Heightfield.profile(args[0])
-    if cls is Friction:
-        return Friction(number("coefficient", args[0]))
-    if cls is ObservationNoise:
-        return ObservationNoise(number("std", args[0]))
-    if cls is Payload:
-        offset = args[1].split(",") if len(args) > 1 else ["0", "0", "0"]
-        if len(offset) != 3:
-            raise ConditionError(f"condition {part!r}: payload.offset={args[1]!r}: allowed 3 "
-                                 f"numbers x,y,z; syntax {_syntax(cls)}")
-        xyz = tuple(number(f"offset.{a}", v) for a, v in zip("xyz", offset, strict=True))
-        return Payload(number("mass", args[0]), xyz)  # type: ignore[arg-type]
-    if cls is DisabledActuator:
-        return DisabledActuator(args[0])
-    if cls is WeakenedActuator:
-        return WeakenedActuator(args[0], number("factor", args[1]))
-    if cls is LockedJoint:
-        return LockedJoint(args[0], number("position", args[1]) if len(args) > 1 else None)
-    if cls is ShortenedLeg:
-        return ShortenedLeg(args[0], number("fraction", args[1]))
-    if cls is LostLeg:
-        return LostLeg(args[0], number("stump", args[1]) if len(args) > 1 else 0.5)
-    kw: dict[str, Any] = {}
-    for item in (args[1].split(",") if len(args) > 1 else []):
-        key, eq, value = item.partition("=")
-        if not eq or key not in _CALIBRATION_KEYS or key in kw:
-            problem = ("is not key=value" if not eq else "repeats a key" if key in kw
-                       else "names an unknown key")
-            raise ConditionError(
-                f"condition {part!r}: {item!r} {problem}: allowed keys "
-                f"{', '.join(_CALIBRATION_KEYS)}, each once; syntax {_syntax(cls)}")
-        if key == "flipped":
-            if value not in ("0", "1"):
-                raise ConditionError(f"condition {part!r}: calibration.flipped={value!r} is "
-                                     f"not allowed: allowed 0 or 1; syntax {_syntax(cls)}")
-            kw[key] = value == "1"
-        else:
-            kw[key] = number(key, value)
-    return ActuatorCalibration(args[0], **kw)
+    return cls.parse(args, part)
 
 
 __all__ = [

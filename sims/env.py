@@ -17,7 +17,8 @@ from dm_env import specs
 
 from sims.conditions import HEALTHY, Condition, Schedule
 from sims.core import Simulator, core_property
-from sims.robots import Robot, get_robot
+from sims.registry import get_robot
+from sims.robots import Robot
 
 
 class AdaptEnv(dm_env.Environment):

@@ -27,15 +27,7 @@ from sims.conditions import (
     Slope,
     WeakenedActuator,
 )
-from sims.robots import (
-    CHEETAH,
-    FRAME_SKIP_MARK,
-    QUADRUPED,
-    Robot,
-    base_name,
-    check_registered_name,
-    split_frame_skip,
-)
+from sims.robots import CHEETAH, QUADRUPED, Robot, frame_skipped_name
 
 SPLITS = ("train", "test")
 
@@ -87,10 +79,8 @@ class TaskFamily:
         k = int(k)
         if k == 1:
             return self
-        base = base_name(self.name) if self.frame_skip > 1 else self.name
-        total = self.frame_skip * k
-        return dataclasses.replace(self, name=f"{base}{FRAME_SKIP_MARK}{total}", robot=robot,
-                                   frame_skip=total)
+        name, total = frame_skipped_name(self.name, self.frame_skip, k)
+        return dataclasses.replace(self, name=name, robot=robot, frame_skip=total)
 
     def switch_scenario(self, held_out: Condition, at: float | None = None) -> Schedule:
         """Healthy (flat) until ``at`` seconds, then the held-out condition."""
@@ -254,57 +244,8 @@ CHEETAH_REVERSED = TaskFamily(
     is_held_out=lambda c: _flipped_actuators(c) in _REVERSED_HELD_OUT,
 )
 
-#: The families every command knows by name: the built-in ones and those registered (by
-#: :func:`register_family` or by loading a spec file, see ``sims.specs``).
-FAMILIES: dict[str, TaskFamily] = {f.name: f for f in (
+#: The families every process knows by name from the start (``sims.registry`` registers them).
+BUILT_IN_FAMILIES: tuple[TaskFamily, ...] = (
     CHEETAH_CRIPPLE, CHEETAH_TERRAIN, CHEETAH_PAYLOAD, CHEETAH_MIXED, CHEETAH_REVERSED,
     QUADRUPED_LEG_FAILURE, QUADRUPED_SLOPE,
-)}
-
-
-def register_family(family: TaskFamily) -> TaskFamily:
-    """Make ``family`` (and its robot) known by name to every command of this process.
-
-    Registering an equal family again is a no-op; another family under a name already taken
-    is refused.
-    """
-    from sims.robots import register_robot
-
-    if not isinstance(family, TaskFamily):
-        raise TypeError(f"register_family takes a TaskFamily, not {type(family).__name__}")
-    check_registered_name(family.name, family.frame_skip, "family")
-    have = FAMILIES.get(family.name)
-    if have is not None and have != family:
-        raise ValueError(f"family name={family.name!r} is already registered for another "
-                         f"distribution ({have.description!r}): choose another name")
-    register_robot(family.robot)
-    FAMILIES.setdefault(family.name, family)
-    return FAMILIES[family.name]
-
-
-def get_family(name: str | TaskFamily) -> TaskFamily:
-    """The one resolver of family names: a registered name, or a spec file with the family's
-    name after ``#`` (``my_robot.toml#my-family``; the ``#`` part may be left out when the
-    file holds one family; see ``sims.specs``), each optionally followed by ``@K``: the
-    family over its robot with each action held for K control steps (registered on first
-    use, so the name works like any other)."""
-    if isinstance(name, TaskFamily):
-        return name
-    name = str(name)
-    if name in FAMILIES:
-        return FAMILIES[name]
-    ref, k = split_frame_skip(name, "family")
-    if k > 1:
-        from sims.robots import get_robot
-
-        family = get_family(ref).with_frame_skip(k)
-        # over the registered robot of that name, so one name is one object
-        return register_family(dataclasses.replace(family, robot=get_robot(family.robot.name)))
-    path, _, member = name.partition("#")
-    if path.endswith(".toml"):
-        from sims.specs import load_spec_file
-
-        return load_spec_file(path).family(member or None)
-    raise ValueError(f"family={name!r} is unknown: allowed {', '.join(FAMILIES)} or a spec "
-                     "file PATH.toml[#FAMILY] (see docs/own-robot.md), each optionally with a "
-                     f"frame skip (NAME{FRAME_SKIP_MARK}K, e.g. cheetah-cripple{FRAME_SKIP_MARK}2)")
+)

@@ -24,9 +24,10 @@ except ImportError as e:  # an optional extra: say which
 
 from sims.conditions import HEALTHY, Condition, Schedule, parse_condition
 from sims.env import AdaptEnv
-from sims.families import FAMILIES, TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import FAMILIES, get_family, get_robot, split_frame_skip
 from sims.render import render_frame
-from sims.robots import Robot, get_robot, split_frame_skip
+from sims.robots import Robot
 
 
 class AdaptGymEnv(gymnasium.Env):

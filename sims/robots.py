@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +21,9 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 # ---------------------------------------------------------------- frame skip names
-#: Separates a robot or family name from its frame skip: ``cheetah@2``, ``spec.toml#walk@2``.
+#: Separates a robot or family name from its frame skip: ``cheetah@2``, ``spec.toml#walk@2``
+#: (``sims.registry`` resolves such names).
 FRAME_SKIP_MARK = "@"
-_FRAME_SKIP_DIGITS = re.compile(r"[1-9][0-9]*")
 
 
 def _check_frame_skip(k: object, what: str) -> None:
@@ -33,49 +31,18 @@ def _check_frame_skip(k: object, what: str) -> None:
         raise ValueError(f"{what}={k!r}: allowed an integer >= 1 (1 keeps the robot as it is)")
 
 
-def _is_file_ref(ref: str) -> bool:
-    """A spec or MJCF file reference without a frame skip (its path may hold an ``@``)."""
-    path, _, member = ref.partition("#")
-    return ref.endswith((".toml", ".xml")) or (
-        path.endswith(".toml") and FRAME_SKIP_MARK not in member)
-
-
-def split_frame_skip(ref: str, what: str) -> tuple[str, int]:
-    """``ref`` without its frame-skip suffix, and the frame skip (1 without one).
-
-    ``cheetah@2`` is ``("cheetah", 2)``; ``spec.toml#walk@2`` is ``("spec.toml#walk", 2)``.
-    A malformed suffix (``cheetah@0``, ``cheetah@x``, ``cheetah@2@2``) is refused, ``what``
-    (``robot``, ``family``) naming the field.
-    """
-    if FRAME_SKIP_MARK not in ref or _is_file_ref(ref):
-        return ref, 1
-    head, _, tail = ref.rpartition(FRAME_SKIP_MARK)
-    example = f"{head.partition(FRAME_SKIP_MARK)[0] or 'cheetah'}{FRAME_SKIP_MARK}2"
-    if not _FRAME_SKIP_DIGITS.fullmatch(tail):
-        raise ValueError(f"{what}={ref!r}: the frame skip after {FRAME_SKIP_MARK!r} is "
-                         f"{tail!r}: allowed a whole number >= 1 (e.g. {example})")
-    if FRAME_SKIP_MARK in head and not _is_file_ref(head):
-        raise ValueError(f"{what}={ref!r}: more than one {FRAME_SKIP_MARK!r}: allowed one "
-                         f"frame-skip suffix (e.g. {example}); names themselves never hold "
-                         f"{FRAME_SKIP_MARK!r}")
-    return head, int(tail)
-
-
 def base_name(name: str) -> str:
     """A frame-skipped name without its suffix (``cheetah@2`` -> ``cheetah``)."""
     return name.rpartition(FRAME_SKIP_MARK)[0] if FRAME_SKIP_MARK in name else name
 
 
-def check_registered_name(name: str, frame_skip: int, what: str) -> None:
-    """Refuse a name holding ``@`` unless it is ``BASE@K`` with ``K`` the object's frame skip
-    (what :meth:`Robot.with_frame_skip` and ``TaskFamily.with_frame_skip`` name)."""
-    head, mark, tail = name.rpartition(FRAME_SKIP_MARK)
-    derived = (frame_skip > 1 and mark and FRAME_SKIP_MARK not in head and head
-               and tail == str(frame_skip))
-    if FRAME_SKIP_MARK in name and not derived:
-        raise ValueError(f"{what} name={name!r}: {FRAME_SKIP_MARK!r} is reserved for frame "
-                         f"skip (NAME{FRAME_SKIP_MARK}K names NAME with each action held for "
-                         "K control steps): allowed a name without it")
+def frame_skipped_name(name: str, frame_skip: int, k: int) -> tuple[str, int]:
+    """The name and frame skip of an object called ``name`` with frame skip ``frame_skip``
+    once each action is held ``k`` times longer: they compound (``cheetah@2`` by 3 is
+    ``("cheetah@6", 6)``)."""
+    base = base_name(name) if frame_skip > 1 else name
+    total = frame_skip * k
+    return f"{base}{FRAME_SKIP_MARK}{total}", total
 
 
 @dataclass(frozen=True)
@@ -351,11 +318,9 @@ class Robot:
         k = int(k)
         if k == 1:
             return self
-        base = base_name(self.name) if self.frame_skip > 1 else self.name
-        total = self.frame_skip * k
-        return dataclasses.replace(self, name=f"{base}{FRAME_SKIP_MARK}{total}",
-                                   n_substeps=self.n_substeps * k, frame_skip=total,
-                                   _spec_cache={})
+        name, total = frame_skipped_name(self.name, self.frame_skip, k)
+        return dataclasses.replace(self, name=name, n_substeps=self.n_substeps * k,
+                                   frame_skip=total, _spec_cache={})
 
     def with_paper_reward(self) -> Robot:
         """This robot under the paper's plain reward (no tilt penalty), for reproduction."""
@@ -494,71 +459,5 @@ QUADRUPED = Robot(
     description="ant-like quadruped, 4 legs x (hip, ankle) = 8 actuators, 50 Hz control",
 )
 
-#: The robots every command knows by name: the built-in ones and those registered (by
-#: :func:`register_robot` or by loading a spec file, see ``sims.specs``).
-ROBOTS: dict[str, Robot] = {r.name: r for r in (CHEETAH, QUADRUPED)}
-
-
-def register_robot(robot: Robot) -> Robot:
-    """Make ``robot`` known by its name to every command of this process.
-
-    Registering the same robot again is a no-op; another robot under a name already taken is
-    refused, so one name always means one model. ``@`` is reserved for frame skip: only a
-    robot made by :meth:`Robot.with_frame_skip` carries it.
-    """
-    if not isinstance(robot, Robot):
-        raise TypeError(f"register_robot takes a Robot, not {type(robot).__name__}")
-    check_registered_name(robot.name, robot.frame_skip, "robot")
-    return ROBOTS.setdefault(robot.name, registered_as(robot) or robot)
-
-
-def registered_as(robot: Robot) -> Robot | None:
-    """The robot registered under ``robot``'s name when it is the same model (equal, or loaded
-    from the same spec table and MJCF text at another path), None when the name is free;
-    another model under that name is refused, naming both."""
-    have = ROBOTS.get(robot.name)
-    if have is None or have == robot:
-        return have
-    if have.source and _spec_table(have) == _spec_table(robot) and (
-            have.mjcf_sha256 == robot.mjcf_sha256):
-        return have
-    raise ValueError(f"robot name={robot.name!r} is already registered for another model: "
-                     f"{robot.describe_model()} is not {have.describe_model()}; choose another "
-                     "name")
-
-
-def _spec_table(robot: Robot) -> dict:
-    """The robot's spec table without the MJCF's path (where the file is is not the model)."""
-    table = json.loads(robot.source) if robot.source else {}
-    table.pop("mjcf", None)
-    return table
-
-
-def get_robot(name: str | Path | Robot) -> Robot:
-    """The one resolver of robot names: a registered name, a robot spec file (``*.toml``,
-    see ``sims.specs``) or a bare MJCF file (``*.xml``, no legs, physics-rate control), each
-    optionally followed by ``@K``: the robot with each action held for K control steps
-    (registered on first use when its base robot is, so the name works like any other)."""
-    if isinstance(name, Robot):
-        return name
-    name = str(name)
-    if name in ROBOTS:
-        return ROBOTS[name]
-    ref, k = split_frame_skip(name, "robot")
-    if k > 1:
-        base = get_robot(ref)
-        robot = base.with_frame_skip(k)
-        if ROBOTS.get(base.name) is base:
-            robot = register_robot(robot)
-        return robot
-    if name.endswith(".toml"):
-        from sims.specs import load_spec_file
-
-        return load_spec_file(name).robot_for(name)
-    if name.endswith(".xml"):
-        return Robot.from_mjcf(name)
-    raise ValueError(
-        f"robot={name!r} is unknown: allowed {', '.join(ROBOTS)}, a robot spec file (.toml, "
-        "see docs/own-robot.md) or an MJCF .xml file, each optionally with a frame skip "
-        f"(NAME{FRAME_SKIP_MARK}K, e.g. cheetah{FRAME_SKIP_MARK}2)"
-    )
+#: The robots every process knows by name from the start (``sims.registry`` registers them).
+BUILT_IN_ROBOTS: tuple[Robot, ...] = (CHEETAH, QUADRUPED)

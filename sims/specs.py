@@ -4,40 +4,37 @@ make checkpoints and exports self-describing.
 A spec file holds a ``[robot]`` table (the MJCF path relative to the file, torso, legs,
 control rate, reward weights, limits) and any number of ``[[family]]`` tables (train and
 held-out conditions in the condition syntax of ``sims.conditions.parse_condition``); a file
-with families only names a registered robot in each of them. Loading a file validates every
-key against the model and registers the robot and its families (``sims.robots.ROBOTS``,
-``sims.families.FAMILIES``), so its names then work like the built-in ones.
-``get_robot("my_robot.toml")`` and ``get_family("my_robot.toml#my-family")`` load it; see
-docs/own-robot.md for a complete example.
+with families only names a registered robot in each of them. Every key is validated against
+the model. This module builds robots and families from the tables, checked against the names
+already registered (passed in); ``sims.registry`` registers them (``load_spec_file``), so
+their names then work like the built-in ones. ``get_robot("my_robot.toml")`` and
+``get_family("my_robot.toml#my-family")`` load a file; see docs/own-robot.md for a complete
+example.
 
 Checkpoints and exports store :func:`artifact_spec`: the robot's identity (MJCF sha256 and
 control timestep) and, for a spec family, a document holding the parsed tables and the MJCF
-text, from which :func:`register_document` rebuilds the robot and the family in a process
-that has never seen the spec file.
+text, from which ``sims.registry.register_document`` rebuilds the robot and the family in a
+process that has never seen the spec file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import mujoco
 import numpy as np
 
 from sims.conditions import Condition, parse_condition
-from sims.families import FAMILIES, TaskFamily, register_family
-from sims.robots import (
-    FRAME_SKIP_MARK,
-    ROBOTS,
-    Leg,
-    Robot,
-    register_robot,
-    registered_as,
-)
+from sims.families import TaskFamily
+from sims.robots import FRAME_SKIP_MARK, Leg, Robot
 
 DOCUMENT_FORMAT = "adaptive-control-spec"
 DOCUMENT_VERSION = 1
@@ -101,51 +98,63 @@ class SpecFile:
                          f"{', '.join(names) or 'none (add a [[family]] table)'}")
 
 
-def load_spec_file(path: str | Path) -> SpecFile:
-    """Read, validate and register the robot and families of the TOML spec file ``path``.
-
-    Every error is a ValueError naming the file, the key, the value and what is allowed.
-    """
-    path = Path(path)
+def read_spec_file(path: Path) -> dict[str, Any]:
+    """The tables of the TOML spec file ``path``, its top-level keys checked."""
     if not path.is_file():
         raise ValueError(f"spec={str(path)!r}: no such file")
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"spec={str(path)!r} is not valid TOML: {e}") from e
+    _check_keys(data, FILE_KEYS, str(path), "")
+    return data
+
+
+def spec_file_robot(data: dict[str, Any], path: Path,
+                    robots: Mapping[str, Robot]) -> Robot | None:
+    """The robot of the ``[robot]`` table of :func:`read_spec_file`'s ``data`` (its MJCF
+    relative to ``path``), None without one; ``robots`` are the registered robots."""
+    if "robot" not in data:
+        return None
     where = str(path)
-    _check_keys(data, FILE_KEYS, where, "")
-    robot = None
-    if "robot" in data:
-        table = _table(data["robot"], where, "robot")
-        robot = build_robot(_resolve_mjcf(table, path.parent, where), where)
-        robot = registered_as(robot) or robot  # a run may have registered it from elsewhere
+    table = _table(data["robot"], where, "robot")
+    return build_robot(_resolve_mjcf(table, path.parent, where), where, robots=robots)
+
+
+def spec_file_families(data: dict[str, Any], path: Path, robot: Robot | None,
+                       robots: Mapping[str, Robot],
+                       families: Mapping[str, TaskFamily]) -> tuple[TaskFamily, ...]:
+    """The families of the ``[[family]]`` tables of :func:`read_spec_file`'s ``data``, over
+    the file's ``robot`` or the registered ``robots`` they name; ``families`` are the
+    registered families."""
+    where = str(path)
     family_tables = data.get("family", [])
     if not isinstance(family_tables, list):
         raise ValueError(f"{where}: family={family_tables!r}: allowed [[family]] tables")
     if robot is None and not family_tables:
         raise ValueError(f"{where}: holds neither a [robot] table nor a [[family]] table")
-    families = tuple(build_family(_table(t, where, f"family[{i}]"), robot, where, f"family[{i}]")
-                     for i, t in enumerate(family_tables))
-    names = [f.name for f in families]
+    built = tuple(build_family(_table(t, where, f"family[{i}]"), robot, where, f"family[{i}]",
+                               robots=robots, families=families)
+                  for i, t in enumerate(family_tables))
+    names = [f.name for f in built]
     for n in names:
         if names.count(n) > 1:
             raise ValueError(f"{where}: family.name={n!r} appears twice: names must be unique")
-    if robot is not None:
-        robot = register_robot(robot)
-    return SpecFile(path, robot, tuple(register_family(f) for f in families))
+    return built
 
 
 # ------------------------------------------------------------------------------ building
-def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None) -> Robot:
-    """A Robot from a ``[robot]`` table whose ``mjcf`` is already an absolute path."""
+def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None, *,
+                robots: Mapping[str, Robot]) -> Robot:
+    """A Robot from a ``[robot]`` table whose ``mjcf`` is already an absolute path; its name
+    may not be one of the registered ``robots`` built in Python."""
     _check_keys(table, ROBOT_KEYS, where, "robot.")
     for key in ("name", "mjcf"):
         if key not in table:
             raise ValueError(f"{where}: robot.{key} is missing: a robot needs "
                              f"{', '.join(('name', 'mjcf'))}")
     name = _name(table["name"], where, "robot.name")
-    if name in ROBOTS and not ROBOTS[name].source:
+    if name in robots and not robots[name].source:
         raise ValueError(f"{where}: robot.name={name!r} is taken by a robot built in Python: "
                          "choose another name")
     mjcf = Path(_string(table["mjcf"], where, "robot.mjcf"))
@@ -228,33 +237,35 @@ def _with_control_rate(robot: Robot, table: dict[str, Any], where: str) -> Robot
 
 
 def build_family(table: dict[str, Any], file_robot: Robot | None, where: str,
-                 key: str = "family") -> TaskFamily:
-    """A TaskFamily from a ``[[family]]`` table; its robot is the file's, or the registered
-    robot its ``robot`` key names."""
+                 key: str = "family", *, robots: Mapping[str, Robot],
+                 families: Mapping[str, TaskFamily]) -> TaskFamily:
+    """A TaskFamily from a ``[[family]]`` table; its robot is the file's, or the one of the
+    registered ``robots`` its ``robot`` key names; its name may not be one of the registered
+    ``families`` built in Python."""
     _check_keys(table, FAMILY_KEYS, where, f"{key}.")
     for k in ("name", "train", "test"):
         if k not in table:
             raise ValueError(f"{where}: {key}.{k} is missing: a family needs name, train "
                              "(conditions to draw from) and test (held-out conditions)")
     name = _name(table["name"], where, f"{key}.name")
-    if name in FAMILIES and not FAMILIES[name].source:
+    if name in families and not families[name].source:
         raise ValueError(f"{where}: {key}.name={name!r} is taken by a family built in Python: "
                          "choose another name")
     if "robot" in table:
         robot_name = _string(table["robot"], where, f"{key}.robot")
         if file_robot is not None and robot_name == file_robot.name:
             robot = file_robot
-        elif robot_name in ROBOTS:
-            robot = ROBOTS[robot_name]
+        elif robot_name in robots:
+            robot = robots[robot_name]
         else:
-            allowed = [*ROBOTS] + ([file_robot.name] if file_robot is not None else [])
+            allowed = [*robots] + ([file_robot.name] if file_robot is not None else [])
             raise ValueError(f"{where}: {key}.robot={robot_name!r} is unknown: allowed "
                              f"{', '.join(dict.fromkeys(allowed))}")
     elif file_robot is not None:
         robot = file_robot
     else:
         raise ValueError(f"{where}: {key}.robot is missing: a file without a [robot] table "
-                         f"names the robot of each family (allowed {', '.join(ROBOTS)})")
+                         f"names the robot of each family (allowed {', '.join(robots)})")
     splits = {}
     for split in ("train", "test"):
         texts = _strings(table[split], where, f"{key}.{split}")
@@ -312,7 +323,7 @@ def check_robot_identity(stored: dict[str, Any], robot: Robot, what: str) -> Non
 
 
 def spec_document(family: TaskFamily) -> str:
-    """The JSON document :func:`register_document` rebuilds ``family`` from ("" for a
+    """The JSON document ``sims.registry.register_document`` rebuilds ``family`` from ("" for a
     built-in family): the family table, the robot table and the robot's MJCF text."""
     if not family.source:
         return ""
@@ -334,14 +345,8 @@ def artifact_spec(family: TaskFamily) -> dict[str, Any]:
     return {"spec": spec_document(family), "robot_identity": robot_identity(family.robot)}
 
 
-def register_document(text: str, where: str = "stored spec") -> TaskFamily | None:
-    """Rebuild and register the family (and robot) of a :func:`spec_document`; None for "".
-
-    Names already registered are kept when they describe the same robot and family, and
-    refused, naming both, when they do not.
-    """
-    if not text:
-        return None
+def read_document(text: str, where: str) -> dict[str, Any]:
+    """The tables of a non-empty :func:`spec_document`, its format and version checked."""
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
@@ -352,28 +357,28 @@ def register_document(text: str, where: str = "stored spec") -> TaskFamily | Non
     if doc.get("version") != DOCUMENT_VERSION:
         raise ValueError(f"{where}: spec version={doc.get('version')!r}: this version reads "
                          f"{DOCUMENT_VERSION}")
-    robot = None
-    if doc["robot"] is not None:
-        robot = _registered_robot(doc["robot"], where)
-    table = dict(doc["family"])
-    have = FAMILIES.get(table["name"])
-    if have is not None:
-        if have.source and json.loads(have.source) == table:
-            return have
-        raise ValueError(f"{where}: family {table['name']!r} ({table['description']!r}) is not "
-                         f"the registered family of that name ({have.description!r})")
-    return register_family(build_family(table, robot, where))
+    return doc
 
 
-def _registered_robot(table: dict[str, Any], where: str) -> Robot:
+def robot_table(robot: Robot) -> dict[str, Any]:
+    """The robot's spec table without the MJCF's path (where the file is is not the model);
+    empty for a robot built in Python."""
+    table = json.loads(robot.source) if robot.source else {}
+    table.pop("mjcf", None)
+    return table
+
+
+def document_robot(table: dict[str, Any], where: str, robots: Mapping[str, Robot]) -> Robot:
+    """The robot of a :func:`read_document` robot table: the one of the registered ``robots``
+    under its name when it is the same model (another model is refused, naming both), else
+    built from the table (from the MJCF file when it is still there unchanged, so included
+    meshes resolve, else from the stored text)."""
     table = dict(table)
     sha, text = table.pop("mjcf_sha256"), table.pop("mjcf_text")
-    have = ROBOTS.get(table["name"])
+    have = robots.get(table["name"])
     if have is not None:
-        mine = json.loads(have.source) if have.source else {}
-        mine.pop("mjcf", None)
         theirs = {k: v for k, v in table.items() if k != "mjcf"}
-        if have.mjcf_sha256 == sha and mine == theirs:
+        if have.mjcf_sha256 == sha and robot_table(have) == theirs:
             return have
         stored = {"name": table["name"], "mjcf_sha256": sha,
                   "control_timestep": _table_timestep(table, text)}
@@ -381,15 +386,11 @@ def _registered_robot(table: dict[str, Any], where: str) -> Robot:
         raise ValueError(f"{where}: robot {table['name']!r} is not the registered robot of "
                          "that name: their spec tables differ (legs, reward or limits)")
     path = Path(table["mjcf"])
-    # The file itself when it is still there unchanged (so included meshes resolve), else the
-    # stored text.
     same_file = path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha
-    return register_robot(build_robot(table, where, None if same_file else text))
+    return build_robot(table, where, None if same_file else text, robots=robots)
 
 
 def _table_timestep(table: dict[str, Any], text: str) -> float:
-    import mujoco
-
     return float(mujoco.MjSpec.from_string(text).compile().opt.timestep) * table["n_substeps"]
 
 
@@ -449,6 +450,4 @@ def _number(v: Any, where: str, key: str) -> float:
 
 
 def _replace(robot: Robot, **changes: Any) -> Robot:
-    import dataclasses
-
     return dataclasses.replace(robot, **changes)

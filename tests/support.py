@@ -22,7 +22,7 @@ from adaptive_control.learners import (
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import planner_config
 from adaptive_control.training.config import TrainConfig
-from sims.families import get_family
+from sims.registry import get_family
 
 
 def tiny_config(learner: str = "grbal", planner: str = "random_shooting",

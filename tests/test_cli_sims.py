@@ -13,7 +13,7 @@ import sims.env
 from adapt_cli import main
 from sims.conditions import MODIFIERS
 from sims.dataset import Dataset
-from sims.families import FAMILIES, get_family
+from sims.registry import FAMILIES, get_family
 
 ROBOTS = ("cheetah", "quadruped")
 KINDS = ("slope", "heightfield", "friction", "payload", "disabled", "weak", "locked",

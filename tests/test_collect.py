@@ -32,7 +32,7 @@ from sims.conditions import (
 from sims.dataset import FORMAT_VERSION, Dataset
 from sims.env import AdaptEnv
 from sims.episode import run_episode
-from sims.families import get_family
+from sims.registry import get_family
 from sims.robots import CHEETAH, QUADRUPED, Robot
 
 # Conditions whose compiled models have identical sizes (same bodies, geoms, equalities), so

@@ -26,7 +26,7 @@ from adaptive_control.evaluation.model_eval import compare_models
 from adaptive_control.training.config import TrainConfig, load_config
 from adaptive_control.training.loop import train
 from sims.collect import collect_open_loop
-from sims.families import get_family
+from sims.registry import get_family
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")

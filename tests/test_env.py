@@ -9,7 +9,7 @@ from dm_env import test_utils
 
 from sims.conditions import HEALTHY, Condition, DisabledActuator, Schedule, parse_condition
 from sims.env import AdaptEnv
-from sims.families import FAMILIES
+from sims.registry import FAMILIES
 from sims.rewards import task_reward
 from sims.robots import CHEETAH, QUADRUPED
 

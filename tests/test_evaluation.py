@@ -54,7 +54,7 @@ def test_collection_evaluation_and_policy_evaluation_run_one_episode_loop():
     )
     from policies.evaluate import evaluate_policy
     from sims.collect import collect_closed_loop
-    from sims.families import get_family
+    from sims.registry import get_family
 
     family, seed, steps = get_family("cheetah-cripple"), 3, 120
     robot = family.robot
@@ -142,7 +142,7 @@ def test_planner_sizes_replace_the_checkpoints_planner_fields(tiny_runs):
 
     from adaptive_control.evaluation.episodes import LearnerMethod, PlannerSizes
     from adaptive_control.runs import checkpoint_path
-    from sims.families import get_family
+    from sims.registry import get_family
 
     family = get_family("cheetah-cripple")
     method = LearnerMethod(str(checkpoint_path(tiny_runs["grbal"])))
@@ -240,7 +240,7 @@ def test_mbde_is_an_explicit_variant_of_an_mb_run(tiny_runs, tmp_path):
     from adapt_cli.evaluate import parse_method
     from adaptive_control.evaluation.episodes import PlannerSizes
     from adaptive_control.learners.mb import MBDE
-    from sims.families import get_family
+    from sims.registry import get_family
 
     family = get_family("cheetah-cripple")
     de = parse_method(f"de=mbde:{tiny_runs['mb']}", family)

@@ -25,7 +25,7 @@ from export.parity import (
     verify_export,
 )
 from export.runtime import artifacts as C
-from sims.families import get_family
+from sims.registry import get_family
 
 # name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,
 # Meta-SGD with two inner steps, warm-started CEM with coloured noise held over two steps, cold

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sims.conditions import DisabledActuator, Heightfield, LostLeg, Payload, Slope
-from sims.families import FAMILIES, get_family
+from sims.registry import FAMILIES, get_family
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))

@@ -17,8 +17,16 @@ from test_own_robot import adapt, ok, registry, write_robot  # noqa: F401  (a fi
 
 from sims.conditions import HEALTHY, Schedule
 from sims.env import AdaptEnv
-from sims.families import FAMILIES, get_family, register_family
-from sims.robots import CHEETAH, ROBOTS, get_robot, register_robot, split_frame_skip
+from sims.registry import (
+    FAMILIES,
+    ROBOTS,
+    get_family,
+    get_robot,
+    register_family,
+    register_robot,
+    split_frame_skip,
+)
+from sims.robots import CHEETAH
 
 
 # ------------------------------------------------------------------ in process

@@ -15,8 +15,8 @@ from test_collect import UNSTABLE_MJCF  # noqa: E402
 
 from sims.conditions import HEALTHY, Schedule, parse_condition  # noqa: E402
 from sims.env import AdaptEnv  # noqa: E402
-from sims.families import get_family  # noqa: E402
 from sims.gym import make_gym  # noqa: E402
+from sims.registry import get_family  # noqa: E402
 from sims.robots import CHEETAH, QUADRUPED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

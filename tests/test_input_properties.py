@@ -27,7 +27,7 @@ from adaptive_control.learners import LEARNERS
 from adaptive_control.planning import PLANNER_NAMES, planner_config
 from adaptive_control.training.config import PRESETS, TrainConfig, config_from_arg
 from sims.conditions import ConditionError, parse_condition
-from sims.families import FAMILIES
+from sims.registry import FAMILIES
 from sims.robots import CHEETAH, QUADRUPED, Leg, Robot
 
 EXAMPLES = 1000

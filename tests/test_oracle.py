@@ -29,7 +29,7 @@ from adaptive_control.training.config import load_config
 from sims.conditions import HEALTHY, Schedule
 from sims.env import AdaptEnv
 from sims.episode import run_episode
-from sims.families import get_family
+from sims.registry import get_family
 
 FAMILY = get_family("cheetah-cripple")
 HEALTHY_FIXED = Scenario("fixed:healthy", Schedule.fixed(HEALTHY), None)

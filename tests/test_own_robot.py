@@ -22,20 +22,20 @@ import numpy as np
 import pytest
 from blocked_imports import TRAINING, blocking_prelude
 
-import sims.families
-import sims.robots
+import sims.registry
 from sims.conditions import LostLeg, parse_condition
 from sims.env import AdaptEnv
-from sims.families import TaskFamily, get_family, register_family
-from sims.robots import Robot, get_robot, register_robot
-from sims.specs import (
-    artifact_spec,
-    check_robot_identity,
+from sims.families import TaskFamily
+from sims.registry import (
+    get_family,
+    get_robot,
     load_spec_file,
     register_document,
-    robot_identity,
-    spec_document,
+    register_family,
+    register_robot,
 )
+from sims.robots import Robot
+from sims.specs import artifact_spec, check_robot_identity, robot_identity, spec_document
 
 pytest.importorskip("onnxscript")
 
@@ -124,9 +124,9 @@ def write_robot(folder: Path, kp: float = 20.0, dt: float = 0.02) -> Path:
 @pytest.fixture
 def registry():
     """Restore the robot and family registries after a test that loads spec files here."""
-    robots, families = dict(sims.robots.ROBOTS), dict(sims.families.FAMILIES)
+    robots, families = dict(sims.registry.ROBOTS), dict(sims.registry.FAMILIES)
     yield
-    for mod, saved in ((sims.robots.ROBOTS, robots), (sims.families.FAMILIES, families)):
+    for mod, saved in ((sims.registry.ROBOTS, robots), (sims.registry.FAMILIES, families)):
         mod.clear()
         mod.update(saved)
 
@@ -195,11 +195,11 @@ def test_loading_a_spec_twice_is_one_registration(tmp_path, registry):
 def test_bad_specs_are_refused_naming_the_key_and_the_value(tmp_path, registry, edit, message):
     spec = write_robot(tmp_path)
     spec.write_text(edit(spec.read_text()))
-    before = (dict(sims.robots.ROBOTS), dict(sims.families.FAMILIES))
+    before = (dict(sims.registry.ROBOTS), dict(sims.registry.FAMILIES))
     with pytest.raises(ValueError, match=None) as err:
         load_spec_file(spec)
     assert message in str(err.value) and str(spec) in str(err.value)
-    assert (sims.robots.ROBOTS, sims.families.FAMILIES) == before  # nothing half-registered
+    assert (sims.registry.ROBOTS, sims.registry.FAMILIES) == before  # nothing half-registered
 
 
 def test_the_example_spec_file_loads(registry):
@@ -238,7 +238,7 @@ def test_a_stored_spec_rebuilds_the_family_without_its_files(tmp_path, registry)
     stored = artifact_spec(fam)
     assert artifact_spec(get_family("cheetah-cripple"))["spec"] == ""  # built-ins: by name
     shutil.rmtree(tmp_path / "spec")
-    del sims.robots.ROBOTS["strider"], sims.families.FAMILIES["strider-legs"]
+    del sims.registry.ROBOTS["strider"], sims.registry.FAMILIES["strider-legs"]
     rebuilt = register_document(stored["spec"])
     assert rebuilt is get_family("strider-legs") and rebuilt.robot.mjcf_text is not None
     assert rebuilt.train_sampler == fam.train_sampler
@@ -250,15 +250,15 @@ def test_a_stored_spec_rebuilds_the_family_without_its_files(tmp_path, registry)
     # the same files somewhere else are the same robot and family
     assert get_family(str(write_robot(tmp_path / "copy"))) is rebuilt
     # another model under the stored name is refused, naming both
-    sims.robots.ROBOTS["strider"] = Robot.from_mjcf(
+    sims.registry.ROBOTS["strider"] = Robot.from_mjcf(
         write_robot(tmp_path / "other", kp=30.0).with_suffix(".xml"), name="strider",
         n_substeps=2)
-    del sims.families.FAMILIES["strider-legs"]
+    del sims.registry.FAMILIES["strider-legs"]
     with pytest.raises(ValueError, match=r"robot 'strider' \(mjcf sha256 \w+, control step "
                                          r"0.02 s\), not robot 'strider'.*differ in mjcf_sha256"):
         register_document(stored["spec"])
     with pytest.raises(ValueError, match="differ in mjcf_sha256"):
-        check_robot_identity(stored["robot_identity"], sims.robots.ROBOTS["strider"], "x")
+        check_robot_identity(stored["robot_identity"], sims.registry.ROBOTS["strider"], "x")
 
 
 # ------------------------------------------------------------------ every command, fresh processes

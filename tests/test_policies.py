@@ -17,7 +17,7 @@ from policies.evaluate import evaluate_policy, policy_controller
 from policies.networks import Policy, RunningNorm
 from policies.rollout import run_trials
 from sims.conditions import Condition, DisabledActuator
-from sims.families import get_family
+from sims.registry import get_family
 
 FAMILY = get_family("cheetah-cripple")
 ROBOT = FAMILY.robot

@@ -26,7 +26,7 @@ from export.runtime.policy import PolicySession
 from policies import training
 from policies.config import load_policy_config
 from policies.evaluate import policy_controller
-from sims.families import get_family
+from sims.registry import get_family
 
 pytest.importorskip("onnxscript")
 

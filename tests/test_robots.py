@@ -7,7 +7,8 @@ import pytest
 
 from sims.conditions import Condition, DisabledActuator, Friction, Payload, Slope, parse_condition
 from sims.env import AdaptEnv
-from sims.robots import CHEETAH, QUADRUPED, Leg, Robot, get_robot
+from sims.registry import get_robot
+from sims.robots import CHEETAH, QUADRUPED, Leg, Robot
 
 USER_MJCF = """
 <mujoco model="hopper2">

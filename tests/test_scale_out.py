@@ -30,7 +30,8 @@ from adaptive_control.evaluation.episodes import (
 from adaptive_control.runs import checkpoint_path
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import load_config
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 
 ROOT = Path(__file__).resolve().parents[1]
 FAMILY = "cheetah-cripple"

@@ -29,7 +29,7 @@ from adaptive_control.training.config import TrainConfig, config_from_json, load
 from adaptive_control.training.data import WindowSampler, check_window, split_trajectories
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
-from sims.families import get_family
+from sims.registry import get_family
 from sims.rewards import task_reward
 
 

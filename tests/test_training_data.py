@@ -20,7 +20,7 @@ from sims.collect import collect_open_loop
 from sims.conditions import parse_condition
 from sims.dataset import FORMAT_VERSION, UNLABELLED, Dataset
 from sims.env import AdaptEnv
-from sims.families import get_family
+from sims.registry import get_family
 
 TINY = ["--set", "iterations=1", "--quiet"]
 LENGTHS = (30, 45, 20, 38)  # transitions per episode: tiny's windows need m + k = 16

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from sims.conditions import HEALTHY, Schedule
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
 from sims.physics import FLIPPED_UPRIGHT, TILTED_UPRIGHT
-from sims.specs import register_document, spec_document
+from sims.registry import get_family, register_document
+from sims.specs import spec_document
 
 if TYPE_CHECKING:
     from adaptive_control.control import Controller

@@ -176,7 +176,7 @@ def compare_models(checkpoints: list[str], split: str = "test", trajectories: in
     from adaptive_control.builders import learner_from_checkpoint, mbde_from_mb
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.runs import checkpoint_path
-    from sims.families import get_family
+    from sims.registry import get_family
 
     if min(horizons) < 1:
         raise ValueError(f"horizons={horizons}: every k must be >= 1")

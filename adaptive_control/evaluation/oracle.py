@@ -24,8 +24,9 @@ from adaptive_control.evaluation.episodes import Actor, PlannerSizes
 from adaptive_control.planning import Planner
 from adaptive_control.types import RewardFn
 from sims import physics as physics_lib
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
 from sims.physics import Physics
+from sims.registry import get_family
 from sims.robots import Robot
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS

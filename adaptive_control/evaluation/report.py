@@ -180,8 +180,7 @@ def write_report(out: Path, episodes: list[Episode], meta: dict[str, Any],
 
 def rebuild_report(folder: Path) -> Path:
     """Rewrite a report folder's table and plots from its results.json; returns summary.md."""
-    from sims.robots import get_robot
-    from sims.specs import register_document
+    from sims.registry import get_robot, register_document
 
     eps, meta = episodes_from_results(folder / "results.json")
     register_document(meta.get("spec", ""), str(folder / "results.json"))
@@ -291,8 +290,8 @@ def render_videos(out: Path, episodes: list[Episode], robot_name: str,
 
     from sims.conditions import Condition
     from sims.physics import Physics
+    from sims.registry import get_robot
     from sims.render import render_frame, save_video
-    from sims.robots import get_robot
 
     robot = get_robot(robot_name)
     chosen = [e for e in episodes if e.qpos][:max_videos]

@@ -99,7 +99,7 @@ class TrainConfig:
         if self.learner not in LEARNERS:
             raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
                               f"{', '.join(LEARNERS)}")
-        from sims.families import get_family
+        from sims.registry import get_family
 
         # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
         # family's name, and its checkpoint the spec itself.

@@ -20,7 +20,8 @@ import torch
 from adaptive_control.types import Transitions, WindowBatch
 from sims.conditions import Condition
 from sims.dataset import Dataset
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 
 
 def check_window(m: int, k: int, horizon: int) -> None:

@@ -50,7 +50,8 @@ from adaptive_control.training.data import (
 )
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
-from sims.families import TaskFamily, get_family
+from sims.families import TaskFamily
+from sims.registry import get_family
 from sims.rewards import task_reward
 from sims.specs import artifact_spec
 

@@ -30,8 +30,9 @@ from adaptive_control.training.config import TrainConfig, config_from_json
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.conditions import Condition
 from sims.dataset import Dataset
-from sims.families import TaskFamily, get_family
-from sims.specs import register_document, spec_document
+from sims.families import TaskFamily
+from sims.registry import get_family, register_document
+from sims.specs import spec_document
 
 #: ``run_rng`` purposes of the rollouts collected on Ray (the loop's own use 0-3 and 99).
 ROLLOUT_PURPOSE = 4

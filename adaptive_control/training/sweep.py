@@ -41,8 +41,8 @@ from adaptive_control.runs import CHECKPOINT, run_status
 from adaptive_control.training.config import TrainConfig, config_from_arg, config_from_json
 from adaptive_control.training.loop import train
 from sims.atomic import atomic_write
-from sims.families import get_family
-from sims.specs import register_document, spec_document
+from sims.registry import get_family, register_document
+from sims.specs import spec_document
 
 SWEEP_JSON = "sweep.json"
 SUMMARY_CSV = "summary.csv"

@@ -119,8 +119,7 @@ def _switch_conditions(switches: list[tuple[float, str]], robot: Any) -> list[tu
 def _sim_robot(export_dir: str, name: str) -> Any:
     """The ``sims.robots.Robot`` that ``sim:NAME`` means: a spec an export carries is
     registered first, so the robot it was made for is known by name without its spec file."""
-    from sims.robots import ROBOTS, get_robot
-    from sims.specs import register_document
+    from sims.registry import ROBOTS, get_robot, register_document
 
     folder = Path(export_dir)
     if name in ROBOTS or name.endswith((".toml", ".xml")):

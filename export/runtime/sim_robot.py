@@ -1,6 +1,7 @@
 """A simulated robot for :func:`export.runtime.run`: MuJoCo through ``sims`` — no torch, no
-dm_env (``sims.robots``, ``sims.conditions``, ``sims.physics`` and the numpy task reward
-``sims.rewards``; the ``sims`` package imports its submodules lazily).
+dm_env (``sims.robots``, ``sims.registry`` for robot names, ``sims.conditions``,
+``sims.physics`` and the numpy task reward ``sims.rewards``; the ``sims`` package imports its
+submodules lazily).
 
 ``SimRobot("cheetah", "healthy")`` steps one control step per :meth:`SimRobot.act` ("as fast
 as possible": the simulation waits for the controller). ``realtime=True`` ties simulated
@@ -24,7 +25,8 @@ import numpy as np
 from sims.conditions import Condition, Schedule, parse_condition
 from sims.core import Simulator, core_property
 from sims.physics import FLIPPED_UPRIGHT, TILTED_UPRIGHT, Physics
-from sims.robots import Robot, get_robot
+from sims.registry import get_robot
+from sims.robots import Robot
 
 
 def make_schedule(robot: Robot, condition: str | Condition | Schedule = "healthy",

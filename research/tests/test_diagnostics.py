@@ -15,7 +15,7 @@ import torch
 
 from policies import training
 from policies.config import load_policy_config
-from sims.families import get_family
+from sims.registry import get_family
 
 RESEARCH = Path(__file__).resolve().parents[1]
 FAMILY = get_family("cheetah-cripple")
@@ -76,15 +76,15 @@ def test_oracle_diagnostic_distils_on_the_held_out_set_and_says_so(tmp_path, tea
     held-out conditions only, in its own process, and marks its run folder."""
     import sys
 
-    from sims import families
+    from sims import registry
 
     oracle = _example("distill_oracle")
-    monkeypatch.setitem(families.FAMILIES, FAMILY.name, FAMILY)  # restored after the test
+    monkeypatch.setitem(registry.FAMILIES, FAMILY.name, FAMILY)  # restored after the test
     monkeypatch.setattr(sys, "argv", ["distill_oracle.py", "tiny", "--set", "iterations=1",
                                       "--set", f"distill.teacher={teacher_ckpt!r}",
                                       "--out", str(tmp_path / "oracle")])
     oracle.main()
-    swapped = families.FAMILIES[FAMILY.name]
+    swapped = registry.FAMILIES[FAMILY.name]
     rng = np.random.default_rng(0)
     assert all(swapped.sample(rng) == FAMILY.test_conditions[0] for _ in range(20))
     assert (tmp_path / "oracle" / "checkpoint.pt").exists()
