@@ -8,8 +8,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from export.runtime import artifacts as C
-
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
@@ -19,8 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "against torch on random inputs and on a simulated trajectory.")
     e.add_argument("checkpoint", help="a checkpoint.pt (or the run folder holding it)")
     e.add_argument("--out", required=True, help="folder to write the ONNX files into")
-    e.add_argument("--planner", choices=C.PLANNER_NAMES, default=None,
-                   help="planner baked into controller.onnx (default: the training config's)")
+    e.add_argument("--planner", default=None,
+                   help="planner baked into controller.onnx, by its registered name "
+                        "(default: the training config's; an unknown name is refused with "
+                        "the registered ones listed)")
     e.add_argument("--candidates", type=int, default=None, help="candidate sequences N")
     e.add_argument("--horizon", type=int, default=None, help="planning horizon H")
     e.add_argument("--set", dest="planner_set", action="append", default=[],

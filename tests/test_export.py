@@ -205,6 +205,11 @@ def test_cli_train_export_deploy(tmp_path: Path, capsys):
     run = tmp_path / "run"
     assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--quiet"]) == 0
     out = tmp_path / "onnx"
+    # A planner name the registry does not hold: refused naming the registered ones, nothing
+    # written.
+    assert main(["export", str(run), "--out", str(out), "--planner", "ilqr"]) == 2
+    err = capsys.readouterr().err
+    assert "'ilqr'" in err and "mppi" in err and "Traceback" not in err and not out.exists()
     assert main(["export", str(run), "--out", str(out), "--planner", "mppi",
                  "--candidates", "12", "--horizon", "4", "--verify-steps", "12"]) == 0
     text = capsys.readouterr().out

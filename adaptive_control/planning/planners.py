@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -145,6 +146,12 @@ class RandomShootingConfig(_Problem):
         """One draw per plan: candidates x horizon x action."""
         return (self.num_candidates, self.horizon, act_dim)
 
+    def optimize(self, objective: Objective, noise: Tensor, lo: Tensor, hi: Tensor,
+                 prior: Tensor) -> Tensor:
+        """The best of the uniform candidates (random shooting ignores ``prior``)."""
+        best, _ = random_shooting(objective, noise, lo, hi)
+        return best
+
     def __post_init__(self) -> None:
         self._check_problem()
         _check_float(type(self).__name__, "discount", self.discount, 0.0, 1.0, True, False)
@@ -175,6 +182,12 @@ class CEMConfig(_WarmStarted, _CEMSettings):
     def noise_shape(self, act_dim: int) -> tuple[int, ...]:
         """One draw per plan: iterations x candidates x planning steps x action."""
         return (self.num_iterations, self.num_candidates, planning_steps(self), act_dim)
+
+    def optimize(self, objective: Objective, noise: Tensor, lo: Tensor, hi: Tensor,
+                 prior: Tensor) -> Tensor:
+        """CEM's final mean, started from ``prior``."""
+        return cem(objective, noise, lo, hi, prior, self.init_std * (hi - lo) / 2,
+                   self.elite_frac, self.alpha, self.beta)
 
     def __post_init__(self) -> None:
         self._check_problem()
@@ -209,6 +222,12 @@ class MPPIConfig(_WarmStarted, _MPPISettings):
     def noise_shape(self, act_dim: int) -> tuple[int, ...]:
         """One draw per plan: candidates x planning steps x action."""
         return (self.num_candidates, planning_steps(self), act_dim)
+
+    def optimize(self, objective: Objective, noise: Tensor, lo: Tensor, hi: Tensor,
+                 prior: Tensor) -> Tensor:
+        """One MPPI update around ``prior``."""
+        return mppi(objective, noise, prior, lo, hi, self.noise_sigma * (hi - lo) / 2,
+                    self.lambda_, self.beta)
 
     def __post_init__(self) -> None:
         self._check_problem()
@@ -252,20 +271,11 @@ def make_objective(config: PlannerConfig, predictor: Predictor, reward_fn: Rewar
 def optimize(config: PlannerConfig, objective: Objective, noise: Tensor, lo: Tensor,
              hi: Tensor, prior: Tensor) -> Tensor:
     """One plan ``[H, act_dim]`` maximising ``objective`` (:func:`make_objective`) by
-    ``config``'s pure optimiser from ``prior`` (the warm start; random shooting ignores it) and
-    ``noise`` of ``config.noise_shape``: the one mapping from a config to its optimiser's
-    arguments, shared by the planners, the ONNX graphs and parity. The discount is the
-    objective's."""
-    if config.name == "random_shooting":
-        best, _ = random_shooting(objective, noise, lo, hi)
-        return best
-    if config.name == "cem":
-        return cem(objective, noise, lo, hi, prior, config.init_std * (hi - lo) / 2,
-                   config.elite_frac, config.alpha, config.beta)
-    if config.name == "mppi":
-        return mppi(objective, noise, prior, lo, hi, config.noise_sigma * (hi - lo) / 2,
-                    config.lambda_, config.beta)
-    raise ValueError(f"planner={config.name!r} is unknown: allowed {', '.join(PLANNER_NAMES)}")
+    ``config``'s pure optimiser (its ``optimize``: the one mapping from a config to its
+    optimiser's arguments) from ``prior`` (the warm start; random shooting ignores it) and
+    ``noise`` of ``config.noise_shape``; shared by the planners, the ONNX graphs and parity. The
+    discount is the objective's."""
+    return config.optimize(objective, noise, lo, hi, prior)
 
 
 def warm_start_prior(config: PlannerConfig, prev_plan: Tensor | None, lo: Tensor,
@@ -426,20 +436,20 @@ class MPPI(_WarmStartedPlanner):
 # Factory
 # --------------------------------------------------------------------------------------------
 
-#: Any planner's config: its ``name`` field says which planner (the config files' discriminator).
-PlannerConfig = RandomShootingConfig | CEMConfig | MPPIConfig
-
+#: The one registry of planners: name -> (config class, planner class). A new planner is its
+#: config (with ``noise_shape`` and ``optimize``) and planner class plus one line here; every
+#: list of planner names, the config files' union and the exporter read it.
 _REGISTRY: dict[str, tuple[type, type]] = {
     "random_shooting": (RandomShootingConfig, RandomShooting),
     "cem": (CEMConfig, CEM),
     "mppi": (MPPIConfig, MPPI),
 }
-#: Names accepted by ``planner_config`` (the ``name`` of each planner config). Every list of
-#: planner names reads this one; the torch-free runtime's copy
-#: (``export.runtime.artifacts.PLANNER_NAMES``, for ``adapt export --planner``) is tested equal.
+#: Names accepted by ``planner_config`` (the ``name`` of each planner config).
 PLANNER_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-#: The planner config types, in ``PLANNER_NAMES`` order (``PlannerConfig``'s members, tested).
+#: The planner config types, in ``PLANNER_NAMES`` order.
 PLANNER_CONFIGS: tuple[type, ...] = tuple(c for c, _ in _REGISTRY.values())
+#: Any planner's config: its ``name`` field says which planner (the config files' discriminator).
+PlannerConfig = typing.Union[PLANNER_CONFIGS]  # noqa: UP007 (built from the registry)
 #: The settings every planner has: the planning problem, kept by ``switch_planner``.
 PROBLEM_FIELDS: tuple[str, ...] = ("num_candidates", "horizon", "discount")
 

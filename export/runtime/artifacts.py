@@ -110,10 +110,6 @@ POLICY_MANIFEST_KEYS = (
     "obs_layout", "action_low", "action_high", "control_timestep", "files", "graphs",
 )
 
-#: The planner registry's names (``adaptive_control.planning.PLANNER_NAMES``, which this
-#: torch-free package cannot import; tests/test_planners.py checks the two are equal).
-PLANNER_NAMES = ("random_shooting", "cem", "mppi")
-
 
 class ArtifactError(ValueError):
     """An export folder or graph that cannot be used as it is; the message says why."""
