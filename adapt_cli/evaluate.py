@@ -16,7 +16,12 @@ if TYPE_CHECKING:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="evaluate methods on held-out conditions and switches")
-    e.add_argument("--family", required=True, help="task family (see `adapt sims list`)")
+    e.add_argument("--family", required=True,
+                   help="task family (see `adapt sims list`), planned at --decision-steps")
+    e.add_argument("--decision-steps", type=int, default=0,
+                   help="control steps per decision: FAMILY@K (default 0: the robot's own, "
+                        "5 for the cheetah; 1: every control step; a family named with @K "
+                        "keeps its K)")
     e.add_argument("--method", dest="methods", action="append", required=True,
                    metavar="LABEL=RUN|LABEL=mbde:RUN|LABEL=oracle:RUN|random",
                    help="repeatable. LABEL=RUN: what the run folder (or checkpoint) holds, an "
@@ -35,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "broken)")
     e.add_argument("--switch-at", type=float, default=None, help="switch time in seconds")
     e.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1)")
-    e.add_argument("--episode-steps", type=int, default=1000)
+    e.add_argument("--duration", type=float, default=20.0, help="seconds per episode")
     e.add_argument("--pred-k", type=int, default=10, help="k of the k-step prediction error")
     e.add_argument("--candidates", type=int, default=None, help="override planner candidates")
     e.add_argument("--horizon", type=int, default=None, help="override planner horizon")
@@ -62,11 +67,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--out", default="reports/quickstart", help="report folder")
     q.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     q.add_argument("--seeds", type=int, default=2)
-    q.add_argument("--episode-steps", type=int, default=500)
+    q.add_argument("--duration", type=float, default=10.0, help="seconds per episode")
     q.add_argument("--preset", default="small", choices=["small", "tiny"],
                    help="meta-training preset (tiny: seconds, for a smoke test)")
     q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     q.set_defaults(func=cmd_quickstart)
+
+
+def episode_steps_of(duration: float, control_timestep: float) -> int:
+    """Control steps of an episode of ``duration`` seconds (rounded), refused below two."""
+    steps = round(duration / control_timestep) if duration > 0 else 0
+    if steps < 2:
+        raise ValueError(f"--duration={duration:g}: allowed seconds >= "
+                         f"{2 * control_timestep:g} (two control steps of {control_timestep:g} s)")
+    return steps
 
 
 def _prepare_out(out: str, overwrite: bool) -> Path:
@@ -89,23 +103,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         scenarios_for,
     )
     from adaptive_control.evaluation.report import report_meta, write_report
-    from sims.registry import get_family
+    from sims.registry import decision_family
 
     # Everything is checked before any work starts.
-    family = get_family(args.family)
+    family = decision_family(args.family, args.decision_steps)
     device = str(resolve_device(args.device))
     methods = parse_methods(args.methods, family, device, args.allow_family_mismatch)
     scenarios = scenarios_for(family, [s.strip() for s in args.scenarios.split(",")],
                               args.switch_at)
     if args.seeds < 1:
         raise ValueError(f"--seeds={args.seeds}: must be >= 1")
-    if args.episode_steps < 2:
-        raise ValueError(f"--episode-steps={args.episode_steps}: must be >= 2")
-    duration = args.episode_steps * family.robot.control_timestep
+    episode_steps = episode_steps_of(args.duration, family.robot.control_timestep)
     for sc in scenarios:
-        if sc.switch_time_s is not None and not 0 < sc.switch_time_s < duration:
+        if sc.switch_time_s is not None and not 0 < sc.switch_time_s < args.duration:
             raise ValueError(f"--switch-at={sc.switch_time_s:g} s must fall inside the episode "
-                             f"(0, {duration:g}) s; lengthen --episode-steps or move the switch")
+                             f"(0, {args.duration:g}) s; lengthen --duration or move the switch")
     planner = PlannerSizes(num_candidates=args.candidates, horizon=args.horizon)
     if args.ray is not None:
         from adaptive_control.distributed import check_address
@@ -113,10 +125,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_address(args.ray)  # a malformed or silent address: refused before any work
     out = _prepare_out(args.out, args.overwrite)
     seeds = list(range(args.seeds))
-    episodes = evaluate(methods, family, scenarios, seeds, args.episode_steps,
+    episodes = evaluate(methods, family, scenarios, seeds, episode_steps,
                         args.workers or default_workers(), args.pred_k, planner,
                         video_episodes=1 if args.video else 0, ray=args.ray)
-    meta = report_meta(family, methods, scenarios, seeds, args.episode_steps, args.pred_k)
+    meta = report_meta(family, methods, scenarios, seeds, episode_steps, args.pred_k)
     files = write_report(out, episodes, meta, family.robot.control_timestep, video=args.video,
                          robot=family.robot.name)
     print((out / "summary.md").read_text().split("\n\n![")[0])
@@ -244,9 +256,9 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     """Train small GrBAL and MB on cheetah-cripple, compare them on the held-out back thigh."""
     from export.quickstart import quickstart
 
-    if args.seeds < 1 or args.episode_steps <= 300:
-        raise ValueError(f"--seeds={args.seeds}, --episode-steps={args.episode_steps}: need "
-                         "seeds >= 1 and more than 300 steps (the switch is at 3 s)")
+    if args.seeds < 1 or args.duration <= 3.0:
+        raise ValueError(f"--seeds={args.seeds}, --duration={args.duration:g}: need seeds >= 1 "
+                         "and more than 3 s (the switch is at 3 s)")
     quickstart(_prepare_out(args.out, args.overwrite), args.preset, args.seeds,
-               args.episode_steps, args.workers)
+               args.duration, args.workers)
     return 0

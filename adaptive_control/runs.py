@@ -171,12 +171,23 @@ def open_run(out: Path, cfg: Any, resume: bool, *, robot: str,
 
 
 def append_csv(path: Path, row: dict[str, Any]) -> None:
-    """Append ``row`` to the CSV at ``path``, writing the header for a new file."""
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(row))
-        if new:
+    """Append ``row`` to the CSV at ``path``, writing the header for a new file; a row with
+    columns the file lacks (a run resumed by a newer version) rewrites it with them added."""
+    rows: list[dict[str, Any]] = []
+    fields, rewrite = list(row), True
+    if path.exists():
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            header = list(reader.fieldnames or [])
+            rewrite = not set(row) <= set(header)
+            if rewrite:
+                rows = list(reader)
+            fields = header + [k for k in row if k not in header]
+    with open(path, "w" if rewrite else "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        if rewrite:
             w.writeheader()
+            w.writerows(rows)
         w.writerow(row)
 
 

@@ -12,7 +12,7 @@ set -euo pipefail
 OUT=${1:-reports/reference}
 PRESET=${PRESET:-small}
 SEEDS=${SEEDS:-3}
-STEPS=${STEPS:-500}
+DURATION=${DURATION:-20}
 ADAPT=${ADAPT:-adapt}
 FAMILIES=${FAMILIES:-"cheetah-cripple cheetah-terrain quadruped-leg-failure"}
 EVAL_RAY=${EVAL_RAY:-}
@@ -44,7 +44,7 @@ for family in $FAMILIES; do
   scenarios=fixed,switch
   [ "$family" = cheetah-terrain ] && scenarios=fixed
   $ADAPT eval --family "$family" --scenarios "$scenarios" --seeds "$SEEDS" \
-    --episode-steps "$STEPS" --video --overwrite --out "$OUT/$family" "${ray[@]}" \
+    --duration "$DURATION" --video --overwrite --out "$OUT/$family" "${ray[@]}" \
     --method "grbal=$OUT/runs/$family-grbal" --method "rebal=$OUT/runs/$family-rebal" \
     --method "mb=$OUT/runs/$family-mb" --method "mbde=mbde:$OUT/runs/$family-mb" --method random
 done

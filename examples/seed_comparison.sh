@@ -5,13 +5,13 @@
 #
 #   bash examples/seed_comparison.sh [OUT]   (default OUT=reports/seeds)
 #
-# SEEDS=0-4 FAMILY=cheetah-cripple STEPS=1000 PRESET=small; resumable (adapt sweep, and each
+# SEEDS=0-4 FAMILY=cheetah-cripple DURATION=20 (seconds) PRESET=small; resumable (adapt sweep, and each
 # seed's evaluation is skipped once its report exists).
 set -euo pipefail
 OUT=${1:-reports/seeds}
 SEEDS=${SEEDS:-0-4}
 FAMILY=${FAMILY:-cheetah-cripple}
-STEPS=${STEPS:-1000}
+DURATION=${DURATION:-20}
 PRESET=${PRESET:-small}
 ADAPT=${ADAPT:-adapt}
 PYTHON=${PYTHON:-python}
@@ -24,7 +24,7 @@ for run in "$OUT"/learner=grbal,seed=*; do
   report="$OUT/eval-seed$seed"
   if [ ! -f "$report/results.json" ]; then
     $ADAPT eval --family "$FAMILY" --scenarios healthy,fixed,switch --seeds 1 \
-      --episode-steps "$STEPS" --workers 2 --overwrite --out "$report" \
+      --duration "$DURATION" --workers 2 --overwrite --out "$report" \
       --method "grbal=$run" --method "mb=$mb" --method "mbde=mbde:$mb" \
       --method "oracle=oracle:$run" --method random
   fi

@@ -144,7 +144,7 @@ def export_and_check(checkpoint: str | Path, out: str | Path, seeds: int = 3,
             f"({out}/returns.json)")
 
 
-def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: int = 500,
+def quickstart(out: Path, preset: str = "small", seeds: int = 2, duration_s: float = 10.0,
                workers: int | None = None) -> Path:
     """Meta-train GrBAL and MB on cheetah-cripple (``preset``), compare their model error and
     control on the held-out back thigh (fixed, and failing at 3 s) with the random floor and
@@ -168,16 +168,26 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
     from adaptive_control.evaluation.oracle import OracleMethod
     from adaptive_control.evaluation.report import report_meta, write_report
     from adaptive_control.training.config import load_config
-    from adaptive_control.training.loop import train
+    from adaptive_control.training.sweep import run_sweep
     from sims.registry import get_family
 
     t0 = time.perf_counter()
-    family = get_family("cheetah-cripple")
-    runs = {}
-    for learner in ("grbal", "mb"):
-        cfg = load_config(preset=preset, overrides=[f"learner='{learner}'"])
-        print(f"\n== meta-training {learner} ({preset} preset) ==", flush=True)
-        runs[learner] = train(cfg, out / "runs" / learner)
+    cfg = load_config(preset=preset)
+    # Both learners at once, a process and a core each: the same runs as one after another.
+    print(f"\n== meta-training grbal and mb ({preset} preset, {cfg.family}, "
+          f"{cfg.iterations} iterations each, in parallel) ==", flush=True)
+    results = run_sweep(preset, out / "runs", sets=["learner=grbal,mb"],
+                        workers=min(2, workers or default_workers()))
+    failed = [r for r in results if r.status == "failed"]
+    if failed:
+        raise RuntimeError(f"meta-training failed: {failed[0].name}: {failed[0].error}")
+    runs = {r.name.split(",")[0].removeprefix("learner="): out / "runs" / r.name / "checkpoint.pt"
+            for r in results}
+    for r in results:
+        print(f"  {r.name}: validation loss {r.val_loss:.4f}, {r.seconds / 60:.1f} min")
+    # the family the runs plan in: cheetah-cripple at the cheetah's decision step
+    family = get_family(cfg.family)
+    episode_steps = round(duration_s / family.robot.control_timestep)
 
     print("\n== prediction error on the held-out back thigh ==", flush=True)
     data = heldout_data(family, "test", 3, 300 if preset == "small" else 60, seed=1234)
@@ -210,7 +220,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, episode_steps: 
     with open(out / "summary.md", "a") as f:
         f.write("\n".join(lines) + "\n")
     export_line = export_and_check(runs["grbal"], out / "export",
-                                   steps=500 if preset == "small" else 50)
+                                   steps=episode_steps if preset == "small" else 50)
     elapsed = time.perf_counter() - t0
     print("\n" + "=" * 78)
     print(f"adapt quickstart: done in {elapsed / 60:.1f} min; report in {out}/")

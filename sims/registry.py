@@ -253,3 +253,26 @@ def get_family(name: str | TaskFamily) -> TaskFamily:
     part may be left out when the file holds one family; see ``sims.specs``), each optionally
     followed by ``@K``."""
     return name if isinstance(name, TaskFamily) else _resolve(str(name), _FAMILY_NAMES)
+
+
+def decision_family(name: str | TaskFamily, decision_steps: int = 0) -> TaskFamily:
+    """The family a learned controller plans in: ``name`` (as :func:`get_family` takes it) with
+    each action held for ``decision_steps`` control steps, ``0`` meaning its robot's default
+    (:attr:`Robot.decision_steps`: the cheetah decides every 5 steps, 50 ms). A name that
+    already carries a frame skip (``NAME@K``) keeps it; ``decision_steps`` is then 0 or K.
+    ``decision_steps=1`` plans at every control step."""
+    family = get_family(name)
+    if isinstance(decision_steps, bool) or not isinstance(decision_steps, int) or (
+            decision_steps < 0):
+        raise ValueError(f"decision_steps={decision_steps!r}: allowed an integer >= 0 (0: the "
+                         f"robot's default, {family.robot.decision_steps} for "
+                         f"{family.robot.name!r})")
+    if family.frame_skip > 1:
+        if decision_steps not in (0, family.frame_skip):
+            raise ValueError(
+                f"decision_steps={decision_steps} contradicts family={family.name!r}, which "
+                f"holds each action {family.frame_skip} control steps: allowed 0 or "
+                f"{family.frame_skip}, or name the family without {FRAME_SKIP_MARK}K")
+        return family
+    k = decision_steps or family.robot.decision_steps
+    return get_family(f"{family.name}{FRAME_SKIP_MARK}{k}") if k > 1 else family

@@ -93,6 +93,11 @@ class Robot:
     planar: bool = False  # True when the root moves in the x-z plane only
     description: str = ""
     frame_skip: int = 1
+    # Control steps one decision of a learned controller spans by default: what the presets and
+    # `adapt eval --family NAME` plan at (NAME@K with K = decision_steps; 1 = every control
+    # step). Chosen per robot by measurement (docs/results.md, planning rate): a decision every
+    # 50 ms lets a 0.75 s lookahead fit in 15 model steps.
+    decision_steps: int = 1
     # The MJCF text, for a robot rebuilt from a checkpoint or export whose file is not here;
     # None reads ``xml``.
     mjcf_text: str | None = field(default=None, repr=False)
@@ -103,6 +108,7 @@ class Robot:
 
     def __post_init__(self) -> None:
         _check_frame_skip(self.frame_skip, "frame_skip")
+        _check_frame_skip(self.decision_steps, "decision_steps")
         if not (np.isfinite(self.tilt_penalty) and self.tilt_penalty >= 0):
             raise ValueError(f"tilt_penalty={self.tilt_penalty!r}: allowed a number >= 0")
         if not -1.0 <= self.tilt_threshold <= 1.0:
@@ -320,7 +326,7 @@ class Robot:
             return self
         name, total = frame_skipped_name(self.name, self.frame_skip, k)
         return dataclasses.replace(self, name=name, n_substeps=self.n_substeps * k,
-                                   frame_skip=total, _spec_cache={})
+                                   frame_skip=total, decision_steps=1, _spec_cache={})
 
     def with_paper_reward(self) -> Robot:
         """This robot under the paper's plain reward (no tilt penalty), for reproduction."""
@@ -439,6 +445,7 @@ CHEETAH = Robot(
     max_payload_kg=30.0,
     planar=True,
     description="planar half-cheetah, 6 actuators, 100 Hz control (GrBAL paper)",
+    decision_steps=5,  # 20 Hz decisions (docs/results.md, planning rate)
 )
 
 QUADRUPED = Robot(
@@ -457,6 +464,7 @@ QUADRUPED = Robot(
     max_slope_deg=25.0,
     max_payload_kg=5.0,
     description="ant-like quadruped, 4 legs x (hip, ankle) = 8 actuators, 50 Hz control",
+    decision_steps=2,  # 25 Hz decisions (docs/results.md, planning rate)
 )
 
 #: The robots every process knows by name from the start (``sims.registry`` registers them).

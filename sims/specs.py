@@ -40,8 +40,8 @@ DOCUMENT_FORMAT = "adaptive-control-spec"
 DOCUMENT_VERSION = 1
 
 FILE_KEYS = ("robot", "family")
-ROBOT_KEYS = ("name", "mjcf", "torso", "n_substeps", "control_timestep", "legs", "reward",
-              "limits", "init_noise", "description")
+ROBOT_KEYS = ("name", "mjcf", "torso", "n_substeps", "control_timestep", "decision_steps",
+              "legs", "reward", "limits", "init_noise", "description")
 REWARD_KEYS = ("ctrl_cost", "alive_bonus", "tilt_penalty", "tilt_threshold")
 LIMIT_KEYS = ("max_slope_deg", "max_payload_kg")
 LEG_KEYS = ("name", "actuators", "bodies")
@@ -198,6 +198,12 @@ def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None,
             raise ValueError(f"{where}: robot.description={table['description']!r}: allowed "
                              "a string")
         kwargs["description"] = table["description"]
+    if "decision_steps" in table:
+        k = table["decision_steps"]
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"{where}: robot.decision_steps={k!r}: allowed an integer >= 1 "
+                             "(control steps per decision of a learned controller)")
+        kwargs["decision_steps"] = k
     try:
         robot = Robot.from_mjcf(mjcf, name=name, legs=tuple(legs), mjcf_text=mjcf_text,
                                 **kwargs, **fields)
@@ -206,7 +212,8 @@ def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None,
     robot = _with_control_rate(robot, table, where)
     normalised = {
         "name": robot.name, "mjcf": str(mjcf), "torso": robot.torso,
-        "n_substeps": robot.n_substeps, "description": robot.description,
+        "n_substeps": robot.n_substeps, "decision_steps": robot.decision_steps,
+        "description": robot.description,
         "legs": [{"name": leg.name, "actuators": list(leg.actuators), "bodies": list(leg.bodies)}
                  for leg in robot.legs],
         "reward": {k: getattr(robot, k) for k in REWARD_KEYS},

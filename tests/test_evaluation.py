@@ -100,7 +100,7 @@ def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
     out = tmp_path / "report"
     rc = main(["eval", "--family", "cheetah-cripple", "--method", f"grbal={tiny_runs['grbal']}",
                "--method", f"mbde=mbde:{tiny_runs['mb']}", "--method", "random",
-               "--seeds", "2", "--episode-steps", "60", "--switch-at", "0.3",
+               "--seeds", "2", "--duration", "3", "--switch-at", "1.5",
                "--workers", "1", "--video", "--out", str(out)])
     assert rc == 0
     for f in ("results.json", "episodes.csv", "summary.md", "return_by_method.png",
@@ -112,7 +112,7 @@ def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
     assert len(eps) == 3 * 2 * 2  # methods x scenarios x seeds
     assert {e["method"] for e in eps} == {"grbal", "mbde", "random"}
     assert {e["scenario"] for e in eps} == {"fixed:disabled(bthigh)",
-                                            "switch@0.3s:disabled(bthigh)"}
+                                            "switch@1.5s:disabled(bthigh)"}
     for e in eps:
         assert e["steps"] == 60 and np.isfinite(e["ret"]) and np.isfinite(e["distance"])
         if e["method"] == "random":
@@ -120,15 +120,15 @@ def test_adapt_eval_end_to_end(tiny_runs, tmp_path):
         else:
             assert e["pred_error_k"] > 0 and e["latency_ms_p50"] > 0
         if e["scenario"].startswith("switch"):
-            assert e["switch_step"] == 30
+            assert e["switch_step"] == 30  # 1.5 s of 50 ms decisions
     rows = list(csv.DictReader(open(out / "episodes.csv")))
     assert len(rows) == 12
     md = (out / "summary.md").read_text()
-    assert "| switch@0.3s:disabled(bthigh) | grbal |" in md
+    assert "| switch@1.5s:disabled(bthigh) | grbal |" in md
     # the same seed gives the same episode
     again = tmp_path / "again"
     main(["eval", "--family", "cheetah-cripple", "--method", f"grbal={tiny_runs['grbal']}",
-          "--seeds", "1", "--episode-steps", "60", "--scenarios", "fixed", "--workers", "1",
+          "--seeds", "1", "--duration", "3", "--scenarios", "fixed", "--workers", "1",
           "--out", str(again)])
     first = [e for e in eps if e["method"] == "grbal" and e["seed"] == 0
              and e["scenario"].startswith("fixed")][0]
@@ -144,7 +144,7 @@ def test_planner_sizes_replace_the_checkpoints_planner_fields(tiny_runs):
     from adaptive_control.runs import checkpoint_path
     from sims.registry import get_family
 
-    family = get_family("cheetah-cripple")
+    family = get_family("cheetah-cripple@5")  # what the tiny preset plans in
     method = LearnerMethod(str(checkpoint_path(tiny_runs["grbal"])))
     own = method(family, 0, PlannerSizes()).controller.planner.config
     sized = method(family, 0, PlannerSizes(num_candidates=8, horizon=2)).controller.planner
@@ -159,7 +159,7 @@ def test_planner_sizes_replace_the_checkpoints_planner_fields(tiny_runs):
     (["--family", "cheetah-moon"], "family='cheetah-moon'"),
     (["--scenarios", "earthquake"], "scenario='earthquake'"),
     (["--switch-at", "50"], "--switch-at=50"),
-    (["--method", "QUAD"], "trained for robot 'quadruped', not 'cheetah'"),
+    (["--method", "QUAD"], "trained for robot 'quadruped@2', not 'cheetah@5'"),
     (["--method", "mbde=mbde:GRBAL"], "MB+DE needs an MB checkpoint"),
     (["--method", "de=policy:/nope"], "the variants are mbde:RUN, oracle:RUN"),
     (["--method", "floor=random"], "the random floor is `--method random`"),
@@ -176,7 +176,7 @@ def test_adapt_eval_bad_input_before_work(tiny_runs, tmp_path, capsys, argv, fra
         if k not in argv:
             args += [k, v]
     out = tmp_path / "o"
-    rc = main(args + ["--episode-steps", "60", "--out", str(out)])
+    rc = main(args + ["--duration", "3", "--out", str(out)])
     assert rc == 2
     assert fragment in capsys.readouterr().err
     assert not out.exists()
@@ -187,7 +187,7 @@ def _eval(runs, tmp_path, *methods, family="cheetah-cripple", extra=(), out="o")
     """`adapt eval` of ``methods`` (RUN names a key of ``runs``) on one short fixed episode
     into ``tmp_path / out``; (exit status, results.json or None)."""
     out = tmp_path / out
-    argv = ["eval", "--family", family, "--seeds", "1", "--episode-steps", "30",
+    argv = ["eval", "--family", family, "--seeds", "1", "--duration", "1.5",
             "--scenarios", "fixed", "--workers", "1", "--out", str(out), *extra]
     for m in methods:
         label, _, source = m.partition("=")
@@ -242,7 +242,7 @@ def test_mbde_is_an_explicit_variant_of_an_mb_run(tiny_runs, tmp_path):
     from adaptive_control.learners.mb import MBDE
     from sims.registry import get_family
 
-    family = get_family("cheetah-cripple")
+    family = get_family("cheetah-cripple@5")
     de = parse_method(f"de=mbde:{tiny_runs['mb']}", family)
     plain = parse_method(f"plain={tiny_runs['mb']}", family)
     assert isinstance(de.factory(family, 0, PlannerSizes()).model, MBDE)
@@ -259,27 +259,28 @@ def test_a_run_of_another_family_needs_the_flag(tiny_runs, tmp_path, capsys):
     rc, _ = _eval(tiny_runs, tmp_path, "grbal=grbal", family="cheetah-payload")
     err = capsys.readouterr().err
     assert rc == 2 and not (tmp_path / "o").exists()
-    assert ("trained on family 'cheetah-cripple', not the evaluated --family "
-            "'cheetah-payload'") in err and "--allow-family-mismatch" in err
+    assert ("trained on family 'cheetah-cripple@5', not the evaluated --family "
+            "'cheetah-payload@5'") in err and "--allow-family-mismatch" in err
     rc, res = _eval(tiny_runs, tmp_path, "grbal=grbal", "oracle=oracle:grbal",
                     family="cheetah-payload", extra=["--allow-family-mismatch"])
-    assert rc == 0 and res["meta"]["family"] == "cheetah-payload"
+    assert rc == 0 and res["meta"]["family"] == "cheetah-payload@5"
     assert {e["method"] for e in res["episodes"]} == {"grbal", "oracle"}
     # Another robot stays refused: its observations have another size.
     rc, _ = _eval(tiny_runs, tmp_path, "quad=quad", extra=["--allow-family-mismatch"])
-    assert rc == 2 and "trained for robot 'quadruped'" in capsys.readouterr().err
+    assert rc == 2 and "trained for robot 'quadruped@2'" in capsys.readouterr().err
 
 
 def test_a_policy_run_is_told_by_its_contents(tiny_runs, tiny_policy, tmp_path, capsys):
     runs = {**tiny_runs, "policy": tiny_policy}
-    rc, res = _eval(runs, tmp_path, "gru=policy")
+    # a policy acts at every control step of the family it was trained on
+    rc, res = _eval(runs, tmp_path, "gru=policy", extra=["--decision-steps", "1"])
     assert rc == 0 and res["meta"]["methods"][0]["kind"] == "policy"
-    assert res["episodes"][0]["steps"] == 30
+    assert res["episodes"][0]["steps"] == 150  # 1.5 s of 10 ms steps
     for method, fragment in (("grbal=policy", "the label 'grbal' names 'grbal' but the method "
                                               "is 'policy'"),
                              ("x=mbde:policy", "mbde:RUN needs an `adapt train` run"),
                              ("x=oracle:policy", "oracle:RUN needs an `adapt train` run")):
-        rc, _ = _eval(runs, tmp_path, method)
+        rc, _ = _eval(runs, tmp_path, method, extra=["--decision-steps", "1"])
         assert rc == 2 and fragment in capsys.readouterr().err
 
 
@@ -288,11 +289,11 @@ def test_existing_output_folder_needs_overwrite(tiny_runs, tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("x")
     rc = main(["eval", "--family", "cheetah-cripple", "--method", "random", "--seeds", "1",
-               "--episode-steps", "20", "--scenarios", "fixed", "--out", str(out)])
+               "--duration", "1", "--scenarios", "fixed", "--out", str(out)])
     assert rc == 2 and "--overwrite" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
     rc = main(["eval", "--family", "cheetah-cripple", "--method", "random", "--seeds", "1",
-               "--episode-steps", "20", "--scenarios", "fixed", "--workers", "1",
+               "--duration", "1", "--scenarios", "fixed", "--workers", "1",
                "--out", str(out), "--overwrite"])
     assert rc == 0 and not (out / "keep.txt").exists()
 
@@ -301,7 +302,7 @@ def test_quickstart_smoke(tmp_path, capsys):
     """The README's main job, end to end on the tiny preset: train, compare, report, export."""
     out = tmp_path / "qs"
     rc = main(["quickstart", "--preset", "tiny", "--out", str(out), "--seeds", "1",
-               "--episode-steps", "320", "--workers", "1"])
+               "--duration", "3.2", "--workers", "1"])
     assert rc == 0
     for f in ("summary.md", "results.json", "return_by_method.png", "speed_over_time.png",
               "export/controller.onnx", "export/returns.json"):

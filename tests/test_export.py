@@ -203,7 +203,9 @@ def test_cli_train_export_deploy(tmp_path: Path, capsys):
     from adapt_cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--quiet"]) == 0
+    # at every control step: the export drives sim:cheetah itself
+    assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--set",
+                 "decision_steps=1", "--quiet"]) == 0
     out = tmp_path / "onnx"
     # A planner name the registry does not hold: refused naming the registered ones, nothing
     # written.
@@ -247,11 +249,12 @@ def test_runtime_and_torch_controller_act_alike_on_the_same_noise(tmp_path: Path
     from export.quickstart import onnx_returns, torch_returns
 
     run = tmp_path / "run"
-    assert main(["train", "tiny", "--out", str(run), "--quiet"]) == 0  # GrBAL, action gains
+    # GrBAL with action gains, deciding every 5 control steps (the cheetah's default)
+    assert main(["train", "tiny", "--out", str(run), "--quiet"]) == 0
     out = tmp_path / "onnx"
     assert main(["export", str(run), "--out", str(out), "--planner", planner, "--candidates",
                  "10", "--horizon", "3", "--no-verify", *extra]) == 0
-    onnx = onnx_returns(out, "cheetah", "disabled:bthigh", [0, 1], 30)
+    onnx = onnx_returns(out, "cheetah@5", "disabled:bthigh", [0, 1], 30)
     torch_r = torch_returns(run / "checkpoint.pt", "disabled:bthigh", [0, 1], 30,
                             runtime_noise=True, export_dir=out)
     np.testing.assert_allclose(onnx, torch_r, rtol=1e-3, atol=1e-3)

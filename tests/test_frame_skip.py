@@ -145,7 +145,7 @@ def test_train_evaluate_export_and_deploy_a_frame_skipped_family(tmp_path):
     assert "cheetah-cripple@2 (test)" in table
 
     ok(adapt("eval", "--family", "cheetah-cripple@2", "--method", "grbal=run", "--method",
-             "random", "--method", "oracle=oracle:run", "--seeds", "1", "--episode-steps", "30",
+             "random", "--method", "oracle=oracle:run", "--seeds", "1", "--duration", "0.6",
              "--switch-at", "0.3", "--out", "rep", cwd=tmp_path))
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     assert results["meta"]["robot"] == "cheetah@2"

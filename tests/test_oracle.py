@@ -38,8 +38,10 @@ HEALTHY_FIXED = Scenario("fixed:healthy", Schedule.fixed(HEALTHY), None)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    ckpt = training.train(load_config(preset="tiny", overrides=["iterations=1"]), root / "grbal",
-                          progress=False)
+    # at every control step, so the oracle's physics is FAMILY's (10 ms)
+    ckpt = training.train(load_config(preset="tiny", overrides=["iterations=1",
+                                                                 "decision_steps=1"]),
+                          root / "grbal", progress=False)
     return ckpt
 
 
@@ -138,8 +140,9 @@ def test_a_nose_stand_is_tilted_but_not_flipped():
 
 def test_report_scores_random_0_and_the_oracle_1(tiny_run, tmp_path):
     out = tmp_path / "report"
-    rc = main(["eval", "--family", "cheetah-cripple", "--method", f"oracle=oracle:{tiny_run}",
-               "--method", "random", "--seeds", "2", "--episode-steps", "30",
+    rc = main(["eval", "--family", "cheetah-cripple", "--decision-steps", "1",
+               "--method", f"oracle=oracle:{tiny_run}",
+               "--method", "random", "--seeds", "2", "--duration", "1.5",
                "--scenarios", "fixed", "--candidates", "16", "--horizon", "4",
                "--workers", "1", "--out", str(out)])
     assert rc == 0

@@ -349,7 +349,7 @@ def test_the_run_reloads_exports_and_deploys_without_the_spec_file(work, tmp_pat
 def test_eval_deploy_by_spec_and_train_policy(work, tmp_path):
     rep = tmp_path / "rep"
     ok(adapt("eval", "--family", "spec/strider.toml", "--method", "grbal=run", "--method",
-             "random", "--seeds", "1", "--episode-steps", "40", "--workers", "2",
+             "random", "--seeds", "1", "--duration", "0.8", "--workers", "2",
              "--scenarios", "fixed,switch", "--out", str(rep), cwd=work))
     results = json.loads((rep / "results.json").read_text())
     assert results["meta"]["family"] == "strider-legs"

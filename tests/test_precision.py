@@ -154,7 +154,8 @@ def test_cli_export_warns_when_the_step_misses_the_deadline(tmp_path: Path, caps
     from adapt_cli import main
 
     run = tmp_path / "run"
-    assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--quiet"]) == 0
+    assert main(["train", "tiny", "--out", str(run), "--set", "learner=mb", "--set",
+                 "decision_steps=1", "--quiet"]) == 0
     # 4096 candidates x horizon 40 of the tiny model cannot plan in 9 ms on one thread.
     assert main(["export", str(run), "--out", str(tmp_path / "slow"), "--planner", "mppi",
                  "--candidates", "4096", "--horizon", "40", "--verify-steps", "0",

@@ -102,7 +102,7 @@ def test_adapt_eval_ray_writes_the_local_results(cluster, grbal, tmp_path, monke
     rel = str(Path(grbal).relative_to(Path(grbal).parents[1]))
     args = ["eval", "--family", FAMILY, "--method", "random", "--method",
             f"grbal={rel}", "--scenarios", "switch", "--switch-at", str(SWITCH_S),
-            "--seeds", "2", "--episode-steps", "60"]
+            "--seeds", "2", "--duration", "3"]
     assert main(args + ["--workers", "1", "--out", str(tmp_path / "local")]) == 0
     assert main(args + ["--ray", cluster, "--out", str(tmp_path / "ray")]) == 0
     eps = [json.loads((tmp_path / d / "results.json").read_text())["episodes"]
@@ -163,7 +163,7 @@ def test_adapt_eval_refuses_a_bad_ray_address_before_work(tmp_path, capsys, addr
     pytest.importorskip("ray")
     out = tmp_path / "o"
     rc = main(["eval", "--family", FAMILY, "--method", "random", "--scenarios", "fixed",
-               "--episode-steps", "20", "--ray", address, "--out", str(out)])
+               "--duration", "1", "--ray", address, "--out", str(out)])
     assert rc == 2
     err = capsys.readouterr().err
     assert f"--ray={address!r}" in err and fragment in err
@@ -174,7 +174,7 @@ def test_adapt_eval_without_ray_never_imports_it(tmp_path):
     script = blocking_prelude("ray") + textwrap.dedent(f"""
         from adapt_cli import main
         rc = main(["eval", "--family", {FAMILY!r}, "--method", "random", "--scenarios",
-                   "fixed", "--seeds", "1", "--episode-steps", "20", "--workers", "1",
+                   "fixed", "--seeds", "1", "--duration", "1", "--workers", "1",
                    "--out", {str(tmp_path / "o")!r}])
         assert rc == 0 and not [m for m in sys.modules if m.split(".")[0] in BLOCKED]
     """)

@@ -13,6 +13,7 @@ import torch
 from adapt_cli import main
 from adaptive_control.builders import build_controller, build_learner, learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.config_loader import ConfigError
 from adaptive_control.control import AdaptiveController
 from adaptive_control.evaluation.model_eval import heldout_data, prediction_errors
 from adaptive_control.learners import make_learner
@@ -43,12 +44,47 @@ def test_presets_and_overrides():
     paper = load_config(preset="paper")
     assert (paper.iterations, paper.m, paper.k, paper.optim.meta_batch) == (50, 16, 16, 10)
     assert paper.grbal.hidden_sizes == (512, 512, 512) and paper.grbal.inner_lr == 0.01
-    assert paper.planner.num_candidates == 500 and paper.planner.horizon == 10
+    # the paper's 250 k environment steps, at the cheetah's decision step of 50 ms
+    assert (paper.family, paper.decision_steps) == ("cheetah-cripple@5", 5)
+    env_steps = (paper.iterations * paper.collect.rollouts_per_iter
+                 * paper.collect.episode_steps * paper.decision_steps)
+    assert env_steps == 250_000
+    assert paper.planner.num_candidates == 500 and paper.planner.horizon == 15
     assert paper.mb.hidden_sizes == (512, 512)
+    small = load_config(preset="small")
+    assert (small.family, small.planner.name, small.planner.horizon) == (
+        "cheetah-cripple@5", "mppi", 15)  # a 0.75 s lookahead
     cfg = load_config(preset="small", overrides=["learner='rebal'", "optim.max_epochs=3",
                                                  "grbal.hidden_sizes=[64, 64]"])
     assert cfg.learner == "rebal" and cfg.optim.max_epochs == 3
     assert cfg.grbal.hidden_sizes == (64, 64)
+
+
+def test_runs_plan_at_the_robots_decision_step():
+    """The family a run plans in: its robot's decision step by default (the cheetah's 5, the
+    quadruped's 2), ``decision_steps=1`` every control step, a name with @K keeps K; configs
+    written before the field existed reload at every control step."""
+    def family(*over):
+        return load_config(preset="tiny", overrides=list(over)).family
+
+    assert family() == "cheetah-cripple@5"
+    assert family("decision_steps=1") == "cheetah-cripple"
+    assert family("decision_steps=3") == "cheetah-cripple@3"
+    assert family("family='quadruped-leg-failure'") == "quadruped-leg-failure@2"
+    assert family("family='cheetah-cripple@2'") == "cheetah-cripple@2"
+    assert family("family='cheetah-cripple@2'", "decision_steps=2") == "cheetah-cripple@2"
+    with pytest.raises(ConfigError, match="decision_steps=3 contradicts family='cheetah-"):
+        family("family='cheetah-cripple@2'", "decision_steps=3")
+    with pytest.raises(ConfigError, match=r"decision_steps=-1: allowed an integer >= 0"):
+        family("decision_steps=-1")
+    cfg = load_config(preset="tiny")
+    assert config_from_json(cfg.to_json()) == cfg  # stored as resolved: reloads the same
+    old = json.loads(cfg.to_json())
+    old.pop("decision_steps")
+    old["family"] = "cheetah-cripple"
+    assert config_from_json(json.dumps(old)).family == "cheetah-cripple"
+    old["family"] = "cheetah-cripple@2"  # frame skip by name, before decision_steps existed
+    assert config_from_json(json.dumps(old)).family == "cheetah-cripple@2"
 
 
 def test_config_files_toml_and_yaml(tmp_path):
@@ -140,21 +176,21 @@ def test_a_config_json_with_the_flat_planner_table_loads_the_same_planner(tmp_pa
 def test_every_planner_field_is_reachable_and_the_name_switches_planner(tmp_path):
     cfg = load_config(preset="small", overrides=["planner.warm_start=false",
                                                  "planner.lambda_=0.5"])
-    assert cfg.planner == MPPIConfig(num_candidates=256, horizon=30, warm_start=False,
+    assert cfg.planner == MPPIConfig(num_candidates=256, horizon=15, warm_start=False,
                                      lambda_=0.5)
     # Switching by name keeps what the new planner takes from the layers below (the preset's
     # candidates and horizon, the file's beta) and drops the rest (the file's lambda_).
     (tmp_path / "m.toml").write_text('preset = "small"\n[planner]\nlambda_ = 0.5\nbeta = 0.2\n')
     cem = load_config(tmp_path / "m.toml", overrides=["planner.name=cem",
                                                       "planner.init_std=0.5"])
-    assert cem.planner == CEMConfig(num_candidates=256, horizon=30, init_std=0.5, beta=0.2)
+    assert cem.planner == CEMConfig(num_candidates=256, horizon=15, init_std=0.5, beta=0.2)
     assert load_config(tmp_path / "m.toml", overrides=["planner.init_std=0.5",
                                                        "planner.name=cem"]
                        ) == cem  # whatever the order of the overrides
     (tmp_path / "p.toml").write_text('preset = "small"\n[planner]\nname = "random_shooting"\n'
                                      "discount = 0.99\n")
     assert load_config(tmp_path / "p.toml").planner == RandomShootingConfig(
-        num_candidates=256, horizon=30, discount=0.99)
+        num_candidates=256, horizon=15, discount=0.99)
     assert load_config(preset="tiny", overrides=["planner='cem'"]).planner == CEMConfig()
     # Round trip: what a run folder's config.json holds loads back to the same config.
     assert config_from_json(cem.to_json()) == cem
@@ -288,12 +324,21 @@ def test_controller_cadence_and_reset():
 def test_train_writes_checkpoint_metrics_and_data(tmp_path):
     cfg = tiny()
     path = training.train(cfg, tmp_path / "run", progress=False)
-    ckpt = load_checkpoint(path, robot="cheetah")
+    ckpt = load_checkpoint(path, robot="cheetah@5")
     assert ckpt["iteration"] == cfg.iterations
     rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
     assert [int(r["iteration"]) for r in rows] == list(range(cfg.iterations))
     assert (tmp_path / "run" / "data" / "iter_001.npz").exists()
     assert any((tmp_path / "run" / "tb").iterdir())  # TensorBoard scalars
+    # each fit's curve, epoch by epoch, and whether patience or the epoch budget ended it
+    curve = list(csv.DictReader(open(tmp_path / "run" / "fit_curve.csv")))
+    for r in rows:
+        mine = [c for c in curve if c["iteration"] == r["iteration"]]
+        assert [int(c["epoch"]) for c in mine] == list(range(int(r["epochs"]) + 1))
+        val = [float(c["val_loss"]) for c in mine]
+        assert float(r["val_loss"]) == pytest.approx(min(val))
+        assert int(r["best_epoch"]) == int(np.argmin(val))
+        assert r["early_stopped"] == str(int(r["epochs"]) < cfg.optim.max_epochs)
     d1 = Dataset.load(tmp_path / "run" / "data" / "iter_001.npz")
     assert d1.source == "on_policy:grbal" and d1.n_trajectories == cfg.collect.rollouts_per_iter
     learner, cfg2 = learner_from_checkpoint(ckpt)
@@ -336,6 +381,9 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
         torch.testing.assert_close(a["learner"][k], b["learner"][k])
     rows = list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))
     assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
+    # the resumed run's fit curves are the uninterrupted run's, each iteration once
+    assert (tmp_path / "killed" / "fit_curve.csv").read_text() == (
+        tmp_path / "full" / "fit_curve.csv").read_text()
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path):
@@ -355,7 +403,7 @@ def test_every_learner_trains(tmp_path, learner):
 # ------------------------------------------------------------------ checkpoints
 def test_checkpoints_load_weights_only_and_refuse_mismatches(tmp_path):
     path = training.train(tiny(iterations=1), tmp_path / "r", progress=False)
-    with pytest.raises(ValueError, match="trained for robot 'cheetah', not 'quadruped'"):
+    with pytest.raises(ValueError, match="trained for robot 'cheetah@5', not 'quadruped'"):
         load_checkpoint(path, robot="quadruped")
     ckpt = torch.load(path, weights_only=True)
     ckpt["format_version"] = 99

@@ -22,7 +22,8 @@ from sims.dataset import FORMAT_VERSION, UNLABELLED, Dataset
 from sims.env import AdaptEnv
 from sims.registry import get_family
 
-TINY = ["--set", "iterations=1", "--quiet"]
+# the logs are recorded at the robot's control step: the runs decide at every step
+TINY = ["--set", "iterations=1", "--set", "decision_steps=1", "--quiet"]
 LENGTHS = (30, 45, 20, 38)  # transitions per episode: tiny's windows need m + k = 16
 LABELS = ("disabled:bshin", "weak:fthigh:0.5", "disabled:bshin", "healthy")
 
@@ -175,7 +176,7 @@ def test_every_learner_trains_on_a_hand_written_log(tmp_path, learner):
 
 
 def test_later_iterations_add_on_policy_rollouts_to_the_data(tmp_path):
-    cfg = load_config(preset="tiny", overrides=["iterations=2"])
+    cfg = load_config(preset="tiny", overrides=["iterations=2", "decision_steps=1"])
     data = load_training_data([write(tmp_path / "a.npz", **logged_episodes()),
                                Dataset.from_arrays(logged_episodes(seed=1))],
                               "cheetah-cripple", cfg.m, cfg.k)
@@ -222,6 +223,18 @@ def test_data_of_another_robot_is_refused_naming_the_robot(tmp_path, capsys):
     del arrays["robot"]  # without the name, the sizes tell
     err = refused(tmp_path, capsys, **arrays)
     assert "obs has 27 values per step" in err and "'cheetah' robot" in err and "17" in err
+
+
+def test_data_at_the_control_step_for_a_run_deciding_less_often_names_the_fix(tmp_path,
+                                                                               capsys):
+    """A log of the robot at its own control step cannot train a run that decides every 5
+    steps (each of its transitions spans 50 ms): refused, naming decision_steps=1."""
+    path = write(tmp_path / "log.npz", **logged_episodes())
+    assert main(["train", "tiny", "--data", path, "--out", str(tmp_path / "run"),
+                 "--set", "decision_steps=5", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is of robot 'cheetah'" in err and "'cheetah@5' robot" in err
+    assert "decision_steps=1" in err and not (tmp_path / "run").exists()
 
 
 def test_malformed_files_are_refused_with_the_key(tmp_path, capsys):

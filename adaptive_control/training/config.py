@@ -67,6 +67,10 @@ class TrainConfig:
     #: Task family whose training split is meta-trained on (see `adapt sims list`), or a spec
     #: file PATH.toml[#FAMILY]; stored as the family's name.
     family: str = "cheetah-cripple"
+    #: Control steps each decision of the controller spans: the run plans in FAMILY@K, each
+    #: action held K control steps (0: the robot's default, ``Robot.decision_steps``: 5 for the
+    #: cheetah, 50 ms; 1: every control step); stored as resolved.
+    decision_steps: int = 0
     #: Outer iterations: 0 collects random data, later ones on-policy data (paper: 50).
     iterations: int = 50
     #: Past transitions adaptation looks at (paper: 16).
@@ -99,11 +103,18 @@ class TrainConfig:
         if self.learner not in LEARNERS:
             raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
                               f"{', '.join(LEARNERS)}")
-        from sims.registry import get_family
+        from sims.registry import decision_family
 
         # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
-        # family's name, and its checkpoint the spec itself.
-        object.__setattr__(self, "family", get_family(self.family).name)
+        # name of the family it plans in (FAMILY@K), and its checkpoint the spec itself.
+        try:
+            family = decision_family(self.family, self.decision_steps)
+        except ValueError as e:
+            if "decision_steps" not in str(e):
+                raise
+            raise ConfigError(str(e)) from None
+        object.__setattr__(self, "family", family.name)
+        object.__setattr__(self, "decision_steps", family.frame_skip)
         check_device(self.device, "device")
         if not isinstance(self.planner, PLANNER_CONFIGS):
             raise ConfigError(f"planner={self.planner!r} is not a planner config: allowed "
@@ -142,22 +153,29 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------- presets
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's settings (REFERENCE.md): 50 iterations x 5 rollouts x 1000 steps, 3 x 512.
+    # The paper's settings (REFERENCE.md): 3 x 512 and its 250 k environment steps (50 iterations
+    # x 5 rollouts x 1000 control steps = 200 decisions of 50 ms), at the robot's decision step
+    # and the small preset's planner (the paper's random shooting 500 x 10 runs the cheetah at
+    # 0.7-0.8 m/s with the true simulator as its model).
     # (meta_impl lowrank: the same second-order meta-gradient, batched with torch.func
     # without forming per-task weights; 3.2x the per-task loop at 3 x 512, plain vmap 0.8x.)
-    "paper": {"grbal": {"meta_impl": "lowrank"}},
-    # Finishes in minutes on a 2-core machine: smaller networks, fewer and shorter rollouts.
+    "paper": {
+        "grbal": {"meta_impl": "lowrank"},
+        "collect": {"episode_steps": 200},
+        "planner": {"name": "mppi", "num_candidates": 500, "horizon": 15},
+    },
+    # Minutes on a 2-core machine. Decisions at the robot's decision step (the cheetah's every
+    # 50 ms) with MPPI 256 x 15, warm-started: a 0.75 s lookahead (0.6 s on the quadruped).
+    # With the true simulator as the model that runs the cheetah at 6.4 m/s healthy and 3.5 m/s
+    # on the dead back thigh, upright; deciding every 10 ms with the 0.3 s lookahead of 30
+    # steps, 3.0 / 2.4 m/s (docs/results.md, planning rate). 8 iterations: 12 k random decisions
+    # (60 x 10 s), then 7 x 5 on-policy rollouts of 10 s; each fit runs until early stopping
+    # (patience 5) or 60 epochs.
     "small": {
-        "iterations": 3,
-        "collect": {"random_rollouts": 60, "rollouts_per_iter": 3, "episode_steps": 500},
-        "optim": {"max_epochs": 12, "steps_per_epoch": 150, "patience": 3, "meta_batch": 16},
-        # MPPI 256 x 30, warm-started: a 0.3 s lookahead (0.6 s on the quadruped). With the
-        # true simulator as the model it runs the cheetah at 3.0 m/s healthy and 2.4 m/s on the
-        # dead back thigh, upright; the paper's random shooting 500 x 10 reaches 0.7-0.8 m/s and
-        # the CEM 64 x 10 x 4 used before 1.5-1.7 m/s (research/planner_sweep.py,
-        # docs/results.md). Trained with it on-policy, the learned GrBAL runs upright where the
-        # CEM-trained one fell onto its back.
-        "planner": {"name": "mppi", "num_candidates": 256, "horizon": 30},
+        "iterations": 8,
+        "collect": {"random_rollouts": 60, "rollouts_per_iter": 5, "episode_steps": 200},
+        "optim": {"max_epochs": 60, "steps_per_epoch": 150, "patience": 5, "meta_batch": 16},
+        "planner": {"name": "mppi", "num_candidates": 256, "horizon": 15},
         # Action gains: the inner step also fits one command gain per motor, which is what
         # lets one step identify a motor that training never broke (docs/results.md). The
         # paper preset keeps the paper's all-weights inner step.
@@ -203,13 +221,23 @@ _FLAT_PLANNER_TOOK = {
 def upgrade_values(values: dict[str, Any]) -> dict[str, Any]:
     """A config as older versions wrote it, as this one reads it: the flat planner table
     becomes the named planner's, with the fields that planner took and what it was then (CEM
-    started afresh, with white noise), so a run reloads with the planner it was built with."""
+    started afresh, with white noise), so a run reloads with the planner it was built with; a
+    whole config written before ``decision_steps`` existed planned at every control step."""
+    if "decision_steps" not in values and _WRITTEN_BEFORE_DECISION_STEPS <= set(values):
+        # the family name (NAME or NAME@K, as stored) says how often the run decided
+        values = {**values, "decision_steps": 0 if "@" in str(values["family"]) else 1}
     planner = values.get("planner")
     if isinstance(planner, dict) and set(planner) == _FLAT_PLANNER_KEYS:
         took, then = _FLAT_PLANNER_TOOK.get(planner["name"], (set(), {}))
         settings = {k: v for k, v in planner.items() if k in took}
         values = {**values, "planner": {"name": planner["name"], **then, **settings}}
     return values
+
+
+#: Keys every config written by ``TrainConfig.to_json`` has held (a run's config.json, a
+#: checkpoint's config): such a whole config without ``decision_steps`` is an older version's.
+_WRITTEN_BEFORE_DECISION_STEPS = frozenset(
+    ("learner", "family", "iterations", "m", "k", "seed", "collect", "optim", "planner"))
 
 
 def load_config(path: str | Path | None = None, preset: str | None = None,

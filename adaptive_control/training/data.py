@@ -21,7 +21,8 @@ from adaptive_control.types import Transitions, WindowBatch
 from sims.conditions import Condition
 from sims.dataset import Dataset
 from sims.families import TaskFamily
-from sims.registry import get_family
+from sims.registry import get_family, get_robot
+from sims.robots import base_name
 
 
 def check_window(m: int, k: int, horizon: int) -> None:
@@ -111,8 +112,13 @@ def check_training_data(data: Dataset, family: TaskFamily, m: int, k: int,
     episodes shorter than one window."""
     robot = family.robot
     if data.robot not in ("", robot.name):
+        hint = ""
+        if base_name(data.robot) == base_name(robot.name):  # another decision step
+            hint = (f" (each action held {robot.frame_skip} of its control steps); data "
+                    f"recorded every {data.robot!r} step trains with decision_steps="
+                    f"{get_robot(data.robot).frame_skip}")
         raise ValueError(f"{where} is of robot {data.robot!r}: family {family.name!r} trains "
-                         f"the {robot.name!r} robot")
+                         f"the {robot.name!r} robot{hint}")
     for name, got, want, parts in (
             ("obs", data.obs.shape[-1], robot.obs_dim, "observation values"),
             ("act", data.act.shape[-1], robot.act_dim, "actuators")):

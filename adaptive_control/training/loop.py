@@ -29,8 +29,9 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,14 @@ class FitResult:
     val_loss: float
     epochs: int
     steps: int
+    #: Whether patience ended the fit (False: it ran out of ``max_epochs`` while the
+    #: validation loss may still have been falling, or there was no validation data).
+    early_stopped: bool = False
+    #: The epoch whose weights were kept (0: the weights the fit started from).
+    best_epoch: int = 0
+    #: (epoch, mean training loss, validation loss) per epoch; epoch 0 is the validation loss
+    #: before the first step (its training loss NaN).
+    curve: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: TrainConfig,
@@ -109,6 +118,8 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
         return loss
 
     best_val, best_state, bad_epochs = validate(), copy.deepcopy(learner.state_dict()), 0
+    curve = [(0, math.nan, best_val)]
+    best_epoch, stopped = 0, False
     losses: list[float] = []
     epochs = steps = 0
     bar = tqdm(range(cfg.optim.max_epochs), desc=f"iter {it} fit {cfg.learner}", unit="epoch",
@@ -129,17 +140,21 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: 
         epochs += 1
         losses.append(float(np.mean(epoch_losses)))
         val = validate()
+        curve.append((epochs, losses[-1], val))
         bar.set_postfix(train=f"{losses[-1]:.4f}", val=f"{val:.4f}")
         if val_batch is None or val < best_val:
             best_val, best_state, bad_epochs = val, copy.deepcopy(learner.state_dict()), 0
+            best_epoch = epochs
         else:
             bad_epochs += 1
             if bad_epochs >= cfg.optim.patience:
+                stopped = True
                 break
     bar.close()
     learner.load_state_dict(best_state)
     learner.reset()
-    return FitResult(losses[-1] if losses else math.nan, best_val, epochs, steps)
+    return FitResult(losses[-1] if losses else math.nan, best_val, epochs, steps, stopped,
+                     best_epoch, curve)
 
 
 # ------------------------------------------------------------------------------ the run
@@ -204,6 +219,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 "collect_return_mean": _mean_return(new, family),
                 "train_loss": result.train_loss, "val_loss": result.val_loss,
                 "epochs": result.epochs, "fit_steps": result.steps,
+                "best_epoch": result.best_epoch, "early_stopped": result.early_stopped,
                 "seconds": time.perf_counter() - t0,
             }
             run.metrics.append(row)
@@ -216,6 +232,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
             })
             run.log(row, it)
+            log_fit_curve(out / FIT_CURVE, run.writer, it, result.curve)
             if progress:
                 print(f"iter {it}: {data.n_transitions} transitions, val "
                       f"{result.val_loss:.4f}, return {row['collect_return_mean']:.1f}, "
@@ -224,6 +241,37 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             if stop_after is not None and done_this_call >= stop_after:
                 break
         return run.checkpoint
+
+
+#: Per-epoch training and validation losses of every iteration's fit, beside metrics.csv.
+FIT_CURVE = "fit_curve.csv"
+
+
+def log_fit_curve(path: Path, writer: Any, it: int, curve: list[tuple[int, float, float]]
+                  ) -> None:
+    """Iteration ``it``'s fit curve: rows (iteration, epoch, train_loss, val_loss) in ``path``
+    (rows a killed run left for ``it`` or later are dropped first, so a resumed run writes
+    each iteration once) and TensorBoard scalars ``fit/iter_NNN/{train,val}_loss`` by epoch."""
+    import csv
+
+    kept = []
+    if path.exists():
+        with open(path, newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(r["iteration"]) < it]
+    rows = kept + [{"iteration": it, "epoch": e, "train_loss": tr, "val_loss": va}
+                   for e, tr, va in curve]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["iteration", "epoch", "train_loss", "val_loss"])
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+    if writer is not None:
+        for e, tr, va in curve:
+            for name, v in (("train_loss", tr), ("val_loss", va)):
+                if math.isfinite(v):
+                    writer.add_scalar(f"fit/iter_{it:03d}/{name}", v, e)
+        writer.flush()
 
 
 def _mean_return(data: Dataset, family: TaskFamily) -> float:
