@@ -363,6 +363,7 @@ def collect_closed_loop(
     family: str = "",
     source: str = "closed_loop",
     fall_reset: FallReset | None = None,
+    allow_empty: bool = False,
 ) -> Dataset:
     """One rollout of ``steps`` control steps per condition (or schedule) under ``controller``,
     step by step.
@@ -371,6 +372,7 @@ def collect_closed_loop(
     ``Dataset.stats['switch_steps']`` records where each kept trajectory's schedule switched.
     With ``fall_reset`` a fall ends the episode and the rollout goes on with a new one (the
     controller reset, the schedule from its start) until its ``steps`` are spent.
+    A collection that keeps no trajectory is refused (RuntimeError) unless ``allow_empty``.
     """
     robot = get_robot(robot)
     if fall_reset is not None:
@@ -413,7 +415,7 @@ def collect_closed_loop(
              "switch_steps": switches}
     if fall_reset is not None:
         stats.update(fall_resets=falls, dropped_short=short)
-    if not obs_all:
+    if not obs_all and not allow_empty:
         if fall_reset is not None and not dropped:
             raise RuntimeError(f"closed-loop collection: all {len(envs)} rollouts fell within "
                                f"{min_steps} steps of every reset")
