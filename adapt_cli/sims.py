@@ -37,6 +37,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--steps", type=int, default=200, help="control steps per trajectory")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=None, help="rollout threads (default: all)")
+    c.add_argument("--action-beta", type=float, default=0.0, metavar="BETA",
+                   help="AR(1) correlation of the random actions from one control step to the "
+                        "next, in [0, 1): smoother exploration, each action still uniform over "
+                        "the range (default 0: i.i.d. uniform)")
+    c.add_argument("--fall-reset", choices=["off", "on", "auto"], default="off",
+                   help="end a trajectory once the torso has been upside down for "
+                        "--fall-seconds and spend the rest of its steps on fresh resets in the "
+                        "same condition (auto: the robot's default, on for the quadruped; "
+                        "default off)")
+    c.add_argument("--fall-seconds", type=float, default=0.2,
+                   help="with --fall-reset: seconds upside down that end a trajectory")
+    c.add_argument("--min-steps", type=int, default=32,
+                   help="with --fall-reset: drop trajectories shorter than this many "
+                        "transitions (a training run's m + k; default 32, the paper's)")
     c.add_argument("--out", required=True, help="output .npz path")
     c.set_defaults(func=cmd_collect)
 
@@ -123,7 +137,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from sims.collect import collect_open_loop
+    from sims.collect import FallReset, collect_open_loop
     from sims.registry import get_family
 
     family = get_family(args.family)
@@ -135,13 +149,31 @@ def cmd_collect(args: argparse.Namespace) -> int:
         raise ValueError(f"--threads={args.threads}: must be >= 1")
     if not args.out.endswith(".npz"):
         raise ValueError(f"--out={args.out!r}: datasets are .npz files")
+    if not 0.0 <= args.action_beta < 1.0:
+        raise ValueError(f"--action-beta={args.action_beta}: allowed [0, 1) (0: i.i.d. uniform)")
+    fall_reset = None
+    on = family.robot.fall_reset if args.fall_reset == "auto" else args.fall_reset == "on"
+    if on:
+        try:
+            fall_reset = FallReset(seconds=args.fall_seconds, min_steps=args.min_steps)
+            fall_reset.upright_fn(family.robot)
+        except ValueError as e:
+            raise ValueError(f"--fall-reset={args.fall_reset} (--fall-seconds "
+                             f"{args.fall_seconds}, --min-steps {args.min_steps}): {e}") from e
     rng = np.random.default_rng(args.seed)
     conds = [family.sample(rng, args.split) for _ in range(args.trajectories)]
     ds = collect_open_loop(family.robot, conds, args.steps, rng, nthread=args.threads,
-                           family=family.name)
+                           family=family.name, action_beta=args.action_beta,
+                           fall_reset=fall_reset)
+    if not ds.n_trajectories:
+        raise ValueError(f"every trajectory fell within --min-steps {args.min_steps} steps of "
+                         "its reset or diverged: nothing to write")
     ds.save(args.out)
     s = ds.stats
-    print(f"wrote {args.out}: {ds.n_trajectories} trajectories x {ds.horizon} steps, "
-          f"{len(ds.conditions)} conditions; dropped {s['dropped_diverged']} diverged; "
-          f"{s['kept'] * s['steps'] / max(s['seconds'], 1e-9):,.0f} steps/s")
+    falls = (f"; {s['fall_resets']} fall resets, dropped {s['dropped_short']} shorter than "
+             f"{args.min_steps} steps" if fall_reset else "")
+    print(f"wrote {args.out}: {ds.n_trajectories} trajectories ({ds.n_transitions} "
+          f"transitions) of up to {ds.horizon} steps, {len(ds.conditions)} conditions; dropped "
+          f"{s['dropped_diverged']} diverged{falls}; "
+          f"{ds.n_transitions / max(s['seconds'], 1e-9):,.0f} steps/s")
     return 0

@@ -21,7 +21,7 @@ from sims.env import AdaptEnv
 @dataclass
 class EpisodeRecord:
     """One episode, step by step (``T`` = control steps taken, fewer than the episode's length
-    only when the physics diverged)."""
+    only when the physics diverged or ``stop`` ended it)."""
 
     observations: np.ndarray  # [T + 1, obs_dim]: after reset, then after every step
     actions: np.ndarray  # [T, act_dim] float64: the controller's actions clipped to the bounds
@@ -34,6 +34,7 @@ class EpisodeRecord:
     diverged: bool
     distance: float  # torso displacement along x from reset to the end (m)
     qpos: np.ndarray | None = None  # [T, nq] after each step, with ``record_qpos``
+    stopped: bool = False  # True when ``stop`` ended the episode before its last step
 
     @property
     def steps(self) -> int:
@@ -42,12 +43,15 @@ class EpisodeRecord:
 
 def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
                 record_qpos: bool = False,
-                on_step: Callable[[dm_env.TimeStep], None] | None = None) -> EpisodeRecord:
+                on_step: Callable[[dm_env.TimeStep], None] | None = None,
+                stop: Callable[[AdaptEnv], bool] | None = None) -> EpisodeRecord:
     """One episode of ``act`` (a controller: ``obs -> action``) in ``env``.
 
     ``act.reset()`` is called first when it has one, then ``env.reset()``. Each step times the
     controller call, steps the environment with its action (the environment clips it) and
     records the clipped action; ``on_step(timestep)`` runs after each step (progress bars).
+    ``stop(env)``, asked after every step that is not the last, ends the episode there when it
+    returns True (collection's fall reset, ``sims.collect.FallReset``).
     """
     lo, hi = env.robot.action_bounds
     if hasattr(act, "reset"):
@@ -57,7 +61,8 @@ def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
     obs, acts, rewards, speeds, segments, seconds, qpos = [ts.observation], [], [], [], [], [], []
     upright: list[float] = []
     ret = 0.0
-    while not ts.last():
+    stopped = False
+    while not ts.last() and not stopped:
         t0 = time.perf_counter()
         a = act(ts.observation)
         seconds.append(time.perf_counter() - t0)
@@ -75,13 +80,15 @@ def run_episode(env: AdaptEnv, act: Callable[[np.ndarray], np.ndarray], *,
             qpos.append(env.physics.data.qpos.copy())
         if on_step is not None:
             on_step(ts)
+        if stop is not None and not ts.last():
+            stopped = bool(stop(env))
     return EpisodeRecord(
         observations=np.stack(obs), actions=np.stack(acts), rewards=np.array(rewards),
         ret=ret, speeds=np.array(speeds), upright=np.array(upright),
         segments=np.array(segments, dtype=int),
         seconds=np.array(seconds), diverged=env.diverged,
         distance=float(env.physics.torso_position()[0] - x0),
-        qpos=np.stack(qpos) if record_qpos else None)
+        qpos=np.stack(qpos) if record_qpos else None, stopped=stopped)
 
 
 __all__ = ["EpisodeRecord", "run_episode"]

@@ -90,6 +90,11 @@ class Robot:
     max_slope_deg: float = 25.0  # steepest slope the robot can stand on at rest
     max_payload_kg: float = 50.0  # heaviest payload accepted
     init_noise: float = 0.1  # std of the uniform-ish noise on the initial joint state
+    # Whether data collection ends a trajectory once the torso has stayed upside down
+    # (``sims.collect.FallReset``) by default: True for a robot that falls over and cannot
+    # right itself (the quadruped), False for one whose tumbles are short (the cheetah). Only
+    # the training config's ``collect.fall_reset = "auto"`` reads it.
+    fall_reset: bool = False
     planar: bool = False  # True when the root moves in the x-z plane only
     description: str = ""
     frame_skip: int = 1
@@ -463,6 +468,9 @@ QUADRUPED = Robot(
     alive_bonus=0.05,
     max_slope_deg=25.0,
     max_payload_kg=5.0,
+    # 70 % of its random-action transitions at 25 Hz are upside down without it
+    # (research/collection_falls.py).
+    fall_reset=True,
     description="ant-like quadruped, 4 legs x (hip, ankle) = 8 actuators, 50 Hz control",
     decision_steps=2,  # 25 Hz decisions (docs/results.md, planning rate)
 )

@@ -88,6 +88,23 @@ def test_collect_writes_a_loadable_dataset(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == [out]
 
 
+def test_collect_with_fall_resets_and_correlated_actions(tmp_path, capsys):
+    out, plain = tmp_path / "falls.npz", tmp_path / "plain.npz"
+    args = ["sims", "collect", "--family", "quadruped-leg-failure", "--trajectories", "4",
+            "--steps", "300", "--threads", "2"]
+    assert main([*args, "--out", str(plain)]) == 0
+    assert main([*args, "--fall-reset", "auto", "--min-steps", "10", "--action-beta", "0.5",
+                 "--out", str(out)]) == 0
+    assert "fall resets" in capsys.readouterr().out
+    ds, before = Dataset.load(out), Dataset.load(plain)
+    assert ds.stats["fall_resets"] > 0 and "fall_resets" not in before.stats
+    assert (ds.lengths >= 10).all()
+    # each rollout's budget is spent but for a stub shorter than --min-steps
+    assert ds.n_trajectories <= 4 + ds.stats["fall_resets"] - ds.stats["dropped_short"]
+    assert 4 * 300 - 4 * 10 < ds.n_transitions <= 4 * 300
+    assert not np.array_equal(ds.act[:, :10], before.act[:, :10])  # correlated draws
+
+
 # ------------------------------------------------------------------ bad inputs
 BAD = [
     (["render", "nope", "--out", "{tmp}/x.png"], ["robot='nope'", "cheetah", "quadruped"]),
@@ -109,6 +126,12 @@ BAD = [
      ["--trajectories=0"]),
     (["collect", "--family", "cheetah-cripple", "--steps", "-3", "--out", "{tmp}/x.npz"],
      ["--steps=-3"]),
+    (["collect", "--family", "cheetah-cripple", "--action-beta", "1", "--out", "{tmp}/x.npz"],
+     ["--action-beta=1.0", "[0, 1)"]),
+    (["collect", "--family", "quadruped-slope", "--fall-reset", "auto", "--fall-seconds", "-1",
+      "--out", "{tmp}/x.npz"], ["--fall-reset=auto", "seconds=-1.0", ">= 0"]),
+    (["collect", "--family", "cheetah-cripple", "--fall-reset", "on", "--min-steps", "0",
+      "--out", "{tmp}/x.npz"], ["--min-steps 0", "min_steps=0"]),
 ]
 
 

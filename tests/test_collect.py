@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from sims.collect import (
+    FallReset,
     collect_closed_loop,
     collect_open_loop,
+    flipped_share_of,
     initial_states,
     random_actions,
     rollout_states,
@@ -33,6 +35,7 @@ from sims.dataset import FORMAT_VERSION, Dataset
 from sims.env import AdaptEnv
 from sims.episode import run_episode
 from sims.registry import get_family
+from sims.rewards import task_reward
 from sims.robots import CHEETAH, QUADRUPED, Robot
 
 # Conditions whose compiled models have identical sizes (same bodies, geoms, equalities), so
@@ -465,3 +468,182 @@ def test_concatenate_merges_condition_tables():
         Dataset.concatenate([a, make_dataset(robot="quadruped")])
     with pytest.raises(ValueError, match="at least one"):
         Dataset.concatenate([])
+
+
+# ------------------------------------------------------------------ correlated random actions
+def test_random_actions_beta_zero_draws_what_it_always_drew():
+    lo, hi = QUADRUPED.action_bounds
+    expected = np.random.default_rng(3).uniform(lo, hi, size=(4, 30, QUADRUPED.act_dim))
+    got = random_actions(QUADRUPED, 4, 30, np.random.default_rng(3))
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(
+        random_actions(QUADRUPED, 4, 30, np.random.default_rng(3), beta=0.0), expected)
+
+
+def test_correlated_random_actions_stay_uniform_in_bounds_and_correlate():
+    robot = CHEETAH
+    lo, hi = robot.action_bounds
+    iid = random_actions(robot, 50, 400, np.random.default_rng(0))
+    slow = random_actions(robot, 50, 400, np.random.default_rng(0), beta=0.9)
+    again = random_actions(robot, 50, 400, np.random.default_rng(0), beta=0.9)
+    np.testing.assert_array_equal(slow, again)  # seeded
+    assert (slow >= lo).all() and (slow <= hi).all()
+    # the marginal still covers the range uniformly: deciles within 2 % of the uniform's
+    u = ((slow - lo) / (hi - lo)).ravel()
+    np.testing.assert_allclose(np.quantile(u, np.linspace(0.1, 0.9, 9)),
+                               np.linspace(0.1, 0.9, 9), atol=0.02)
+
+    def lag1(a):
+        x = a - a.mean()
+        return float((x[:, 1:] * x[:, :-1]).mean() / x.var())
+
+    assert abs(lag1(iid)) < 0.02
+    assert 0.85 < lag1(slow) < 0.92  # (6 / pi) asin(beta / 2) = 0.89 for uniform marginals
+    for bad in (1.0, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match=r"beta=.*allowed a number in \[0, 1\)"):
+            random_actions(robot, 1, 5, np.random.default_rng(0), beta=bad)
+
+
+# ------------------------------------------------------------------ fall resets
+def _quadruped_obs(upright_steps: list[bool]) -> np.ndarray:
+    """Observations ``[1, T+1, obs_dim]`` of the quadruped, upright (identity quaternion) or
+    upside down (rotated 180° about x) after each step as listed."""
+    q = QUADRUPED.orientation_quat_index
+    obs = np.zeros((1, len(upright_steps) + 1, QUADRUPED.obs_dim))
+    obs[0, :, q] = 1.0
+    for t, up in enumerate(upright_steps):
+        if not up:
+            obs[0, t + 1, q:q + 4] = (0.0, 1.0, 0.0, 0.0)
+    return obs
+
+
+def test_a_trajectory_ends_after_the_step_that_completes_the_fall():
+    rule = FallReset(seconds=0.06)  # 3 control steps of 20 ms
+    assert rule.steps(QUADRUPED) == 3 and rule.steps(QUADRUPED.with_frame_skip(2)) == 2
+    assert FallReset(seconds=0).steps(QUADRUPED) == 1
+    up, down = True, False
+    cases = [
+        ([up] * 8, 8),  # never falls: the whole trajectory
+        ([up, down, down, up, down, down, down, up], 7),  # a 2-step tumble is not a fall
+        ([down, down, down, down, up], 3),
+        ([up, up, up, up, up, down, down], 7),  # still falling at the end
+    ]
+    for steps, end in cases:
+        assert rule.trajectory_ends(QUADRUPED, _quadruped_obs(steps)).tolist() == [end]
+    # leaning 80° (uprightness 0.17) is not upside down; a tilt threshold counts it
+    q = QUADRUPED.orientation_quat_index
+    side = _quadruped_obs([up] * 5)
+    side[0, 1:, q:q + 4] = (np.cos(np.radians(40)), np.sin(np.radians(40)), 0.0, 0.0)
+    assert rule.trajectory_ends(QUADRUPED, side).tolist() == [5]
+    assert FallReset(upright=0.5, seconds=0.06).trajectory_ends(QUADRUPED, side).tolist() == [3]
+
+
+def test_fall_reset_settings_are_checked():
+    for kwargs, fragment in (({"upright": 1.5}, "upright=1.5"), ({"seconds": -1}, "seconds=-1"),
+                             ({"min_steps": 0}, "min_steps=0")):
+        with pytest.raises(ValueError, match=fragment):
+            FallReset(**kwargs)
+
+
+def test_fall_reset_is_refused_for_a_robot_without_orientation(unstable_robot):
+    for collect in (
+        lambda fr: collect_open_loop(unstable_robot, [DEAD_MOTOR], 5, np.random.default_rng(0),
+                                     progress=False, fall_reset=fr),
+        lambda fr: collect_closed_loop(unstable_robot, [DEAD_MOTOR], lambda o: np.zeros(1), 5,
+                                       np.random.default_rng(0), progress=False, fall_reset=fr),
+    ):
+        with pytest.raises(ValueError, match="no torso orientation"):
+            collect(FallReset())
+
+
+def test_only_the_quadruped_resets_falls_by_default():
+    assert QUADRUPED.fall_reset and QUADRUPED.with_frame_skip(2).fall_reset
+    assert not CHEETAH.fall_reset
+
+
+class ReplayController:
+    """Plays one row of actions in order, across resets (as the open loop continues a row)."""
+
+    def __init__(self, actions: np.ndarray):
+        self.actions, self.t, self.resets = actions, 0, 0
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        self.t += 1
+        return self.actions[self.t - 1]
+
+
+# A touchy rule: leaning 18° (0.95) for 2 steps (of 20 ms) is a fall, so random actions fall
+# often.
+TOUCHY = FallReset(upright=0.95, seconds=0.04, min_steps=1)
+
+
+def test_fallen_trajectories_end_and_the_budget_goes_to_fresh_resets():
+    robot, steps = QUADRUPED, 150
+    actions = random_actions(robot, 1, steps, np.random.default_rng(0))
+    ds = collect_open_loop(robot, [HEALTHY], steps, np.random.default_rng(1), actions=actions,
+                           progress=False, fall_reset=TOUCHY)
+    assert ds.stats["fall_resets"] >= 2 and ds.stats["dropped_short"] == 0
+    assert ds.n_trajectories == ds.stats["kept"] == ds.stats["fall_resets"] + 1
+    assert ds.n_transitions == steps  # every step of the budget collected
+    starts = np.concatenate([[0], np.cumsum(ds.lengths)[:-1]])
+    u = task_reward(robot).uprightness(ds.obs.astype(np.float64))
+    for i, (start, length) in enumerate(zip(starts, ds.lengths, strict=True)):
+        # the rollout's actions continue from trajectory to trajectory
+        np.testing.assert_array_equal(ds.act[i, :length],
+                                      actions[0, start:start + length].astype(np.float32))
+        leaning = u[i, 1:length + 1] < 0.95  # after each step
+        runs = leaning[1:] & leaning[:-1]  # 2 leaning steps in a row: a fall
+        assert not runs[:-1].any()  # no fall before the last step
+        if i < ds.n_trajectories - 1:  # ended by that fall (the last may end on one: the
+            assert runs[-1]            # budget is spent then, and it is no reset)
+        assert u[i, 0] > 0.9  # each starts from a fresh reset
+    assert len({ds.obs[i, 0].tobytes() for i in range(ds.n_trajectories)}) == ds.n_trajectories
+    # the closed loop, replaying the same actions, collects the same trajectories bit for bit
+    ctrl = ReplayController(actions[0])
+    closed = collect_closed_loop(robot, [HEALTHY], ctrl, steps, np.random.default_rng(1),
+                                 progress=False, fall_reset=TOUCHY)
+    assert ctrl.resets == ds.n_trajectories
+    np.testing.assert_array_equal(closed.lengths, ds.lengths)
+    np.testing.assert_array_equal(closed.obs, ds.obs)
+    np.testing.assert_array_equal(closed.act, ds.act)
+    assert closed.stats["fall_resets"] == ds.stats["fall_resets"]
+    assert closed.stats["switch_steps"] == [[0]] * ds.n_trajectories
+
+
+def test_short_trajectories_are_dropped_and_counted():
+    robot, steps = QUADRUPED, 150
+    rule = FallReset(upright=0.95, seconds=0.04, min_steps=20)
+    conds = SAME_SIZE["quadruped"][:3]
+    actions = random_actions(robot, len(conds), steps, np.random.default_rng(0))
+    ds = collect_open_loop(robot, conds, steps, np.random.default_rng(1), actions=actions,
+                           progress=False, fall_reset=rule)
+    loose = collect_open_loop(robot, conds, steps, np.random.default_rng(1), actions=actions,
+                              progress=False, fall_reset=TOUCHY)
+    assert ds.stats["dropped_short"] >= 1
+    assert ds.n_trajectories >= 2 * len(conds) and (ds.lengths >= 20).all()
+    assert ds.n_transitions < steps * len(conds)
+    assert ds.stats["kept"] + ds.stats["dropped_short"] <= ds.stats["fall_resets"] + len(conds)
+    # trajectories of one rollout are consecutive, each labelled with its rollout's condition
+    rollout = [conds.index(ds.condition(i)) for i in range(ds.n_trajectories)]
+    assert rollout == sorted(rollout)
+    # the first trajectory of each rollout ends where the loose rule ends it
+    for i in range(len(conds)):
+        first = loose.lengths[[conds.index(loose.condition(j)) for j in
+                               range(loose.n_trajectories)].index(i)]
+        assert first < 20 or ds.lengths[rollout.index(i)] == first
+    # seeded: the same again
+    again = collect_open_loop(robot, conds, steps, np.random.default_rng(1), actions=actions,
+                              progress=False, fall_reset=rule)
+    np.testing.assert_array_equal(again.obs, ds.obs)
+
+
+def test_flipped_share_of_a_dataset():
+    up, down = True, False
+    obs = np.concatenate([_quadruped_obs([up, down, down, up]),
+                          _quadruped_obs([down, up, up, up])])
+    ds = Dataset(obs, np.zeros((2, 4, QUADRUPED.act_dim)), [0, 0], [HEALTHY.to_json()],
+                 "quadruped", lengths=np.array([4, 2]))
+    assert flipped_share_of(ds, QUADRUPED) == pytest.approx(3 / 6)

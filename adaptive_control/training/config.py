@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from adaptive_control.config_loader import ConfigError, build_dataclass, layered_values
 from adaptive_control.devices import check_device
@@ -36,6 +37,17 @@ class CollectConfig:
     rollouts_per_iter: int = 5
     #: Control steps per rollout (paper: 1000).
     episode_steps: int = 1000
+    #: End a trajectory once the torso stays fallen (then the rollout's remaining steps go to
+    #: fresh resets, sims.collect.FallReset): auto (the robot's: on for the quadruped), on, off.
+    fall_reset: Literal["auto", "on", "off"] = "auto"
+    #: Uprightness (cos of the torso's tilt) below which a step counts as fallen (0: upside down).
+    fall_upright: float = 0.0
+    #: Seconds the torso must stay fallen before its trajectory ends.
+    fall_seconds: float = 0.2
+    #: AR(1) correlation of iteration 0's random actions between control steps, [0, 1) (0: i.i.d.).
+    action_beta: float = 0.0
+    #: Processes running an iteration's on-policy rollouts (spawned; 0 or 1: this process).
+    workers: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,13 @@ class TrainConfig:
                 raise ConfigError(f"collect.{name}={getattr(c, name)!r}: allowed >= 1")
         if c.rollouts_per_iter < 0:
             raise ConfigError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
+        _check_fall_reset(c, get_family(self.family).robot)
+        if not 0.0 <= c.action_beta < 1.0:
+            raise ConfigError(f"collect.action_beta={c.action_beta!r}: allowed [0, 1) (the AR(1) "
+                              "correlation of random actions; 0: i.i.d. uniform)")
+        if c.workers < 0:
+            raise ConfigError(f"collect.workers={c.workers!r}: allowed >= 0 (0 or 1: the "
+                              "rollouts run in this process)")
         if self.m + self.k > c.episode_steps:
             raise ConfigError(
                 f"m + k = {self.m} + {self.k} is longer than an episode "
@@ -149,6 +168,22 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def _check_fall_reset(c: CollectConfig, robot: Any) -> None:
+    if c.fall_reset not in ("auto", "on", "off"):
+        raise ConfigError(f"collect.fall_reset={c.fall_reset!r} is not allowed: allowed 'auto' "
+                          "(the robot's default), 'on', 'off'")
+    if not -1.0 <= c.fall_upright <= 1.0:
+        raise ConfigError(f"collect.fall_upright={c.fall_upright!r}: allowed [-1, 1] "
+                          "(uprightness: 1 upright, 0 on its side, -1 upside down)")
+    if not (math.isfinite(c.fall_seconds) and c.fall_seconds >= 0):
+        raise ConfigError(f"collect.fall_seconds={c.fall_seconds!r}: allowed a number >= 0")
+    if c.fall_reset == "on" and robot.orientation_quat_index is None \
+            and robot.pitch_index is None:
+        raise ConfigError(f"collect.fall_reset='on': robot {robot.name!r} has no torso "
+                          "orientation in its observation, so a fall cannot be told: allowed "
+                          "'off' or 'auto'")
 
 
 # ---------------------------------------------------------------------------- presets

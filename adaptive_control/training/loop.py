@@ -13,8 +13,9 @@ The learner, its optimiser, the meta-batches and the controller's planning live 
 ``config.device``; simulation stays on the CPU and checkpoints hold CPU tensors.
 
 Every random draw derives from ``(config.seed, iteration, purpose)`` (``builders.run_rng``;
-the loop's purposes: 0 conditions and rollouts, 1 the controller, 2 the data split and batches,
-3 fitting's torch seed, 99 weight init), and each iteration's data is saved before fitting
+the loop's purposes: 0 conditions and iteration 0's rollouts, 2 the data split and batches,
+3 fitting's torch seed, 99 weight init; each on-policy rollout draws from purposes 4 and 5
+with its index, ``training.collection``), and each iteration's data is saved before fitting
 starts, so a run killed at any point and resumed with ``--resume`` ends with the same data and
 iteration count as one that was never interrupted.
 
@@ -37,19 +38,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptive_control.builders import build_controller, build_learner, run_rng, torch_seed
+from adaptive_control.builders import build_learner, run_rng, torch_seed
 from adaptive_control.checkpoint import save_checkpoint
 from adaptive_control.devices import module_device, resolve_device
 from adaptive_control.learners import Learner
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.runs import check_run_folder, open_run
+from adaptive_control.training.collection import collect_on_policy, fall_rule
 from adaptive_control.training.config import TrainConfig, config_from_json
 from adaptive_control.training.data import (
     WindowSampler,
     check_training_data,
     split_trajectories,
 )
-from sims.collect import collect_closed_loop, collect_open_loop
+from sims.collect import collect_open_loop, flipped_share_of
 from sims.dataset import Dataset
 from sims.families import TaskFamily
 from sims.registry import get_family
@@ -60,17 +62,19 @@ from sims.specs import artifact_spec
 # ------------------------------------------------------------------------------ collection
 def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Learner,
                       progress: bool) -> Dataset:
-    """Iteration 0: random actions. Later: the adaptive controller, on-policy."""
+    """Iteration 0: random actions (``collect.action_beta``), all rollouts batched in one
+    ``mujoco.rollout``. Later: the adaptive controller, on-policy, one rollout at a time on
+    ``collect.workers`` processes (``training.collection``: the same data for any number).
+    Both end fallen robots' trajectories per ``collect.fall_reset``."""
     rng = run_rng(cfg.seed, it, 0)
     steps = cfg.collect.episode_steps
     if it == 0:
         conds = [family.sample(rng, "train") for _ in range(cfg.collect.random_rollouts)]
         return collect_open_loop(family.robot, conds, steps, rng, progress=progress,
-                                 family=family.name)
+                                 family=family.name, action_beta=cfg.collect.action_beta,
+                                 fall_reset=fall_rule(cfg, family))
     conds = [family.sample(rng, "train") for _ in range(cfg.collect.rollouts_per_iter)]
-    controller = build_controller(learner, cfg, family, seed=torch_seed(cfg.seed, it, 1))
-    return collect_closed_loop(family.robot, conds, controller, steps, rng, progress=progress,
-                               family=family.name, source=f"on_policy:{cfg.learner}")
+    return collect_on_policy(it, cfg, family, learner, conds, progress)
 
 
 #: What collects an iteration's data: ``collect_iteration`` (in this process) by default;
@@ -216,6 +220,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 "iteration": it, "transitions": data.n_transitions,
                 "new_transitions": new.n_transitions,
                 "dropped_diverged": new.stats.get("dropped_diverged", 0),
+                "fall_resets": new.stats.get("fall_resets", 0),
+                "flipped_share": flipped_share_of(new, family.robot),
                 "collect_return_mean": _mean_return(new, family),
                 "train_loss": result.train_loss, "val_loss": result.val_loss,
                 "epochs": result.epochs, "fit_steps": result.steps,
@@ -275,13 +281,17 @@ def log_fit_curve(path: Path, writer: Any, it: int, curve: list[tuple[int, float
 
 
 def _mean_return(data: Dataset, family: TaskFamily) -> float:
-    """Mean episode return of a dataset's trajectories, under the task reward."""
+    """Mean episode return of a dataset's trajectories, under the task reward; when fall resets
+    cut some short, the return of a full episode's worth of transitions (``horizon`` steps)."""
     if data.n_trajectories == 0:
         return math.nan
     fn = task_reward(family.robot)
     r = fn(data.obs[:, :-1].astype(np.float64), data.act.astype(np.float64),
            data.obs[:, 1:].astype(np.float64))
-    return float(np.where(data.transition_mask(), r, 0.0).sum(axis=1).mean())
+    per_trajectory = np.where(data.transition_mask(), r, 0.0).sum(axis=1)
+    if (data.lengths == data.horizon).all():
+        return float(per_trajectory.mean())
+    return float(per_trajectory.sum() / data.n_transitions * data.horizon)
 
 
 def _check_same_data(path: Path, data: Dataset) -> None:
