@@ -141,7 +141,7 @@ class TrainConfig:
                 raise ConfigError(f"collect.{name}={getattr(c, name)!r}: allowed >= 1")
         if c.rollouts_per_iter < 0:
             raise ConfigError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
-        _check_fall_reset(c, get_family(self.family).robot)
+        _check_fall_reset(c, family.robot)
         if not 0.0 <= c.action_beta < 1.0:
             raise ConfigError(f"collect.action_beta={c.action_beta!r}: allowed [0, 1) (the AR(1) "
                               "correlation of random actions; 0: i.i.d. uniform)")
