@@ -122,10 +122,11 @@ def main() -> None:
                    progress=False)
     rows = {}
     for e in eps:
-        r = rows.setdefault((e.method, e.scenario), {"speed": [], "flipped": [], "ms": [],
-                                                     "ret": []})
+        r = rows.setdefault((e.method, e.scenario), {"speed": [], "flipped": [], "tilted": [],
+                                                     "ms": [], "ret": []})
         r["speed"].append(e.mean_speed)
         r["flipped"].append(e.flipped)
+        r["tilted"].append(e.tilted)
         r["ms"].append(e.latency_ms_p50)
         r["ret"].append(e.ret)
     out = []
@@ -134,8 +135,8 @@ def main() -> None:
                **{k: float(np.mean(v)) for k, v in r.items()}, "n": len(r["speed"])}
         out.append(row)
         print(f"{method:28s} {scenario:28s} {row['speed']:6.2f} m/s  flipped "
-              f"{100 * row['flipped']:5.1f} %  {row['ms']:7.1f} ms  return {row['ret']:8.1f}",
-              flush=True)
+              f"{100 * row['flipped']:5.1f} %  tilted {100 * row['tilted']:5.1f} %  "
+              f"{row['ms']:7.1f} ms  return {row['ret']:8.1f}", flush=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(json.dumps({"rows": len(out)}))
 

@@ -28,11 +28,13 @@ from sims.registry import get_family
 def tiny_config(learner: str = "grbal", planner: str = "random_shooting",
                 family: str = "cheetah-cripple", m: int = 4, candidates: int = 8,
                 horizon: int = 3, hidden: tuple[int, ...] = (16, 16), rnn_hidden: int = 8,
-                cell: str = "gru", decision_steps: int = 1,
+                cell: str = "gru", decision_steps: int | None = None,
                 **learner_fields: Any) -> TrainConfig:
-    """A TrainConfig with small sizes; ``learner_fields`` go into the learner's config. It
-    plans at every control step (``decision_steps=1``) unless told otherwise, so the exported
-    graphs are for the robot itself (``cheetah``)."""
+    """A TrainConfig with small sizes; ``learner_fields`` go into the learner's config. A
+    family named without ``@K`` plans at every control step unless ``decision_steps`` says
+    otherwise, so the exported graphs are for the robot itself (``cheetah``)."""
+    if decision_steps is None:
+        decision_steps = 0 if "@" in family else 1
     cfg = TrainConfig(
         learner=learner, family=family, decision_steps=decision_steps, m=m, k=m,
         planner=planner_config(planner, num_candidates=candidates, horizon=horizon,

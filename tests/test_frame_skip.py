@@ -170,10 +170,14 @@ def test_train_evaluate_export_and_deploy_a_frame_skipped_family(tmp_path):
     assert report["steps"] == 25 and report["rate_hz"] == 50.0
     assert report["robot"]["sim_time"] == pytest.approx(0.5)
 
-    refused = adapt("deploy", "exp", "--robot", "sim:cheetah", "--duration", "0.5", "--fast",
+    # sim:cheetah means the cheetah at the export's decision step; another step is refused
+    base = ok(adapt("deploy", "exp", "--robot", "sim:cheetah", "--duration", "0.5", "--fast",
+                    "--quiet", "--out", "dep1", cwd=tmp_path, runtime=True))
+    assert "robot sim:cheetah@2" in base and "at 50 Hz" in base
+    refused = adapt("deploy", "exp", "--robot", "sim:cheetah@3", "--duration", "0.5", "--fast",
                     "--quiet", cwd=tmp_path, runtime=True)
     assert refused.returncode == 2
-    assert "exported for robot 'cheetah@2', not 'cheetah'" in refused.stderr
+    assert "exported for robot 'cheetah@2', not 'cheetah@3'" in refused.stderr
 
 
 def test_gymnasium_names_take_the_suffix(registry):  # noqa: F811

@@ -225,7 +225,8 @@ def teacher_ckpt(tmp_path_factory):
     from adaptive_control.training.loop import train
 
     out = tmp_path_factory.mktemp("teacher")
-    cfg = load_config(preset="tiny", overrides=["iterations=1", "threads=1"])
+    # the students act every control step: so does their teacher
+    cfg = load_config(preset="tiny", overrides=["iterations=1", "threads=1", "decision_steps=1"])
     return str(train(cfg, out, progress=False))
 
 

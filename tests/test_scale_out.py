@@ -67,8 +67,8 @@ def cluster():
 @pytest.fixture(scope="module")
 def grbal(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("runs")
-    training.train(load_config(preset="tiny", overrides=["iterations=1"]), root / "grbal",
-                   progress=False)
+    training.train(load_config(preset="tiny", overrides=["iterations=1", "decision_steps=1"]),
+                   root / "grbal", progress=False)
     return str(checkpoint_path(root / "grbal"))
 
 
@@ -102,7 +102,7 @@ def test_adapt_eval_ray_writes_the_local_results(cluster, grbal, tmp_path, monke
     rel = str(Path(grbal).relative_to(Path(grbal).parents[1]))
     args = ["eval", "--family", FAMILY, "--method", "random", "--method",
             f"grbal={rel}", "--scenarios", "switch", "--switch-at", str(SWITCH_S),
-            "--seeds", "2", "--duration", "3"]
+            "--seeds", "2", "--duration", "0.6", "--decision-steps", "1"]
     assert main(args + ["--workers", "1", "--out", str(tmp_path / "local")]) == 0
     assert main(args + ["--ray", cluster, "--out", str(tmp_path / "ray")]) == 0
     eps = [json.loads((tmp_path / d / "results.json").read_text())["episodes"]

@@ -118,15 +118,21 @@ def _switch_conditions(switches: list[tuple[float, str]], robot: Any) -> list[tu
 
 def _sim_robot(export_dir: str, name: str) -> Any:
     """The ``sims.robots.Robot`` that ``sim:NAME`` means: a spec an export carries is
-    registered first, so the robot it was made for is known by name without its spec file."""
+    registered first, so the robot it was made for is known by name without its spec file; a
+    robot named without a decision step (``sim:cheetah``) runs at the export's own
+    (``cheetah@5``: each action held five control steps), as the controller was trained."""
     from sims.registry import ROBOTS, get_robot, register_document
+    from sims.robots import FRAME_SKIP_MARK, base_name
 
     folder = Path(export_dir)
+    manifest = C.read_manifest(folder) if (folder / C.MANIFEST_FILE).is_file() else {}
+    made_for = str(manifest.get("robot", ""))
+    if FRAME_SKIP_MARK not in name and FRAME_SKIP_MARK in made_for and (
+            base_name(made_for) == name):
+        name = made_for
     if name in ROBOTS or name.endswith((".toml", ".xml")):
         return get_robot(name)  # checked against the export's record by _check_robot
-    if (folder / C.MANIFEST_FILE).is_file():
-        manifest = C.read_manifest(folder)
-        register_document(manifest.get("spec", ""), str(folder / C.MANIFEST_FILE))
+    register_document(manifest.get("spec", ""), str(folder / C.MANIFEST_FILE))
     return get_robot(name)
 
 
@@ -244,7 +250,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
               f"{1 / session.control_timestep:g} Hz; it was trained for "
               f"{session.control_timestep:g} s steps", file=sys.stderr)
     deadline = None if args.deadline_ms is None else args.deadline_ms / 1e3
-    print(f"{what}; robot sim:{name} [{robot.schedule.label}] at {rate:g} Hz for "
+    print(f"{what}; robot sim:{sim.name} [{robot.schedule.label}] at {rate:g} Hz for "
           f"{args.duration:g} s{' (as fast as possible)' if args.fast else ' (real time)'}",
           flush=True)
     status = _Status(robot, not args.quiet)
