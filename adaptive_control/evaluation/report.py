@@ -224,8 +224,8 @@ def plot_all(out: Path, episodes: list[Episode], dt: float) -> dict[str, Path]:
     ax.set_ylabel("episode return")
     ax.axhline(0, color="k", lw=0.5)
     ax.legend(fontsize=7)
-    ax.set_title("Return by method (bars: mean ± std over seeds; dots: seeds; "
-                 "%: steps flipped / tilted > 60°)", fontsize=9)
+    ax.set_title("Return by method (bars: mean ± std over seeds; dots: seeds)\n"
+                 "%: steps flipped / tilted > 60°", fontsize=9)
     fig.tight_layout()
     files["return_by_method.png"] = out / "return_by_method.png"
     fig.savefig(files["return_by_method.png"], dpi=110)
