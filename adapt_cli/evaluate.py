@@ -74,15 +74,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_quickstart)
 
 
-def episode_steps_of(duration: float, control_timestep: float) -> int:
-    """Control steps of an episode of ``duration`` seconds (rounded), refused below two."""
-    steps = round(duration / control_timestep) if duration > 0 else 0
-    if steps < 2:
-        raise ValueError(f"--duration={duration:g}: allowed seconds >= "
-                         f"{2 * control_timestep:g} (two control steps of {control_timestep:g} s)")
-    return steps
-
-
 def _prepare_out(out: str, overwrite: bool) -> Path:
     path = Path(out)
     if path.exists() and any(path.iterdir()):
@@ -99,6 +90,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from adaptive_control.evaluation.episodes import (
         PlannerSizes,
         default_workers,
+        episode_steps_of,
         evaluate,
         scenarios_for,
     )

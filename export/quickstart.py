@@ -157,6 +157,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, duration_s: flo
         MethodSpec,
         RandomMethod,
         default_workers,
+        episode_steps_of,
         evaluate,
         scenarios_for,
     )
@@ -176,18 +177,20 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, duration_s: flo
     # Both learners at once, a process and a core each: the same runs as one after another.
     print(f"\n== meta-training grbal and mb ({preset} preset, {cfg.family}, "
           f"{cfg.iterations} iterations each, in parallel) ==", flush=True)
-    results = run_sweep(preset, out / "runs", sets=["learner=grbal,mb"],
+    learners = ("grbal", "mb")
+    results = run_sweep(preset, out / "runs", sets=[f"learner={','.join(learners)}"],
                         workers=min(2, workers or default_workers()))
     failed = [r for r in results if r.status == "failed"]
     if failed:
         raise RuntimeError(f"meta-training failed: {failed[0].name}: {failed[0].error}")
-    runs = {r.name.split(",")[0].removeprefix("learner="): out / "runs" / r.name / "checkpoint.pt"
-            for r in results}
+    # the sweep's results come in grid order: one per learner
+    runs = {learner: out / "runs" / r.name / "checkpoint.pt"
+            for learner, r in zip(learners, results, strict=True)}
     for r in results:
         print(f"  {r.name}: validation loss {r.val_loss:.4f}, {r.seconds / 60:.1f} min")
     # the family the runs plan in: cheetah-cripple at the cheetah's decision step
     family = get_family(cfg.family)
-    episode_steps = round(duration_s / family.robot.control_timestep)
+    episode_steps = episode_steps_of(duration_s, family.robot.control_timestep)
 
     print("\n== prediction error on the held-out back thigh ==", flush=True)
     data = heldout_data(family, "test", 3, 300 if preset == "small" else 60, seed=1234)

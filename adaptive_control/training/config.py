@@ -121,9 +121,7 @@ class TrainConfig:
         # name of the family it plans in (FAMILY@K), and its checkpoint the spec itself.
         try:
             family = decision_family(self.family, self.decision_steps)
-        except ValueError as e:
-            if "decision_steps" not in str(e):
-                raise
+        except ValueError as e:  # an unknown family, or a decision step it cannot take
             raise ConfigError(str(e)) from None
         object.__setattr__(self, "family", family.name)
         object.__setattr__(self, "decision_steps", family.frame_skip)

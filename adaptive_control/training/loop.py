@@ -51,6 +51,7 @@ from adaptive_control.training.data import (
     check_training_data,
     split_trajectories,
 )
+from sims.atomic import atomic_write
 from sims.collect import collect_open_loop, flipped_share_of
 from sims.dataset import Dataset
 from sims.families import TaskFamily
@@ -259,19 +260,19 @@ def log_fit_curve(path: Path, writer: Any, it: int, curve: list[tuple[int, float
     (rows a killed run left for ``it`` or later are dropped first, so a resumed run writes
     each iteration once) and TensorBoard scalars ``fit/iter_NNN/{train,val}_loss`` by epoch."""
     import csv
+    import io
 
     kept = []
     if path.exists():
         with open(path, newline="") as f:
             kept = [r for r in csv.DictReader(f) if int(r["iteration"]) < it]
-    rows = kept + [{"iteration": it, "epoch": e, "train_loss": tr, "val_loss": va}
-                   for e, tr, va in curve]
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["iteration", "epoch", "train_loss", "val_loss"])
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO()
+    w = csv.DictWriter(text, fieldnames=["iteration", "epoch", "train_loss", "val_loss"])
+    w.writeheader()
+    w.writerows(kept + [{"iteration": it, "epoch": e, "train_loss": tr, "val_loss": va}
+                        for e, tr, va in curve])
+    with atomic_write(path) as f:
+        f.write(text.getvalue().encode())
     if writer is not None:
         for e, tr, va in curve:
             for name, v in (("train_loss", tr), ("val_loss", va)):
