@@ -90,11 +90,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from adaptive_control.evaluation.episodes import (
         PlannerSizes,
         default_workers,
-        episode_steps_of,
         evaluate,
         scenarios_for,
     )
     from adaptive_control.evaluation.report import report_meta, write_report
+    from sims.episode import episode_steps_of
     from sims.registry import decision_family
 
     # Everything is checked before any work starts.

@@ -19,7 +19,7 @@ import torch
 
 from adaptive_control.control import AdaptiveController
 from adaptive_control.devices import module_device
-from adaptive_control.learners import Learner, make_learner
+from adaptive_control.learners import Ensemble, Learner, make_learner
 from adaptive_control.planning import make_planner
 from adaptive_control.training.config import TrainConfig, config_from_json
 from sims.families import TaskFamily
@@ -41,10 +41,18 @@ def torch_seed(seed: int, iteration: int, purpose: int, *index: int) -> int:
 
 # ------------------------------------------------------------------------------ building
 def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
-    """The config's learner, untrained, for the family's robot (weights from torch's generator)."""
+    """The config's learner, untrained, for the family's robot (weights seeded by its config);
+    with ``cfg.ensemble > 1`` an :class:`Ensemble` of that many, drawn one after the other and
+    each seeded by its config's seed + its index, sharing one normaliser."""
     robot = family.robot
-    return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
-                        actuator_velocity_index=robot.actuator_velocity_index)
+    if cfg.ensemble == 1:
+        return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
+                            actuator_velocity_index=robot.actuator_velocity_index)
+    return Ensemble([
+        make_learner(cfg.learner, robot.obs_dim, robot.act_dim,
+                     replace(cfg.learner_config, seed=cfg.learner_config.seed + i),
+                     actuator_velocity_index=robot.actuator_velocity_index)
+        for i in range(cfg.ensemble)])
 
 
 def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,
@@ -70,14 +78,23 @@ def learner_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "
 
 
 def mbde_from_mb(learner: Learner, cfg: TrainConfig) -> Learner:
-    """MB+DE on a trained MB's weights: the same model, updated online at test time."""
+    """MB+DE on a trained MB's weights: the same model, updated online at test time (each
+    member of an ensemble on its own)."""
     if cfg.learner != "mb":
         raise ValueError(f"MB+DE runs on an MB checkpoint, this one holds {cfg.learner!r}")
     from adaptive_control.learners import MBDE
 
     robot = get_family(cfg.family).robot
-    mbde = MBDE(robot.obs_dim, robot.act_dim, replace(cfg.mbde, hidden_sizes=cfg.mb.hidden_sizes))
-    mbde.load_state_dict(learner.state_dict())
-    mbde.to(module_device(learner))
-    mbde.eval()
-    return mbde
+    config = replace(cfg.mbde, hidden_sizes=cfg.mb.hidden_sizes)
+
+    def convert(mb: Learner) -> Learner:
+        mbde = MBDE(robot.obs_dim, robot.act_dim, config)
+        mbde.load_state_dict(mb.state_dict())
+        return mbde
+
+    members = learner.members if isinstance(learner, Ensemble) else [learner]
+    out = Ensemble([convert(m) for m in members]) if isinstance(learner, Ensemble) \
+        else convert(learner)
+    out.to(module_device(learner))
+    out.eval()
+    return out

@@ -454,6 +454,10 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     (:func:`export.presets.deploy_preset`); ``num_candidates`` / ``horizon`` still override.
     """
     check_precision(precision)
+    if cfg.ensemble != 1:
+        raise ValueError(f"ensemble={cfg.ensemble}: the export holds one model; allowed "
+                         "ensemble=1 (export one member's run, or plan with the ensemble in "
+                         "`adapt eval`)")
     if not latency_seconds >= 0:
         raise ValueError(f"latency_seconds={latency_seconds!r}: allowed a number >= 0")
     say = log or (lambda s: None)

@@ -157,7 +157,6 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, duration_s: flo
         MethodSpec,
         RandomMethod,
         default_workers,
-        episode_steps_of,
         evaluate,
         scenarios_for,
     )
@@ -170,6 +169,7 @@ def quickstart(out: Path, preset: str = "small", seeds: int = 2, duration_s: flo
     from adaptive_control.evaluation.report import report_meta, write_report
     from adaptive_control.training.config import load_config
     from adaptive_control.training.sweep import run_sweep
+    from sims.episode import episode_steps_of
     from sims.registry import get_family
 
     t0 = time.perf_counter()

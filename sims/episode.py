@@ -18,6 +18,17 @@ import numpy as np
 from sims.env import AdaptEnv
 
 
+def episode_steps_of(duration_s: float, control_timestep: float,
+                     field: str = "--duration") -> int:
+    """Control steps of an episode of ``duration_s`` seconds (rounded): the one rule wherever a
+    user gives an episode's length in seconds; fewer than two are refused naming ``field``."""
+    steps = round(duration_s / control_timestep) if duration_s > 0 else 0
+    if steps < 2:
+        raise ValueError(f"{field}={duration_s:g}: allowed seconds >= "
+                         f"{2 * control_timestep:g} (two control steps of {control_timestep:g} s)")
+    return steps
+
+
 @dataclass
 class EpisodeRecord:
     """One episode, step by step (``T`` = control steps taken, fewer than the episode's length

@@ -47,7 +47,7 @@ def test_presets_and_overrides():
     # the paper's 250 k environment steps, at the cheetah's decision step of 50 ms
     assert (paper.family, paper.decision_steps) == ("cheetah-cripple@5", 5)
     env_steps = (paper.iterations * paper.collect.rollouts_per_iter
-                 * paper.collect.episode_steps * paper.decision_steps)
+                 * paper.episode_steps * paper.decision_steps)
     assert env_steps == 250_000
     assert paper.planner.num_candidates == 500 and paper.planner.horizon == 15
     assert paper.mb.hidden_sizes == (512, 512)

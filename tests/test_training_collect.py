@@ -84,7 +84,7 @@ def test_cheetah_random_rollouts_are_what_they_were():
     data = training.collect_iteration(0, cfg, family, None, progress=False)
     rng = run_rng(cfg.seed, 0, 0)  # the code before fall resets and correlated actions
     conds = [family.sample(rng, "train") for _ in range(cfg.collect.random_rollouts)]
-    before = collect_open_loop(family.robot, conds, cfg.collect.episode_steps, rng,
+    before = collect_open_loop(family.robot, conds, cfg.episode_steps, rng,
                                progress=False, family=family.name)
     _same(data, before)
     assert "fall_resets" not in data.stats
@@ -92,7 +92,7 @@ def test_cheetah_random_rollouts_are_what_they_were():
 
 def test_quadruped_random_rollouts_reset_falls_and_take_correlated_actions():
     cfg = tiny("family='quadruped-leg-failure'", "collect.random_rollouts=6",
-               "collect.episode_steps=100", "collect.fall_upright=0.9",
+               "collect.episode_s=4.0", "collect.fall_upright=0.9",
                "collect.fall_seconds=0.04")
     family = get_family(cfg.family)
     data = training.collect_iteration(0, cfg, family, None, progress=False)
@@ -107,7 +107,7 @@ def test_quadruped_random_rollouts_reset_falls_and_take_correlated_actions():
 # ------------------------------------------------------------------ on-policy, in parallel
 def test_on_policy_rollouts_on_two_workers_equal_the_serial_ones():
     cfg = tiny("family='quadruped-leg-failure'", "collect.rollouts_per_iter=3",
-               "collect.episode_steps=40", "collect.fall_upright=0.95",
+               "collect.episode_s=1.6", "collect.fall_upright=0.95",
                "collect.fall_seconds=0.04")
     learner, family = _learner(cfg)
     conds = [family.sample(run_rng(cfg.seed, 1, 0), "train") for _ in range(3)]
@@ -133,7 +133,7 @@ def training_join(parts: list[Dataset]) -> Dataset:
 
 # ------------------------------------------------------------------ metrics
 def test_metrics_record_the_flipped_share_and_fall_resets(tmp_path):
-    cfg = tiny("family='quadruped-leg-failure'", "iterations=1", "collect.episode_steps=80",
+    cfg = tiny("family='quadruped-leg-failure'", "iterations=1", "collect.episode_s=3.2",
                "collect.fall_upright=0.9", "collect.fall_seconds=0.04")
     training.train(cfg, tmp_path / "run", progress=False)
     (row,) = csv.DictReader(open(tmp_path / "run" / "metrics.csv"))

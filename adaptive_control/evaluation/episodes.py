@@ -202,16 +202,6 @@ def scenarios_for(family: TaskFamily, kinds: Sequence[str],
     return out
 
 
-def episode_steps_of(duration_s: float, control_timestep: float) -> int:
-    """Control steps of an episode of ``duration_s`` seconds (rounded); fewer than two are
-    refused naming the duration."""
-    steps = round(duration_s / control_timestep) if duration_s > 0 else 0
-    if steps < 2:
-        raise ValueError(f"--duration={duration_s:g}: allowed seconds >= "
-                         f"{2 * control_timestep:g} (two control steps of {control_timestep:g} s)")
-    return steps
-
-
 # ------------------------------------------------------------------------------ metrics
 def moving_average(x: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average (the first values average what exists so far)."""
@@ -450,6 +440,6 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
 
 
 __all__ = ["Actor", "ControllerFactory", "Episode", "EpisodeJob", "LearnerMethod", "MethodSpec",
-           "PlannerSizes", "RandomMethod", "Scenario", "episode_steps_of", "evaluate",
+           "PlannerSizes", "RandomMethod", "Scenario", "evaluate",
            "flipped_share",
            "method_episode", "recovery_time", "scenarios_for", "tilted_share"]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from adaptive_control.devices import module_device
-from adaptive_control.learners import MBDE, Learner
+from adaptive_control.learners import Learner
 from adaptive_control.types import Transitions
 from sims.collect import collect_open_loop
 from sims.dataset import Dataset
@@ -74,7 +74,7 @@ def window_errors(learner: Learner, obs: torch.Tensor, act: torch.Tensor, m: int
     kmax = max(horizons)
     steps = act.shape[0]
     # MB+DE's online SGD runs at every step, as in control; the others adapt per window.
-    every_step = adapted and isinstance(learner, MBDE)
+    every_step = adapted and learner.adaptation().carries_weights
     learner.reset()
     out = []
     for t in range(m, steps - kmax + 1):
@@ -86,13 +86,16 @@ def window_errors(learner: Learner, obs: torch.Tensor, act: torch.Tensor, m: int
         if not evaluate:
             continue
         errs = {}
+        # An ensemble rolls one row per member; its prediction is the members' mean.
+        members = getattr(predictor, "ensemble_size", 1)
         with torch.no_grad():
-            o = obs[t][None]
-            state = predictor.initial_state(1)
+            o = obs[t][None].expand(members, -1)
+            state = predictor.initial_state(members)
             for j in range(kmax):
-                o, state = predictor(o, act[t + j][None], state)
+                o, state = predictor(o, act[t + j][None].expand(members, -1), state)
                 if j + 1 in horizons:
-                    errs[j + 1] = float((((o[0] - obs[t + j + 1]) / scale) ** 2).mean())
+                    err = (o.mean(0) - obs[t + j + 1]) / scale
+                    errs[j + 1] = float((err ** 2).mean())
         out.append((t, errs))
     return out
 

@@ -27,6 +27,7 @@ from adaptive_control.learners.base import (
     masked_rows,
     window_loss,
 )
+from adaptive_control.learners.ensemble import Ensemble, EnsemblePredictor
 from adaptive_control.learners.grbal import (
     GrBAL,
     GrBALConfig,
@@ -40,7 +41,8 @@ from adaptive_control.learners.rebal import ReBAL, ReBALConfig, ReBALGains
 from adaptive_control.models.normalizer import Normalizer
 
 __all__ = [
-    "LEARNERS", "MB", "MBDE", "Adaptation", "AdaptationKind", "GrBAL", "GrBALConfig", "Learner",
+    "LEARNERS", "MB", "MBDE", "Adaptation", "AdaptationKind", "Ensemble", "EnsemblePredictor",
+    "GrBAL", "GrBALConfig", "Learner",
     "MBConfig", "MBDEConfig", "MLPPredictor", "ReBAL", "ReBALConfig", "ReBALGains",
     "RecurrentPredictor", "inner_update", "lowrank_corrections", "lowrank_forward",
     "lowrank_task_losses", "make_learner", "masked_mse", "masked_rows", "mlp_layers",

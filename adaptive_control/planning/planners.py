@@ -264,7 +264,9 @@ def make_objective(config: PlannerConfig, predictor: Predictor, reward_fn: Rewar
                    obs: Tensor, **hooks: Any) -> TrajectoryObjective:
     """The objective ``config``'s planner maximises from ``obs``: the predicted return,
     discounted by ``config.discount``; ``hooks`` are :class:`TrajectoryObjective`'s
-    (``terminal_value``, ``members``, ``aggregate``), off by default."""
+    (``terminal_value``, ``members``, ``aggregate``), off by default, except ``members``: an
+    ensemble's predictor (``ensemble_size``) has every candidate scored under each member."""
+    hooks.setdefault("members", getattr(predictor, "ensemble_size", 1))
     return TrajectoryObjective(predictor, reward_fn, obs, config.discount, **hooks)
 
 

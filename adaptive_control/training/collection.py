@@ -93,7 +93,7 @@ def collect_rollout(cfg: TrainConfig, family: TaskFamily, iteration: int, index:
     it diverged or every one fell too soon) and their statistics."""
     rng = run_rng(cfg.seed, iteration, ROLLOUT_PURPOSE, index)
     rule = fall_rule(cfg, family)
-    steps = cfg.collect.episode_steps
+    steps = cfg.episode_steps
     with one_torch_thread():
         if learner is None:
             return collect_open_loop(family.robot, [condition], steps, rng, nthread=1,
@@ -182,4 +182,4 @@ def collect_on_policy(it: int, cfg: TrainConfig, family: TaskFamily, learner: Le
                 parts.extend(done)
                 bar.update(len(done))
     bar.close()
-    return join_rollouts(parts, it, cfg.collect.episode_steps, time.perf_counter() - t0)
+    return join_rollouts(parts, it, cfg.episode_steps, time.perf_counter() - t0)

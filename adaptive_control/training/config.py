@@ -35,8 +35,8 @@ class CollectConfig:
     random_rollouts: int = 5
     #: Later iterations: on-policy rollouts of the adaptive controller (paper: 5).
     rollouts_per_iter: int = 5
-    #: Control steps per rollout (paper: 1000).
-    episode_steps: int = 1000
+    #: Seconds per rollout, rounded to whole decisions (paper: 10 s, 1000 steps of 10 ms).
+    episode_s: float = 10.0
     #: End a trajectory once the torso stays fallen (then the rollout's remaining steps go to
     #: fresh resets, sims.collect.FallReset): auto (the robot's: on for the quadruped), on, off.
     fall_reset: Literal["auto", "on", "off"] = "auto"
@@ -91,6 +91,9 @@ class TrainConfig:
     k: int = 16
     #: Master seed: every random draw of the run derives from it.
     seed: int = 0
+    #: Models trained side by side from their own initial weights, each adapted by the
+    #: learner's own step; the planner scores every candidate under each and averages (1: one).
+    ensemble: int = 1
     #: Torch threads (0 = all cores).
     threads: int = 0
     #: Where the model, its optimiser and the planner live: cpu, cuda, cuda:N or auto.
@@ -115,6 +118,7 @@ class TrainConfig:
         if self.learner not in LEARNERS:
             raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
                               f"{', '.join(LEARNERS)}")
+        from sims.episode import episode_steps_of
         from sims.registry import decision_family
 
         # A spec file (PATH.toml#FAMILY) is loaded and registered here; the run stores the
@@ -129,14 +133,18 @@ class TrainConfig:
         if not isinstance(self.planner, PLANNER_CONFIGS):
             raise ConfigError(f"planner={self.planner!r} is not a planner config: allowed "
                               f"the configs of {', '.join(PLANNER_NAMES)}")
-        for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0)):
+        for name, lo in (("iterations", 1), ("m", 1), ("k", 1), ("threads", 0),
+                         ("ensemble", 1)):
             v = getattr(self, name)
             if v < lo:
                 raise ConfigError(f"{name}={v!r} is out of range: allowed >= {lo}")
         c = self.collect
-        for name in ("random_rollouts", "episode_steps"):
-            if getattr(c, name) < 1:
-                raise ConfigError(f"collect.{name}={getattr(c, name)!r}: allowed >= 1")
+        if c.random_rollouts < 1:
+            raise ConfigError(f"collect.random_rollouts={c.random_rollouts!r}: allowed >= 1")
+        try:
+            steps = episode_steps_of(c.episode_s, family.robot.control_timestep, "collect.episode_s")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if c.rollouts_per_iter < 0:
             raise ConfigError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
         _check_fall_reset(c, family.robot)
@@ -146,16 +154,27 @@ class TrainConfig:
         if c.workers < 0:
             raise ConfigError(f"collect.workers={c.workers!r}: allowed >= 0 (0 or 1: the "
                               "rollouts run in this process)")
-        if self.m + self.k > c.episode_steps:
+        if self.m + self.k > steps:
             raise ConfigError(
-                f"m + k = {self.m} + {self.k} is longer than an episode "
-                f"(collect.episode_steps={c.episode_steps}): allowed m + k <= episode_steps")
+                f"m + k = {self.m} + {self.k} is longer than a rollout (collect.episode_s="
+                f"{c.episode_s:g}: {steps} decisions of {family.robot.control_timestep:g} s): allowed "
+                "m + k <= the rollout's decisions")
         o = self.optim
         for name in ("meta_batch", "max_epochs", "steps_per_epoch", "patience", "val_windows"):
             if getattr(o, name) < 1:
                 raise ConfigError(f"optim.{name}={getattr(o, name)!r}: allowed >= 1")
         if not 0.0 <= o.val_fraction < 1.0:
             raise ConfigError(f"optim.val_fraction={o.val_fraction!r}: allowed [0, 1)")
+
+    @property
+    def episode_steps(self) -> int:
+        """Decisions per rollout: ``collect.episode_s`` at the run's decision step."""
+        from sims.episode import episode_steps_of
+        from sims.registry import get_family
+
+        return episode_steps_of(self.collect.episode_s,
+                                get_family(self.family).robot.control_timestep,
+                                "collect.episode_s")
 
     @property
     def learner_config(self) -> GrBALConfig | ReBALConfig | MBConfig | MBDEConfig:
@@ -194,7 +213,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # without forming per-task weights; 3.2x the per-task loop at 3 x 512, plain vmap 0.8x.)
     "paper": {
         "grbal": {"meta_impl": "lowrank"},
-        "collect": {"episode_steps": 200},
         "planner": {"name": "mppi", "num_candidates": 500, "horizon": 15},
     },
     # Minutes on a 2-core machine. Decisions at the robot's decision step (the cheetah's every
@@ -206,7 +224,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (patience 5) or 60 epochs.
     "small": {
         "iterations": 8,
-        "collect": {"random_rollouts": 60, "rollouts_per_iter": 5, "episode_steps": 200},
+        "collect": {"random_rollouts": 60, "rollouts_per_iter": 5, "episode_s": 10.0},
         "optim": {"max_epochs": 60, "steps_per_epoch": 150, "patience": 5, "meta_batch": 16},
         "planner": {"name": "mppi", "num_candidates": 256, "horizon": 15},
         # Action gains: the inner step also fits one command gain per motor, which is what
@@ -224,7 +242,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # For tests: seconds, not minutes.
     "tiny": {
         "iterations": 2,
-        "collect": {"random_rollouts": 4, "rollouts_per_iter": 1, "episode_steps": 60},
+        "collect": {"random_rollouts": 4, "rollouts_per_iter": 1, "episode_s": 3.0},
         "optim": {"max_epochs": 2, "steps_per_epoch": 5, "patience": 1, "meta_batch": 4,
                   "val_windows": 16},
         "planner": {"num_candidates": 16, "horizon": 3},
@@ -259,12 +277,30 @@ def upgrade_values(values: dict[str, Any]) -> dict[str, Any]:
     if "decision_steps" not in values and _WRITTEN_BEFORE_DECISION_STEPS <= set(values):
         # the family name (NAME or NAME@K, as stored) says how often the run decided
         values = {**values, "decision_steps": 0 if "@" in str(values["family"]) else 1}
+    collect = values.get("collect")
+    if isinstance(collect, dict) and "episode_steps" in collect:
+        values = {**values, "collect": _collect_in_seconds(values, collect)}
     planner = values.get("planner")
     if isinstance(planner, dict) and set(planner) == _FLAT_PLANNER_KEYS:
         took, then = _FLAT_PLANNER_TOOK.get(planner["name"], (set(), {}))
         settings = {k: v for k, v in planner.items() if k in took}
         values = {**values, "planner": {"name": planner["name"], **then, **settings}}
     return values
+
+
+def _collect_in_seconds(values: dict[str, Any], collect: dict[str, Any]) -> dict[str, Any]:
+    """``collect.episode_steps`` (decisions per rollout, as older versions wrote it) as
+    ``collect.episode_s``, at the decision step the config names."""
+    from sims.registry import decision_family
+
+    family = values.get("family", TrainConfig.family)
+    try:
+        robot = decision_family(str(family), int(values.get("decision_steps", 0))).robot
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"collect.episode_steps: the rollout's length in seconds needs the "
+                          f"run's family: {e}") from None
+    rest = {k: v for k, v in collect.items() if k != "episode_steps"}
+    return {**rest, "episode_s": round(collect["episode_steps"] * robot.control_timestep, 9)}
 
 
 #: Keys every config written by ``TrainConfig.to_json`` has held (a run's config.json, a

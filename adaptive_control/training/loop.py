@@ -68,7 +68,7 @@ def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Le
     ``collect.workers`` processes (``training.collection``: the same data for any number).
     Both end fallen robots' trajectories per ``collect.fall_reset``."""
     rng = run_rng(cfg.seed, it, 0)
-    steps = cfg.collect.episode_steps
+    steps = cfg.episode_steps
     if it == 0:
         conds = [family.sample(rng, "train") for _ in range(cfg.collect.random_rollouts)]
         return collect_open_loop(family.robot, conds, steps, rng, progress=progress,

@@ -64,4 +64,4 @@ class RayCollector:
         results = ray_map(collect_chunk, items, desc=f"iter {it} collect on ray", unit="chunk",
                           progress=progress)
         return join_rollouts([d for chunk in results for d in chunk], it,
-                             cfg.collect.episode_steps, time.perf_counter() - t0)
+                             cfg.episode_steps, time.perf_counter() - t0)
