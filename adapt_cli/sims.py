@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--width", type=int, default=640)
     r.add_argument("--height", type=int, default=480)
     r.add_argument("--camera", default="track", metavar="VIEW",
-                   help="track (three-quarter view), side or top; each follows the torso "
+                   help="track (three-quarter view), side or top; each follows the robot "
                         "(default track)")
     r.add_argument("--distance", type=float, default=None, metavar="METRES",
                    help="camera distance from the robot (default: framed by the robot's size)")

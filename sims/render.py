@@ -16,15 +16,16 @@ import mujoco
 import numpy as np
 
 from sims.physics import Physics
+from sims.robots import descendants
 
-#: The camera views: each a free camera aimed at the robot that follows its torso. ``track`` a
-#: three-quarter view from the front left, ``side`` from the robot's left (it walks along +x,
-#: left to right in the image), ``top`` from above (+x to the right).
+#: The camera views, each a free camera that follows the robot (:func:`robot_camera`): ``track``
+#: a three-quarter view from the front left, ``side`` from the robot's left (it walks along
+#: +x, left to right in the image), ``top`` from above (+x to the right).
 CAMERAS = ("track", "side", "top")
 _ANGLES = {"track": (135.0, -20.0), "side": (90.0, -8.0), "top": (90.0, -89.0)}  # az, el (deg)
 #: Share of the image's height (or width, whichever binds) the robot at rest spans at the
-#: default distance: room left for legs that swing and a torso that pitches.
-FILL = 0.75
+#: default distance: room left for legs that swing and a robot that falls over.
+FILL = 0.7
 
 
 def check_camera(camera: str, distance: float | None) -> None:
@@ -39,39 +40,35 @@ def check_camera(camera: str, distance: float | None) -> None:
 
 def robot_camera(physics: Physics, camera: str = "track", distance: float | None = None,
                  aspect: float = 4 / 3) -> mujoco.MjvCamera:
-    """A free camera of view ``camera`` aimed at the robot's current torso position.
+    """A free camera of view ``camera`` aimed at the robot in its current state.
 
-    The framing comes from the healthy robot at rest (its torso subtree's geom bounding box),
-    so it is the same in every frame of a video and under every condition: the box's centre
-    is the point looked at (moved with the torso), and ``distance`` (metres from that point;
-    default: the nearest at which the box spans :data:`FILL` of an image of ``aspect`` width
-    / height) is how far the camera stands back.
+    The distance comes from the healthy robot at rest, so it is the same in every frame of a
+    video and under every condition: ``distance`` metres, or by default the nearest at which
+    the geom bounding boxes of the torso's subtree span :data:`FILL` of an image of ``aspect``
+    width / height. The camera looks at the centre of the torso subtree's current bounding
+    box: it follows the robot, and one that falls over stays in the middle of the picture.
     """
     check_camera(camera, distance)
     robot = physics.robot
-    model = robot.base_model()
-    data = mujoco.MjData(model)
-    mujoco.mj_kinematics(model, data)
-    torso = model.body(robot.torso).id
-    corners = _subtree_box_corners(model, data, torso)
+    rest_model = robot.base_model()
+    rest = mujoco.MjData(rest_model)
+    mujoco.mj_kinematics(rest_model, rest)
+    corners = _subtree_box_corners(rest_model, rest, rest_model.body(robot.torso).id)
     centre = (corners.min(axis=0) + corners.max(axis=0)) / 2
     azimuth, elevation = _ANGLES[camera]
     cam = mujoco.MjvCamera()
     cam.type = mujoco.mjtCamera.mjCAMERA_FREE
     cam.azimuth, cam.elevation = azimuth, elevation
     cam.distance = distance if distance is not None else _framing_distance(
-        corners - centre, azimuth, elevation, float(model.vis.global_.fovy), aspect)
-    cam.lookat[:] = physics.data.xpos[physics.model.body(robot.torso).id] + (
-        centre - data.xpos[torso])
+        corners - centre, azimuth, elevation, float(rest_model.vis.global_.fovy), aspect)
+    now = _subtree_box_corners(physics.model, physics.data, physics.model.body(robot.torso).id)
+    cam.lookat[:] = (now.min(axis=0) + now.max(axis=0)) / 2
     return cam
 
 
 def _subtree_box_corners(model: mujoco.MjModel, data: mujoco.MjData, root: int) -> np.ndarray:
     """World corners ``[8 n, 3]`` of the bounding boxes of the geoms of ``root``'s subtree."""
-    inside = {root}
-    for b in range(root + 1, model.nbody):  # a parent's id is always below its children's
-        if model.body_parentid[b] in inside:
-            inside.add(b)
+    inside = {root} | descendants(model, root)
     signs = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
     out = []
     for g in range(model.ngeom):

@@ -224,7 +224,7 @@ class Robot:
         :class:`LegError` naming the leg, the element and the rule, before any work."""
         m = self.base_model()
         torso = self.torso_id
-        below = _descendants(m, torso)
+        below = descendants(m, torso)
         allowed_bodies = ", ".join(m.body(b).name for b in sorted(below)) or "none"
         owner: dict[tuple[str, str], str] = {}  # (bodies|actuators, name) -> leg
         for leg in self.legs:
@@ -488,7 +488,7 @@ _JOINT_NV = {
 }
 
 
-def _descendants(model: mujoco.MjModel, body: int) -> set[int]:
+def descendants(model: mujoco.MjModel, body: int) -> set[int]:
     """The ids of the bodies below ``body`` in the kinematic tree (not ``body`` itself)."""
     out: set[int] = set()
     for b in range(1, model.nbody):  # a parent's id is always below its children's
