@@ -274,7 +274,6 @@ def test_generated_spec_files_are_refused_or_accepted_as_the_oracle_says(work, r
     rng = np.random.default_rng(20261206)
     counts: Counter[str] = Counter()
     tracebacks, accepted_bad, refused_good, unclear = [], [], [], []
-    before = None
     for i in range(N_CASES):
         legs = valid_legs(rng)
         kinds = ([] if rng.random() < 0.3 else
