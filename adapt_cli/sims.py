@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--width", type=int, default=640)
     r.add_argument("--height", type=int, default=480)
+    r.add_argument("--camera", default="track", metavar="VIEW",
+                   help="track (three-quarter view), side or top; each follows the robot "
+                        "(default track)")
+    r.add_argument("--distance", type=float, default=None, metavar="METRES",
+                   help="camera distance from the robot (default: framed by the robot's size)")
     r.set_defaults(func=cmd_render)
 
     c = ss.add_parser("collect", help="collect a random-action dataset (.npz) with mujoco.rollout")
@@ -102,8 +107,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     from sims.conditions import parse_condition
     from sims.env import AdaptEnv
     from sims.registry import get_robot
-    from sims.render import render_frame, save_image, save_video
+    from sims.render import check_camera, render_frame, save_image, save_video
 
+    check_camera(args.camera, args.distance)
     for name in ("width", "height"):
         v = getattr(args, name)
         if not 16 <= v <= 4096:
@@ -126,9 +132,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     for _ in range(args.steps):
         env.step(rng.uniform(lo, hi))
         if out.suffix != ".png":
-            frames.append(render_frame(env.physics, renderer=renderer))
+            frames.append(render_frame(env.physics, camera=args.camera,
+                                       distance=args.distance, renderer=renderer))
     if out.suffix == ".png":
-        save_image(render_frame(env.physics, renderer=renderer), out)
+        save_image(render_frame(env.physics, camera=args.camera, distance=args.distance,
+                                renderer=renderer), out)
     else:
         save_video(frames, out, fps=int(round(1 / robot.control_timestep)))
     renderer.close()

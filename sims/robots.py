@@ -45,9 +45,28 @@ def frame_skipped_name(name: str, frame_skip: int, k: int) -> tuple[str, int]:
     return f"{base}{FRAME_SKIP_MARK}{total}", total
 
 
+class LegError(ValueError):
+    """A leg that does not fit its model's body tree (see :meth:`Robot.check_legs`): the
+    message names the leg, the element and the rule it breaks."""
+
+
+#: What a leg is, rule by rule; :meth:`Robot.check_legs` refuses a leg that breaks one.
+LEG_RULES = {
+    "below": "a leg's bodies are descendants of the torso, never the torso itself",
+    "one_leg": "a body or actuator belongs to one leg at most, listed once",
+    "own_joints": "a leg's actuators drive joints of that leg's own bodies",
+    "non_empty": "a leg has at least one body and one actuator",
+}
+
+
 @dataclass(frozen=True)
 class Leg:
-    """One leg: the actuators that drive it and the bodies from the hip segment down."""
+    """One leg: the actuators that drive it and the bodies from the hip segment down.
+
+    :meth:`Robot.check_legs` holds a leg to :data:`LEG_RULES`: its bodies hang below the
+    torso, no body or actuator is in two legs, and its actuators drive joints of its bodies,
+    so ``lost_leg`` and ``shortened`` change that leg and nothing else.
+    """
 
     name: str
     actuators: tuple[str, ...]
@@ -199,6 +218,57 @@ class Robot:
                 f"{field_name}={name!r} is unknown for robot {self.name!r}: "
                 f"allowed {', '.join(allowed)}"
             )
+
+    def check_legs(self) -> None:
+        """Refuse legs that do not fit the model's body tree (:data:`LEG_RULES`), each
+        :class:`LegError` naming the leg, the element and the rule, before any work."""
+        m = self.base_model()
+        torso = self.torso_id
+        below = descendants(m, torso)
+        allowed_bodies = ", ".join(m.body(b).name for b in sorted(below)) or "none"
+        owner: dict[tuple[str, str], str] = {}  # (bodies|actuators, name) -> leg
+        for leg in self.legs:
+            where = f"legs[{leg.name}]"
+            for part, names in (("bodies", leg.bodies), ("actuators", leg.actuators)):
+                if not names:
+                    raise LegError(f"{where}.{part}=[]: allowed a non-empty list (rule: "
+                                   f"{LEG_RULES['non_empty']})")
+                for n in names:
+                    if names.count(n) > 1:
+                        raise LegError(f"{where}.{part}: {n!r} is listed twice (rule: "
+                                       f"{LEG_RULES['one_leg']})")
+            for a in leg.actuators:
+                if a not in self.actuator_names:
+                    raise LegError(f"{where}.actuators={a!r} is unknown for robot "
+                                   f"{self.name!r}: allowed {', '.join(self.actuator_names)}")
+            for b in leg.bodies:
+                bid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, b)
+                if bid < 0:
+                    raise LegError(f"{where}.bodies: {b!r} is not a body of "
+                                   f"{str(self.xml)!r}: allowed {allowed_bodies}")
+                if bid not in below:
+                    what = "is the torso" if bid == torso else (
+                        f"is not below the torso {self.torso!r}")
+                    raise LegError(f"{where}.bodies: {b!r} {what} (rule: {LEG_RULES['below']}):"
+                                   f" allowed {allowed_bodies}")
+            for part, names in (("bodies", leg.bodies), ("actuators", leg.actuators)):
+                for n in names:
+                    other = owner.setdefault((part, n), leg.name)
+                    if other != leg.name:
+                        raise LegError(f"{where}.{part}: {n!r} is also in leg {other!r} (rule: "
+                                       f"{LEG_RULES['one_leg']})")
+        for leg in self.legs:
+            own = {int(m.body(b).id) for b in leg.bodies}
+            for a in leg.actuators:
+                for joint in _driven_joints(m, m.actuator(a).id,
+                                            f"legs[{leg.name}].actuators: {a!r}"):
+                    body = int(m.jnt_bodyid[joint])
+                    if body not in own:
+                        raise LegError(
+                            f"legs[{leg.name}].actuators: {a!r} drives joint "
+                            f"{m.joint(joint).name!r} of body {m.body(body).name!r}, not of "
+                            f"this leg's bodies ({', '.join(leg.bodies)}) (rule: "
+                            f"{LEG_RULES['own_joints']})")
 
     @property
     def actuated_joint_names(self) -> tuple[str, ...]:
@@ -403,13 +473,7 @@ class Robot:
             name=name or path.stem, xml=path, torso=torso, legs=tuple(legs),
             n_substeps=n_substeps, floor=floor, planar=planar, **kwargs,
         )
-        for leg in robot.legs:
-            for a in leg.actuators:
-                robot.check_actuator(a, f"legs[{leg.name}].actuators")
-            for b in leg.bodies:
-                if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, b) < 0:
-                    raise ValueError(f"legs[{leg.name}].bodies: {b!r} is not a body of "
-                                     f"{str(path)!r}: allowed {', '.join(_body_names(model))}")
+        robot.check_legs()
         robot.forward_velocity_index  # noqa: B018  (raises early if undefined)
         return robot
 
@@ -422,6 +486,32 @@ _JOINT_NV = {
     int(mujoco.mjtJoint.mjJNT_FREE): 6, int(mujoco.mjtJoint.mjJNT_BALL): 3,
     int(mujoco.mjtJoint.mjJNT_SLIDE): 1, int(mujoco.mjtJoint.mjJNT_HINGE): 1,
 }
+
+
+def descendants(model: mujoco.MjModel, body: int) -> set[int]:
+    """The ids of the bodies below ``body`` in the kinematic tree (not ``body`` itself)."""
+    out: set[int] = set()
+    for b in range(1, model.nbody):  # a parent's id is always below its children's
+        if model.body_parentid[b] == body or model.body_parentid[b] in out:
+            out.add(b)
+    return out
+
+
+def _driven_joints(model: mujoco.MjModel, actuator: int, what: str) -> list[int]:
+    """The joints actuator ``actuator`` drives: its joint, or the joints of its fixed tendon;
+    a LegError starting with ``what`` for one that drives no joint (a site, a body, a spatial
+    tendon)."""
+    trn = int(model.actuator_trntype[actuator])
+    target = int(model.actuator_trnid[actuator, 0])
+    if trn in (int(mujoco.mjtTrn.mjTRN_JOINT), int(mujoco.mjtTrn.mjTRN_JOINTINPARENT)):
+        return [target]
+    if trn == int(mujoco.mjtTrn.mjTRN_TENDON):
+        adr, num = model.tendon_adr[target], model.tendon_num[target]
+        wraps = range(adr, adr + num)
+        if all(model.wrap_type[w] == mujoco.mjtWrap.mjWRAP_JOINT for w in wraps):
+            return [int(model.wrap_objid[w]) for w in wraps]
+    raise LegError(f"{what} drives no joint but a site, body or spatial tendon (rule: "
+                   f"{LEG_RULES['own_joints']})")
 
 
 def _body_names(model: mujoco.MjModel) -> list[str]:

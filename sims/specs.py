@@ -34,7 +34,7 @@ import numpy as np
 
 from sims.conditions import Condition, parse_condition
 from sims.families import TaskFamily
-from sims.robots import FRAME_SKIP_MARK, Leg, Robot
+from sims.robots import FRAME_SKIP_MARK, Leg, LegError, Robot
 
 DOCUMENT_FORMAT = "adaptive-control-spec"
 DOCUMENT_VERSION = 1
@@ -207,6 +207,8 @@ def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None,
     try:
         robot = Robot.from_mjcf(mjcf, name=name, legs=tuple(legs), mjcf_text=mjcf_text,
                                 **kwargs, **fields)
+    except LegError as e:  # keeps its type: a leg that does not fit the body tree
+        raise LegError(f"{where}: robot: {e}") from e
     except ValueError as e:
         raise ValueError(f"{where}: robot: {e}") from e
     robot = _with_control_rate(robot, table, where)
