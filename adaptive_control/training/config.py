@@ -141,8 +141,9 @@ class TrainConfig:
         c = self.collect
         if c.random_rollouts < 1:
             raise ConfigError(f"collect.random_rollouts={c.random_rollouts!r}: allowed >= 1")
+        dt = family.robot.control_timestep
         try:
-            steps = episode_steps_of(c.episode_s, family.robot.control_timestep, "collect.episode_s")
+            steps = episode_steps_of(c.episode_s, dt, "collect.episode_s")
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if c.rollouts_per_iter < 0:
@@ -157,7 +158,7 @@ class TrainConfig:
         if self.m + self.k > steps:
             raise ConfigError(
                 f"m + k = {self.m} + {self.k} is longer than a rollout (collect.episode_s="
-                f"{c.episode_s:g}: {steps} decisions of {family.robot.control_timestep:g} s): allowed "
+                f"{c.episode_s:g}: {steps} decisions of {dt:g} s): allowed "
                 "m + k <= the rollout's decisions")
         o = self.optim
         for name in ("meta_batch", "max_epochs", "steps_per_epoch", "patience", "val_windows"):
