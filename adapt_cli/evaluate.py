@@ -7,7 +7,7 @@ import argparse
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from adaptive_control.evaluation.episodes import MethodSpec
@@ -26,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    metavar="LABEL=RUN|LABEL=mbde:RUN|LABEL=oracle:RUN|random",
                    help="repeatable. LABEL=RUN: what the run folder (or checkpoint) holds, an "
                         "`adapt train` learner or an `adapt train-policy` policy, labelled "
-                        "LABEL; LABEL=mbde:RUN: MB+DE on an MB run; LABEL=oracle:RUN: that "
+                        "LABEL; LABEL=RUN,RUN2,...: the learners of several `adapt train` runs "
+                        "as one ensemble (each adapted on its own, every candidate scored "
+                        "under each, the first run's planner); "
+                        "LABEL=mbde:RUN: MB+DE on an MB run; LABEL=oracle:RUN: that "
                         "run's planner on the true simulator; random: uniform random actions. "
                         "A label whose leading letters (grbal in grbal-2) are a method name "
                         "(grbal, rebal, mb, mbde, oracle, policy, random) must name what it "
@@ -173,6 +176,7 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
     variant, colon, run = source.partition(":")
     if not (colon and variant in METHOD_VARIANTS):
         variant, run = "", source
+    run, *others = run.split(",")  # RUN,RUN2,...: one ensemble of the runs' learners
     path = checkpoint_path(run)
     if not path.is_file():
         hint = ""
@@ -211,12 +215,50 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
         raise ValueError(f"--method {text!r}: {run!r} holds neither a learner (`adapt train`) "
                          "nor a policy (`adapt train-policy`)")
 
+    if others:
+        spec = MethodSpec(label, _ensemble_method(text, spec.factory, cfg if kind != "policy"
+                                                  else None, others, family))
     if trained_on != family.name and not allow_family_mismatch:
         raise ValueError(f"--method {text!r}: {run!r} was trained on family {trained_on!r}, "
                          f"not the evaluated --family {family.name!r}; pass "
                          "--allow-family-mismatch to evaluate it there")
     _check_label(text, label, kind, run)
     return spec
+
+
+def _ensemble_method(text: str, first: Any, cfg: Any, others: list[str],
+                     family: TaskFamily) -> Any:
+    """``first`` (a LearnerMethod) joined with the learners of the runs ``others`` into one
+    ensemble, each run checked here: an `adapt train` run of the same learner, family and M."""
+    from dataclasses import replace
+
+    from adaptive_control.checkpoint import load_checkpoint
+    from adaptive_control.evaluation.episodes import LearnerMethod
+    from adaptive_control.runs import checkpoint_path
+    from adaptive_control.training.config import config_from_json
+
+    if not isinstance(first, LearnerMethod):
+        raise ValueError(f"--method {text!r}: RUN,RUN2,... joins `adapt train` learners into an "
+                         "ensemble; a policy or the oracle takes one run")
+    members = []
+    for other in others:
+        path = checkpoint_path(other)
+        if not path.is_file():
+            raise ValueError(f"--method {text!r}: run folder or checkpoint {other!r} not found")
+        try:
+            ckpt = load_checkpoint(path, robot=family.robot.name)
+        except ValueError as e:
+            raise ValueError(f"--method {text!r}: {e}") from e
+        if "learner" not in ckpt:
+            raise ValueError(f"--method {text!r}: {other!r} holds no `adapt train` learner")
+        theirs = config_from_json(ckpt["config"])
+        for name in ("learner", "family", "m"):
+            if getattr(theirs, name) != getattr(cfg, name):
+                raise ValueError(f"--method {text!r}: the runs of an ensemble must share "
+                                 f"{name}: {getattr(cfg, name)!r} in the first, "
+                                 f"{getattr(theirs, name)!r} in {other!r}")
+        members.append(str(path))
+    return replace(first, members=tuple(members))
 
 
 def _check_label(text: str, label: str, kind: str, run: str) -> None:

@@ -11,6 +11,7 @@ each its own generator, so a resumed run draws what an uninterrupted one would h
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -48,11 +49,35 @@ def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
     if cfg.ensemble == 1:
         return make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
                             actuator_velocity_index=robot.actuator_velocity_index)
-    return Ensemble([
-        make_learner(cfg.learner, robot.obs_dim, robot.act_dim,
-                     replace(cfg.learner_config, seed=cfg.learner_config.seed + i),
-                     actuator_velocity_index=robot.actuator_velocity_index)
-        for i in range(cfg.ensemble)])
+    members = [make_learner(cfg.learner, robot.obs_dim, robot.act_dim,
+                            replace(cfg.learner_config, seed=cfg.learner_config.seed + i),
+                            actuator_velocity_index=robot.actuator_velocity_index)
+               for i in range(cfg.ensemble)]
+    # One normaliser for all: they see the same data, and the training loop refits the
+    # ensemble's (``learner.normalizer``) each iteration.
+    for m in members[1:]:
+        m.model.normalizer = members[0].model.normalizer
+    return Ensemble(members)
+
+
+def ensemble_of(runs: Sequence[tuple[Learner, TrainConfig]]) -> tuple[Learner, TrainConfig]:
+    """Trained learners of separate runs (``learner_from_checkpoint``'s) as one ensemble, each
+    member keeping its weights and normaliser; with the first run's config (its planner and
+    window), ``ensemble`` set to the members' count. The runs must share learner, family and
+    window M; a run that is itself an ensemble contributes its members."""
+    if not runs:
+        raise ValueError("an ensemble needs at least one run")
+    first = runs[0][1]
+    members: list[Learner] = []
+    for learner, cfg in runs:
+        for name in ("learner", "family", "m"):
+            if getattr(cfg, name) != getattr(first, name):
+                raise ValueError(f"runs joined into an ensemble must share {name}: "
+                                 f"{getattr(first, name)!r} and {getattr(cfg, name)!r}")
+        members.extend(learner.members if isinstance(learner, Ensemble) else [learner])
+    if len(members) == 1:
+        return members[0], first
+    return Ensemble(members), replace(first, ensemble=len(members))
 
 
 def build_controller(learner: Learner, cfg: TrainConfig, family: TaskFamily,

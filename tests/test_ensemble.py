@@ -107,3 +107,34 @@ def test_bad_ensemble_size_and_export_are_refused(tmp_path):
     with pytest.raises(ValueError, match="ensemble=2: the export holds one model"):
         export_learner(learner, cfg, tmp_path / "exp")
     assert not (tmp_path / "exp").exists()
+
+
+def test_runs_trained_apart_join_into_one_ensemble_in_adapt_eval(tmp_path, capsys):
+    from adapt_cli import main
+    from adapt_cli.evaluate import parse_method
+    from adaptive_control.evaluation.episodes import PlannerSizes
+
+    runs = []
+    for seed in (0, 1):
+        cfg = load_config(preset="tiny", overrides=["iterations=1", f"seed={seed}"])
+        runs.append(training.train(cfg, tmp_path / f"s{seed}", progress=False).parent)
+    family = get_family(load_config(preset="tiny").family)
+    spec = parse_method(f"grbal={runs[0]},{runs[1]}", family)
+    assert spec.factory.members == (str(runs[1] / "checkpoint.pt"),)
+    actor = spec.factory(family, 0, PlannerSizes())
+    assert isinstance(actor.model, Ensemble) and len(actor.model.members) == 2
+    # each member keeps the normaliser of its own run
+    a, b = actor.model.members
+    assert a.normalizer is not b.normalizer
+    assert not torch.equal(a.normalizer.obs_mean, b.normalizer.obs_mean)
+    # refusals at the boundary, naming the run and the rule; nothing written
+    mb = training.train(load_config(preset="tiny", overrides=["iterations=1", "learner='mb'"]),
+                        tmp_path / "mb", progress=False).parent
+    assert main(["eval", "--family", family.name, "--method", f"grbal={runs[0]},{mb}",
+                 "--out", str(tmp_path / "ev")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "must share learner: 'grbal' in the first, 'mb'" in err[0]
+    assert main(["eval", "--family", family.name, "--method",
+                 f"grbal={runs[0]},{tmp_path / 'nope'}", "--out", str(tmp_path / "ev")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "ev").exists()

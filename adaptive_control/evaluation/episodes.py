@@ -132,19 +132,24 @@ class RandomMethod:
 @dataclass(frozen=True)
 class LearnerMethod:
     """A trained learner with its planner, rebuilt from ``checkpoint``; ``mbde=True`` turns an
-    MB checkpoint into MB+DE (the same weights, updated online)."""
+    MB checkpoint into MB+DE (the same weights, updated online). ``members``: checkpoints of
+    further runs joined with it into one ensemble (``builders.ensemble_of``), planned with
+    ``checkpoint``'s planner."""
 
     checkpoint: str
     mbde: bool = False
     #: Where the learner adapts and plans (``adaptive_control.devices``); the episode's
     #: simulation stays on the CPU.
     device: str = "cpu"
+    #: Further runs' checkpoints, each adapted on its own and scored with the others.
+    members: tuple[str, ...] = ()
 
     def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
         import torch  # lazily: workers set their thread count first
 
         from adaptive_control.builders import (
             build_controller,
+            ensemble_of,
             learner_from_checkpoint,
             mbde_from_mb,
         )
@@ -152,12 +157,14 @@ class LearnerMethod:
         from adaptive_control.devices import resolve_device
 
         robot = family.robot
-        learner, cfg = learner_from_checkpoint(load_checkpoint(self.checkpoint,
-                                                               robot=robot.name),
-                                               resolve_device(self.device))
-        if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
-            raise ValueError(f"checkpoint {self.checkpoint} is for {cfg.family}, "
-                             f"not {family.name}")
+        runs = []
+        for path in (self.checkpoint, *self.members):
+            learner, cfg = learner_from_checkpoint(load_checkpoint(path, robot=robot.name),
+                                                   resolve_device(self.device))
+            if cfg.family != family.name and get_family(cfg.family).robot.name != robot.name:
+                raise ValueError(f"checkpoint {path} is for {cfg.family}, not {family.name}")
+            runs.append((learner, cfg))
+        learner, cfg = ensemble_of(runs)
         if self.mbde:
             learner = mbde_from_mb(learner, cfg)
         cfg = replace(cfg, planner=planner.apply(cfg.planner))
@@ -167,13 +174,15 @@ class LearnerMethod:
 
     def describe(self) -> dict[str, str]:
         """``learner``: the one evaluated, read from the checkpoint's config (mbde with
-        ``mbde=True``), whatever the method's label."""
+        ``mbde=True``), whatever the method's label; ``checkpoint``: every run's, joined by
+        commas."""
         from adaptive_control.checkpoint import load_checkpoint
         from adaptive_control.training.config import config_from_json
 
         learner = ("mbde" if self.mbde
                    else config_from_json(load_checkpoint(self.checkpoint)["config"]).learner)
-        return {"kind": "learner", "checkpoint": self.checkpoint, "learner": learner}
+        return {"kind": "learner", "checkpoint": ",".join((self.checkpoint, *self.members)),
+                "learner": learner}
 
 
 @dataclass(frozen=True)

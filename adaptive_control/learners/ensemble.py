@@ -2,7 +2,8 @@
 scores every candidate under every member (PETS' ensemble, with GrBAL/ReBAL's adaptation).
 
 The members share nothing but their inputs: trained together on the same batches from their own
-initial weights (``loss`` is the sum of theirs), adapted separately on the same window. The
+initial weights (``loss`` is the sum of theirs), or trained in separate runs and joined
+(``builders.ensemble_of``); adapted separately on the same window. The
 predictor they hand the planner takes a batch of ``M · N`` rows, member-major (row ``m · N + n``
 is member ``m`` of candidate ``n``), the layout :class:`TrajectoryObjective`'s ``members`` hook
 rolls out; the planner reads the size from :attr:`EnsemblePredictor.ensemble_size`.
@@ -57,9 +58,11 @@ class EnsemblePredictor:
 
 
 class Ensemble(Learner):
-    """``members`` learners of one kind (same class, same config), trained and adapted side by
-    side. ``loss`` sums the members' losses, so each member's gradient is what it would get
-    trained alone on the same batch."""
+    """``members`` learners of one kind, adapted side by side: trained together (``loss`` sums
+    the members' losses, so each member's gradient is what it would get trained alone on the
+    same batch; ``builders.build_learner`` gives them one normaliser, the one
+    :attr:`normalizer` returns) or trained apart and joined (each keeps its own normaliser).
+    """
 
     name: ClassVar[str] = "ensemble"
 
@@ -72,10 +75,6 @@ class Ensemble(Learner):
             raise ValueError(f"ensemble members must be of one kind, got {sorted(kinds)}")
         self.members = nn.ModuleList(members)
         self.config = members[0].config
-        # One normaliser for all: they see the same data, and the training loop refits the
-        # ensemble's (``learner.normalizer``) each iteration.
-        for m in members[1:]:
-            m.model.normalizer = members[0].model.normalizer
 
     @property
     def model(self) -> nn.Module:  # type: ignore[override]
