@@ -1,5 +1,9 @@
 """Checkpoints: atomic writes, loading with ``weights_only=True``, refusal of mismatches.
 
+A file that is not an intact checkpoint (truncated, emptied, another file type, a torch file
+of another program) is refused as damaged (``file_errors.DamagedFileError``); an intact one
+holding a pickled object that only arbitrary unpickling would read is refused as unsafe.
+
 A checkpoint is a dict of tensors and plain Python values only (str, int, float, bool,
 lists, dicts) so that ``torch.load(..., weights_only=True)`` reads it without unpickling
 arbitrary objects. Configs travel as JSON strings; random-generator states as JSON or tensors.
@@ -13,11 +17,15 @@ registration, and refuses a checkpoint whose robot differs from the robot of tha
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from file_errors import DamagedFileError, missing
 from sims.atomic import atomic_write
 
 FORMAT_VERSION = 1
@@ -70,18 +78,30 @@ def to_cpu(value: Any) -> Any:
 
 
 def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any]:
-    """Load with ``weights_only=True`` and check kind, format version and (optionally) robot;
-    register the spec family the checkpoint carries and refuse another model under its
-    robot's name (``sims.specs``)."""
+    """Check the archive, load with ``weights_only=True`` and check kind, format version and
+    (optionally) robot; register the spec family the checkpoint carries and refuse another
+    model under its robot's name (``sims.specs``)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint={str(path)!r}: no such file")
+    _check_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # unpickling refused or corrupt file
-        raise ValueError(f"checkpoint={str(path)!r} cannot be loaded safely: {e}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != KIND:
-        raise ValueError(f"checkpoint={str(path)!r} is not an adaptive-control checkpoint")
+    except pickle.UnpicklingError as e:
+        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))  # torch's words
+        if refused is None:
+            raise _damaged(path, "a data.pkl that torch cannot unpickle") from e
+        raise ValueError(
+            f"checkpoint={str(path)!r} is refused as unsafe: it holds a pickled Python object "
+            f"({refused.group(1)}) that only arbitrary unpickling would read; a checkpoint "
+            "holds tensors and plain values only") from e
+    except Exception as e:  # torch's errors for an archive it cannot parse
+        raise _damaged(path, "an archive whose data.pkl torch cannot read") from e
+    if not isinstance(ckpt, dict):
+        raise _damaged(path, f"a torch file holding a {type(ckpt).__name__}")
+    if ckpt.get("kind") != KIND:
+        raise _damaged(path, f"a torch file with kind={ckpt['kind']!r}" if "kind" in ckpt
+                       else missing("key", ["kind"], map(str, ckpt)))
     if ckpt.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"checkpoint={str(path)!r} has format_version={ckpt.get('format_version')!r} "
@@ -103,3 +123,26 @@ def load_checkpoint(path: str | Path, robot: str | None = None) -> dict[str, Any
     if identity is not None and split_frame_skip(str(identity.get("name")), where)[0] in ROBOTS:
         check_robot_identity(identity, get_robot(identity["name"]), where)
     return ckpt
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, as damaged, a file that is not the intact zip archive ``torch.save`` writes:
+    truncated, emptied, of another type, without its pickle, or with a member whose bytes no
+    longer match their checksum (torch itself reads a flipped tensor byte without noticing)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+            if not any(n.endswith("/data.pkl") for n in names):  # ARCHIVE/data.pkl
+                raise _damaged(path, missing("member", ["data.pkl"], names))
+            bad = z.testzip()
+    except DamagedFileError:
+        raise
+    except Exception as e:  # zipfile's many errors for bytes that are no zip archive
+        raise _damaged(path) from e
+    if bad is not None:
+        raise _damaged(path, f"member {bad!r} whose bytes fail its checksum")
+
+
+def _damaged(path: Path, found: str | None = None) -> DamagedFileError:
+    return DamagedFileError("checkpoint", path, "a checkpoint",
+                            f"the zip archive save_checkpoint writes (kind={KIND!r})", found)

@@ -21,13 +21,13 @@ logger writes them, the episodes one after another: ``obs`` ``[sum(lengths) + E,
 from __future__ import annotations
 
 import json
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from file_errors import DamagedFileError, missing
 from sims.atomic import atomic_write
 from sims.conditions import Condition, parse_condition
 
@@ -54,13 +54,18 @@ class Dataset:
         self.obs = np.asarray(self.obs, dtype=np.float32)
         self.act = np.asarray(self.act, dtype=np.float32)
         self.condition_id = np.asarray(self.condition_id, dtype=np.int64)
-        if self.obs.ndim != 3 or self.act.ndim != 3:
-            raise ValueError(f"Dataset.obs must be [N, T+1, obs_dim] and act [N, T, act_dim]; got "
-                             f"{self.obs.shape} and {self.act.shape}")
+        for name, a, dims in (("obs", self.obs, "[N, T+1, obs_dim]"),
+                              ("act", self.act, "[N, T, act_dim]")):
+            if a.ndim != 3:
+                raise ValueError(f"Dataset.{name} has shape {a.shape}: allowed {dims}")
         n, t1 = self.obs.shape[:2]
         if self.act.shape[:2] != (n, t1 - 1):
-            raise ValueError(f"Dataset.act has shape {self.act.shape}: expected ({n}, {t1 - 1}, "
-                             "act_dim) to match obs")
+            # Neither array is wrong alone: say what each holds and how they must agree.
+            raise ValueError(f"Dataset.obs has shape {self.obs.shape} ({n} episodes of {t1} "
+                             f"observations) and act {self.act.shape} "
+                             f"({self.act.shape[0]} episodes of {self.act.shape[1]} actions): "
+                             "allowed the same episodes, each with one observation more than "
+                             "actions (obs [N, T+1, obs_dim], act [N, T, act_dim])")
         if self.condition_id.shape != (n,):
             raise ValueError(f"Dataset.condition_id has shape {self.condition_id.shape}: "
                              f"expected ({n},)")
@@ -165,36 +170,26 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | Path) -> Dataset:
-        """Read either layout (docs/data.md) without unpickling anything."""
+        """Read either layout (docs/data.md) without unpickling anything; a file that is no
+        such archive (truncated, emptied, of another type, without obs or act) is a
+        :class:`~file_errors.DamagedFileError`."""
         path = Path(path)
-        where = f"dataset {str(path)!r}"
         if path.suffix != ".npz":
             raise ValueError(f"dataset path={str(path)!r} must end in .npz")
         if not path.is_file():
             raise ValueError(f"dataset path={str(path)!r}: no such file")
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as e:
-            raise ValueError(f"{where} is not an .npz archive ({e})") from e
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ValueError(f"{where} is not an .npz archive")
-        arrays = {}
-        with z:
-            for key in z.files:
-                try:
-                    arrays[key] = z[key]
-                except ValueError as e:  # object arrays: only pickle could read them
-                    raise ValueError(f"{where}: array {key!r} holds Python objects, which are "
-                                     "read only by unpickling: store numbers, and strings as "
-                                     "dtype str") from e
-        return cls.from_arrays(arrays, where)
+        arrays = _read_npz(path)
+        lacking = _missing_arrays(arrays)
+        if lacking:
+            raise _damaged(path, missing("array", lacking, arrays))
+        return cls.from_arrays(arrays, f"dataset {str(path)!r}")
 
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray], where: str = "dataset") -> Dataset:
         """A dataset from the arrays of either file layout (what ``np.load`` gives)."""
-        missing = sorted({"obs", "act"} - set(arrays))
-        if missing:
-            raise ValueError(f"{where} lacks arrays {missing} (it holds {sorted(arrays)}); "
+        lacking = _missing_arrays(arrays)
+        if lacking:
+            raise ValueError(f"{where} lacks arrays {lacking} (it holds {sorted(arrays)}); "
                              "see docs/data.md for the layout")
         version = arrays.get("format_version", np.array(FORMAT_VERSION))
         if version.shape != () or version.dtype.kind not in "iu":
@@ -224,6 +219,60 @@ class Dataset:
                        json.loads(_text(arrays, "stats") or "{}"), lengths)
         except ValueError as e:
             raise ValueError(f"{where}: {e}") from e
+
+
+# ---------------------------------------------------------------------- reading files
+def _damaged(path: Path, found: str | None = None) -> DamagedFileError:
+    return DamagedFileError("dataset", path, "a dataset",
+                            "an .npz archive of obs and act arrays (docs/data.md)", found)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the ``.npz`` archive at ``path``, read with ``allow_pickle=False``."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy's and zipfile's errors for bytes that are no .npz archive
+        raise _damaged(path) from e
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise _damaged(path, f"one .npy array of shape {z.shape}, not an archive of arrays")
+    arrays = {}
+    with z:
+        try:
+            bad = z.zip.testzip()
+        except Exception as e:  # a member whose compressed bytes no longer decompress
+            raise _damaged(path) from e
+        if bad is not None:
+            raise _damaged(path, f"member {bad!r} whose bytes fail its checksum")
+        for key in z.files:
+            if _holds_objects(z, key):
+                raise ValueError(f"dataset {str(path)!r}: array {key!r} holds Python objects, "
+                                 "which are read only by unpickling: store numbers, and "
+                                 "strings as dtype str")
+            try:
+                value = z[key]
+            except Exception as e:  # a member whose .npy header or data is damaged
+                raise _damaged(path, f"member {key!r} that is no readable .npy array") from e
+            if not isinstance(value, np.ndarray):  # numpy hands other members over as bytes
+                raise _damaged(path, f"member {key!r} that is no .npy array")
+            arrays[key] = value
+    return arrays
+
+
+def _holds_objects(z: np.lib.npyio.NpzFile, key: str) -> bool:
+    """Whether the ``.npy`` header of member ``key`` declares Python objects (readable only
+    by unpickling); False for a header that cannot be read (reading the array says why)."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0,
+               (2, 0): np.lib.format.read_array_header_2_0}
+    try:
+        with z.zip.open(f"{key}.npy") as f:
+            reader = readers.get(np.lib.format.read_magic(f))
+            return reader is not None and reader(f)[2].hasobject
+    except Exception:
+        return False
+
+
+def _missing_arrays(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    return sorted({"obs", "act"} - set(arrays))
 
 
 # ---------------------------------------------------------------------- layout helpers

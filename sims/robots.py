@@ -17,6 +17,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from file_errors import DamagedFileError
+
 ASSETS = Path(__file__).parent / "assets"
 
 
@@ -519,11 +521,12 @@ def _body_names(model: mujoco.MjModel) -> list[str]:
 
 
 def load_spec(path: Path) -> mujoco.MjSpec:
-    """Parse an MJCF file into an MjSpec, turning parse errors into a clear ValueError."""
+    """Parse an MJCF file into an MjSpec; a file mujoco cannot parse is a DamagedFileError."""
     try:
         return mujoco.MjSpec.from_file(str(path))
-    except ValueError as e:  # mujoco reports XML/schema errors as ValueError
-        raise ValueError(f"mjcf={str(path)!r} is malformed: {e}") from e
+    except ValueError as e:  # mujoco reports XML/schema errors (and bad UTF-8) as ValueError
+        raise DamagedFileError("mjcf", path, "an MJCF model", "MuJoCo XML (a <mujoco> document)",
+                               detail=f"mujoco: {e}") from e
 
 
 CHEETAH = Robot(

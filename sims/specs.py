@@ -32,6 +32,7 @@ from typing import Any
 import mujoco
 import numpy as np
 
+from file_errors import DamagedFileError
 from sims.conditions import Condition, parse_condition
 from sims.families import TaskFamily
 from sims.robots import FRAME_SKIP_MARK, Leg, LegError, Robot
@@ -102,10 +103,13 @@ def read_spec_file(path: Path) -> dict[str, Any]:
     """The tables of the TOML spec file ``path``, its top-level keys checked."""
     if not path.is_file():
         raise ValueError(f"spec={str(path)!r}: no such file")
+    expected = "TOML text with a [robot] or [[family]] table (docs/own-robot.md)"
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"spec={str(path)!r} is not valid TOML: {e}") from e
+        raise DamagedFileError("spec", path, "a spec file", expected, detail=f"TOML: {e}") from e
+    if not data:  # empty, or comments only
+        raise DamagedFileError("spec", path, "a spec file", expected)
     _check_keys(data, FILE_KEYS, str(path), "")
     return data
 
@@ -209,6 +213,8 @@ def build_robot(table: dict[str, Any], where: str, mjcf_text: str | None = None,
                                 **kwargs, **fields)
     except LegError as e:  # keeps its type: a leg that does not fit the body tree
         raise LegError(f"{where}: robot: {e}") from e
+    except DamagedFileError:
+        raise  # names the MJCF file itself
     except ValueError as e:
         raise ValueError(f"{where}: robot: {e}") from e
     robot = _with_control_rate(robot, table, where)

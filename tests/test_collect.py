@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 
+from file_errors import DamagedFileError
 from sims.collect import (
     FallReset,
     collect_closed_loop,
@@ -445,7 +446,7 @@ def test_dataset_load_rejects_missing_files_and_arrays(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         Dataset.load(tmp_path / "absent.npz")
     np.savez(tmp_path / "partial.npz", obs=np.zeros((1, 2, 3)))
-    with pytest.raises(ValueError, match="lacks arrays"):
+    with pytest.raises(DamagedFileError, match=r"is damaged or not a dataset: .*no array 'act'"):
         Dataset.load(tmp_path / "partial.npz")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from file_errors import DamagedFileError
 from sims.conditions import Condition, DisabledActuator, Friction, Payload, Slope, parse_condition
 from sims.env import AdaptEnv
 from sims.registry import get_robot
@@ -79,7 +80,8 @@ def test_user_mjcf_without_floor_refuses_terrain(tmp_path):
 def test_malformed_mjcf_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.xml"
     path.write_text("<mujoco><worldbody><body></worldbody></mujoco>")
-    with pytest.raises(ValueError, match="malformed"):
+    with pytest.raises(DamagedFileError, match=r"mjcf='.*broken\.xml' is damaged or not an MJCF "
+                                               r"model: .*found 46 bytes starting b'<mujoco>"):
         Robot.from_mjcf(path)
     with pytest.raises(ValueError, match="no such file"):
         Robot.from_mjcf(tmp_path / "missing.xml")

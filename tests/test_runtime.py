@@ -26,6 +26,7 @@ from export.runtime import artifacts as C
 from export.runtime.artifacts import ArtifactError, ObservationError
 from export.runtime.loop import Watchdog, run
 from export.runtime.session import ControllerSession, TransitionBuffer
+from file_errors import DamagedFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS_DIM, ACT_DIM = 17, 6
@@ -159,22 +160,26 @@ def test_missing_folder_and_file_are_refused(tmp_path):
     with pytest.raises(ArtifactError, match="no such folder"):
         ControllerSession(tmp_path / "nope")
     (tmp_path / "dynamics.onnx").write_bytes(b"")
-    with pytest.raises(ArtifactError, match=r"controller\.onnx: missing.*dynamics\.onnx"):
+    with pytest.raises(ArtifactError, match=r"is damaged or not a deploy folder: expected "
+                                            r"controller\.onnx.*found no file 'controller\.onnx' "
+                                            r"\(it holds \['dynamics\.onnx'\]\)"):
         ControllerSession(tmp_path)
 
 
 def test_corrupt_file_is_refused(tmp_path):
     (tmp_path / C.CONTROLLER_FILE).write_bytes(b"not an onnx model")
-    with pytest.raises(ArtifactError, match="ONNX Runtime cannot load it"):
+    with pytest.raises(DamagedFileError, match=r"controller\.onnx' is damaged or not an ONNX "
+                                               r"graph: .*found 17 bytes starting b'not an onnx"):
         ControllerSession(tmp_path)
 
 
 def test_missing_metadata_is_refused(grbal_dir, tmp_path):
     d = _rewrite_metadata(grbal_dir, tmp_path / "x", lambda m: m.pop("noise"))
-    with pytest.raises(ArtifactError, match=r"missing key\(s\) \['noise'\]"):
+    with pytest.raises(ArtifactError, match=r"is damaged or not a controller graph: .*found no "
+                                            r"metadata key 'noise'"):
         ControllerSession(d)
     d = _rewrite_metadata(grbal_dir, tmp_path / "y", lambda m: m.clear())
-    with pytest.raises(ArtifactError, match="missing key"):
+    with pytest.raises(ArtifactError, match=r"found no metadata keys \['act_dim', "):
         ControllerSession(d)
 
 

@@ -28,6 +28,7 @@ from adaptive_control.planning import (
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import TrainConfig, config_from_json, load_config
 from adaptive_control.training.data import WindowSampler, check_window, split_trajectories
+from file_errors import DamagedFileError
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
 from sims.registry import get_family
@@ -416,10 +417,14 @@ def test_checkpoints_load_weights_only_and_refuse_mismatches(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"kind": "adaptive-control-checkpoint", "x": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(ValueError, match="cannot be loaded safely"):
+    with pytest.raises(ValueError, match=r"is refused as unsafe: .*pickled Python object "
+                                         r"\(print\)") as refused:
         load_checkpoint(tmp_path / "evil.pt")
+    # readable, only not allowed: not called damaged
+    assert not isinstance(refused.value, DamagedFileError) and "damaged" not in str(refused.value)
     torch.save({"some": "thing"}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not an adaptive-control checkpoint"):
+    with pytest.raises(DamagedFileError, match=r"is damaged or not a checkpoint: .*found no key "
+                                               r"'kind' \(it holds \['some'\]\)"):
         load_checkpoint(tmp_path / "other.pt")
 
 

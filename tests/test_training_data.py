@@ -239,7 +239,8 @@ def test_data_at_the_control_step_for_a_run_deciding_less_often_names_the_fix(tm
 
 def test_malformed_files_are_refused_with_the_key(tmp_path, capsys):
     good = logged_episodes()
-    assert "lacks arrays ['act']" in refused(tmp_path, capsys, obs=good["obs"])
+    err = refused(tmp_path, capsys, obs=good["obs"])
+    assert "is damaged or not a dataset" in err and "found no array 'act' (it holds ['obs'])" in err
     no_lengths = {k: v for k, v in good.items() if k != "lengths"}
     assert "lengths" in refused(tmp_path, capsys, **no_lengths)
     wrong = {**good, "lengths": np.array([30, 45, 20, 37])}
@@ -282,5 +283,6 @@ def test_missing_and_misnamed_data_files(tmp_path, capsys):
     (tmp_path / "fake.npz").write_text("not a zip")
     assert main(["train", "tiny", "--data", str(tmp_path / "fake.npz"), "--out",
                  str(tmp_path / "r"), *TINY]) == 2
-    assert "is not an .npz archive" in capsys.readouterr().err
+    assert ("is damaged or not a dataset: expected an .npz archive of obs and act arrays "
+            "(docs/data.md), found 9 bytes starting b'not a zip'") in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from file_errors import DamagedFileError, missing
+
 #: ``metadata_props["format"]`` of every exported graph.
 FORMAT = "adaptive-control-onnx"
 #: Bumped whenever a name, shape or meaning below changes incompatibly.
@@ -115,6 +117,23 @@ class ArtifactError(ValueError):
     """An export folder or graph that cannot be used as it is; the message says why."""
 
 
+class DamagedArtifactError(DamagedFileError, ArtifactError):
+    """A damaged export file (manifest, graph or its metadata), in the message shape of every
+    damaged file; an :class:`ArtifactError` too, so that callers catching one catch both."""
+
+
+def damaged(path: Path, kind: str, expected: str, found: str | None = None
+            ) -> DamagedArtifactError:
+    """The refusal of ``path``, a file of an export folder, as damaged or not ``kind``."""
+    return DamagedArtifactError("export", path, kind, expected, found)
+
+
+#: What each kind of export file is, for :func:`damaged`.
+MANIFEST_KIND = ("a deploy manifest", "a JSON object of manifest fields written by `adapt export` "
+                 "or `adapt export-policy`")
+GRAPH_KIND = ("an ONNX graph", "an ONNX model written by `adapt export` or `adapt export-policy`")
+
+
 class ObservationError(ValueError):
     """A robot whose observations do not fit the controller (refused before the first step)."""
 
@@ -132,8 +151,8 @@ def load_metadata(session: ort.InferenceSession, path: Path) -> dict[str, Any]:
         try:
             meta[key] = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ArtifactError(f"{path}: metadata key {key!r} is not valid JSON ({e}): "
-                                f"{text[:80]!r}") from e
+            raise damaged(path, GRAPH_KIND[0], "JSON text in every metadata value",
+                          f"metadata {key}={text[:40]!r}") from e
     return meta
 
 
@@ -142,19 +161,13 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ArtifactError(f"export folder {str(folder)!r}: no such folder")
-    path = folder / MANIFEST_FILE
-    if not path.is_file():
-        present = sorted(p.name for p in folder.iterdir())
-        raise ArtifactError(f"{path}: missing; a deploy folder written by `adapt export` or "
-                            f"`adapt export-policy` holds {MANIFEST_FILE} (found "
-                            f"{present or 'nothing'})")
+    path = artifact_file(folder, MANIFEST_FILE)
     try:
-        manifest = json.loads(path.read_text())
+        manifest = json.loads(path.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e}); re-export the folder") from e
+        raise damaged(path, *MANIFEST_KIND) from e
     if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path}: holds a JSON {type(manifest).__name__}, expected an "
-                            "object of manifest fields")
+        raise damaged(path, *MANIFEST_KIND, f"a JSON {type(manifest).__name__}")
     return manifest
 
 
@@ -220,9 +233,10 @@ def artifact_file(export_dir: str | Path, name: str) -> Path:
         raise ArtifactError(f"export folder {str(folder)!r}: no such folder")
     path = folder / name
     if not path.is_file():
-        present = sorted(p.name for p in folder.iterdir())
-        raise ArtifactError(f"{path}: missing; an export folder holds {name} "
-                            f"(found {present or 'nothing'})")
+        present = [p.name for p in folder.iterdir()]
+        raise DamagedArtifactError(
+            "export", folder, "a deploy folder", f"{name}, as `adapt export` or `adapt "
+            "export-policy` writes it", missing("file", [name], present))
     return path
 
 
@@ -242,12 +256,11 @@ def check_bounds(path: Path, low: Any, high: Any, act_dim: int) -> tuple[np.ndar
 
 def validate_controller(path: Path, meta: Mapping[str, Any], sess: ort.InferenceSession,
                          robot: str | None) -> None:
-    missing = [k for k in (*COMMON_KEYS, *CONTROLLER_KEYS) if k not in meta]
-    if missing:
-        raise ArtifactError(
-            f"{path}: metadata is missing key(s) {missing}; a controller written by "
-            f"`adapt export` ({FORMAT} version {FORMAT_VERSION}) has all of "
-            f"{list((*COMMON_KEYS, *CONTROLLER_KEYS))}")
+    lacking = [k for k in (*COMMON_KEYS, *CONTROLLER_KEYS) if k not in meta]
+    if lacking:
+        raise damaged(path, "a controller graph",
+                      f"the metadata keys of `adapt export` ({FORMAT} version {FORMAT_VERSION})",
+                      missing("metadata key", lacking, meta))
     require(path, meta["format"] == FORMAT,
              f"metadata format={meta['format']!r}, expected {FORMAT!r}")
     require(path, meta["format_version"] == FORMAT_VERSION,

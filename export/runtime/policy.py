@@ -48,11 +48,13 @@ from export.runtime.artifacts import (
     artifact_file,
     check_bounds,
     check_io,
+    damaged,
     load_metadata,
     read_manifest,
     require,
 )
 from export.runtime.session import GraphRunner, SessionBase, check_safe_action
+from file_errors import missing
 
 __all__ = ["PolicySession", "validate_policy_manifest"]
 
@@ -79,12 +81,11 @@ def validate_policy_manifest(path: Path, manifest: Mapping[str, Any],
                              robot: str | None = None) -> None:
     """Check a policy folder's manifest before anything runs: :class:`ArtifactError` naming
     the field, the value found and what is allowed."""
-    missing = [k for k in C.POLICY_MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise ArtifactError(
-            f"{path}: missing field(s) {missing}; a policy folder written by `adapt "
-            f"export-policy` ({C.FORMAT} version {C.FORMAT_VERSION}) has all of "
-            f"{list(C.POLICY_MANIFEST_KEYS)}")
+    lacking = [k for k in C.POLICY_MANIFEST_KEYS if k not in manifest]
+    if lacking:
+        raise damaged(path, "a policy manifest", f"the fields of `adapt export-policy` "
+                      f"({C.FORMAT} version {C.FORMAT_VERSION})",
+                      missing("field", lacking, manifest))
     require(path, manifest["format"] == C.FORMAT,
              f"format={manifest['format']!r}: allowed {C.FORMAT!r}")
     require(path, manifest["format_version"] == C.FORMAT_VERSION,

@@ -10,10 +10,12 @@ This module (like the rest of :mod:`export.runtime`) never imports torch, mujoco
 
 What it does around ``controller.onnx`` (docs/export.md has the full contract):
 
-* **Validation at load.** Missing file, a graph ONNX Runtime cannot load, missing or
-  malformed metadata, inputs/outputs whose names or shapes differ from the metadata, or an
-  artifact exported for another robot than the one the caller names: :class:`ArtifactError`
-  naming the file, the field, what was found and what was expected.
+* **Validation at load.** Malformed metadata, inputs/outputs whose names or shapes differ
+  from the metadata, or an artifact exported for another robot than the one the caller names:
+  :class:`ArtifactError` naming the file, the field, what was found and what was expected. A
+  missing file, a graph ONNX Runtime cannot load or metadata keys missing:
+  :class:`~export.runtime.artifacts.DamagedArtifactError` (an ``ArtifactError`` too), in the
+  message shape of every damaged file (``file_errors``).
 * **Recent window.** The last M transitions (s, a, s'), oldest first, with a 0/1 mask for
   rows not yet filled. By default the mask stays all-zero until M transitions exist, so the
   controller plans with the unadapted prior exactly like the torch ``AdaptiveController``;
@@ -51,8 +53,8 @@ import onnxruntime as ort
 
 from export.runtime import artifacts as C
 from export.runtime.artifacts import (
-    ArtifactError,
     artifact_file,
+    damaged,
     load_metadata,
     validate_controller,
 )
@@ -121,7 +123,7 @@ class GraphRunner:
         try:
             self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as e:  # ORT raises its own exception types for corrupt files
-            raise ArtifactError(f"{path}: ONNX Runtime cannot load it: {e}") from e
+            raise damaged(path, *C.GRAPH_KIND) from e
         self.path = path
         self.output_names = [o.name for o in self.sess.get_outputs()]
         self._watchdog: Watchdog | None = None
