@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --fall-reset: drop trajectories shorter than this many "
                         "transitions (a training run's m + k; default 32, the paper's)")
     c.add_argument("--out", required=True, help="output .npz path")
-    c.set_defaults(func=cmd_collect)
+    c.set_defaults(func=cmd_collect, interrupted=lambda args: (
+        f"nothing written ({args.out} is written when collection ends)"))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
