@@ -29,7 +29,8 @@ from adaptive_control.training import loop as training
 from sims.dataset import Dataset
 
 ITERATIONS = 3
-TRAIN = ["train", "tiny", "--quiet", "--set", f"iterations={ITERATIONS}"]
+TRAIN = ["train", "tiny", "--quiet", "--set", f"iterations={ITERATIONS}",
+         "--set", "collect.episode_steps=24"]  # short episodes: many trials in seconds
 ROOT = Path(__file__).resolve().parents[1]
 ROOT_TEXT = str(ROOT) + os.sep
 
@@ -260,8 +261,10 @@ def _mapped(pid: int, library: str) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc")
 def test_sigint_to_a_real_adapt_train_process(tmp_path):
-    """SIGINT to `python -m adapt_cli train`: while the package is imported (numpy loading),
-    while the command imports torch, and during training; each one line, exit 130."""
+    """SIGINT to `python -m adapt_cli train`: while the package is imported (numpy loading:
+    the process ends at once, nothing written), while the command imports torch (the interrupt
+    is acted on once that import has finished) and during training; each one line, exit 130,
+    and what it names continues the run to the uninterrupted run's end."""
     ref = tmp_path / "reference"
     assert run_cli([*TRAIN, "--out", str(ref)])[0] == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
@@ -281,10 +284,55 @@ def test_sigint_to_a_real_adapt_train_process(tmp_path):
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
         line = interrupt_line(proc.returncode, err)
-        if when != "training":
+        if when == numpy_lib:
             assert line == "adapt: interrupted: nothing written"
             assert not out.exists()
             continue
-        rc, _, err = run_cli(resume_argv(line, argv))
+        argv = resume_argv(line, argv)
+        if when == torch_lib and "--resume" not in argv:  # landed before anything was saved
+            assert line == "adapt: interrupted: nothing written" or (
+                f"no iteration was saved in {out}" in line), line
+        rc, _, err = run_cli(argv)
         assert rc == 0 and err == "", err
         assert_same_run(ref, out)
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of session ``sid`` (a command started with ``start_new_session``)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:  # after ")": state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_ctrl_c_at_a_terminal_reaches_the_workers_too_and_only_the_command_reports(tmp_path):
+    """A terminal's Ctrl-C goes to the whole process group: with on-policy collection on two
+    worker processes, still one line and exit 130, and no worker left behind."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [*TRAIN, "--out", str(out), "--set", "collect.workers=2",
+            "--set", "collect.rollouts_per_iter=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "adapt_cli", *argv], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait_for(proc, lambda: len(_session(proc.pid)) > 1)  # the workers have started
+        time.sleep(float(np.random.default_rng(3).uniform(0.0, 0.5)))
+        assert proc.poll() is None, "the command ended before the interrupt"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    line = interrupt_line(proc.returncode, err)
+    assert "iterations saved" in line or "no iteration" in line, line
+    end = time.monotonic() + 10
+    while _session(proc.pid) and time.monotonic() < end:  # terminated workers are reaped
+        time.sleep(0.05)
+    assert _session(proc.pid) == []

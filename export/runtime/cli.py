@@ -351,8 +351,11 @@ def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
             print(f"adapt: error: {e}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            describe = getattr(args, "interrupted", None)
-            return report_interrupt(lambda: describe(args) if describe else "nothing written")
+            pass
+        # Reported once the exception is gone: progress bars in the frames it held have
+        # closed their lines by then, so this line comes last.
+        describe = getattr(args, "interrupted", None)
+        return report_interrupt(lambda: describe(args) if describe else "nothing written")
 
 
 @contextlib.contextmanager
