@@ -16,8 +16,8 @@ Every random draw derives from ``(config.seed, iteration, purpose)`` (``builders
 the loop's purposes: 0 conditions and iteration 0's rollouts, 2 the data split and batches,
 3 fitting's torch seed, 99 weight init; each on-policy rollout draws from purposes 4 and 5
 with its index, ``training.collection``), and each iteration's data is saved before fitting
-starts, so a run killed at any point and resumed with ``--resume`` ends with the same data and
-iteration count as one that was never interrupted.
+starts, so a run killed at any point and resumed with ``--resume`` ends with the same data,
+weights, optimiser state and logs as one that was never interrupted.
 
 The learner and the controller are built by ``adaptive_control.builders``, as everything that
 rebuilds them from a checkpoint builds them.
