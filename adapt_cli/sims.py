@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--width", type=int, default=640)
     r.add_argument("--height", type=int, default=480)
-    r.set_defaults(func=cmd_render)
+    r.set_defaults(func=cmd_render, interrupted=lambda args: (
+        f"{args.out} may be incomplete (it is written last): render it again"
+        if Path(args.out).exists() else "nothing written"))
 
     c = ss.add_parser("collect", help="collect a random-action dataset (.npz) with mujoco.rollout")
     c.add_argument("--family", required=True,

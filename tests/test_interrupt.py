@@ -139,9 +139,9 @@ def assert_same(a: Any, b: Any, where: str) -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def assert_same_run(ref: Path, run: Path) -> None:
+def assert_same_run(ref: Path, run: Path, iterations: int = ITERATIONS) -> None:
     """``run`` ended with ``ref``'s data, checkpoint and logs (wall times aside)."""
-    for it in range(ITERATIONS):
+    for it in range(iterations):
         name = f"data/iter_{it:03d}.npz"
         with np.load(ref / name) as a, np.load(run / name) as b:
             assert set(a) == set(b)
@@ -153,7 +153,7 @@ def assert_same_run(ref: Path, run: Path) -> None:
                 else:
                     np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}: {key}")
     a, b = load_checkpoint(ref / "checkpoint.pt"), load_checkpoint(run / "checkpoint.pt")
-    assert a["iteration"] == b["iteration"] == ITERATIONS
+    assert a["iteration"] == b["iteration"] == iterations
     assert without_seconds(json.loads(a.pop("metrics"))) == without_seconds(
         json.loads(b.pop("metrics")))
     assert_same(a, b, "checkpoint")
@@ -265,19 +265,21 @@ def test_sigint_to_a_real_adapt_train_process(tmp_path):
     the process ends at once, nothing written), while the command imports torch (the interrupt
     is acted on once that import has finished) and during training; each one line, exit 130,
     and what it names continues the run to the uninterrupted run's end."""
+    # Six iterations: the run outlasts the wait after its first iteration's data appears.
+    iterations, train = 6, [*TRAIN, "--set", "iterations=6"]
     ref = tmp_path / "reference"
-    assert run_cli([*TRAIN, "--out", str(ref)])[0] == 0
+    assert run_cli([*train, "--out", str(ref)])[0] == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     rng = np.random.default_rng(11)
     numpy_lib, torch_lib = "_multiarray_umath", "libtorch_cpu"
     for i, when in enumerate([numpy_lib, torch_lib, "training"]):
         out = tmp_path / f"p{i}"
-        argv = [*TRAIN, "--out", str(out)]
+        argv = [*train, "--out", str(out)]
         proc = subprocess.Popen([sys.executable, "-m", "adapt_cli", *argv], env=env, cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         if when == "training":
             _wait_for(proc, lambda o=out: (o / "data" / "iter_000.npz").exists())
-            time.sleep(float(rng.uniform(0.0, 0.3)))
+            time.sleep(float(rng.uniform(0.0, 0.2)))
         else:
             _wait_for(proc, lambda lib=when, pid=proc.pid: _mapped(pid, lib))
         assert proc.poll() is None, "the command ended before the interrupt"
@@ -294,7 +296,7 @@ def test_sigint_to_a_real_adapt_train_process(tmp_path):
                 f"no iteration was saved in {out}" in line), line
         rc, _, err = run_cli(argv)
         assert rc == 0 and err == "", err
-        assert_same_run(ref, out)
+        assert_same_run(ref, out, iterations)
 
 
 def _session(sid: int) -> list[int]:
@@ -336,3 +338,27 @@ def test_ctrl_c_at_a_terminal_reaches_the_workers_too_and_only_the_command_repor
     while _session(proc.pid) and time.monotonic() < end:  # terminated workers are reaped
         time.sleep(0.05)
     assert _session(proc.pid) == []
+
+
+def test_an_interrupted_policy_training_names_the_command_that_continues_it(tmp_path,
+                                                                            monkeypatch):
+    import policies.training as policy_training
+
+    real, calls = policy_training.rl2_iteration, []
+
+    def interrupted_in_the_second(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(policy_training, "rl2_iteration", interrupted_in_the_second)
+    out = tmp_path / "policy"
+    argv = ["train-policy", "tiny", "--quiet", "--set", "method=rl2", "--set", "iterations=2",
+            "--out", str(out)]
+    line = interrupt_line(*run_cli(argv)[::2])
+    assert f"1 of 2 iterations saved in {out}" in line, line
+    rc, _, err = run_cli(resume_argv(line, argv))
+    assert rc == 0 and err == "", err
+    assert calls == [0, 1, 1]  # the interrupted iteration, and only it, ran again
+    assert load_checkpoint(out / "checkpoint.pt")["iteration"] == 2
