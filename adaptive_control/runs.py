@@ -111,8 +111,10 @@ def restore_run(ckpt_path: Path, robot: str, cfg: Any, parse_config: Callable[[s
     ckpt = load_checkpoint(ckpt_path, robot=robot)
     started = parse_config(ckpt["config"])
     if started != cfg:
-        changes = ", ".join(f"{key} {json.dumps(old)} -> {json.dumps(new)}" for key, old, new
+        changes = ", ".join(f"{key} {json.dumps(old, default=str)} -> "
+                            f"{json.dumps(new, default=str)}" for key, old, new
                             in config_differences(started.to_dict(), cfg.to_dict()))
+        changes = changes or "the fields differ only in type"
         raise ValueError(f"--resume: the config differs from the one {ckpt_path.parent} was "
                          f"started with ({changes}; the run's -> given); resume with the same "
                          "config (the run's is its config.json) or train into another --out")
