@@ -379,7 +379,9 @@ def interrupts_between_imports() -> Iterator[None]:
 
 def _interrupt_between_imports(signum: int, frame: Any) -> None:
     while frame is not None:
-        if frame.f_code.co_filename.startswith("<frozen importlib"):
+        # In a finalizer too: Python would print the exception as ignored there and go on.
+        if frame.f_code.co_filename.startswith("<frozen importlib") or (
+                frame.f_code.co_name == "__del__"):
             # again in 10 ms: the import will have finished, or it is put off again
             threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
             return
