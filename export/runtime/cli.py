@@ -363,9 +363,10 @@ def interrupts_between_imports() -> Iterator[None]:
     """Ctrl-C raises KeyboardInterrupt, except while a module is being imported: there it
     would leave the import half done (a C extension's initialisation fails with an ImportError,
     a half-imported torch crashes the process when imported again), so it is raised once the
-    import has finished. Only in the main thread, which is where signals are handled, and only
-    in place of Python's own handler: an ignored SIGINT (a background job's) stays ignored, and
-    a program that runs a command with its own handler keeps it."""
+    import has finished (likewise after a ``__del__``, where it would be printed and lost).
+    Only in the main thread, which is where signals are handled, and only in place of Python's
+    own handler: an ignored SIGINT (a background job's) stays ignored, and a program that runs
+    a command with its own handler keeps it."""
     if threading.current_thread() is not threading.main_thread() or (
             signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
