@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "see docs/scale-out.md")
     e.add_argument("--out", required=True, help="report folder")
     e.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    e.set_defaults(func=cmd_eval)
+    e.set_defaults(func=cmd_eval, interrupted=lambda args: (
+        f"no report written in {args.out} (it is written when every episode has run)"))
 
     r = sub.add_parser("report", help="rebuild a report folder's table and plots from its "
                                       "results.json")
@@ -74,7 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--preset", default="small", choices=["small", "tiny"],
                    help="meta-training preset (tiny: seconds, for a smoke test)")
     q.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    q.set_defaults(func=cmd_quickstart)
+    q.set_defaults(func=cmd_quickstart, interrupted=lambda args: (
+        f"no report written; the training runs' saved iterations are kept in {args.out}/runs"))
 
 
 def _prepare_out(out: str, overwrite: bool) -> Path:

@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     e.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
     e.add_argument("--force", action="store_true", help="overwrite an existing export")
-    e.set_defaults(func=cmd_export)
+    e.set_defaults(func=cmd_export, interrupted=lambda args: (
+        f"nothing written ({args.out} is as it was: an export is moved into place when "
+        "complete)"))
 
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from adapt_cli.train import add_run_arguments
+from adapt_cli.train import add_run_arguments, interrupted_run
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +14,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                             "adaptive-MPC teacher, or RL^2 with PPO)")
     add_run_arguments(t, "distill, distill-mlp, rl2-small, tiny",
                       "--set method=rl2 --set net.arch=lstm")
-    t.set_defaults(func=cmd_train_policy)
+    t.set_defaults(func=cmd_train_policy,
+                   interrupted=lambda args: interrupted_run(args, "train-policy"))
 
     e = sub.add_parser("eval-policy", help="held-out return and per-step compute of policies "
                                            "(and optionally their adaptive-MPC teacher)")
@@ -60,7 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the deployed policy acts with its mean plus Gaussian noise of standard "
                         "deviation S action half-ranges (default 0: the mean); written to the "
                         "manifest, as for `adapt eval-policy --action-std`")
-    x.set_defaults(func=cmd_export_policy)
+    x.set_defaults(func=cmd_export_policy, interrupted=lambda args: (
+        f"nothing written ({args.out} is as it was: an export is moved into place when "
+        "complete)"))
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:

@@ -32,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default track)")
     r.add_argument("--distance", type=float, default=None, metavar="METRES",
                    help="camera distance from the robot (default: framed by the robot's size)")
-    r.set_defaults(func=cmd_render)
+    r.set_defaults(func=cmd_render, interrupted=lambda args: (
+        f"{args.out} may be incomplete (it is written last): render it again"
+        if Path(args.out).exists() else "nothing written"))
 
     c = ss.add_parser("collect", help="collect a random-action dataset (.npz) with mujoco.rollout")
     c.add_argument("--family", required=True,
@@ -57,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --fall-reset: drop trajectories shorter than this many "
                         "transitions (a training run's m + k; default 32, the paper's)")
     c.add_argument("--out", required=True, help="output .npz path")
-    c.set_defaults(func=cmd_collect)
+    c.set_defaults(func=cmd_collect, interrupted=lambda args: (
+        f"nothing written ({args.out} is written when collection ends)"))
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "docs/data.md) instead of iteration 0's random rollouts; later "
                         "iterations still collect on-policy (iterations=1: offline only); "
                         "repeatable")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, interrupted=lambda args: interrupted_run(args, "train"))
 
     s = sub.add_parser("sweep", help="one training run per grid point (seeds x --set values), "
                                      "locally or on Ray; re-submit to resume")
@@ -36,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_ray_argument(s, "one Ray task per run (on a cluster, --out must be a shared path)")
     s.add_argument("--workers", type=int, default=1,
                    help="local runs at once, as processes (with --ray local: its CPUs)")
-    s.set_defaults(func=cmd_sweep)
+    s.set_defaults(func=cmd_sweep, interrupted=lambda args: (
+        f"each run's saved iterations are kept in {args.out}; the same command resumes the "
+        "sweep"))
 
     e = sub.add_parser("eval-model", help="k-step prediction error on held-out conditions")
     e.add_argument("checkpoints", nargs="+", help="checkpoint.pt files (or run folders)")
@@ -65,6 +67,29 @@ def add_run_arguments(p: argparse.ArgumentParser, presets: str, example: str,
         p.add_argument("--resume", action="store_true",
                        help="continue a killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def interrupted_run(args: argparse.Namespace, command: str) -> str:
+    """What an interrupted ``adapt COMMAND`` run kept in ``--out``, and the command line (these
+    arguments with ``--resume``) that continues it."""
+    import shlex
+    import sys
+
+    # Only what is imported already: an interrupt that landed while torch was being imported
+    # leaves it half-loaded, and a second import of torch then crashes the process.
+    runs = sys.modules.get("adaptive_control.runs")
+    if runs is None:  # the run's code was not even loaded: nothing was written
+        return "nothing written"
+    again = ["adapt", command, args.config, "--out", args.out]
+    for value in args.overrides or []:
+        again += ["--set", value]
+    for path in getattr(args, "data", None) or []:
+        again += ["--data", path]
+    if getattr(args, "ray", None) is not None:
+        again += ["--ray", args.ray]
+    if args.quiet:
+        again.append("--quiet")
+    return runs.interrupted_note(args.out, shlex.join([*again, "--resume"]))
 
 
 def add_ray_argument(p: argparse.ArgumentParser, what: str) -> None:

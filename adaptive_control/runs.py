@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from adaptive_control.checkpoint import load_checkpoint
+from sims.atomic import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.csv"
@@ -108,14 +109,54 @@ def restore_run(ckpt_path: Path, robot: str, cfg: Any, parse_config: Callable[[s
     torch RNG state, refusing a run started with another config. Returns (iteration done,
     metrics rows so far)."""
     ckpt = load_checkpoint(ckpt_path, robot=robot)
-    if parse_config(ckpt["config"]) != cfg:
+    started = parse_config(ckpt["config"])
+    if started != cfg:
+        changes = ", ".join(f"{key} {json.dumps(old, default=str)} -> "
+                            f"{json.dumps(new, default=str)}" for key, old, new
+                            in config_differences(started.to_dict(), cfg.to_dict()))
+        changes = changes or "the fields differ only in type"
         raise ValueError(f"--resume: the config differs from the one {ckpt_path.parent} was "
-                         "started with; resume with the same config (see config.json in the "
-                         "run folder)")
+                         f"started with ({changes}; the run's -> given); resume with the same "
+                         "config (the run's is its config.json) or train into another --out")
     module.load_state_dict(ckpt[module_key])
     optimizer.load_state_dict(ckpt["optimizer"])
     torch.set_rng_state(ckpt["torch_rng"])
     return int(ckpt["iteration"]), json.loads(ckpt["metrics"])
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], prefix: str = ""
+                       ) -> list[tuple[str, Any, Any]]:
+    """(dotted key as ``--set`` names it, old value, new value) for every field that differs
+    between two configs' ``to_dict()``; a field only one has is ``None`` in the other."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
+
+
+def interrupted_note(out: str | Path, resume_command: str) -> str:
+    """What a run interrupted by Ctrl-C left in ``out``, for the one line that reports it: the
+    iterations its checkpoint holds (and the next one's collected data, when saved) and
+    ``resume_command``, which continues it."""
+    out = Path(out)
+    if not out.exists():
+        return "nothing written"
+    if not ((out / CHECKPOINT).exists() or (out / "data").exists()):  # check_run_folder's run
+        return f"no iteration was saved in {out}; the same command starts the run again"
+    done = 0
+    kept = f"no iteration finished in {out}"
+    if (out / CHECKPOINT).exists():
+        ckpt = load_checkpoint(out / CHECKPOINT)
+        done, total = int(ckpt["iteration"]), int(json.loads(ckpt["config"])["iterations"])
+        # all of them: the resumed run only rewrites the logs a late interrupt cut short
+        kept = f"{done} of {total} iterations saved in {out}"
+    if any((out / "data").glob(f"*_{done:03d}.npz")):
+        kept += f" (and iteration {done}'s collected data)"
+    return f"{kept}; `{resume_command}` continues"
 
 
 @dataclass
@@ -156,7 +197,8 @@ def open_run(out: Path, cfg: Any, resume: bool, *, robot: str,
                                          module_key, optimizer)
     out.mkdir(parents=True, exist_ok=True)
     with run_lock(out):
-        (out / CONFIG).write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        with atomic_write(out / CONFIG) as f:  # a Ctrl-C mid-write must not truncate it
+            f.write(json.dumps(cfg.to_dict(), indent=2, sort_keys=True).encode())
         # The checkpoint is the source of truth: rebuild the CSV from it (a kill may have come
         # between writing the checkpoint and appending the row).
         (out / METRICS).unlink(missing_ok=True)

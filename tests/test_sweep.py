@@ -186,8 +186,8 @@ def test_interrupted_sweep_finishes_every_run_once_when_resubmitted(tmp_path, mo
         return real_train(cfg, out, resume=resume, progress=progress)
 
     monkeypatch.setattr(sweep, "train", killed_in_the_second_run)
-    with pytest.raises(KeyboardInterrupt):
-        main(["sweep", *GRID, "--out", str(root)])
+    assert main(["sweep", *GRID, "--out", str(root)]) == 130  # Ctrl-C: one line, what was kept
+    assert "the same command resumes the sweep" in capsys.readouterr().err
     assert [run_status(root / n) for n in NAMES] == ["done", "partial", "new", "new"]
     done = _files(root / NAMES[0])
     partial_data = _files(root / NAMES[1] / "data")

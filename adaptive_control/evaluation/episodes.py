@@ -420,10 +420,18 @@ def run_all(jobs: list[EpisodeJob], workers: int, progress: bool = True,
     else:
         import multiprocessing as mp
 
+        from adaptive_control.workers import WAIT_S, sigint_blocked
+
         ctx = mp.get_context("spawn")  # torch and MuJoCo threads don't survive fork well
-        with ctx.Pool(workers, initializer=_worker_init) as pool:
-            for ep in pool.imap(_run_job, jobs):
-                results.append(ep)
+        with sigint_blocked():  # Ctrl-C is this process's; leaving the block ends the workers
+            pool = ctx.Pool(workers, initializer=_worker_init)
+        with pool:
+            episodes = pool.imap(_run_job, jobs)
+            while len(results) < len(jobs):
+                try:  # a slice at a time: a Ctrl-C another thread took is acted on between
+                    results.append(episodes.next(timeout=WAIT_S))
+                except mp.TimeoutError:
+                    continue
                 bar.update(1)
     bar.close()
     return results

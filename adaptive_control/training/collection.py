@@ -20,7 +20,6 @@ import dataclasses
 import multiprocessing
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from tqdm.auto import tqdm
 from adaptive_control.builders import build_controller, build_learner, run_rng, torch_seed
 from adaptive_control.learners import Learner
 from adaptive_control.training.config import TrainConfig, config_from_json
+from adaptive_control.workers import process_pool
 from sims.collect import FallReset, collect_closed_loop, collect_open_loop
 from sims.conditions import Condition
 from sims.dataset import Dataset
@@ -177,8 +177,8 @@ def collect_on_policy(it: int, cfg: TrainConfig, family: TaskFamily, learner: Le
         chunks = make_chunks(it, cfg, family, learner, conditions, len(conditions))
         # Spawned, not forked: a fork of a process that has started torch's threads can hang.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=ctx) as pool:
-            for done in pool.map(collect_chunk, chunks):
+        with process_pool(collect_chunk, chunks, min(workers, len(chunks)), ctx) as work:
+            for done in work.in_order():
                 parts.extend(done)
                 bar.update(len(done))
     bar.close()

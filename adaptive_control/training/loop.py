@@ -16,8 +16,8 @@ Every random draw derives from ``(config.seed, iteration, purpose)`` (``builders
 the loop's purposes: 0 conditions and iteration 0's rollouts, 2 the data split and batches,
 3 fitting's torch seed, 99 weight init; each on-policy rollout draws from purposes 4 and 5
 with its index, ``training.collection``), and each iteration's data is saved before fitting
-starts, so a run killed at any point and resumed with ``--resume`` ends with the same data and
-iteration count as one that was never interrupted.
+starts, so a run killed at any point and resumed with ``--resume`` ends with the same data,
+weights, optimiser state and logs as one that was never interrupted.
 
 The learner and the controller are built by ``adaptive_control.builders``, as everything that
 rebuilds them from a checkpoint builds them.
@@ -229,6 +229,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 "best_epoch": result.best_epoch, "early_stopped": result.early_stopped,
                 "seconds": time.perf_counter() - t0,
             }
+            # The fit curve before the checkpoint: a run stopped between the two redoes this
+            # iteration, rewriting its rows, instead of resuming after it without them.
+            log_fit_curve(out / FIT_CURVE, run.writer, it, result.curve)
             run.metrics.append(row)
             save_checkpoint(run.checkpoint, {
                 "robot": family.robot.name, "family": family.name, **artifact_spec(family),
@@ -239,7 +242,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 "obs_dim": family.robot.obs_dim, "act_dim": family.robot.act_dim,
             })
             run.log(row, it)
-            log_fit_curve(out / FIT_CURVE, run.writer, it, result.curve)
             if progress:
                 print(f"iter {it}: {data.n_transitions} transitions, val "
                       f"{result.val_loss:.4f}, return {row['collect_return_mean']:.1f}, "

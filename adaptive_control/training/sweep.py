@@ -40,6 +40,7 @@ from adaptive_control.config_loader import parse_override
 from adaptive_control.runs import CHECKPOINT, run_status
 from adaptive_control.training.config import TrainConfig, config_from_arg, config_from_json
 from adaptive_control.training.loop import train
+from adaptive_control.workers import process_pool
 from sims.atomic import atomic_write
 from sims.registry import get_family, register_document
 from sims.specs import spec_document
@@ -323,18 +324,16 @@ def run_sweep(config: str, root: str | Path, sets: Sequence[str] = (), seeds: st
 def _run_processes(items: list[tuple[str, str, str]], workers: int, progress: bool
                    ) -> list[RunResult]:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # Spawned, not forked: a fork of a process that has started torch's threads can hang.
     threads = max(1, (os.cpu_count() or 1) // workers)  # the cores shared, not oversubscribed
     ctx = multiprocessing.get_context("spawn")
     results: list[RunResult | None] = [None] * len(items)
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {pool.submit(_run_item, (c, o, threads, s)): i
-                   for i, (c, o, s) in enumerate(items)}
+    with process_pool(_run_item, [(c, o, threads, s) for c, o, s in items], workers,
+                      ctx) as work:
         with tqdm(total=len(items), desc="sweep", unit="run", disable=not progress) as bar:
-            for fut in as_completed(futures):
-                results[futures[fut]] = fut.result()
+            for i, result in work.as_done():
+                results[i] = result
                 bar.update(1)
     return [r for r in results if r is not None]
 

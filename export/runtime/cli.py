@@ -12,10 +12,15 @@ builds the parsers of every layer, which imports torch;
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--out", default=None,
                    help="folder for report.json (summary and timeline) and timeline.png")
     d.add_argument("--quiet", action="store_true", help="no live status line")
-    d.set_defaults(func=cmd_deploy)
+    d.set_defaults(func=cmd_deploy, interrupted=lambda args: (
+        "nothing written (report.json is written when the run ends)" if args.out
+        else "nothing written"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,15 +333,80 @@ def main(argv: list[str] | None = None) -> int:
     return dispatch(parser, argv)
 
 
+#: Exit status of a command ended by Ctrl-C: 128 + SIGINT, what a shell reports for a process
+#: the signal ended.
+INTERRUPTED_STATUS = 130
+
+
 def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parse ``argv`` and run the chosen command. Bad input (refused before any work) is one
-    line on stderr and exit status 2, as argparse does for malformed arguments."""
-    args = parser.parse_args(argv)
+    line on stderr and exit status 2, as argparse does for malformed arguments. Ctrl-C is one
+    line saying what was kept (the command's ``interrupted(args)``, set with ``set_defaults``)
+    and exit status :data:`INTERRUPTED_STATUS`."""
+    with interrupts_between_imports():
+        args = parser.parse_args(argv)
+        try:
+            return int(args.func(args) or 0)
+        except (ValueError, FileNotFoundError, FileExistsError) as e:
+            print(f"adapt: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            pass
+        # Reported once the exception is gone: progress bars in the frames it held have
+        # closed their lines by then, so this line comes last.
+        describe = getattr(args, "interrupted", None)
+        return report_interrupt(lambda: describe(args) if describe else "nothing written")
+
+
+@contextlib.contextmanager
+def interrupts_between_imports() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, except while a module is being imported: there it
+    would leave the import half done (a C extension's initialisation fails with an ImportError,
+    a half-imported torch crashes the process when imported again), so it is raised once the
+    import has finished (likewise after a ``__del__``, where it would be printed and lost).
+    Only in the main thread, which is where signals are handled, and only in place of Python's
+    own handler: an ignored SIGINT (a background job's) stays ignored, and a program that runs
+    a command with its own handler keeps it."""
+    if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt_between_imports)
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
-        print(f"adapt: error: {e}", file=sys.stderr)
-        return 2
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_between_imports(signum: int, frame: Any) -> None:
+    while frame is not None:
+        # In a finalizer too: Python would print the exception as ignored there and go on.
+        if frame.f_code.co_filename.startswith("<frozen importlib") or (
+                frame.f_code.co_name == "__del__"):
+            # again in 10 ms: the import will have finished, or it is put off again
+            threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()
+            return
+        frame = frame.f_back
+    raise KeyboardInterrupt
+
+
+def report_interrupt(what_was_kept: Callable[[], str]) -> int:
+    """Print ``adapt: interrupted: WHAT`` (``what_was_kept()``) on stderr and return
+    :data:`INTERRUPTED_STATUS`. A second Ctrl-C meanwhile is ignored: the line is all a user
+    sees, never a traceback."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        try:
+            what = what_was_kept()
+        except Exception as e:  # the note is a courtesy: the interrupt is what gets reported
+            what = f"what was kept could not be read ({type(e).__name__}: {e})"
+        sys.stdout.flush()
+        print(f"adapt: interrupted: {what}", file=sys.stderr, flush=True)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return INTERRUPTED_STATUS
 
 
 if __name__ == "__main__":
