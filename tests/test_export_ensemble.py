@@ -170,6 +170,7 @@ def test_deploy_runs_an_ensemble_export_without_torch(exports, tmp_path):
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["report"]["steps"] == 20
     assert report["report"]["graph_actions"] == 20
+    assert report["ensemble"] == 3 and report["learner"] == "grbal"
 
 
 def test_ensemble_of_one_exports_like_the_plain_learner(tmp_path):
