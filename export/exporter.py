@@ -9,6 +9,11 @@
 * ``controller.onnx`` — adapt and plan in one graph, the task reward inside;
 * ``manifest.json`` — the shared metadata, file list and the parity figures.
 
+An :class:`~adaptive_control.learners.Ensemble` (MB, GrBAL or MB+DE members) exports into the
+same files: per-member tensors get a leading member axis, the controller plans with every
+member's rollouts and averages their returns, and the metadata holds ``ensemble`` (the member
+count); an ensemble of one exports as its member.
+
 The graphs are written into a staging folder next to ``out_dir`` and moved into place only
 once they pass: each is checked with ``onnx.checker`` and, unless ``verify=False``, compared
 with the
@@ -43,7 +48,7 @@ from torch import Tensor
 
 from adaptive_control.checkpoint import load_checkpoint, package_version
 from adaptive_control.devices import module_device
-from adaptive_control.learners import Learner
+from adaptive_control.learners import Ensemble, Learner
 from adaptive_control.planning import PlannerConfig, switch_planner, with_settings
 from adaptive_control.runs import checkpoint_path
 from adaptive_control.training.config import TrainConfig
@@ -54,11 +59,13 @@ from export.parity import (
     PARITY_TOL,
     RecordedStep,
     max_parity_error,
+    members_of,
     ort_session,
     precision_error,
     random_feed,
     read_metadata,
     record_trajectory,
+    single_member,
     verify_export,
 )
 from export.precision import PRECISION_DOCS, Conversion, check_precision, convert
@@ -98,7 +105,7 @@ def export_planner(base: PlannerConfig, name: str | None = None,
 
 
 def _learner_name(learner: Learner) -> str:
-    return type(learner).name
+    return type(members_of(learner)[0]).name
 
 
 #: The manifest's prose for each adaptation mode.
@@ -177,6 +184,7 @@ def common_metadata(learner: Learner, cfg: TrainConfig, robot: Robot,
         "normalizer": _normalizer_dict(learner),
         "reward": reward_metadata(task_reward(robot)),
         "adaptation": adaptation_info(learner),
+        **({"ensemble": len(members_of(learner))} if isinstance(learner, Ensemble) else {}),
         "planner": dataclasses.asdict(planner),
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__,
                      "onnxscript": _version("onnxscript"), "opset": OPSET},
@@ -422,6 +430,16 @@ def _forward_arg_names(module: torch.nn.Module, n: int) -> list[str]:
     return params[:n]
 
 
+def check_ensemble(learner: Learner, cfg: TrainConfig) -> None:
+    """The learner must be what ``cfg.ensemble`` says: one model, or an :class:`Ensemble` of
+    that many members."""
+    k = len(members_of(learner)) if isinstance(learner, Ensemble) else 1
+    if k != cfg.ensemble:
+        raise ValueError(f"ensemble={cfg.ensemble} in the config, but the learner is "
+                         f"{'an ensemble of ' + str(k) if isinstance(learner, Ensemble) else 'one'}"
+                         f" model{'s' if k > 1 else ''}: pass the config it was built from")
+
+
 def on_cpu(learner: Learner) -> Learner:
     """``learner`` itself when it is on the CPU, else a CPU copy (the caller's stays where it
     is): graphs are traced, and the runtime runs, on the CPU whatever device trained it. A
@@ -454,10 +472,7 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     (:func:`export.presets.deploy_preset`); ``num_candidates`` / ``horizon`` still override.
     """
     check_precision(precision)
-    if cfg.ensemble != 1:
-        raise ValueError(f"ensemble={cfg.ensemble}: the export holds one model; allowed "
-                         "ensemble=1 (export one member's run, or plan with the ensemble in "
-                         "`adapt eval`)")
+    check_ensemble(learner, cfg)
     if not latency_seconds >= 0:
         raise ValueError(f"latency_seconds={latency_seconds!r}: allowed a number >= 0")
     say = log or (lambda s: None)
@@ -467,8 +482,9 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     if out.exists() and any((out / f).exists() for f in C.GRAPH_FILES.values()) and not overwrite:
         raise FileExistsError(f"--out {out} already holds an export: choose another folder or "
                               "pass --force")
-    learner = on_cpu(learner).eval()
-    learner.reset()
+    whole = on_cpu(learner).eval()
+    whole.reset()
+    learner = single_member(whole)  # an ensemble of one exports as its member
     robot = get_family(cfg.family).robot
     do, da, m = robot.obs_dim, robot.act_dim, cfg.m
     preset = None
@@ -483,7 +499,7 @@ def export_learner(learner: Learner, cfg: TrainConfig, out_dir: str | Path, *,
     spec = export_planner(cfg.planner, planner, num_candidates, horizon, planner_overrides)
     reward = task_reward(robot)
     adapter = make_adapter(learner, m)
-    meta = common_metadata(learner, cfg, robot, spec)
+    meta = common_metadata(whole, cfg, robot, spec)
 
     with staged_folder(out) as stage:
         graphs: dict[str, GraphInfo] = {}
@@ -555,13 +571,18 @@ def export_controller(learner: Learner, cfg: TrainConfig, path: str | Path,
     number of candidates N free (random shooting and MPPI; for benchmarks — the runtime
     needs a fixed N)."""
     check_precision(precision)
+    check_ensemble(learner, cfg)
     robot = get_family(cfg.family).robot
     spec = spec if spec is not None else cfg.planner
+    if dynamic_candidates and len(members_of(learner)) > 1:
+        raise ValueError(f"dynamic_candidates with an ensemble of {len(members_of(learner))} "
+                         "members: export an ensemble with a fixed number of candidates")
     path = Path(path)
     learner = on_cpu(learner)
-    g = _controller_graph(make_adapter(learner.eval(), cfg.m), spec, task_reward(robot), robot,
-                          path.parent, cfg.m, dynamic_candidates, path.name)
     meta = common_metadata(learner, cfg, robot, spec)
+    g = _controller_graph(make_adapter(single_member(learner).eval(), cfg.m), spec,
+                          task_reward(robot), robot, path.parent, cfg.m, dynamic_candidates,
+                          path.name)
     write_metadata(path, {**meta, "graph": "controller",
                           "inputs": [s.to_dict() for s in g.inputs],
                           "outputs": [s.to_dict() for s in g.outputs],

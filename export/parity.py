@@ -22,7 +22,13 @@ import onnx
 import torch
 from torch import Tensor
 
-from adaptive_control.learners import Learner, MLPPredictor, inner_update
+from adaptive_control.learners import (
+    Ensemble,
+    EnsemblePredictor,
+    Learner,
+    MLPPredictor,
+    inner_update,
+)
 from adaptive_control.models.dynamics import MLPDynamics
 from adaptive_control.planning import (
     PlannerConfig,
@@ -49,6 +55,33 @@ def max_parity_error(parity: Mapping[str, Mapping[str, float]]) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# Ensembles
+# --------------------------------------------------------------------------------------------
+
+
+def members_of(learner: Learner) -> list[Learner]:
+    """An :class:`Ensemble`'s members, or the learner alone."""
+    return list(learner.members) if isinstance(learner, Ensemble) else [learner]
+
+
+def single_member(learner: Learner) -> Learner:
+    """The member of an ensemble of one (which exports as that plain learner), else
+    ``learner``."""
+    members = members_of(learner)
+    return members[0] if len(members) == 1 else learner
+
+
+def _member_feed(feed: Mapping[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    """Member ``i``'s view of an ensemble graph's feed: its slice of every carried state."""
+    return {k: (v[i] if k.startswith(C.STATE_IN_PREFIX) else v) for k, v in feed.items()}
+
+
+def _stacked(outs: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-member outputs stacked along a leading member axis."""
+    return {k: np.stack([o[k] for o in outs]) for k in outs[0]}
+
+
+# --------------------------------------------------------------------------------------------
 # torch references (the library's own code paths)
 # --------------------------------------------------------------------------------------------
 
@@ -65,8 +98,14 @@ def _valid(feed: Mapping[str, np.ndarray]) -> Transitions:
 
 @torch.no_grad()
 def reference_adapted(learner: Learner, feed: Mapping[str, np.ndarray]
-                      ) -> tuple[Any, dict[str, Tensor] | None]:
-    """(predictor, adapted MLP params or None) from the library's learner code."""
+                      ) -> tuple[Any, Any]:
+    """(predictor, adapted MLP params or None) from the library's learner code. An
+    ensemble's predictor is the library's :class:`EnsemblePredictor` over its members' (each
+    from its own slice of the carried state); its params are per member."""
+    if isinstance(learner, Ensemble):
+        pairs = [reference_adapted(m, _member_feed(feed, i))
+                 for i, m in enumerate(learner.members)]
+        return EnsemblePredictor([p for p, _ in pairs]), [q for _, q in pairs]
     ad = learner.adaptation()
     recent = _valid(feed)
     model = learner.model
@@ -112,18 +151,30 @@ def reference_controller(learner: Learner, spec: PlannerConfig, robot: Robot,
     out = {C.ACTION: plan[0].numpy(), C.PLAN: plan.numpy()}
     if learner.adaptation().carries_weights:
         assert params is not None
-        for k, v in learner.model.named_parameters():
-            out[C.STATE_OUT_PREFIX + k] = (params[k] - v.detach()).numpy()
+        out.update(_carried_out(learner, params))
     return out
+
+
+def _carried_out(learner: Learner, params: Any) -> dict[str, np.ndarray]:
+    """``state_out.*``: the online weights less the trained ones (per member, stacked)."""
+    if isinstance(learner, Ensemble):
+        return _stacked([_carried_out(m, p) for m, p in zip(learner.members, params,
+                                                              strict=True)])
+    return {C.STATE_OUT_PREFIX + k: (params[k] - v.detach()).numpy()
+            for k, v in learner.model.named_parameters()}
 
 
 @torch.no_grad()
 def reference_graph(role: str, learner: Learner, spec: PlannerConfig, robot: Robot,
                     feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The outputs of graph ``role`` for ``feed``, computed with the library's torch code."""
+    """The outputs of graph ``role`` for ``feed``, computed with the library's torch code
+    (an ensemble's non-controller graphs: every member's outputs, stacked member-first)."""
     ad = learner.adaptation()
     if role == "controller":
         return reference_controller(learner, spec, robot, feed)
+    if isinstance(learner, Ensemble):
+        return _stacked([reference_graph(role, m, spec, robot, _member_feed(feed, i))
+                         for i, m in enumerate(learner.members)])
     if role == "dynamics":
         obs, act = _t(feed[C.OBS]), _t(feed[C.ACT])
         if ad.kind == "recurrent":
@@ -147,8 +198,7 @@ def reference_graph(role: str, learner: Learner, spec: PlannerConfig, robot: Rob
         params = learner.model.fold_action_gain(params)  # the graph outputs a plain MLP
         out = {C.ADAPTED_PREFIX + k: v.numpy() for k, v in params.items()}
         if ad.carries_weights:
-            for k, v in learner.model.named_parameters():
-                out[C.STATE_OUT_PREFIX + k] = (params[k] - v.detach()).numpy()
+            out.update(_carried_out(learner, params))
         return out
     if role == "encode" and ad.kind == "gains":
         gains = (learner.adapt(_valid(feed)).params["act_gain"] if feed[C.RECENT_MASK].any()
@@ -248,9 +298,15 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerConfig, s
     env = AdaptEnv(robot, cond, episode_steps=steps, seed=seed)
     m, da = cfg.m, robot.act_dim
     mid = ((lo + hi) / 2).astype(np.float32)
-    carried = learner.adaptation().carries_weights  # read with learner.online_params()
-    theta = ({k: v.detach().clone() for k, v in learner.model.named_parameters()}
-             if carried else {})
+    carried = learner.adaptation().carries_weights  # read with each online_params()
+    members = members_of(learner)
+    thetas = ([{k: v.detach().clone() for k, v in mb.model.named_parameters()}
+               for mb in members] if carried else [])
+
+    def carried_change(prefix: str) -> dict[str, np.ndarray]:
+        changes = [{prefix + k: (mb.online_params()[k] - v).numpy() for k, v in theta.items()}
+                   for mb, theta in zip(members, thetas, strict=True)]
+        return _stacked(changes) if isinstance(learner, Ensemble) else changes[0]
     out: list[RecordedStep] = []
     # The window is rebuilt here from what was observed and executed (not read from the
     # controller's internals), so the recording also checks the contract's window layout.
@@ -273,16 +329,12 @@ def record_trajectory(learner: Learner, cfg: TrainConfig, spec: PlannerConfig, s
             feed[C.PREV_PLAN] = (np.tile(mid, (spec.horizon, 1)) if last is None
                                  else last.numpy().astype(np.float32))
         if carried:
-            online = learner.online_params()
-            for k, v in theta.items():
-                feed[C.STATE_IN_PREFIX + k] = (online[k] - v).numpy()
+            feed.update(carried_change(C.STATE_IN_PREFIX))
         action = ctrl(obs)
         expected = {C.ACTION: action.astype(np.float32),
                     C.PLAN: planner.last_plan.numpy().astype(np.float32)}
         if carried:
-            online = learner.online_params()
-            for k, v in theta.items():
-                expected[C.STATE_OUT_PREFIX + k] = (online[k] - v).numpy()
+            expected.update(carried_change(C.STATE_OUT_PREFIX))
         out.append(RecordedStep(feed, expected))
         act_hist = (act_hist + [action.astype(np.float32)])[-m:]
         return action

@@ -21,7 +21,6 @@ from adaptive_control.planning.objective import TrajectoryObjective, rollout_ret
 from adaptive_control.planning.planners import make_objective, planner_config
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import load_config
-from export.exporter import export_learner
 from sims.registry import get_family
 from sims.rewards import task_reward
 from tests.support import tiny_config, tiny_learner
@@ -97,16 +96,9 @@ def test_mbde_of_an_mb_ensemble_converts_each_member():
         torch.testing.assert_close(dict(src.state_dict()), dict(dst.state_dict()))
 
 
-def test_bad_ensemble_size_and_export_are_refused(tmp_path):
+def test_bad_ensemble_size_is_refused():
     with pytest.raises(ConfigError, match="ensemble=0"):
         load_config(preset="tiny", overrides=["ensemble=0"])
-    import dataclasses
-
-    cfg = dataclasses.replace(tiny_config("grbal"), ensemble=2)
-    learner = build_learner(cfg, get_family(cfg.family))
-    with pytest.raises(ValueError, match="ensemble=2: the export holds one model"):
-        export_learner(learner, cfg, tmp_path / "exp")
-    assert not (tmp_path / "exp").exists()
 
 
 def test_runs_trained_apart_join_into_one_ensemble_in_adapt_eval(tmp_path, capsys):

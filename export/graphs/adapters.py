@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
-from adaptive_control.learners import Adaptation, Learner
+from adaptive_control.learners import Adaptation, Ensemble, EnsemblePredictor, Learner
 from export.graphs.cores import (
     AnyParams,
     GainEncoderCore,
@@ -29,6 +30,8 @@ from export.graphs.modules import (
     DynamicsGraph,
     EncodeGainsGraph,
     EncodeGraph,
+    EnsembleAdaptStepGraph,
+    EnsembleDynamicsGraph,
     GainDynamicsGraph,
     RecurrentStepGraph,
     StepWrapper,
@@ -231,9 +234,68 @@ class GainAdapter(Adapter):
         return "encode", GraphDef(EncodeGainsGraph(self.encoder), recent_specs(m, do, da), outs)
 
 
+class EnsembleAdapter(Adapter):
+    """K members' :class:`MLPAdapter` (one kind: MB, GrBAL or MB+DE), each adapting on the
+    same window; the predictor is the library's :class:`EnsemblePredictor` over theirs, so the
+    planner rolls every candidate out under each member (member-major rows) and averages the
+    returns, as the torch controller does. Every per-member tensor of a graph (dynamics
+    predictions, adapted weights, carried state) gets a leading member axis of size K."""
+
+    def __init__(self, members: Sequence[MLPAdapter]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.k = len(members)
+        self.mode = members[0].mode
+
+    def state_specs(self) -> list[TensorSpec]:
+        return [TensorSpec(s.name, (self.k, *s.shape), s.doc + " (per member)")
+                for s in self.members[0].state_specs()]
+
+    def member_state(self, state: Sequence[Tensor], i: int) -> list[Tensor]:
+        return [s[i] for s in state]
+
+    def adapt(self, recent: Sequence[Tensor], state: Sequence[Tensor]
+              ) -> tuple[Any, list[Tensor]]:
+        predictors, states = [], []
+        for i, member in enumerate(self.members):
+            p, s = member.adapt(recent, self.member_state(state, i))
+            predictors.append(p)
+            states.append(s)
+        stacked = [torch.stack(list(t)) for t in zip(*states, strict=True)]
+        return EnsemblePredictor(predictors), stacked
+
+    def dynamics_graph(self, do: int, da: int) -> GraphDef:
+        return GraphDef(EnsembleDynamicsGraph([m.core for m in self.members]),
+                        _obs_act_specs(do, da),
+                        [TensorSpec(C.NEXT_OBS, (self.k, "N", do), "predicted next "
+                                    "observations, one row block per member")])
+
+    def window_graph(self, m: int, do: int, da: int) -> tuple[str, GraphDef] | None:
+        one = self.members[0].window_graph(m, do, da)
+        if one is None:
+            return None
+        role, g = one
+        outs = [TensorSpec(s.name, (self.k, *s.shape), s.doc + " (per member)")
+                for s in g.outputs]
+        return role, GraphDef(EnsembleAdaptStepGraph(self), recent_specs(m, do, da)
+                              + self.state_specs(), outs)
+
+
 def make_adapter(learner: Learner, window: int | None = None) -> Adapter:
     """The adapter of a trained learner, from its :meth:`~Learner.adaptation` description.
-    ``window`` (the M of the recent window) records SGD steps for export."""
+    ``window`` (the M of the recent window) records SGD steps for export. An
+    :class:`Ensemble` of MLP learners gets an :class:`EnsembleAdapter` (of one member: that
+    member's own adapter, so it exports as the plain learner)."""
+    if isinstance(learner, Ensemble):
+        members = [make_adapter(m, window) for m in learner.members]
+        if not all(isinstance(a, MLPAdapter) for a in members):
+            raise ValueError(f"ensemble of {type(learner.members[0]).name} learners: the "
+                             "export supports ensembles of mb, grbal and mbde members (ReBAL's "
+                             "recurrent and gain-encoder adaptation is exported for one model "
+                             "only)")
+        if len(members) == 1:
+            return members[0]
+        return EnsembleAdapter(members)  # type: ignore[arg-type]
     ad: Adaptation = learner.adaptation()
     model = learner.model
     if ad.kind == "recurrent":

@@ -32,6 +32,18 @@ class DynamicsGraph(nn.Module):
         return self.core.predict(self.core.theta(), obs, act)
 
 
+class EnsembleDynamicsGraph(nn.Module):
+    """(obs [N, do], act [N, da]) -> next_obs [K, N, do]: every member's prediction for the
+    same rows, each with its θ* and the shared normaliser baked in."""
+
+    def __init__(self, cores: list[MLPCore]) -> None:
+        super().__init__()
+        self.cores = nn.ModuleList(cores)
+
+    def forward(self, obs: Tensor, act: Tensor) -> Tensor:
+        return torch.stack([c.predict(c.theta(), obs, act) for c in self.cores])
+
+
 class GainDynamicsGraph(nn.Module):
     """(obs [N, do], act [N, da], action_gains [da]) -> next_obs [N, do] (ReBAL gains)."""
 
@@ -82,6 +94,22 @@ class AdaptStepGraph(nn.Module):
             return tuple(flat)
         theta = self.adapter.core.to_state_dict_layout(self.adapter.core.theta())
         return (*flat, *(p - t for p, t in zip(flat, theta, strict=True)))
+
+
+class EnsembleAdaptStepGraph(nn.Module):
+    """Recent window [+ state_in.* [K, ...]] -> adapted.* [K, ...] [+ state_out.* [K, ...]]:
+    :class:`AdaptStepGraph` of every member on the same window, stacked member-first."""
+
+    def __init__(self, adapter: Any) -> None:
+        super().__init__()
+        self.adapter = adapter
+        self.steps = nn.ModuleList(AdaptStepGraph(m) for m in adapter.members)
+
+    def forward(self, *args: Tensor) -> tuple[Tensor, ...]:
+        recent, state = args[:4], args[4:]
+        outs = [step(*recent, *self.adapter.member_state(state, i))
+                for i, step in enumerate(self.steps)]
+        return tuple(torch.stack(list(t)) for t in zip(*outs, strict=True))
 
 
 class EncodeGraph(nn.Module):

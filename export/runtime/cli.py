@@ -227,9 +227,11 @@ def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[
                            seed=args.seed, adapt_before_full=args.adapt_before_full,
                            safe_action=args.safe_action)
     planner = cs.planner
-    what = (f"{cs.path}: {cs.meta['learner']} for {cs.robot_name}, {planner['name']} "
+    members = cs.meta.get("ensemble", 1)  # absent: one model
+    learner = cs.meta["learner"] + (f" (ensemble of {members})" if members > 1 else "")
+    what = (f"{cs.path}: {learner} for {cs.robot_name}, {planner['name']} "
             f"{planner['num_candidates']} x {planner['horizon']}, M={cs.m}")
-    return cs, what, {"learner": cs.meta["learner"], "planner": planner}
+    return cs, what, {"learner": cs.meta["learner"], "ensemble": members, "planner": planner}
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
