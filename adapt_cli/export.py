@@ -15,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Write dynamics.onnx, adapt_step.onnx (GrBAL, MB+DE) or encode.onnx "
                     "(ReBAL), controller.onnx and manifest.json, then check ONNX Runtime "
                     "against torch on random inputs and on a simulated trajectory.")
-    e.add_argument("checkpoint", help="a checkpoint.pt (or the run folder holding it)")
+    e.add_argument("checkpoint", help="a checkpoint.pt (or the run folder holding it); "
+                                      "RUN,RUN2,...: the learners of several runs as one "
+                                      "ensemble, with RUN's planner")
     e.add_argument("--out", required=True, help="folder to write the ONNX files into")
     e.add_argument("--planner", default=None,
                    help="planner baked into controller.onnx, by its registered name "

@@ -601,10 +601,17 @@ def _state_meta(g: GraphInfo) -> list[dict[str, Any]]:
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any
                       ) -> ExportResult:
-    """Load a checkpoint (a ``checkpoint.pt`` or its run folder) and :func:`export_learner`."""
-    from adaptive_control.builders import learner_from_checkpoint
+    """Load a checkpoint (a ``checkpoint.pt`` or its run folder; several joined by commas: the
+    runs' learners as one ensemble, ``builders.ensemble_of``) and :func:`export_learner`."""
+    from adaptive_control.builders import ensemble_of, learner_from_checkpoint
 
-    learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))
+    runs = []
+    for part in str(checkpoint).split(","):
+        path = checkpoint_path(part)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint={part!r}: no checkpoint.pt there")
+        runs.append(learner_from_checkpoint(load_checkpoint(path)))
+    learner, cfg = ensemble_of(runs)
     return export_learner(learner, cfg, out_dir, **kwargs)
 
 

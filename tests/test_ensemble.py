@@ -3,6 +3,8 @@ trained side by side, reloaded, evaluated, and refused where one model is requir
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -130,3 +132,8 @@ def test_runs_trained_apart_join_into_one_ensemble_in_adapt_eval(tmp_path, capsy
                  f"grbal={runs[0]},{tmp_path / 'nope'}", "--out", str(tmp_path / "ev")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "ev").exists()
+    # the same runs, joined, export as one ensemble of two
+    assert main(["export", f"{runs[0]},{runs[1]}", "--out", str(tmp_path / "exp"),
+                 "--verify-steps", "20"]) == 0
+    manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert manifest["ensemble"] == 2 and manifest["learner"] == "grbal"
