@@ -22,7 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("checkpoints", nargs="+", help="policy checkpoint.pt files (or run folders)")
     e.add_argument("--teacher", default=None, help="an `adapt train` checkpoint to compare with")
     e.add_argument("--episodes", type=int, default=3, help="episodes per evaluated condition")
-    e.add_argument("--steps", type=int, default=500, help="steps per episode")
+    e.add_argument("--duration", type=float, default=5.0, metavar="SECONDS",
+                   help="seconds per episode, in whole control steps of the policies' family "
+                        "(default 5: 500 steps of the cheetah's 10 ms, 250 of the "
+                        "quadruped's 20 ms)")
     e.add_argument("--switch", action="store_true",
                    help="reach each condition mid-episode, healthy before (family.switch_scenario)")
     e.add_argument("--split", choices=("test", "train"), default="test",
@@ -81,9 +84,10 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 
     from policies.compare import prepare_comparison, run_comparison, trial_stats
     from policies.config import check_action_std
+    from sims.episode import episode_steps_of
 
-    if args.episodes < 1 or args.steps < 1:
-        raise ValueError("--episodes and --steps must be >= 1")
+    if args.episodes < 1:
+        raise ValueError(f"--episodes={args.episodes}: allowed an integer >= 1")
     if args.conditions < 1:
         raise ValueError(f"--conditions={args.conditions}: allowed an integer >= 1")
     check_action_std(args.action_std, "--action-std")
@@ -91,10 +95,12 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     comparison = prepare_comparison(args.checkpoints, args.teacher, args.split, args.conditions,
                                     args.seed, args.action_std)
     family, conditions = comparison.family, comparison.conditions
+    # Seconds at the policies' control step: known once their family is read.
+    steps = episode_steps_of(args.duration, family.robot.control_timestep)
     where = {"test": "held-out", "train": f"{len(conditions)} training conditions"}[args.split]
     where = f"switch to {where}" if args.switch else where
     noise = f", policy action noise {args.action_std:g} half-ranges" if args.action_std else ""
-    print(f"{family.name} ({where}): {args.episodes} episodes x {args.steps} steps per "
+    print(f"{family.name} ({where}): {args.episodes} episodes x {steps} steps per "
           f"condition{noise}")
 
     def print_method(name: str, r, trial_returns: dict) -> None:
@@ -109,7 +115,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
                   + f"   last-first {st.gain:+.2f}"
                   + (f"±{st.gain_sem:.2f}" if st.gain_sem is not None else ""))
 
-    results = run_comparison(comparison, args.episodes, args.steps, args.seed, args.split,
+    results = run_comparison(comparison, args.episodes, steps, args.seed, args.split,
                              switch=args.switch, action_std=args.action_std, trials=args.trials,
                              episodes_per_trial=args.episodes_per_trial, on_method=print_method)
     teacher = comparison.teacher

@@ -23,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("robot", help="robot name, robot spec file (.toml) or MJCF file (.xml)")
     r.add_argument("--condition", default="healthy", help="e.g. 'disabled:bthigh+payload:2'")
     r.add_argument("--out", required=True, help=".png for a frame, .mp4/.gif for a video")
-    r.add_argument("--steps", type=int, default=50, help="control steps to simulate first")
+    r.add_argument("--duration", type=float, default=0.5, metavar="SECONDS",
+                   help="seconds to simulate before the frame, or the video's length (default "
+                        "0.5: 50 control steps of the cheetah's 10 ms)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--width", type=int, default=640)
     r.add_argument("--height", type=int, default=480)
@@ -41,7 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="task family (see `adapt sims list`) or spec file PATH.toml[#FAMILY]")
     c.add_argument("--split", default="train", choices=["train", "test"])
     c.add_argument("--trajectories", type=int, default=64, help="number of trajectories")
-    c.add_argument("--steps", type=int, default=200, help="control steps per trajectory")
+    c.add_argument("--duration", type=float, default=2.0, metavar="SECONDS",
+                   help="seconds per trajectory, in whole steps of the family's control step "
+                        "(its decision period for FAMILY@K) (default 2: 200 steps of the "
+                        "cheetah's 10 ms)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=None, help="rollout threads (default: all)")
     c.add_argument("--action-beta", type=float, default=0.0, metavar="BETA",
@@ -57,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --fall-reset: seconds upside down that end a trajectory")
     c.add_argument("--min-steps", type=int, default=32,
                    help="with --fall-reset: drop trajectories shorter than this many "
-                        "transitions (a training run's m + k; default 32, the paper's)")
+                        "transitions (a training run's m + k, counted in steps as the run "
+                        "counts them; default 32, the paper's)")
     c.add_argument("--out", required=True, help="output .npz path")
     c.set_defaults(func=cmd_collect, interrupted=lambda args: (
         f"nothing written ({args.out} is written when collection ends)"))
@@ -109,6 +115,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     from sims.conditions import parse_condition
     from sims.env import AdaptEnv
+    from sims.episode import episode_steps_of
     from sims.registry import get_robot
     from sims.render import check_camera, render_frame, save_image, save_video
 
@@ -117,14 +124,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         v = getattr(args, name)
         if not 16 <= v <= 4096:
             raise ValueError(f"--{name}={v}: allowed 16..4096 pixels")
-    if args.steps < 1:
-        raise ValueError(f"--steps={args.steps}: must be >= 1")
     robot = get_robot(args.robot)
+    steps = episode_steps_of(args.duration, robot.control_timestep)
     cond = parse_condition(args.condition, robot)  # validated before any simulation
     out = Path(args.out)
     if out.suffix not in (".png", ".mp4", ".gif"):
         raise ValueError(f"--out={args.out!r}: allowed suffixes .png, .mp4, .gif")
-    env = AdaptEnv(robot, cond, episode_steps=max(args.steps, 1), seed=args.seed)
+    env = AdaptEnv(robot, cond, episode_steps=steps, seed=args.seed)
     env.reset()
     rng = np.random.default_rng(args.seed)
     lo, hi = robot.action_bounds
@@ -132,7 +138,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     import mujoco
 
     renderer = mujoco.Renderer(env.physics.model, height=args.height, width=args.width)
-    for _ in range(args.steps):
+    for _ in range(steps):
         env.step(rng.uniform(lo, hi))
         if out.suffix != ".png":
             frames.append(render_frame(env.physics, camera=args.camera,
@@ -149,13 +155,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from sims.collect import FallReset, collect_open_loop
+    from sims.episode import episode_steps_of
     from sims.registry import get_family
 
     family = get_family(args.family)
     if args.trajectories < 1:
         raise ValueError(f"--trajectories={args.trajectories}: must be >= 1")
-    if args.steps < 1:
-        raise ValueError(f"--steps={args.steps}: must be >= 1")
+    steps = episode_steps_of(args.duration, family.robot.control_timestep)
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads={args.threads}: must be >= 1")
     if not args.out.endswith(".npz"):
@@ -173,7 +179,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
                              f"{args.fall_seconds}, --min-steps {args.min_steps}): {e}") from e
     rng = np.random.default_rng(args.seed)
     conds = [family.sample(rng, args.split) for _ in range(args.trajectories)]
-    ds = collect_open_loop(family.robot, conds, args.steps, rng, nthread=args.threads,
+    ds = collect_open_loop(family.robot, conds, steps, rng, nthread=args.threads,
                            family=family.name, action_beta=args.action_beta,
                            fall_reset=fall_reset)
     if not ds.n_trajectories:

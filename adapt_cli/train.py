@@ -45,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--split", default="test", choices=["test", "train"])
     e.add_argument("--trajectories", type=int, default=3,
                    help="random-action trajectories per condition")
-    e.add_argument("--steps", type=int, default=300, help="steps per trajectory")
+    e.add_argument("--duration", type=float, default=15.0, metavar="SECONDS",
+                   help="seconds per trajectory, in whole decisions of the run's family "
+                        "(default 15: 300 decisions of a cheetah run's 50 ms)")
     e.add_argument("--horizons", default="1,10", help="comma-separated k values")
     e.add_argument("--stride", type=int, default=5, help="steps between evaluated windows")
     e.add_argument("--seed", type=int, default=1234)
@@ -130,14 +132,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
     from adaptive_control.devices import resolve_device
-    from adaptive_control.evaluation.model_eval import compare_models
+    from adaptive_control.evaluation.model_eval import compare_models, load_models
+    from sims.episode import episode_steps_of
 
     device = resolve_device(args.device)
     horizons = tuple(int(h) for h in args.horizons.split(","))
     if min(horizons) < 1:
         raise ValueError(f"--horizons={args.horizons!r}: every k must be >= 1")
-    res = compare_models(args.checkpoints, args.split, args.trajectories, args.steps, horizons,
-                         args.stride, args.seed, device)
+    models = load_models(args.checkpoints, device)
+    # Seconds at the runs' decision step: known once their family is read.
+    steps = episode_steps_of(args.duration, models.family.robot.control_timestep)
+    res = compare_models(models, args.split, args.trajectories, steps, horizons, args.stride,
+                         args.seed)
     print(f"{res.family} ({args.split}): {res.trajectories} trajectories x "
           f"{res.steps} steps; error = MSE in units of the training data's std")
     header = f"{'method':<10}" + "".join(

@@ -12,7 +12,7 @@ figures must never be reported as held-out results. Evaluate it with the ordinar
     python research/distill_oracle.py distill --set "family='quadruped-leg-failure'" \\
         --set "distill.teacher='runs/teacher-quad10/checkpoint.pt'" --set seed=0 \\
         --out runs/oracle/gru-s0
-    adapt eval-policy runs/oracle/gru-s0 --episodes 20 --steps 500
+    adapt eval-policy runs/oracle/gru-s0 --episodes 20 --duration 10
 """
 
 from __future__ import annotations

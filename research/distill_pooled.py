@@ -14,7 +14,7 @@ The result is an ordinary policy run folder (plus a ``POOLED`` file naming its s
     python research/distill_pooled.py 'runs/sweep/quad10-cem/*-s*' \\
         --config runs/sweep/quad10-cem/gru-s0/config.json --set distill.epochs=5 \\
         --val held-out='runs/oracle/*/data/round_00[34].npz' --out runs/pooled/gru
-    adapt eval-policy runs/pooled/gru --episodes 20 --steps 500
+    adapt eval-policy runs/pooled/gru --episodes 20 --duration 10
 """
 
 from __future__ import annotations

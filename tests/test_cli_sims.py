@@ -53,7 +53,7 @@ def test_list_json(capsys):
 def test_render_png_of_the_requested_size(tmp_path, capsys):
     out = tmp_path / "tmp.png"
     rc = main(["sims", "render", "cheetah", "--condition", "disabled:bthigh", "--out", str(out),
-               "--width", "160", "--height", "120", "--steps", "5"])
+               "--width", "160", "--height", "120", "--duration", "0.05"])
     assert rc == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     img = iio.imread(out)
@@ -65,7 +65,7 @@ def test_render_png_of_the_requested_size(tmp_path, capsys):
 def test_render_gif_video(tmp_path):
     out = tmp_path / "tmp.gif"
     rc = main(["sims", "render", "quadruped", "--condition", "lost_leg:back_right", "--out",
-               str(out), "--width", "96", "--height", "64", "--steps", "4"])
+               str(out), "--width", "96", "--height", "64", "--duration", "0.08"])
     assert rc == 0
     frames = iio.imread(out, index=None)
     assert frames.shape[0] == 4 and frames.shape[1:3] == (64, 96)
@@ -75,7 +75,7 @@ def test_render_gif_video(tmp_path):
 def test_collect_writes_a_loadable_dataset(tmp_path, capsys):
     out = tmp_path / "tmp.npz"
     rc = main(["sims", "collect", "--family", "cheetah-cripple", "--trajectories", "4",
-               "--steps", "20", "--threads", "2", "--out", str(out)])
+               "--duration", "0.2", "--threads", "2", "--out", str(out)])
     assert rc == 0
     assert "wrote" in capsys.readouterr().out
     ds = Dataset.load(out)
@@ -91,7 +91,7 @@ def test_collect_writes_a_loadable_dataset(tmp_path, capsys):
 def test_collect_with_fall_resets_and_correlated_actions(tmp_path, capsys):
     out, plain = tmp_path / "falls.npz", tmp_path / "plain.npz"
     args = ["sims", "collect", "--family", "quadruped-leg-failure", "--trajectories", "4",
-            "--steps", "300", "--threads", "2"]
+            "--duration", "6", "--threads", "2"]
     assert main([*args, "--out", str(plain)]) == 0
     assert main([*args, "--fall-reset", "auto", "--min-steps", "10", "--action-beta", "0.5",
                  "--out", str(out)]) == 0
@@ -103,6 +103,48 @@ def test_collect_with_fall_resets_and_correlated_actions(tmp_path, capsys):
     assert ds.n_trajectories <= 4 + ds.stats["fall_resets"] - ds.stats["dropped_short"]
     assert 4 * 300 - 4 * 10 < ds.n_transitions <= 4 * 300
     assert not np.array_equal(ds.act[:, :10], before.act[:, :10])  # correlated draws
+
+
+# ------------------------------------------------------------------ lengths in seconds
+def test_render_and_collect_take_their_length_in_seconds(tmp_path):
+    """--duration SECONDS is whole control steps of the robot (of the decision period for a
+    FAMILY@K): a video's frames, a dataset's steps per trajectory."""
+    video = tmp_path / "v.gif"
+    assert main(["sims", "render", "quadruped", "--duration", "0.1", "--width", "32",
+                 "--height", "32", "--out", str(video)]) == 0
+    assert iio.imread(video, index=None).shape[0] == 5  # 0.1 s of 20 ms steps
+    for family, duration, steps in (("cheetah-cripple", 0.13, 13), ("cheetah-cripple@5", 0.4, 8),
+                                    ("quadruped-slope", 0.1, 5)):
+        out = tmp_path / f"{family}.npz"
+        assert main(["sims", "collect", "--family", family, "--trajectories", "2", "--duration",
+                     str(duration), "--threads", "1", "--out", str(out)]) == 0
+        ds = Dataset.load(out)
+        assert steps == round(duration / get_family(family).robot.control_timestep)
+        assert ds.act.shape[:2] == (2, steps) and ds.obs.shape[1] == steps + 1
+        assert (ds.lengths == steps).all()
+
+
+@pytest.mark.parametrize("command", [["render", "cheetah", "--out", "{tmp}/x.png"],
+                                     ["collect", "--family", "cheetah-cripple@5", "--out",
+                                      "{tmp}/x.npz"]], ids=["render", "collect"])
+def test_a_length_under_two_steps_is_refused_naming_duration(command, tmp_path, capsys,
+                                                              monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("simulation started despite invalid input")
+
+    monkeypatch.setattr(sims.env, "AdaptEnv", no_work)
+    monkeypatch.setattr(sims.collect, "collect_open_loop", no_work)
+    argv = ["sims"] + [a.replace("{tmp}", str(tmp_path)) for a in command]
+    least = "0.02" if command[0] == "render" else "0.1"  # two steps of 10 ms, of 50 ms
+    for duration in ("0", "-1", "0.001"):
+        assert main([*argv, "--duration", duration]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"adapt: error: --duration={duration}:")
+        assert f"allowed seconds >= {least}" in lines[0]
+    with pytest.raises(SystemExit) as exit_:  # no alias: the length is given in seconds only
+        main([*argv, "--steps", "5"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --steps" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------ bad inputs
@@ -129,8 +171,8 @@ BAD = [
     (["collect", "--family", "cheetah-cripple", "--out", "{tmp}/x.npy"], ["x.npy", ".npz"]),
     (["collect", "--family", "cheetah-cripple", "--trajectories", "0", "--out", "{tmp}/x.npz"],
      ["--trajectories=0"]),
-    (["collect", "--family", "cheetah-cripple", "--steps", "-3", "--out", "{tmp}/x.npz"],
-     ["--steps=-3"]),
+    (["collect", "--family", "cheetah-cripple", "--duration", "-3", "--out", "{tmp}/x.npz"],
+     ["--duration=-3", "allowed seconds >= 0.02"]),
     (["collect", "--family", "cheetah-cripple", "--action-beta", "1", "--out", "{tmp}/x.npz"],
      ["--action-beta=1.0", "[0, 1)"]),
     (["collect", "--family", "quadruped-slope", "--fall-reset", "auto", "--fall-seconds", "-1",

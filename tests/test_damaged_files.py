@@ -291,7 +291,7 @@ def cli_argv(case: Case, out: Path) -> list[str]:
         return ["deploy", str(case.target), "--robot", "sim:cheetah", "--duration", "0.1",
                 "--fast", "--quiet", "--out", str(out / "report")]
     return ["sims", "collect", "--family", str(case.target), "--trajectories", "1",
-            "--steps", "2", "--out", str(out / "data.npz")]
+            "--duration", "0.04", "--out", str(out / "data.npz")]
 
 
 def files_under(folder: Path) -> list[str]:

@@ -22,7 +22,7 @@ from adaptive_control.evaluation.episodes import (
     method_episode,
     scenarios_for,
 )
-from adaptive_control.evaluation.model_eval import compare_models
+from adaptive_control.evaluation.model_eval import compare_models, load_models
 from adaptive_control.training.config import TrainConfig, load_config
 from adaptive_control.training.loop import train
 from sims.collect import collect_open_loop
@@ -212,8 +212,8 @@ def test_evaluation_on_cuda_gives_the_cpu_returns(tmp_path, learner, method):
 @needs_cuda
 def test_model_error_on_cuda_matches_the_cpu(tmp_path):
     path = train(tiny("learner='mb'"), tmp_path / "run", progress=False)
-    res = {device: compare_models([str(path)], trajectories=1, steps=40, horizons=(1, 5),
-                                  device=device) for device in ("cpu", "cuda")}
+    res = {device: compare_models(load_models([str(path)], device), trajectories=1, steps=40,
+                                  horizons=(1, 5)) for device in ("cpu", "cuda")}
     for m_cpu, m_gpu in zip(res["cpu"].models, res["cuda"].models, strict=True):
         assert m_cpu.name == m_gpu.name  # mb, and mbde from its weights
         for k in (1, 5):

@@ -141,7 +141,7 @@ def test_train_evaluate_export_and_deploy_a_frame_skipped_family(tmp_path):
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["family"] == "cheetah-cripple@2"
 
-    table = ok(adapt("eval-model", "run", "--trajectories", "2", "--steps", "30", cwd=tmp_path))
+    table = ok(adapt("eval-model", "run", "--trajectories", "2", "--duration", "0.6", cwd=tmp_path))
     assert "cheetah-cripple@2 (test)" in table
 
     ok(adapt("eval", "--family", "cheetah-cripple@2", "--method", "grbal=run", "--method",

@@ -30,7 +30,7 @@ from sims.dataset import Dataset
 
 ITERATIONS = 3
 TRAIN = ["train", "tiny", "--quiet", "--set", f"iterations={ITERATIONS}",
-         "--set", "collect.episode_steps=24"]  # short episodes: many trials in seconds
+         "--set", "collect.episode_s=1.2"]  # short episodes (24 decisions): many trials in seconds
 ROOT = Path(__file__).resolve().parents[1]
 ROOT_TEXT = str(ROOT) + os.sep
 
@@ -240,7 +240,7 @@ def test_other_long_commands_say_what_was_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(sims.collect, "collect_open_loop", interrupted)
     out = tmp_path / "d.npz"
     rc, _, err = run_cli(["sims", "collect", "--family", "cheetah-cripple", "--trajectories",
-                          "1", "--steps", "10", "--out", str(out)])
+                          "1", "--duration", "0.1", "--out", str(out)])
     assert "nothing written" in interrupt_line(rc, err)
     assert not out.exists()
 

@@ -312,13 +312,13 @@ def test_sims_list_collect_and_render_take_the_spec_file(work, tmp_path):
                                                              "shortened(back,0.6)"]
     out = tmp_path / "data.npz"
     ok(adapt("sims", "collect", "--family", "spec/strider.toml#strider-legs", "--trajectories",
-             "3", "--steps", "20", "--out", str(out), cwd=work))
+             "3", "--duration", "0.4", "--out", str(out), cwd=work))
     with np.load(out) as z:
         assert str(z["robot"]) == "strider" and str(z["family"]) == "strider-legs"
         assert z["obs"].shape[0] == 3 and z["act"].shape[-1] == 4
     png = tmp_path / "lost.png"
     ok(adapt("sims", "render", "spec/strider.toml", "--condition", "lost_leg:back", "--out",
-             str(png), "--steps", "2", "--width", "64", "--height", "48", cwd=work))
+             str(png), "--duration", "0.04", "--width", "64", "--height", "48", cwd=work))
     assert png.read_bytes()[:4] == b"\x89PNG"
     refused = adapt("sims", "collect", "--family", "spec/strider.toml#nope", "--out",
                     str(tmp_path / "x.npz"), cwd=work)
@@ -330,7 +330,7 @@ def test_the_run_reloads_exports_and_deploys_without_the_spec_file(work, tmp_pat
                                                                    spec_moved_away):
     config = json.loads((work / "run" / "config.json").read_text())
     assert config["family"] == "strider-legs"  # the name; the checkpoint holds the spec
-    table = ok(adapt("eval-model", "run", "--trajectories", "2", "--steps", "30", cwd=work))
+    table = ok(adapt("eval-model", "run", "--trajectories", "2", "--duration", "0.6", cwd=work))
     assert "strider-legs (test)" in table and "grbal" in table
     ok(adapt("export", "run", "--out", str(tmp_path / "exp"), cwd=work))
     manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())

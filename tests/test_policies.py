@@ -429,7 +429,7 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
         runs.append(str(training.train_policy(cfg, tmp_path / f"{arch}{seed}", progress=False)))
     out = tmp_path / "eval.json"
     assert main(["eval-policy", *runs, "--teacher", teacher_ckpt, "--episodes", "1",
-                 "--steps", "15", "--out", str(out)]) == 0
+                 "--duration", "0.15", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     groups = res["groups"]
     assert set(groups) == {"distill gru", "distill mlp"}
@@ -451,7 +451,7 @@ def test_eval_policy_pools_runs_and_compares_with_the_labelling_teacher(tmp_path
     other = tiny_cfg(**{"distill.teacher": teacher_ckpt, "iterations": 1})
     runs.append(str(training.train_policy(other, tmp_path / "other", progress=False)))
     assert main(["eval-policy", *runs, "--teacher", teacher_ckpt, "--episodes", "1",
-                 "--steps", "5"]) == 2
+                 "--duration", "0.05"]) == 2
     assert "labelled by differently configured teachers" in capsys.readouterr().err
 
 
@@ -468,13 +468,34 @@ def test_eval_policy_on_training_conditions(tmp_path, teacher_ckpt):
     run = training.train_policy(cfg, tmp_path / "run", progress=False)
     out = tmp_path / "eval.json"
     assert main(["eval-policy", str(run), "--teacher", teacher_ckpt, "--split", "train",
-                 "--conditions", "3", "--episodes", "1", "--steps", "5", "--seed", "3",
+                 "--conditions", "3", "--episodes", "1", "--duration", "0.05", "--seed", "3",
                  "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     labels = [c.label for c in eval_conditions(FAMILY, "train", 3, 3)]
     assert res["split"] == "train" and res["conditions"] == labels
     for method in res["methods"].values():
         assert [e["label"] for e in method["episodes"]] == labels
+        assert [e["steps"] for e in method["episodes"]] == [5] * 3  # 0.05 s of 10 ms steps
+
+
+def test_eval_policy_refuses_a_length_under_two_steps_naming_duration(tmp_path, teacher_ckpt,
+                                                                        capsys, monkeypatch):
+    import policies.compare
+
+    def no_work(*a, **k):
+        raise AssertionError("episodes started despite invalid input")
+
+    monkeypatch.setattr(policies.compare, "run_comparison", no_work)
+    cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "iterations": 1})
+    run = str(training.train_policy(cfg, tmp_path / "run", progress=False))
+    for duration in ("0", "-1", "0.01"):
+        assert main(["eval-policy", run, "--duration", duration]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"adapt: error: --duration={duration}:")
+        assert "allowed seconds >= 0.02" in lines[0]
+    with pytest.raises(SystemExit) as exit_:  # no alias: the length is given in seconds only
+        main(["eval-policy", run, "--steps", "5"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --steps" in capsys.readouterr().err
 
 
 def test_paired_differences_pair_runs_by_seed_and_skip_ambiguous_groups():

@@ -136,13 +136,14 @@ def test_cli_renders_each_view_of_the_spec_robot(tmp_path, robots, capsys):
     images = {}
     for camera in CAMERAS:
         out = tmp_path / f"{camera}.png"
-        assert main(["sims", "render", str(STRIDER), "--camera", camera, "--steps", "2",
+        assert main(["sims", "render", str(STRIDER), "--camera", camera, "--duration", "0.04",
                      "--width", str(W), "--height", str(H), "--out", str(out)]) == 0
         images[camera] = iio.imread(out)
     assert all(img.shape == (H, W, 3) for img in images.values())
     assert len({img.tobytes() for img in images.values()}) == 3
     out = tmp_path / "far.png"
     assert main(["sims", "render", str(STRIDER), "--camera", "side", "--distance", "6",
-                 "--steps", "2", "--width", str(W), "--height", str(H), "--out", str(out)]) == 0
+                 "--duration", "0.04", "--width", str(W), "--height", str(H),
+                 "--out", str(out)]) == 0
     assert not np.array_equal(iio.imread(out), images["side"])
     assert "wrote" in capsys.readouterr().out

@@ -308,10 +308,10 @@ def test_generated_spec_files_are_refused_or_accepted_as_the_oracle_says(work, r
         if bad and i % CLI_EVERY == 0:
             counts["cli"] += 1
             out = work / ("frame.png" if counts["cli"] % 2 else "data.npz")
-            argv = (["sims", "render", str(spec), "--steps", "1", "--out", str(out)]
+            argv = (["sims", "render", str(spec), "--duration", "0.04", "--out", str(out)]
                     if out.suffix == ".png" else
                     ["sims", "collect", "--family", f"{spec}#strider{i}-fam",
-                     "--trajectories", "1", "--steps", "2", "--out", str(out)])
+                     "--trajectories", "1", "--duration", "0.04", "--out", str(out)])
             rc = main(argv)
             captured = capsys.readouterr()
             lines = captured.err.splitlines()

@@ -450,17 +450,35 @@ def test_prediction_errors_adapted_vs_prior(tmp_path):
     assert adapted[1].mean != prior[1].mean
 
 
-def test_eval_model_cli(tmp_path, capsys):
+def test_eval_model_cli(tmp_path, capsys, monkeypatch):
     training.train(tiny(iterations=1), tmp_path / "g", progress=False)
     training.train(tiny(iterations=1, learner="mb"), tmp_path / "m", progress=False)
     out = tmp_path / "res.json"
     rc = main(["eval-model", str(tmp_path / "g"), str(tmp_path / "m"), "--trajectories", "1",
-               "--steps", "40", "--stride", "8", "--out", str(out)])
+               "--duration", "2", "--stride", "8", "--out", str(out)])
     assert rc == 0
     res = json.loads(out.read_text())
     assert set(res["methods"]) == {"grbal", "mb", "mbde"}  # MB+DE comes with an MB checkpoint
     assert res["methods"]["grbal"]["adapted"]["10"]["n"] > 0
-    assert "grbal" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    # 2 s of the run's 50 ms decisions (cheetah-cripple@5)
+    assert "cheetah-cripple@5 (test): " in printed and " trajectories x 40 steps;" in printed
+    assert "grbal" in printed
+    # A length under two decisions is refused naming --duration, before any simulation.
+    from adaptive_control.evaluation import model_eval
+
+    def no_work(*a, **k):
+        raise AssertionError("simulation started despite invalid input")
+
+    monkeypatch.setattr(model_eval, "heldout_data", no_work)
+    for duration in ("0", "-1", "0.07"):
+        assert main(["eval-model", str(tmp_path / "g"), "--duration", duration]) == 2
+        lines = capsys.readouterr().err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"adapt: error: --duration={duration}:")
+        assert "allowed seconds >= 0.1" in lines[0]
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval-model", str(tmp_path / "g"), "--steps", "40"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --steps" in capsys.readouterr().err
 
 
 def test_train_cli_reports_bad_config_before_work(tmp_path, capsys):

@@ -148,7 +148,7 @@ def test_windows_stay_inside_each_episode_and_every_window_is_as_likely():
 def test_adapt_train_on_a_collected_file_fits_only_that_data(tmp_path):
     path = tmp_path / "collected.npz"
     assert main(["sims", "collect", "--family", "cheetah-cripple", "--trajectories", "5",
-                 "--steps", "40", "--threads", "1", "--out", str(path)]) == 0
+                 "--duration", "0.4", "--threads", "1", "--out", str(path)]) == 0
     assert train_cli("--data", str(path), "--out", str(tmp_path / "run")) == 0
     given = Dataset.load(path)
     used = Dataset.load(tmp_path / "run" / "data" / "iter_000.npz")

@@ -16,6 +16,7 @@ errors up.)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -169,37 +170,51 @@ class ModelComparison:
                             for r in self.models}}
 
 
-def compare_models(checkpoints: list[str], split: str = "test", trajectories: int = 3,
-                   steps: int = 300, horizons: tuple[int, ...] = (1, 10), stride: int = 5,
-                   seed: int = 1234, device: torch.device | str = "cpu") -> ModelComparison:
-    """k-step errors of the learners of ``checkpoints`` (checkpoint files or run folders, one
-    family), an MB checkpoint also as MB+DE (its weights updated online), on random-action
-    trajectories of the family's ``split`` conditions, in units of ``reference_scale``; the
-    models run on ``device``."""
+@dataclass
+class LoadedModels:
+    """The learners of checkpoints of one family, as `adapt eval-model` compares them: each
+    ``(checkpoint, name, learner, config)``, an MB checkpoint also as ``mbde``."""
+
+    family: TaskFamily
+    learners: list[tuple[str, str, Learner, Any]]
+
+
+def load_models(checkpoints: list[str], device: torch.device | str = "cpu") -> LoadedModels:
+    """The learners of ``checkpoints`` (checkpoint files or run folders, one family) on
+    ``device``, an MB checkpoint also as MB+DE (its weights updated online)."""
     from adaptive_control.builders import learner_from_checkpoint, mbde_from_mb
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.runs import checkpoint_path
     from sims.registry import get_family
 
-    if min(horizons) < 1:
-        raise ValueError(f"horizons={horizons}: every k must be >= 1")
     loaded = []
     for path in checkpoints:
         ckpt = load_checkpoint(checkpoint_path(path))
         learner, cfg = learner_from_checkpoint(ckpt, device)
-        loaded.append((path, cfg.learner, learner, cfg))
+        loaded.append((str(path), cfg.learner, learner, cfg))
         if cfg.learner == "mb":  # MB+DE is MB's weights updated online: evaluate it too
-            loaded.append((path, "mbde", mbde_from_mb(learner, cfg), cfg))
+            loaded.append((str(path), "mbde", mbde_from_mb(learner, cfg), cfg))
     families = {cfg.family for *_, cfg in loaded}
     if len(families) != 1:
         raise ValueError(f"checkpoints come from different families {sorted(families)}: "
                          "compare models of one family at a time")
-    family = get_family(families.pop())
+    return LoadedModels(get_family(families.pop()), loaded)
+
+
+def compare_models(models: LoadedModels, split: str = "test", trajectories: int = 3,
+                   steps: int = 300, horizons: tuple[int, ...] = (1, 10), stride: int = 5,
+                   seed: int = 1234) -> ModelComparison:
+    """k-step errors of ``models`` (:func:`load_models`) on random-action trajectories of
+    ``steps`` control steps of their family (decisions, for ``FAMILY@K``) in its ``split``
+    conditions, in units of ``reference_scale``."""
+    if min(horizons) < 1:
+        raise ValueError(f"horizons={horizons}: every k must be >= 1")
+    family = models.family
     data = heldout_data(family, split, trajectories, steps, seed)
     scale = reference_scale(family)
-    models = [ModelErrors(str(path), name,
+    errors = [ModelErrors(path, name,
                           prediction_errors(learner, data, cfg.m, horizons, stride, False, scale),
                           prediction_errors(learner, data, cfg.m, horizons, stride, True, scale))
-              for path, name, learner, cfg in loaded]
-    return ModelComparison(family.name, split, loaded[0][3].m, horizons,
-                           list(data.conditions), data.n_trajectories, data.horizon, models)
+              for path, name, learner, cfg in models.learners]
+    return ModelComparison(family.name, split, models.learners[0][3].m, horizons,
+                           list(data.conditions), data.n_trajectories, data.horizon, errors)
