@@ -116,7 +116,8 @@ class Timeline:
     ``speed`` and ``distance`` at the window's end, ``mean_speed`` over the window (change of
     ``distance`` over change of ``sim_time``) and ``flipped`` (the share of the window's
     control steps with the torso upside down, from ``flipped_steps`` / ``sim_steps``) and
-    ``tilted`` (tilted beyond 60°, from ``tilted_steps``).
+    ``tilted`` (tilted beyond 60°, from ``tilted_steps``), then the items of ``extra`` (a
+    robot's own per-window figures, e.g. a DDS robot's added latency and faults).
     """
 
     def __init__(self, window_ticks: int, rate_hz: float) -> None:
@@ -136,7 +137,8 @@ class Timeline:
         return ticks - self._start >= self.window_ticks
 
     def close(self, ticks: int, wall_s: float, latencies: LatencyLog, misses: int,
-              overruns: int, metrics: Mapping[str, Any] | None) -> None:
+              overruns: int, metrics: Mapping[str, Any] | None,
+              extra: Mapping[str, Any] | None = None) -> None:
         """Append the row of the window ending after ``ticks`` ticks (counters: run totals)."""
         if ticks <= self._start:
             return
@@ -164,6 +166,7 @@ class Timeline:
                 row["tilted"] = tilted / steps if steps > 0 else 0.0
                 self._tilted = int(m["tilted_steps"])
             self._flipped, self._sim_steps = int(m["flipped_steps"]), int(m["sim_steps"])
+        row.update(extra or {})
         self.rows.append(row)
         self._start, self._misses, self._overruns = ticks, misses, overruns
 
