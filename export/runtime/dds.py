@@ -512,19 +512,27 @@ class DdsRobot:
         self.map.check_names(got[1].name, self.config.topic("state_topic"))
 
     def reset(self) -> np.ndarray:
-        """The robot is not reset (it is a real one): wait for a state sampled after this call,
-        then a quarter period more, and return the freshest state."""
+        """The robot is not reset (it is a real one): wait for a state sampled after this call
+        and return the freshest state a quarter period after its stamp, so the loop's ticks
+        (which start now) follow the robot's by a quarter period. A state noticed too late
+        for that (a busy machine) is passed over for the next one, a few times at most."""
         since = time.time_ns()
         end = time.monotonic() + self.config.connect_timeout_s
+        quarter_ns = int(self.period_s * 1e9 / 4)
+        tries = 0
         while True:
             got = self._freshest()
             if got is not None and got[0] >= since:
-                break
+                wait_ns = got[0] + quarter_ns - time.time_ns()
+                tries += 1
+                if wait_ns >= 0 or tries >= 5:
+                    time.sleep(max(wait_ns, 0) / 1e9)
+                    break
+                since = got[0] + 1
             if time.monotonic() > end:
                 raise ValueError(f"dds: no fresh state on {self.config.topic('state_topic')} "
                                  f"within {self.config.connect_timeout_s:g} s")
-            time.sleep(0.0005)
-        time.sleep(self.period_s / 4)
+            time.sleep(0.0002)
         self._window = (dict(self.counters), len(self.added))
         return self.observe()
 
