@@ -337,7 +337,7 @@ def test_deploy_over_dds_matches_the_in_process_deploy(tmp_path, export_dir):
     dds = report["dds"]
     assert report["report"]["steps"] == 1000 and dds["commands"] == 1000
     assert sim_sum["steps"] == 1000 and sim_sum["out_of_limits"] == 0
-    assert sim_sum["nonfinite_commands"] == 0
+    assert sim_sum["bad_commands"] == 0
     rows = report["timeline"]
     assert len(rows) == 5 and sum(r["steps"] for r in rows) == 1000
     for r in rows:

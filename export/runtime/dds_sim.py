@@ -149,7 +149,7 @@ def cmd_dds_robot(args: argparse.Namespace) -> int:
 
     period = robot.control_timestep
     n_steps = None if args.duration is None else int(round(args.duration / period))
-    counts = dict.fromkeys(("commands", "held", "out_of_limits", "nonfinite_commands",
+    counts = dict.fromkeys(("commands", "held", "out_of_limits", "bad_commands",
                             "overruns", "published"), 0)
     latency = LatencyLog(_CAPACITY)
     last_stamp = 0
@@ -200,7 +200,7 @@ def cmd_dds_robot(args: argparse.Namespace) -> int:
                 counts["commands"] += 1
                 latency.append((recv_ns - last_stamp) / 1e9)
                 if cmd.shape != ctrl.shape or not np.all(np.isfinite(cmd)):
-                    counts["nonfinite_commands"] += 1
+                    counts["bad_commands"] += 1
                 else:
                     if np.any(cmd < low) or np.any(cmd > high):
                         counts["out_of_limits"] += 1

@@ -191,7 +191,8 @@ def memory_growth(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
 
 def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms: float,
                switches: Sequence[tuple[float, str]] = (), title: str = "") -> None:
-    """``timeline.png``: latency p50/p99/max per window with the deadline, misses per window,
+    """``timeline.png``: latency p50/p99/max per window with the deadline (and a DDS robot's
+    added latency, state stamped -> command written, when the rows have it), misses per window,
     memory, speed and the flipped / tilted shares over time, the condition switches marked on
     every panel.
 
@@ -211,6 +212,9 @@ def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms:
     ax = axes[0]
     for key, style in (("max_ms", ":"), ("p99_ms", "-"), ("p50_ms", "-")):
         ax.plot(t, col(key), style, marker=".", label=key.replace("_ms", ""))
+    if any(r.get("dds_added_p99_ms") is not None for r in rows):  # a dds: robot's hop
+        ax.plot(t, col("dds_added_p50_ms"), "--", marker="x", label="DDS added p50")
+        ax.plot(t, col("dds_added_p99_ms"), "--", marker="x", label="DDS added p99")
     ax.axhline(deadline_ms, color="red", lw=1, label=f"deadline {deadline_ms:g} ms")
     ax.set_ylabel("step latency (ms)")
     ax.legend(loc="center left", fontsize=8, ncol=4)
