@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--robot", required=True,
                    help="sim:NAME — the MuJoCo simulation of a built-in robot (cheetah, "
                         "quadruped), of the robot the export was made for (its name) or of "
-                        "a robot spec file (sim:my_robot.toml)")
+                        "a robot spec file (sim:my_robot.toml); dds:CONFIG — a robot on "
+                        "ROS 2-compatible DDS topics (docs/deploy-robot.md)")
     d.add_argument("--condition", default="healthy",
                    help="condition of the simulated robot (see `adapt sims list`)")
     d.add_argument("--switch", action="append", default=[], metavar="T=COND",
@@ -73,6 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_deploy, interrupted=lambda args: (
         "nothing written (report.json is written when the run ends)" if args.out
         else "nothing written"))
+    from export.runtime import dds_sim
+
+    dds_sim.add_parser(sub)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,11 +188,12 @@ class _Status:
         lat = self.recent[:min(self.count, self.RECENT)] * 1e3
         m = self.robot.metrics()
         c = info["counters"]
+        speed, distance = _num(m.get("speed")), _num(m.get("distance"))
         done, total, elapsed = info["tick"] + 1, info["ticks"], info["t"]
         eta = elapsed / done * (total - done)
         line = (f"{_clock(elapsed)} / ETA {_clock(eta)}  step {done}/{total}  latency p50 "
                 f"{np.percentile(lat, 50):6.2f} ms  p99 {np.percentile(lat, 99):6.2f} ms  "
-                f"speed {m['speed']:6.2f} m/s  distance {m['distance']:7.2f} m  misses "
+                f"speed {speed:6.2f} m/s  distance {distance:7.2f} m  misses "
                 f"{c['deadline_misses']}  non-finite {c['nonfinite_obs']}  [{m['condition']}]")
         print("\r" + line if self.tty else line, end="" if self.tty else "\n", flush=True)
 
@@ -197,13 +202,18 @@ class _Status:
             print(flush=True)
 
 
+def _num(x: Any) -> float:
+    """A metric for a status line: NaN when the robot does not report it."""
+    return math.nan if x is None else float(x)
+
+
 def _clock(seconds: float) -> str:
     """h:mm:ss"""
     s = int(round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[str, Any]]:
+def _open_session(args: argparse.Namespace, robot: str | None) -> tuple[Any, str, dict[str, Any]]:
     """The session for the folder's kind, a one-line description and the report's fields."""
     from export.runtime.artifacts import deploy_kind
     from export.runtime.session import ControllerSession
@@ -234,12 +244,27 @@ def _open_session(args: argparse.Namespace, robot: str) -> tuple[Any, str, dict[
     return cs, what, {"learner": cs.meta["learner"], "ensemble": members, "planner": planner}
 
 
+def _dds_deploy(args: argparse.Namespace) -> str | None:
+    """The config path of ``--robot dds:CONFIG`` (None for ``sim:``), with the options that
+    belong to a simulated robot refused: a dds: robot runs on its own clock and condition."""
+    if not args.robot.startswith("dds:"):
+        return None
+    if not args.robot[4:]:
+        raise ValueError(f"--robot={args.robot!r}: allowed dds:CONFIG, a TOML or JSON file")
+    for flag, given in (("--fast", args.fast), ("--switch", bool(args.switch)),
+                        ("--condition", args.condition != "healthy")):
+        if given:
+            raise ValueError(f"{flag}: not allowed with --robot dds:..., which runs on its own "
+                             "clock and condition (give them to the robot: `adapt dds-robot`)")
+    return args.robot[4:]
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     from export.runtime.loop import run
-    from export.runtime.sim_robot import SimRobot
     from export.runtime.timeline import write_plot
 
-    name = _sim_name(args.robot)
+    dds_config = _dds_deploy(args)
+    name = None if dds_config is not None else _sim_name(args.robot)
     if not (math.isfinite(args.duration) and args.duration > 0):
         raise ValueError(f"--duration={args.duration}: allowed a number of seconds > 0")
     if args.rate is not None and not (math.isfinite(args.rate) and args.rate > 0):
@@ -247,24 +272,50 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.window) and args.window > 0):
         raise ValueError(f"--window={args.window}: allowed a number of seconds > 0")
     switch_times = _parse_switches(args.switch, args.duration)
-    sim = _sim_robot(args.export_dir, name)
-    switches = _switch_conditions(switch_times, sim)
-    session, what, info = _open_session(args, sim.name)
-    _check_robot(session, sim)
-    robot = SimRobot(sim, args.condition, seed=args.seed, realtime=not args.fast,
-                     switches=switches)
+    if dds_config is not None:
+        from export.runtime.dds import DdsRobot, load_config
+
+        config = load_config(dds_config)  # before the export: a bad config costs nothing
+        session, what, info = _open_session(args, None)
+        switches: list[tuple[float, Any]] = []
+    else:
+        from export.runtime.sim_robot import SimRobot
+
+        assert name is not None
+        sim = _sim_robot(args.export_dir, name)
+        switches = _switch_conditions(switch_times, sim)
+        session, what, info = _open_session(args, sim.name)
+        _check_robot(session, sim)
     rate = args.rate if args.rate is not None else 1.0 / session.control_timestep
+    if dds_config is not None:
+        robot: Any = DdsRobot(config, session.meta, rate,
+                              capacity=int(args.duration * rate) + 16)
+        try:
+            robot.connect()
+        except BaseException:
+            robot.close()
+            raise
+        schedule = f"dds {config.topic('state_topic')} -> {config.topic('command_topic')}"
+    else:
+        robot = SimRobot(sim, args.condition, seed=args.seed, realtime=not args.fast,
+                         switches=switches)
+        schedule = robot.schedule.label
     if abs(rate * session.control_timestep - 1.0) > 1e-6:
         print(f"warning: --rate {rate:g} Hz differs from the {session.kind}'s control rate "
               f"{1 / session.control_timestep:g} Hz; it was trained for "
               f"{session.control_timestep:g} s steps", file=sys.stderr)
     deadline = None if args.deadline_ms is None else args.deadline_ms / 1e3
-    print(f"{what}; robot sim:{sim.name} [{robot.schedule.label}] at {rate:g} Hz for "
+    robot_label = args.robot if dds_config is not None else f"sim:{sim.name}"
+    print(f"{what}; robot {robot_label} [{schedule}] at {rate:g} Hz for "
           f"{args.duration:g} s{' (as fast as possible)' if args.fast else ' (real time)'}",
           flush=True)
     status = _Status(robot, not args.quiet)
-    report = run(robot, session, rate, args.duration, deadline_s=deadline, pace=not args.fast,
-                 on_tick=status, window_s=args.window)
+    try:
+        report = run(robot, session, rate, args.duration, deadline_s=deadline,
+                     pace=not args.fast, on_tick=status, window_s=args.window)
+    finally:
+        if dds_config is not None:
+            robot.close()
     status.close()
     m = report.robot
     errors = report.session_errors + report.robot_errors + report.bad_outputs
@@ -275,7 +326,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     summary = {
         "export_dir": str(Path(args.export_dir)), "kind": session.kind, **info,
         "robot": args.robot,
-        "schedule": robot.schedule.label,
+        "schedule": schedule,
         "switches": [{"t_s": t, "condition": c.label} for t, c in switches],
         "rate_hz": rate, "duration_s": args.duration, "realtime": not args.fast,
         "return": m.get("return"), "distance": m.get("distance"),
@@ -287,10 +338,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         "window_s": args.window, "timeline": timeline,
         "report": details,
     }
+    if dds_config is not None:
+        summary["dds"] = m
+        lat = m["added_latency_ms"]
+        print(f"dds: added latency (state stamped -> command written) p50 {lat['p50']} / p99 "
+              f"{lat['p99']} ms; late commands {m['late_commands']}, stale {m['stale']}, "
+              f"non-finite {m['nonfinite']}, out of range {m['out_of_range']}, malformed "
+              f"{m['malformed']}, safe commands {m['safe_commands']}, clipped "
+              f"{m['clipped_commands']}")
     growth = ("n/a (one window)" if mem.get("growth_mb") is None
               else f"{mem['growth_mb']:+.2f} MB ({mem['growth_pct']:+.2f} %)")
-    print(f"return {m.get('return', float('nan')):.2f}  distance "
-          f"{m.get('distance', float('nan')):.2f} m  steps {report.steps}  deadline misses "
+    print(f"return {_num(m.get('return')):.2f}  distance "
+          f"{_num(m.get('distance')):.2f} m  steps {report.steps}  deadline misses "
           f"{report.deadline_misses} ({miss_pct:.2f} %)  latency p50 "
           f"{report.latency.p50_ms:.2f} / p99 {report.latency.p99_ms:.2f} / max "
           f"{report.latency.max_ms:.2f} ms  memory growth {growth}  non-finite obs "
@@ -303,7 +362,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         try:
             write_plot(out / "timeline.png", timeline, report.deadline_s * 1e3,
                        [(t, c.label) for t, c in switches],
-                       title=f"{what}\n[{robot.schedule.label}] at {rate:g} Hz")
+                       title=f"{what}\n[{schedule}] at {rate:g} Hz")
             print(f"wrote {out / 'timeline.png'}")
         except ImportError:
             print("no timeline.png: matplotlib is not installed (report.json holds the "

@@ -30,7 +30,9 @@ class Robot(Protocol):
 
     A robot may also have ``metrics() -> dict``: :func:`run` reads it at the end of the run
     (``RunReport.robot``) and of every timeline window, where ``condition``, ``speed``,
-    ``distance`` and ``flipped_steps`` / ``sim_steps`` go into the row."""
+    ``distance`` and ``flipped_steps`` / ``sim_steps`` go into the row. A robot with
+    ``window_metrics() -> dict`` adds that dict's items to every timeline row (called once
+    per window, at its close: the figures of the window since the previous call)."""
 
     def reset(self) -> np.ndarray:
         """Start an episode; returns the first observation."""
@@ -268,6 +270,9 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
     metrics = getattr(robot, "metrics", None)
     if not callable(metrics):
         metrics = None
+    window_metrics = getattr(robot, "window_metrics", None)
+    if not callable(window_metrics):
+        window_metrics = None
 
     # Before the robot starts: a real-time robot's clock runs from its reset, and the warm-up,
     # the storage for the run's latencies (and the collection before pausing the garbage
@@ -292,14 +297,16 @@ def run(robot: Robot, session: Session, rate_hz: float, duration_s: float, *,
     session.idle()
 
     def close_window(ticks: int, now: float) -> None:
-        m = None
-        if metrics is not None:
-            try:
+        m = extra = None
+        try:
+            if metrics is not None:
                 m = metrics()
-            except Exception as e:
-                session.last_error = f"robot.metrics: {type(e).__name__}: {e}"
+            if window_metrics is not None:
+                extra = window_metrics()
+        except Exception as e:
+            session.last_error = f"robot.metrics: {type(e).__name__}: {e}"
         timeline.close(ticks, now - t_start, session.latencies,
-                       session.counters["deadline_misses"], overruns, m)
+                       session.counters["deadline_misses"], overruns, m, extra)
 
     robot_errors = overruns = collections = 0
     interrupted = False

@@ -116,7 +116,8 @@ class Timeline:
     ``speed`` and ``distance`` at the window's end, ``mean_speed`` over the window (change of
     ``distance`` over change of ``sim_time``) and ``flipped`` (the share of the window's
     control steps with the torso upside down, from ``flipped_steps`` / ``sim_steps``) and
-    ``tilted`` (tilted beyond 60°, from ``tilted_steps``).
+    ``tilted`` (tilted beyond 60°, from ``tilted_steps``), then the items of ``extra`` (a
+    robot's own per-window figures, e.g. a DDS robot's added latency and faults).
     """
 
     def __init__(self, window_ticks: int, rate_hz: float) -> None:
@@ -136,7 +137,8 @@ class Timeline:
         return ticks - self._start >= self.window_ticks
 
     def close(self, ticks: int, wall_s: float, latencies: LatencyLog, misses: int,
-              overruns: int, metrics: Mapping[str, Any] | None) -> None:
+              overruns: int, metrics: Mapping[str, Any] | None,
+              extra: Mapping[str, Any] | None = None) -> None:
         """Append the row of the window ending after ``ticks`` ticks (counters: run totals)."""
         if ticks <= self._start:
             return
@@ -164,6 +166,7 @@ class Timeline:
                 row["tilted"] = tilted / steps if steps > 0 else 0.0
                 self._tilted = int(m["tilted_steps"])
             self._flipped, self._sim_steps = int(m["flipped_steps"]), int(m["sim_steps"])
+        row.update(extra or {})
         self.rows.append(row)
         self._start, self._misses, self._overruns = ticks, misses, overruns
 
@@ -188,7 +191,8 @@ def memory_growth(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
 
 def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms: float,
                switches: Sequence[tuple[float, str]] = (), title: str = "") -> None:
-    """``timeline.png``: latency p50/p99/max per window with the deadline, misses per window,
+    """``timeline.png``: latency p50/p99/max per window with the deadline (and a DDS robot's
+    added latency, state stamped -> command written, when the rows have it), misses per window,
     memory, speed and the flipped / tilted shares over time, the condition switches marked on
     every panel.
 
@@ -208,6 +212,9 @@ def write_plot(path: str | Path, rows: Sequence[Mapping[str, Any]], deadline_ms:
     ax = axes[0]
     for key, style in (("max_ms", ":"), ("p99_ms", "-"), ("p50_ms", "-")):
         ax.plot(t, col(key), style, marker=".", label=key.replace("_ms", ""))
+    if any(r.get("dds_added_p99_ms") is not None for r in rows):  # a dds: robot's hop
+        ax.plot(t, col("dds_added_p50_ms"), "--", marker="x", label="DDS added p50")
+        ax.plot(t, col("dds_added_p99_ms"), "--", marker="x", label="DDS added p99")
     ax.axhline(deadline_ms, color="red", lw=1, label=f"deadline {deadline_ms:g} ms")
     ax.set_ylabel("step latency (ms)")
     ax.legend(loc="center left", fontsize=8, ncol=4)
