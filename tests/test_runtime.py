@@ -332,7 +332,8 @@ def test_run_counts_misses_bad_observations_and_errors_without_crashing(grbal_di
     assert 2 <= rep.deadline_misses < rep.steps
     assert rep.nonfinite_obs == 1 and rep.bad_shape_obs == 1
     assert rep.robot_errors == 2 and "robot.act" in (rep.last_error or "")
-    assert rep.graph_actions == 30 - 2 - 1 - 1 - 1
+    # every step but the three bad observations and the late ones acts on the graph's action
+    assert 30 - 3 - rep.deadline_misses <= rep.graph_actions <= 30 - 3 - 2
     assert rep.latency.n == 30 and rep.latency.p50_ms <= rep.latency.p99_ms <= rep.latency.max_ms
     assert rep.robot == {"ticks": 30}
     assert all(np.isfinite(a).all() and a.shape == (ACT_DIM,) for a in robot.actions)
