@@ -39,7 +39,8 @@ def to_level(speed: np.ndarray, dt: float, switch_step: int, level: float,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("reports", nargs="+", help="adapt eval report folders, one per training seed")
+    ap.add_argument("reports", nargs="+", help="adapt eval report folders, one per training seed "
+                    "(REPORT,REPORT2: that seed's methods from several reports)")
     ap.add_argument("--pair", action="append", default=[], help="A-B: paired difference A − B")
     ap.add_argument("--baselines", default=None,
                     help="a report holding the oracle and random, evaluated once for all seeds")
@@ -53,7 +54,10 @@ def main() -> None:
         baselines = [e for e in json.loads((Path(args.baselines) / "results.json").read_text())
                      ["episodes"] if e["method"] in ("oracle", "random")]
     for rep in args.reports:
-        r = json.loads((Path(rep) / "results.json").read_text())
+        # REPORT,REPORT2: one training seed's methods evaluated in separate reports
+        parts = [json.loads((Path(p) / "results.json").read_text()) for p in rep.split(",")]
+        r = {"meta": parts[0]["meta"], "episodes": [e for p in parts for e in p["episodes"]],
+             "traces": [t for p in parts for t in p["traces"]]}
         family = r["meta"].get("family", family)
         groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
         for e in r["episodes"] + baselines:
