@@ -32,6 +32,7 @@ import argparse  # noqa: E402
 
 from adapt_cli import evaluate, export, policies, sims, train  # noqa: E402
 from export.runtime import cli as deploy  # noqa: E402
+from export.runtime import dds_sim as dds_robot  # noqa: E402
 
 if _STARTING:  # from here on main() turns Ctrl-C into its one line
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "meta-train adaptive dynamics models, plan, evaluate, export.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (sims, train, evaluate, export, deploy, policies):
+    for module in (sims, train, evaluate, export, deploy, dds_robot, policies):
         module.add_parser(sub)
     return parser
 

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    metavar="LABEL=RUN|LABEL=mbde:RUN|LABEL=oracle:RUN|random",
                    help="repeatable. LABEL=RUN: what the run folder (or checkpoint) holds, an "
                         "`adapt train` learner or an `adapt train-policy` policy, labelled "
-                        "LABEL; LABEL=RUN,RUN2,...: the learners of several `adapt train` runs "
+                        "LABEL; LABEL=RUN+RUN2+...: the learners of several `adapt train` runs "
                         "as one ensemble (each adapted on its own, every candidate scored "
                         "under each, the first run's planner); "
                         "LABEL=mbde:RUN: MB+DE on an MB run; LABEL=oracle:RUN: that "
@@ -162,7 +162,7 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.evaluation.episodes import LearnerMethod, MethodSpec, RandomMethod
     from adaptive_control.evaluation.oracle import OracleMethod
-    from adaptive_control.runs import checkpoint_path
+    from adaptive_control.runs import checkpoint_path, split_runs
     from adaptive_control.training.config import config_from_json
     from policies.config import policy_config_from_json
     from policies.evaluate import PolicyMethod
@@ -178,7 +178,7 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
     variant, colon, run = source.partition(":")
     if not (colon and variant in METHOD_VARIANTS):
         variant, run = "", source
-    run, *others = run.split(",")  # RUN,RUN2,...: one ensemble of the runs' learners
+    run, *others = split_runs(run)  # RUN+RUN2+...: one ensemble of the runs' learners
     path = checkpoint_path(run)
     if not path.is_file():
         hint = ""
@@ -240,7 +240,7 @@ def _ensemble_method(text: str, first: Any, cfg: Any, others: list[str],
     from adaptive_control.training.config import config_from_json
 
     if not isinstance(first, LearnerMethod):
-        raise ValueError(f"--method {text!r}: RUN,RUN2,... joins `adapt train` learners into an "
+        raise ValueError(f"--method {text!r}: RUN+RUN2+... joins `adapt train` learners into an "
                          "ensemble; a policy or the oracle takes one run")
     members = []
     for other in others:

@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "(ReBAL), controller.onnx and manifest.json, then check ONNX Runtime "
                     "against torch on random inputs and on a simulated trajectory.")
     e.add_argument("checkpoint", help="a checkpoint.pt (or the run folder holding it); "
-                                      "RUN,RUN2,...: the learners of several runs as one "
+                                      "RUN+RUN2+...: the learners of several runs as one "
                                       "ensemble, with RUN's planner")
     e.add_argument("--out", required=True, help="folder to write the ONNX files into")
     e.add_argument("--planner", default=None,

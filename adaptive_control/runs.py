@@ -40,6 +40,21 @@ def checkpoint_path(path: str | Path) -> Path:
     return p / CHECKPOINT if p.is_dir() else p
 
 
+def split_runs(text: str) -> list[str]:
+    """``RUN`` or ``RUN1+RUN2+...`` (runs whose learners act as one ensemble): the run folders or
+    checkpoints named. A ``+`` inside an existing path is part of it; what names no existing
+    path is left whole for the caller to refuse by name."""
+    if "+" not in text or Path(text).exists():
+        return [text]
+    runs, current = [], ""
+    for part in text.split("+"):
+        current = f"{current}+{part}" if current else part
+        if Path(current).exists():
+            runs.append(current)
+            current = ""
+    return runs + ([current] if current else [])
+
+
 def check_run_folder(out: Path, resume: bool) -> None:
     """Refuse a fresh start into a folder that holds a run (its checkpoint or its collected
     data), and a ``--resume`` of a folder that holds none."""

@@ -50,7 +50,7 @@ from adaptive_control.checkpoint import load_checkpoint, package_version
 from adaptive_control.devices import module_device
 from adaptive_control.learners import Ensemble, Learner
 from adaptive_control.planning import PlannerConfig, switch_planner, with_settings
-from adaptive_control.runs import checkpoint_path
+from adaptive_control.runs import checkpoint_path, split_runs
 from adaptive_control.training.config import TrainConfig
 from export import presets
 from export.graphs.adapters import MODES, GraphDef, TensorSpec, make_adapter, recent_specs
@@ -601,12 +601,12 @@ def _state_meta(g: GraphInfo) -> list[dict[str, Any]]:
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, **kwargs: Any
                       ) -> ExportResult:
-    """Load a checkpoint (a ``checkpoint.pt`` or its run folder; several joined by commas: the
+    """Load a checkpoint (a ``checkpoint.pt`` or its run folder; several joined by ``+``: the
     runs' learners as one ensemble, ``builders.ensemble_of``) and :func:`export_learner`."""
     from adaptive_control.builders import ensemble_of, learner_from_checkpoint
 
     runs = []
-    for part in str(checkpoint).split(","):
+    for part in split_runs(str(checkpoint)):
         path = checkpoint_path(part)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={part!r}: no checkpoint.pt there")

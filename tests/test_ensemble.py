@@ -113,7 +113,7 @@ def test_runs_trained_apart_join_into_one_ensemble_in_adapt_eval(tmp_path, capsy
         cfg = load_config(preset="tiny", overrides=["iterations=1", f"seed={seed}"])
         runs.append(training.train(cfg, tmp_path / f"s{seed}", progress=False).parent)
     family = get_family(load_config(preset="tiny").family)
-    spec = parse_method(f"grbal={runs[0]},{runs[1]}", family)
+    spec = parse_method(f"grbal={runs[0]}+{runs[1]}", family)
     assert spec.factory.members == (str(runs[1] / "checkpoint.pt"),)
     actor = spec.factory(family, 0, PlannerSizes())
     assert isinstance(actor.model, Ensemble) and len(actor.model.members) == 2
@@ -124,16 +124,16 @@ def test_runs_trained_apart_join_into_one_ensemble_in_adapt_eval(tmp_path, capsy
     # refusals at the boundary, naming the run and the rule; nothing written
     mb = training.train(load_config(preset="tiny", overrides=["iterations=1", "learner='mb'"]),
                         tmp_path / "mb", progress=False).parent
-    assert main(["eval", "--family", family.name, "--method", f"grbal={runs[0]},{mb}",
+    assert main(["eval", "--family", family.name, "--method", f"grbal={runs[0]}+{mb}",
                  "--out", str(tmp_path / "ev")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "must share learner: 'grbal' in the first, 'mb'" in err[0]
     assert main(["eval", "--family", family.name, "--method",
-                 f"grbal={runs[0]},{tmp_path / 'nope'}", "--out", str(tmp_path / "ev")]) == 2
+                 f"grbal={runs[0]}+{tmp_path / 'nope'}", "--out", str(tmp_path / "ev")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "ev").exists()
     # the same runs, joined, export as one ensemble of two
-    assert main(["export", f"{runs[0]},{runs[1]}", "--out", str(tmp_path / "exp"),
+    assert main(["export", f"{runs[0]}+{runs[1]}", "--out", str(tmp_path / "exp"),
                  "--verify-steps", "20"]) == 0
     manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
     assert manifest["ensemble"] == 2 and manifest["learner"] == "grbal"

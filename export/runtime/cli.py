@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from export.runtime import artifacts as C
+from export.runtime.switches import parse_switches, switch_conditions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -74,9 +75,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=cmd_deploy, interrupted=lambda args: (
         "nothing written (report.json is written when the run ends)" if args.out
         else "nothing written"))
-    from export.runtime import dds_sim
-
-    dds_sim.add_parser(sub)
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,42 +87,6 @@ def _sim_name(robot: str) -> str:
         raise ValueError(f"--robot={robot!r}: allowed sim:NAME (the MuJoCo simulation), "
                          "e.g. sim:cheetah, sim:quadruped or sim:my_robot.toml")
     return robot[4:]
-
-
-def _parse_switches(values: list[str], duration: float) -> list[tuple[float, str]]:
-    """``--switch T=COND`` values as (time, condition text): times > 0, increasing and inside
-    the run. The conditions are parsed against the robot by :func:`_switch_conditions`."""
-    switches: list[tuple[float, str]] = []
-    for text in values:
-        t_text, sep, cond = text.partition("=")
-        try:
-            t = float(t_text)
-        except ValueError:
-            t = math.nan
-        if not sep or not cond.strip() or not math.isfinite(t):
-            raise ValueError(f"--switch {text!r}: allowed T=COND, a time in seconds and a "
-                             "condition (e.g. --switch 600=disabled:bthigh)")
-        low = switches[-1][0] if switches else 0.0
-        if not low < t < duration:
-            after = f"the previous switch's {low:g} s" if switches else "0 s"
-            raise ValueError(f"--switch {text!r}: time {t:g} s is not allowed: allowed a time "
-                             f"after {after} (times increasing) and before --duration "
-                             f"{duration:g} s")
-        switches.append((t, cond.strip()))
-    return switches
-
-
-def _switch_conditions(switches: list[tuple[float, str]], robot: Any) -> list[tuple[float, Any]]:
-    """Each switch's condition parsed and validated against ``robot``."""
-    from sims.conditions import parse_condition
-
-    parsed = []
-    for t, cond in switches:
-        try:
-            parsed.append((t, parse_condition(cond, robot)))
-        except ValueError as e:
-            raise ValueError(f"--switch {f'{t:g}={cond}'!r}: {e}") from e
-    return parsed
 
 
 def _sim_robot(export_dir: str, name: str) -> Any:
@@ -271,7 +233,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         raise ValueError(f"--rate={args.rate}: allowed a number of Hz > 0")
     if not (math.isfinite(args.window) and args.window > 0):
         raise ValueError(f"--window={args.window}: allowed a number of seconds > 0")
-    switch_times = _parse_switches(args.switch, args.duration)
+    switch_times = parse_switches(args.switch, args.duration)
     if dds_config is not None:
         from export.runtime.dds import DdsRobot, load_config
 
@@ -283,7 +245,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
         assert name is not None
         sim = _sim_robot(args.export_dir, name)
-        switches = _switch_conditions(switch_times, sim)
+        switches = switch_conditions(switch_times, sim)
         session, what, info = _open_session(args, sim.name)
         _check_robot(session, sim)
     rate = args.rate if args.rate is not None else 1.0 / session.control_timestep

@@ -87,7 +87,6 @@ class _Commands:
 def cmd_dds_robot(args: argparse.Namespace) -> int:
     import mujoco
 
-    from export.runtime.cli import _parse_switches, _switch_conditions
     from export.runtime.dds import (
         ObservationMap,
         command_qos,
@@ -96,6 +95,7 @@ def cmd_dds_robot(args: argparse.Namespace) -> int:
         sensor_qos,
     )
     from export.runtime.sim_robot import SimRobot
+    from export.runtime.switches import parse_switches, switch_conditions
     from export.runtime.timeline import LatencyLog
     from sims.registry import get_robot
 
@@ -103,8 +103,8 @@ def cmd_dds_robot(args: argparse.Namespace) -> int:
     if args.duration is not None and not (math.isfinite(args.duration) and args.duration > 0):
         raise ValueError(f"--duration={args.duration}: allowed a number of seconds > 0")
     spec = get_robot(args.robot)
-    switches = _switch_conditions(
-        _parse_switches(args.switch, math.inf if args.duration is None else args.duration),
+    switches = switch_conditions(
+        parse_switches(args.switch, math.inf if args.duration is None else args.duration),
         spec)
     robot = SimRobot(spec, args.condition, seed=args.seed, switches=switches)
     model = spec.base_model()
