@@ -40,9 +40,8 @@ def main() -> None:
             ci = r["speed"]["ci95"]
             bars.setdefault(name, {})[r["scenario"]] = (r["speed"]["mean"],
                                                         0.0 if np.isnan(ci) else ci)
-    order = [n for n in ("oracle", "GrBAL x3", "GrBAL", "ReBAL", "MB", "MB+DE", "random")
-             if n in bars] + [n for n in bars if n not in ("oracle", "GrBAL x3", "GrBAL",
-                                                            "ReBAL", "MB", "MB+DE", "random")]
+    first = ("oracle", "GrBAL x3, 1.0 s", "GrBAL x3", "GrBAL", "ReBAL", "MB", "MB+DE", "random")
+    order = [n for n in first if n in bars] + [n for n in bars if n not in first]
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(order)
     for i, name in enumerate(order):

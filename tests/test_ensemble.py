@@ -3,6 +3,7 @@ trained side by side, reloaded, evaluated, and refused where one model is requir
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -137,3 +138,9 @@ def test_runs_trained_apart_join_into_one_ensemble_in_adapt_eval(tmp_path, capsy
                  "--verify-steps", "20"]) == 0
     manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
     assert manifest["ensemble"] == 2 and manifest["learner"] == "grbal"
+
+
+def test_the_ensemble_preset_is_the_small_recipe_with_three_members_a_second_ahead():
+    small, ens = load_config(preset="small"), load_config(preset="ensemble")
+    assert (ens.ensemble, ens.planner.horizon) == (3, 20)
+    assert dataclasses.replace(ens, ensemble=1, planner=small.planner) == small

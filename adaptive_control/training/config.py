@@ -256,6 +256,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The small preset's recipe with three models side by side, planned 1.0 s ahead (MPPI 256 x 20):
+# the members' mean return keeps the planner off the moves only one model believes in. About
+# three times the small preset's fitting and four times its planning (docs/results.md, planning
+# rate: ensembles).
+PRESETS["ensemble"] = {**PRESETS["small"], "ensemble": 3,
+                       "planner": {**PRESETS["small"]["planner"], "horizon": 20}}
+
+
 #: The one planner table of configs written before each planner had its own config type.
 _FLAT_PLANNER_KEYS = frozenset({"name", "num_candidates", "horizon", "num_iterations",
                                 "elite_frac", "alpha", "noise_sigma", "lambda_", "beta"})
