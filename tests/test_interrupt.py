@@ -35,6 +35,18 @@ ROOT = Path(__file__).resolve().parents[1]
 ROOT_TEXT = str(ROOT) + os.sep
 
 
+@pytest.fixture(autouse=True)
+def sigint_handled():
+    """Python's own SIGINT handler for each test, whatever the session inherited: a test run
+    started in the background (``pytest &``) ignores SIGINT, which adapt rightly keeps, and which
+    the processes a test starts would inherit."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
     """``adapt ARGV`` in this process: exit status, stdout, stderr."""
     out, err = io.StringIO(), io.StringIO()
