@@ -43,3 +43,22 @@ TRAINING = ("torch", "adaptive_control", "policies", "dm_env", "dm_control", "on
             "onnxscript")
 #: What the runtime alone (a session and the loop, on the robot's own computer) never needs.
 RUNTIME = (*TRAINING, "mujoco", "sims")
+
+
+def deploy_without_torch(export_dir: Path, out: Path) -> tuple[dict, str]:
+    """``python -m export.runtime.cli deploy EXPORT`` on ``sim:cheetah`` for 0.2 s, as fast as
+    it goes, in a process where the training stack and matplotlib cannot be imported (a robot's
+    environment); asserts it ran without torch and returns its report.json and its output."""
+    import json
+
+    script = blocking_prelude(*TRAINING, "matplotlib") + textwrap.dedent(f"""
+        from export.runtime.cli import main
+        rc = main(["deploy", {str(export_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
+                   "--fast", "--quiet", "--out", {str(out)!r}])
+        assert "torch" not in sys.modules
+        sys.exit(rc)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads((out / "report.json").read_text()), proc.stdout

@@ -7,15 +7,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from blocked_imports import TRAINING, blocking_prelude
+from blocked_imports import deploy_without_torch
 from support import tiny_config, tiny_learner
 
 from adaptive_control.learners import Ensemble, Learner
@@ -156,18 +153,7 @@ def test_runtime_reproduces_the_torch_ensemble_controller_in_closed_loop(exports
 
 def test_deploy_runs_an_ensemble_export_without_torch(exports, tmp_path):
     """``adapt deploy`` on sim:cheetah, torch import blocked."""
-    out_dir = exports["grbal"][2].out_dir
-    script = blocking_prelude(*TRAINING, "matplotlib") + textwrap.dedent(f"""
-        from export.runtime.cli import main
-        rc = main(["deploy", {str(out_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
-                   "--fast", "--quiet", "--out", {str(tmp_path)!r}])
-        assert "torch" not in sys.modules
-        sys.exit(rc)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    report, _ = deploy_without_torch(exports["grbal"][2].out_dir, tmp_path)
     assert report["report"]["steps"] == 20
     assert report["report"]["graph_actions"] == 20
     assert report["ensemble"] == 3 and report["learner"] == "grbal"

@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from blocked_imports import RUNTIME, TRAINING, blocking_prelude
+from blocked_imports import RUNTIME, blocking_prelude, deploy_without_torch
 from support import tiny_config, tiny_learner
 
 from export.exporter import export_learner
@@ -123,19 +123,9 @@ def test_deploy_entry_point_runs_without_torch(grbal_dir, tmp_path):
     """``python -m export.runtime.cli deploy`` with the simulated robot, torch import blocked;
     matplotlib blocked too (a robot's environment may lack it): report.json only, and a line
     saying why there is no timeline.png."""
-    script = blocking_prelude(*TRAINING, "matplotlib") + textwrap.dedent(f"""
-        from export.runtime.cli import main
-        rc = main(["deploy", {str(grbal_dir)!r}, "--robot", "sim:cheetah", "--duration", "0.2",
-                   "--fast", "--quiet", "--out", {str(tmp_path)!r}])
-        assert "torch" not in sys.modules
-        sys.exit(rc)
-    """)
-    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((tmp_path / "report.json").read_text())
+    report, printed = deploy_without_torch(grbal_dir, tmp_path)
     assert report["report"]["steps"] == 20 and report["nonfinite_obs"] == 0
-    assert "no timeline.png: matplotlib is not installed" in proc.stdout
+    assert "no timeline.png: matplotlib is not installed" in printed
     assert not (tmp_path / "timeline.png").exists() and len(report["timeline"]) == 1
 
 
