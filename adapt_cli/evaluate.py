@@ -234,6 +234,7 @@ def _ensemble_method(text: str, first: Any, cfg: Any, others: list[str],
     ensemble, each run checked here: an `adapt train` run of the same learner, family and M."""
     from dataclasses import replace
 
+    from adaptive_control.builders import check_joinable
     from adaptive_control.checkpoint import load_checkpoint
     from adaptive_control.evaluation.episodes import LearnerMethod
     from adaptive_control.runs import checkpoint_path
@@ -253,12 +254,10 @@ def _ensemble_method(text: str, first: Any, cfg: Any, others: list[str],
             raise ValueError(f"--method {text!r}: {e}") from e
         if "learner" not in ckpt:
             raise ValueError(f"--method {text!r}: {other!r} holds no `adapt train` learner")
-        theirs = config_from_json(ckpt["config"])
-        for name in ("learner", "family", "m"):
-            if getattr(theirs, name) != getattr(cfg, name):
-                raise ValueError(f"--method {text!r}: the runs of an ensemble must share "
-                                 f"{name}: {getattr(cfg, name)!r} in the first, "
-                                 f"{getattr(theirs, name)!r} in {other!r}")
+        try:
+            check_joinable(cfg, config_from_json(ckpt["config"]), repr(other))
+        except ValueError as e:
+            raise ValueError(f"--method {text!r}: {e}") from None
         members.append(str(path))
     return replace(first, members=tuple(members))
 

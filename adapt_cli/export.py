@@ -45,9 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--no-verify", action="store_true", help="skip the parity checks")
     e.add_argument("--seed", type=int, default=0, help="seed of the parity inputs")
     e.add_argument("--force", action="store_true", help="overwrite an existing export")
-    e.set_defaults(func=cmd_export, interrupted=lambda args: (
-        f"nothing written ({args.out} is as it was: an export is moved into place when "
-        "complete)"))
+    e.set_defaults(func=cmd_export, interrupted=interrupted_export)
+
+
+def interrupted_export(args: argparse.Namespace) -> str:
+    """What an interrupted export (`adapt export`, `adapt export-policy`) left in ``--out``."""
+    return f"nothing written ({args.out} is as it was: an export is moved into place when complete)"
 
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from adapt_cli.export import interrupted_export
 from adapt_cli.train import add_run_arguments, interrupted_run
 
 
@@ -64,9 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the deployed policy acts with its mean plus Gaussian noise of standard "
                         "deviation S action half-ranges (default 0: the mean); written to the "
                         "manifest, as for `adapt eval-policy --action-std`")
-    x.set_defaults(func=cmd_export_policy, interrupted=lambda args: (
-        f"nothing written ({args.out} is as it was: an export is moved into place when "
-        "complete)"))
+    x.set_defaults(func=cmd_export_policy, interrupted=interrupted_export)
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:

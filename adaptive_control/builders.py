@@ -60,20 +60,28 @@ def build_learner(cfg: TrainConfig, family: TaskFamily) -> Learner:
     return Ensemble(members)
 
 
+def check_joinable(first: TrainConfig, other: TrainConfig, where: str) -> None:
+    """Refuse to join the run of config ``other`` (named ``where``) to that of ``first`` in one
+    ensemble unless they share learner, family and window M."""
+    for name in ("learner", "family", "m"):
+        if getattr(other, name) != getattr(first, name):
+            raise ValueError(f"the runs of an ensemble must share {name}: "
+                             f"{getattr(first, name)!r} in the first, "
+                             f"{getattr(other, name)!r} in {where}")
+
+
 def ensemble_of(runs: Sequence[tuple[Learner, TrainConfig]]) -> tuple[Learner, TrainConfig]:
     """Trained learners of separate runs (``learner_from_checkpoint``'s) as one ensemble, each
     member keeping its weights and normaliser; with the first run's config (its planner and
     window), ``ensemble`` set to the members' count. The runs must share learner, family and
-    window M; a run that is itself an ensemble contributes its members."""
+    window M (:func:`check_joinable`); a run that is itself an ensemble contributes its
+    members."""
     if not runs:
         raise ValueError("an ensemble needs at least one run")
     first = runs[0][1]
     members: list[Learner] = []
-    for learner, cfg in runs:
-        for name in ("learner", "family", "m"):
-            if getattr(cfg, name) != getattr(first, name):
-                raise ValueError(f"runs joined into an ensemble must share {name}: "
-                                 f"{getattr(first, name)!r} and {getattr(cfg, name)!r}")
+    for i, (learner, cfg) in enumerate(runs):
+        check_joinable(first, cfg, f"run {i + 1}")
         members.extend(learner.members if isinstance(learner, Ensemble) else [learner])
     if len(members) == 1:
         return members[0], first
@@ -117,9 +125,8 @@ def mbde_from_mb(learner: Learner, cfg: TrainConfig) -> Learner:
         mbde.load_state_dict(mb.state_dict())
         return mbde
 
-    members = learner.members if isinstance(learner, Ensemble) else [learner]
-    out = Ensemble([convert(m) for m in members]) if isinstance(learner, Ensemble) \
-        else convert(learner)
+    out = (Ensemble([convert(m) for m in learner.members]) if isinstance(learner, Ensemble)
+           else convert(learner))
     out.to(module_device(learner))
     out.eval()
     return out

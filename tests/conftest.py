@@ -18,3 +18,12 @@ import pytest  # noqa: E402
 def rng() -> np.random.Generator:
     """A fixed-seed generator; pass it explicitly, as the library expects."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def registry():
+    """Restore the robot and family registries after a test that loads spec files."""
+    from registries import restored_registry
+
+    with restored_registry():
+        yield

@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from registries import restored_registry
 from support import tiny_config, tiny_learner
 from test_own_robot import write_robot
 
-import sims.registry
 from adapt_cli import main
 from adaptive_control.checkpoint import KIND, load_checkpoint, save_checkpoint
 from export.exporter import export_learner
@@ -110,19 +110,6 @@ def open_export(folder: Path) -> PolicySession | ControllerSession:
     if deploy_kind(folder) == C.KIND_POLICY:
         return PolicySession(folder)
     return ControllerSession(folder)
-
-
-class restored_registry:
-    """Robots and families registered inside the block are forgotten after it."""
-
-    def __enter__(self) -> None:
-        self.saved = dict(sims.registry.ROBOTS), dict(sims.registry.FAMILIES)
-
-    def __exit__(self, *exc: object) -> None:
-        for live, saved in zip((sims.registry.ROBOTS, sims.registry.FAMILIES), self.saved,
-                               strict=True):
-            live.clear()
-            live.update(saved)
 
 
 # ------------------------------------------------------------------ damage

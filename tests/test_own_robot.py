@@ -121,16 +121,6 @@ def write_robot(folder: Path, kp: float = 20.0, dt: float = 0.02) -> Path:
     return spec
 
 
-@pytest.fixture
-def registry():
-    """Restore the robot and family registries after a test that loads spec files here."""
-    robots, families = dict(sims.registry.ROBOTS), dict(sims.registry.FAMILIES)
-    yield
-    for mod, saved in ((sims.registry.ROBOTS, robots), (sims.registry.FAMILIES, families)):
-        mod.clear()
-        mod.update(saved)
-
-
 # ------------------------------------------------------------------ the spec file, in process
 def test_spec_file_gives_the_robot_its_legs_rate_reward_and_family(tmp_path, registry):
     spec = write_robot(tmp_path)

@@ -14,8 +14,8 @@ import imageio.v3 as iio
 import mujoco
 import numpy as np
 import pytest
+from registries import restored_registry
 
-import sims.registry
 from adapt_cli import main
 from sims.physics import Physics
 from sims.registry import get_robot
@@ -29,12 +29,9 @@ W, H = 160, 120
 @pytest.fixture(scope="module")
 def robots():
     """The strider of the example spec file and the built-in robots (registries restored)."""
-    saved = dict(sims.registry.ROBOTS), dict(sims.registry.FAMILIES)
-    yield {"strider": get_robot(str(STRIDER)), "cheetah": get_robot("cheetah"),
-           "quadruped": get_robot("quadruped")}
-    for mod, old in zip((sims.registry.ROBOTS, sims.registry.FAMILIES), saved, strict=True):
-        mod.clear()
-        mod.update(old)
+    with restored_registry():
+        yield {"strider": get_robot(str(STRIDER)), "cheetah": get_robot("cheetah"),
+               "quadruped": get_robot("quadruped")}
 
 
 def at_rest(robot: Robot) -> Physics:

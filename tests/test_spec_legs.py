@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-import sims.registry
 from adapt_cli import main
 from sims.conditions import parse_condition
 from sims.registry import load_spec_file
@@ -32,16 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "own_robot"
 N_CASES = 1200
 CLI_EVERY = 60  # every 60th case also goes through `adapt` (render or collect)
-
-
-@pytest.fixture
-def registry():
-    """Restore the robot and family registries after loading spec files here."""
-    robots, families = dict(sims.registry.ROBOTS), dict(sims.registry.FAMILIES)
-    yield
-    for mod, saved in ((sims.registry.ROBOTS, robots), (sims.registry.FAMILIES, families)):
-        mod.clear()
-        mod.update(saved)
 
 
 @pytest.fixture

@@ -457,6 +457,5 @@ def evaluate(methods: Sequence[MethodSpec], family: TaskFamily, scenarios: Seque
 
 
 __all__ = ["Actor", "ControllerFactory", "Episode", "EpisodeJob", "LearnerMethod", "MethodSpec",
-           "PlannerSizes", "RandomMethod", "Scenario", "evaluate",
-           "flipped_share",
+           "PlannerSizes", "RandomMethod", "Scenario", "evaluate", "flipped_share",
            "method_episode", "recovery_time", "scenarios_for", "tilted_share"]
