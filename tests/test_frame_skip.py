@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 import pytest
-from test_own_robot import adapt, ok, registry, write_robot  # noqa: F401  (a fixture)
+from test_own_robot import adapt, ok, write_robot
 
 from sims.conditions import HEALTHY, Schedule
 from sims.env import AdaptEnv
