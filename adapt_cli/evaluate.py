@@ -23,17 +23,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "5 for the cheetah; 1: every control step; a family named with @K "
                         "keeps its K)")
     e.add_argument("--method", dest="methods", action="append", required=True,
-                   metavar="LABEL=RUN|LABEL=mbde:RUN|LABEL=oracle:RUN|random",
+                   metavar="LABEL=RUN|LABEL=mbde:RUN|LABEL=oracle:RUN|LABEL=teacher:RUN|random",
                    help="repeatable. LABEL=RUN: what the run folder (or checkpoint) holds, an "
                         "`adapt train` learner or an `adapt train-policy` policy, labelled "
                         "LABEL; LABEL=RUN+RUN2+...: the learners of several `adapt train` runs "
                         "as one ensemble (each adapted on its own, every candidate scored "
                         "under each, the first run's planner); "
                         "LABEL=mbde:RUN: MB+DE on an MB run; LABEL=oracle:RUN: that "
-                        "run's planner on the true simulator; random: uniform random actions. "
+                        "run's planner on the true simulator; LABEL=teacher:RUN: the teacher a "
+                        "distilled policy run learnt from, acting as it labelled (the "
+                        "privileged one counts as the oracle); random: uniform random actions. "
                         "A label whose leading letters (grbal in grbal-2) are a method name "
-                        "(grbal, rebal, mb, mbde, oracle, policy, random) must name what it "
-                        "evaluates")
+                        "(grbal, rebal, mb, mbde, oracle, policy, random, teacher) must name "
+                        "what it evaluates")
     e.add_argument("--allow-family-mismatch", action="store_true",
                    help="evaluate runs trained on another family of the same robot than "
                         "--family (refused by default)")
@@ -133,8 +135,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-#: ``--method LABEL=VARIANT:RUN``: what a variant makes of an `adapt train` run.
-METHOD_VARIANTS = ("mbde", "oracle")
+#: ``--method LABEL=VARIANT:RUN``: what a variant makes of a run (``teacher``: of an
+#: `adapt train-policy` distillation run, the others of an `adapt train` run).
+METHOD_VARIANTS = ("mbde", "oracle", "teacher")
 
 
 def parse_methods(texts: list[str], family: TaskFamily, device: str = "cpu",
@@ -149,13 +152,15 @@ def parse_methods(texts: list[str], family: TaskFamily, device: str = "cpu",
 
 def parse_method(text: str, family: TaskFamily, device: str = "cpu",
                  allow_family_mismatch: bool = False) -> MethodSpec:
-    """One ``--method``: ``random``, ``LABEL=RUN``, ``LABEL=mbde:RUN`` or ``LABEL=oracle:RUN``,
+    """One ``--method``: ``random``, ``LABEL=RUN``, ``LABEL=mbde:RUN``, ``LABEL=oracle:RUN`` or
+    ``LABEL=teacher:RUN`` (the teacher a distilled policy run learnt from),
     resolved and checked against ``family`` before any episode runs.
 
     What is evaluated comes from the syntax and from what RUN holds, never from LABEL: an
     `adapt train` run is the learner its saved config names (run on ``device``), an
     `adapt train-policy` run its policy; ``mbde:`` is MB+DE on an MB run's weights, ``oracle:``
-    the run's planner on the true simulator. A label whose leading letters are a method's name
+    the run's planner on the true simulator, ``teacher:`` a distilled policy's teacher. A label
+    whose leading letters are a method's name
     must be that method's, so ``grbal=runs/mb`` is refused instead of reported as GrBAL. A run of
     another robot is refused, one of another family unless ``allow_family_mismatch``.
     """
@@ -165,16 +170,16 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
     from adaptive_control.runs import checkpoint_path, split_runs
     from adaptive_control.training.config import config_from_json
     from policies.config import policy_config_from_json
-    from policies.evaluate import PolicyMethod
+    from policies.evaluate import PolicyMethod, TeacherMethod
     from policies.training import CONTENT as POLICY_CONTENT
 
     if text == "random":
         return MethodSpec("random", RandomMethod())
     label, _, source = text.partition("=")
     if not label or not source:
-        raise ValueError(f"--method {text!r}: allowed 'random', LABEL=RUN, LABEL=mbde:RUN or "
-                         "LABEL=oracle:RUN (RUN: a run folder or checkpoint of `adapt train` "
-                         "or `adapt train-policy`)")
+        raise ValueError(f"--method {text!r}: allowed 'random', LABEL=RUN, LABEL=mbde:RUN, "
+                         "LABEL=oracle:RUN or LABEL=teacher:RUN (RUN: a run folder or "
+                         "checkpoint of `adapt train` or `adapt train-policy`)")
     variant, colon, run = source.partition(":")
     if not (colon and variant in METHOD_VARIANTS):
         variant, run = "", source
@@ -194,14 +199,27 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
         raise ValueError(f"--method {text!r}: {e}") from e
 
     if ckpt.get("content") == POLICY_CONTENT:
-        if variant:
+        pcfg = policy_config_from_json(ckpt["config"])
+        trained_on = pcfg.family
+        if variant == "teacher":
+            if pcfg.method != "distill":
+                raise ValueError(f"--method {text!r}: teacher:RUN needs a distilled policy "
+                                 f"run, {run!r} was trained by {pcfg.method!r}")
+            spec = MethodSpec(label, TeacherMethod(str(path)))
+            # the privileged teacher is the oracle: either name may label it
+            kind = ("teacher", spec.factory.describe()["kind"])
+        elif variant:
             raise ValueError(f"--method {text!r}: {variant}:RUN needs an `adapt train` run, "
-                             f"{run!r} holds a policy (evaluate it as {label}={run})")
-        trained_on = policy_config_from_json(ckpt["config"]).family
-        spec, kind = MethodSpec(label, PolicyMethod(str(path))), "policy"
+                             f"{run!r} holds a policy (evaluate it as {label}={run}, or its "
+                             f"teacher as teacher=teacher:{run})")
+        else:
+            spec, kind = MethodSpec(label, PolicyMethod(str(path))), "policy"
     elif "learner" in ckpt:
         cfg = config_from_json(ckpt["config"])
         trained_on = cfg.family
+        if variant == "teacher":
+            raise ValueError(f"--method {text!r}: teacher:RUN needs a distilled policy run "
+                             f"(`adapt train-policy`), {run!r} holds a learner")
         if variant == "oracle":
             spec, kind = MethodSpec(label, OracleMethod(str(path))), "oracle"
         elif variant == "mbde":
@@ -218,7 +236,7 @@ def parse_method(text: str, family: TaskFamily, device: str = "cpu",
                          "nor a policy (`adapt train-policy`)")
 
     if others:
-        spec = MethodSpec(label, _ensemble_method(text, spec.factory, cfg if kind != "policy"
+        spec = MethodSpec(label, _ensemble_method(text, spec.factory, cfg if "learner" in ckpt
                                                   else None, others, family))
     if trained_on != family.name and not allow_family_mismatch:
         raise ValueError(f"--method {text!r}: {run!r} was trained on family {trained_on!r}, "
@@ -262,14 +280,17 @@ def _ensemble_method(text: str, first: Any, cfg: Any, others: list[str],
     return replace(first, members=tuple(members))
 
 
-def _check_label(text: str, label: str, kind: str, run: str) -> None:
+def _check_label(text: str, label: str, kind: str | tuple[str, ...], run: str) -> None:
     """Refuse a label whose leading letters are a method's name other than ``kind``, what is
-    evaluated (a learner name, mbde, oracle or policy)."""
+    evaluated (a learner name, mbde, oracle, policy or teacher; several when it is more than
+    one of them)."""
     from adaptive_control.learners import LEARNERS
 
-    names = (*LEARNERS, "oracle", "policy", "random")
+    names = (*LEARNERS, "oracle", "policy", "random", "teacher")
     word = re.match(r"[a-z]*", label.lower())[0]  # type: ignore[index]  (always matches)
-    if word in names and word != kind:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    kind = kinds[0]
+    if word in names and word not in kinds:
         if word in METHOD_VARIANTS:
             fix = f"{label}={word}:{run}"
         else:

@@ -18,6 +18,8 @@ from adaptive_control.config_loader import INHERITED, build_dataclass, layered_v
 from adaptive_control.planning import PLANNER_CONFIGS, PLANNER_NAMES, PlannerConfig
 
 METHODS = ("distill", "rl2")
+#: ``distill.teacher`` of the privileged teacher: the planner on the true simulator.
+ORACLE = "oracle"
 ARCHS = ("gru", "lstm", "mlp")
 
 
@@ -41,6 +43,11 @@ class PolicyNetConfig:
     mlp_sizes: tuple[int, ...] = (128,)
     #: Initial log standard deviation of the Gaussian head (PPO exploration).
     init_log_std: float = -0.5
+    #: Feed the previous action and reward besides the observation (RL^2 needs them). Off for
+    #: students of a teacher that holds its decisions: there the label mostly equals the
+    #: previous action, and a student that sees it learns to copy it ("copycat" causal
+    #: confusion, de Haan et al. 2019; Wen et al. 2020) and then repeats its own actions.
+    prev_inputs: bool = True
 
 
 @dataclass(frozen=True)
@@ -53,22 +60,45 @@ class TrialConfig:
     episode_steps: int = 500
     #: Trials run side by side (one training condition each) per iteration.
     trials_per_iter: int = 8
+    #: Share of trials whose robot starts healthy and fails mid-episode: the drawn training
+    #: condition comes in at a time drawn from ``failure_at_s``, so the condition can only be
+    #: told from the history since (what a recurrent policy's memory is for).
+    failure_share: float = 0.0
+    #: Range (seconds into each episode) of the mid-episode failure time.
+    failure_at_s: tuple[float, float] = (1.0, 4.0)
 
 
 @dataclass(frozen=True)
 class DistillConfig:
     """DAgger from the adaptive-MPC teacher."""
 
-    #: The teacher: an `adapt train` run folder or its checkpoint.pt, of the same family;
-    #: required with method = distill (no default path: it would resolve against whatever
-    #: directory the command runs in).
+    #: The teacher: ``oracle`` (privileged: the MPC planner on the true simulator of the
+    #: condition in force) or an `adapt train` run folder or its checkpoint.pt of the same
+    #: family (at any decision step, ``FAMILY@K``); required with method = distill (no default
+    #: path: it would resolve against whatever directory the command runs in).
     teacher: str = ""
+    #: Control steps per decision of the oracle teacher, which holds its action in between
+    #: (0: the robot's default decision step, the cheetah's 5 = 50 ms). A run teacher decides
+    #: at the step it was trained at.
+    teacher_decision_steps: int = 0
+    #: A labelled round-0 dataset (a run's ``data/round_000.npz``) used instead of collecting
+    #: round 0: teacher-only rollouts (beta0 = 1) do not depend on the student, so students
+    #: of one teacher and seed (GRU and MLP) can share them. Checked against this run's
+    #: family, trial layout and teacher before any work.
+    round0: str = ""
     #: Probability of executing the teacher's action in round 0 (1 = pure teacher rollouts).
     beta0: float = 1.0
     #: beta in round i is beta0 * beta_decay**i (per-step mixture of teacher and student).
     beta_decay: float = 0.5
-    #: Gradient passes over the aggregated trials per round.
+    #: Gradient passes over the aggregated trials per round (the most, with ``patience``).
     epochs: int = 30
+    #: Share of each round's trials held back to validate the fit (0: none, fit ``epochs``).
+    val_share: float = 0.0
+    #: With held-back trials: stop once the validation loss has not improved for this many
+    #: epochs and keep the best epoch's weights (0: run every epoch, keep the best).
+    patience: int = 0
+    #: Adam's L2 weight decay on the student's weights.
+    weight_decay: float = 0.0
     #: Trials per minibatch.
     batch_trials: int = 8
     #: Adam learning rate.
@@ -126,6 +156,9 @@ class PolicyTrainConfig:
     seed: int = 0
     #: Torch threads (0 = leave torch's default).
     threads: int = 1
+    #: Worker processes that run a round's rollouts, its slots split between them (1 = in
+    #: this process). Teacher-only rounds give the same data as one process.
+    workers: int = 1
     #: Policy network.
     net: PolicyNetConfig = field(default_factory=PolicyNetConfig)
     #: Trial layout of rollouts.
@@ -150,6 +183,7 @@ class PolicyTrainConfig:
                     "trial.episodes_per_trial": self.trial.episodes_per_trial,
                     "trial.episode_steps": self.trial.episode_steps,
                     "trial.trials_per_iter": self.trial.trials_per_iter,
+                    "workers": self.workers,
                     "distill.epochs": self.distill.epochs,
                     "distill.batch_trials": self.distill.batch_trials,
                     "ppo.epochs": self.ppo.epochs, "ppo.batch_trials": self.ppo.batch_trials}
@@ -174,6 +208,38 @@ class PolicyTrainConfig:
                              f"allowed none (the teacher's own) or the configs of "
                              f"{', '.join(PLANNER_NAMES)}")
         check_action_std(self.distill.rollout_action_std, "distill.rollout_action_std")
+        if not 0.0 <= self.trial.failure_share <= 1.0:
+            raise ValueError(f"trial.failure_share={self.trial.failure_share!r} is out of "
+                             "range: allowed [0, 1]")
+        lo, hi = self.trial.failure_at_s
+        episode_s = self.trial.episode_steps * get_family(self.family).robot.control_timestep
+        if self.trial.failure_share and not 0 < lo <= hi < episode_s:
+            raise ValueError(f"trial.failure_at_s={self.trial.failure_at_s!r}: allowed "
+                             f"0 < FIRST <= LAST < the episode's {episode_s:g} s")
+        d = self.distill
+        if isinstance(d.teacher_decision_steps, bool) or d.teacher_decision_steps < 0:
+            raise ValueError(f"distill.teacher_decision_steps={d.teacher_decision_steps!r}: "
+                             "allowed an integer >= 0 (0: the robot's default)")
+        if d.teacher_decision_steps and d.teacher != ORACLE:
+            raise ValueError(f"distill.teacher_decision_steps={d.teacher_decision_steps}: "
+                             f"only the {ORACLE!r} teacher takes one (a run decides at the "
+                             "step it was trained at); leave it 0")
+        if not 0.0 <= d.val_share < 1.0:
+            raise ValueError(f"distill.val_share={d.val_share!r} is out of range: allowed "
+                             "[0, 1)")
+        if d.val_share and round(d.val_share * self.trial.trials_per_iter) < 1:
+            raise ValueError(f"distill.val_share={d.val_share!r} holds back no trial of "
+                             f"trial.trials_per_iter={self.trial.trials_per_iter}: allowed 0 or "
+                             f">= {1 / self.trial.trials_per_iter:g}")
+        if d.patience < 0 or d.weight_decay < 0:
+            raise ValueError(f"distill.patience={d.patience!r}, distill.weight_decay="
+                             f"{d.weight_decay!r}: allowed >= 0")
+        if d.patience and not d.val_share:
+            raise ValueError(f"distill.patience={d.patience} needs held-back trials: set "
+                             "distill.val_share > 0")
+        if d.round0 and d.beta0 != 1.0:
+            raise ValueError(f"distill.round0={d.round0!r} with distill.beta0={d.beta0}: a "
+                             "shared round 0 must be teacher-only: allowed with beta0 = 1")
         if self.grad_clip < 0 or self.threads < 0:
             raise ValueError("grad_clip and threads must be >= 0")
 
@@ -198,6 +264,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "iterations": 5, "net": {"arch": "mlp", "mlp_sizes": [128, 128]},
         "trial": {"episodes_per_trial": 1, "episode_steps": 500, "trials_per_iter": 8},
         "distill": {"epochs": 20, "batch_trials": 8},
+    },
+    # DAgger from the privileged teacher (the planner on the true simulator, deciding every
+    # 50 ms, 0.75 s ahead) on cheetah-cripple, half the trials failing mid-episode; the
+    # student acts every 10 ms and does not see its previous action (held labels would teach
+    # it to copy that). 3 rounds x 8 trials x 8 s: about 8 core-minutes of labels. Its
+    # students do not run yet (docs/results.md, section 5).
+    "distill-oracle": {
+        "iterations": 3, "bptt": 100, "net": {"prev_inputs": False},
+        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 8,
+                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "distill": {"teacher": ORACLE, "epochs": 30, "batch_trials": 4},
+    },
+    # The same with a feed-forward student (the comparison).
+    "distill-oracle-mlp": {
+        "iterations": 3, "bptt": 100,
+        "net": {"arch": "mlp", "mlp_sizes": [128, 128], "prev_inputs": False},
+        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 8,
+                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "distill": {"teacher": ORACLE, "epochs": 30, "batch_trials": 4},
     },
     # RL^2 on cheetah-cripple with short episodes: finishes within an hour on 2 shared cores.
     "rl2-small": {

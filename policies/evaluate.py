@@ -20,7 +20,7 @@ import torch
 from adaptive_control.checkpoint import load_checkpoint
 from adaptive_control.evaluation.episodes import Actor, PlannerSizes
 from adaptive_control.runs import checkpoint_path
-from policies.config import DistillConfig, check_action_std
+from policies.config import ORACLE, DistillConfig, check_action_std, policy_config_from_json
 from policies.networks import Policy
 from policies.training import policy_from_checkpoint
 from sims.conditions import Condition, Schedule
@@ -112,6 +112,32 @@ class PolicyMethod:
 
     def describe(self) -> dict[str, str]:
         return {"kind": "policy", "checkpoint": self.checkpoint, "learner": ""}
+
+
+@dataclass(frozen=True)
+class TeacherMethod:
+    """The teacher a distilled policy run learnt from, acting as it labelled: deciding at its
+    own rate and holding its action between decisions, at the student's control step. The
+    privileged teacher (``oracle``) is reported as the oracle, so scores are fractions of it."""
+
+    checkpoint: str
+
+    def _distill(self) -> DistillConfig:
+        cfg = policy_config_from_json(load_checkpoint(self.checkpoint)["config"])
+        if cfg.method != "distill":
+            raise ValueError(f"{self.checkpoint}: a {cfg.method!r} policy has no teacher")
+        return cfg.distill
+
+    def __call__(self, family: TaskFamily, seed: int, planner: PlannerSizes) -> Actor:
+        from policies.teachers import make_teachers
+
+        (teacher,) = make_teachers(family, self._distill(), [seed])
+        return Actor(teacher)
+
+    def describe(self) -> dict[str, str]:
+        oracle = self._distill().teacher == ORACLE
+        return {"kind": "oracle" if oracle else "teacher", "checkpoint": self.checkpoint,
+                "learner": ""}
 
 
 @dataclass
@@ -209,7 +235,7 @@ def teacher_controller(checkpoint: str | Path, seed: int = 0,
     """The adaptive-MPC controller of an `adapt train` checkpoint (for comparisons), planning
     as it labelled for a policy distilled with ``distill`` (default: as trained)."""
     from adaptive_control.builders import build_controller, learner_from_checkpoint
-    from policies.training import labelling_config
+    from policies.teachers import labelling_config
 
     learner, cfg = learner_from_checkpoint(load_checkpoint(checkpoint_path(checkpoint)))
     cfg = labelling_config(cfg, distill or DistillConfig())

@@ -82,6 +82,7 @@ class Policy(nn.Module):
         cfg = cfg or PolicyNetConfig()
         self.obs_dim, self.act_dim, self.arch = obs_dim, act_dim, cfg.arch
         self.hidden_size = cfg.hidden_size
+        self.prev_inputs = cfg.prev_inputs
         self.register_buffer("act_low", torch.as_tensor(act_low, dtype=torch.float32).clone())
         self.register_buffer("act_high", torch.as_tensor(act_high, dtype=torch.float32).clone())
         self.obs_norm = RunningNorm(obs_dim)
@@ -126,8 +127,10 @@ class Policy(nn.Module):
     def features(self, obs: Tensor, prev_act: Tensor, prev_rew: Tensor) -> Tensor:
         mid = (self.act_high + self.act_low) / 2
         half = (self.act_high - self.act_low) / 2
-        x = torch.cat([self.obs_norm(obs), (prev_act - mid) / half, self.rew_norm(prev_rew)], -1)
-        return self.trunk(x)
+        prev = torch.cat([(prev_act - mid) / half, self.rew_norm(prev_rew)], -1)
+        if not self.prev_inputs:  # zeroed, not dropped: every policy keeps one step signature
+            prev = prev * 0.0
+        return self.trunk(torch.cat([self.obs_norm(obs), prev], -1))
 
     def step(self, obs: Tensor, prev_act: Tensor, prev_rew: Tensor,
              hidden: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -17,15 +17,19 @@ and a per-step beta mixture decides whether the teacher's or the student's actio
 
 This is the one loop that does not go through ``sims.episode.run_episode``, on purpose: it
 steps N environments in lockstep behind one batched policy call (a batch of one per environment
-would round differently and be N times slower), draws the beta mixture and the environments'
-seeds from one shared ``rng`` interleaved across slots, carries the hidden state across
-episodes, and restarts a diverged robot inside its episode instead of ending it.
+would round differently and be N times slower), draws each slot's beta mixture, environment
+seeds and noise from that slot's own generator (so slots can be split between worker
+processes, ``run_trials_parallel``), carries the hidden state across episodes, and restarts a
+diverged robot inside its episode instead of ending it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,9 +37,12 @@ from tqdm.auto import tqdm
 
 from policies.config import TrialConfig
 from policies.networks import Policy
-from sims.conditions import Condition
+from sims.conditions import HEALTHY, Condition, Schedule
 from sims.env import AdaptEnv
+from sims.families import TaskFamily
+from sims.registry import get_family, register_document
 from sims.robots import Robot
+from sims.specs import spec_document
 
 
 @dataclass
@@ -61,6 +68,25 @@ class TrialBatch:
     @property
     def steps(self) -> int:
         return self.obs.shape[0] * self.obs.shape[1]
+
+
+def draw_slot_seeds(rng: np.random.Generator | None, n: int) -> list[int]:
+    """One seed per rollout slot, for its own generator."""
+    return [int(x) for x in rng.integers(2**63 - 1, size=n)]
+
+
+def training_conditions(family: TaskFamily, trial: TrialConfig, rng: np.random.Generator,
+                        n: int) -> list[list[Condition | Schedule]]:
+    """``n`` slots of one training condition each: with probability ``trial.failure_share``
+    the robot starts healthy and the condition comes in mid-episode, at a time drawn from
+    ``trial.failure_at_s``."""
+    conditions: list[list[Condition | Schedule]] = []
+    for _ in range(n):
+        condition: Condition | Schedule = family.sample(rng, "train")
+        if trial.failure_share and rng.random() < trial.failure_share:
+            condition = Schedule.switch(HEALTHY, condition, float(rng.uniform(*trial.failure_at_s)))
+        conditions.append([condition])
+    return conditions
 
 
 def teacher_saw(teacher: object, executed: np.ndarray) -> None:
@@ -90,6 +116,9 @@ def run_trials(
     record_hidden: bool = False,
     progress: bool = False,
     desc: str = "rollout",
+    slot_seeds: Sequence[int] | None = None,
+    noise_seeds: Sequence[int] | None = None,
+    bar: tqdm | None = None,
 ) -> TrialBatch:
     """Roll ``policy`` through trials: ``conditions[i][j]`` is slot i's j-th trial's condition.
 
@@ -100,6 +129,12 @@ def run_trials(
     drawn from ``noise_rng``) to the student's action before clipping; the teacher's executed
     actions are left as they are. A separate generator keeps ``rng``'s stream, so rollouts in
     which only the teacher acts are the same with or without the noise.
+
+    Every slot draws from its own generators (environment seeds, the beta mixture, exploration
+    and action noise), seeded by ``slot_seeds``/``noise_seeds`` (default: drawn from ``rng`` and
+    ``noise_rng``), so a subset of slots run elsewhere (``run_trials_parallel``) draws what it
+    would have drawn here. Teachers with a ``bind_env`` (the oracle) are handed each new
+    environment.
     """
     n = len(conditions)
     n_trials = len(conditions[0])
@@ -107,8 +142,14 @@ def run_trials(
         raise ValueError("run_trials: every slot needs the same number of trials")
     if teachers is not None and len(teachers) != n:
         raise ValueError(f"run_trials: {len(teachers)} teachers for {n} slots")
-    if action_std and noise_rng is None:
+    if action_std and noise_rng is None and noise_seeds is None:
         raise ValueError("run_trials: action_std > 0 needs a noise_rng")
+    if slot_seeds is None:
+        slot_seeds = draw_slot_seeds(rng, n)
+    if action_std and noise_seeds is None:
+        noise_seeds = draw_slot_seeds(noise_rng, n)
+    rngs = [np.random.default_rng(int(s)) for s in slot_seeds]
+    noise_rngs = [np.random.default_rng(int(s)) for s in noise_seeds] if action_std else []
     ep_steps, n_eps = trial.episode_steps, trial.episodes_per_trial
     t_trial = ep_steps * n_eps
     t_total = t_trial * n_trials
@@ -125,7 +166,6 @@ def run_trials(
     teacher_act = np.zeros((t_total, n, ad), f32) if teachers is not None else None
     hidden_in = np.zeros((t_total, n, policy.hidden_dim), f32) if record_hidden else None
     returns = np.zeros((n, n_trials, n_eps))
-    gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
 
     envs: list[AdaptEnv | None] = [None] * n
     obs = np.zeros((n, od))
@@ -133,7 +173,10 @@ def run_trials(
     prev_rew = np.zeros((n, 1))
     hidden = policy.initial_hidden(n)
     diverged = 0
-    bar = tqdm(total=t_total * n, unit="step", unit_scale=True, disable=not progress, desc=desc)
+    own_bar = bar is None
+    if own_bar:
+        bar = tqdm(total=t_total * n, unit="step", unit_scale=True, disable=not progress,
+                   desc=desc)
     policy.eval()
     for t in range(t_total):
         j, k = divmod(t, t_trial)  # trial index, step within the trial
@@ -141,7 +184,11 @@ def run_trials(
         new_trial, new_episode = k == 0, k % ep_steps == 0
         for i in range(n):
             if new_trial:  # a new condition: a new environment
-                envs[i] = AdaptEnv(robot, conditions[i][j], episode_steps=ep_steps, seed=rng)
+                envs[i] = AdaptEnv(robot, conditions[i][j], episode_steps=ep_steps,
+                                   seed=rngs[i])
+                bind = getattr(teachers[i], "bind_env", None) if teachers is not None else None
+                if bind is not None:
+                    bind(envs[i])
             env = envs[i]
             if new_episode or env.needs_reset:  # episode start, or restart after divergence
                 obs[i] = env.reset().observation
@@ -162,20 +209,21 @@ def run_trials(
                                           torch.as_tensor(prev_rew, dtype=torch.float32), hidden)
             sample = mean
             if explore:
-                sample = mean + policy.log_std.exp() * torch.randn(mean.shape, generator=gen)
+                noise = np.stack([r.standard_normal(ad) for r in rngs]).astype(f32)
+                sample = mean + policy.log_std.exp() * torch.from_numpy(noise)
             logp[t] = policy.log_prob(mean, sample).numpy()
         value[t] = v.numpy()
         out["sample"][t] = sample.numpy()
         student = sample.numpy().astype(np.float64)
         if action_std:
-            student += noise_scale * noise_rng.standard_normal(student.shape)
+            student += noise_scale * np.stack([r.standard_normal(ad) for r in noise_rngs])
         student = np.clip(student, lo, hi)
         for i in range(n):
             a = student[i]
             if teachers is not None:
                 a_teacher = np.clip(np.asarray(teachers[i](obs[i]), dtype=np.float64), lo, hi)
                 teacher_act[t, i] = a_teacher
-                if beta > 0 and rng.random() < beta:
+                if beta > 0 and rngs[i].random() < beta:
                     a = a_teacher
                 teacher_saw(teachers[i], a)
             ts = envs[i].step(a)
@@ -189,7 +237,109 @@ def run_trials(
             obs[i], prev_act[i], prev_rew[i] = ts.observation, a, r
         trial_end[t] = k == t_trial - 1
         bar.update(n)
-    bar.close()
+    if own_bar:
+        bar.close()
     return TrialBatch(out["obs"], out["prev_act"], out["prev_rew"], resets, episode_start,
                       out["act"], out["sample"], logp, value, reward, trial_end, teacher_act,
                       hidden_in, returns, diverged)
+
+
+def join_batches(parts: Sequence[TrialBatch]) -> TrialBatch:
+    """Batches of consecutive slots as one, in order (slots are axis 1, returns axis 0)."""
+    fields = {}
+    for f in dataclasses.fields(TrialBatch):
+        values = [getattr(p, f.name) for p in parts]
+        if f.name == "diverged":
+            fields[f.name] = sum(values)
+        elif values[0] is None:
+            fields[f.name] = None
+        else:
+            fields[f.name] = np.concatenate(values, axis=0 if f.name == "episode_returns" else 1)
+    return TrialBatch(**fields)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """Slots ``start``.. of a round, for a worker process: ``run_trials``'s arguments."""
+
+    policy: Policy
+    family: str
+    family_spec: str  # ``sims.specs.spec_document``: a worker registers a spec family from it
+    conditions: tuple
+    trial: TrialConfig
+    slot_seeds: tuple[int, ...]
+    noise_seeds: tuple[int, ...] | None
+    teachers: Callable[[list[int]], list] | None
+    teacher_seeds: tuple[int, ...]
+    kwargs: dict[str, Any]
+
+
+def _run_chunk(chunk: _Chunk) -> TrialBatch:
+    torch.set_num_threads(1)  # one chunk per core
+    register_document(chunk.family_spec, f"family {chunk.family!r}")
+    robot = get_family(chunk.family).robot
+    teachers = chunk.teachers(list(chunk.teacher_seeds)) if chunk.teachers else None
+    return run_trials(chunk.policy, robot, chunk.conditions, chunk.trial,
+                      np.random.default_rng(0), teachers=teachers,
+                      slot_seeds=chunk.slot_seeds, noise_seeds=chunk.noise_seeds,
+                      **chunk.kwargs)
+
+
+def run_trials_parallel(
+    policy: Policy,
+    family: TaskFamily,
+    conditions: Sequence[Sequence[Condition | Schedule]],
+    trial: TrialConfig,
+    rng: np.random.Generator,
+    *,
+    workers: int = 1,
+    teachers: Callable[[list[int]], list] | None = None,
+    teacher_seeds: Sequence[int] = (),
+    beta: float = 0.0,
+    action_std: float = 0.0,
+    noise_rng: np.random.Generator | None = None,
+    explore: bool = False,
+    progress: bool = False,
+    desc: str = "rollout",
+) -> TrialBatch:
+    """``run_trials`` with its slots split into chunks run by ``workers`` spawned processes
+    (1: here). ``teachers(seeds)`` builds one teacher per seed (picklable, it runs in the
+    worker); slot i's teacher gets ``teacher_seeds[i]``.
+
+    Each slot draws from its own generators, so the data equal one process's wherever the
+    policy's output does not steer the rollout (teacher-only rounds); where it does, the
+    policy's batch differs and so may its float rounding.
+    """
+    n = len(conditions)
+    slot_seeds = draw_slot_seeds(rng, n)
+    noise_seeds = draw_slot_seeds(noise_rng, n) if action_std else None
+    teacher_seeds = list(teacher_seeds) if teachers is not None else []
+    if teachers is not None and len(teacher_seeds) != n:
+        raise ValueError(f"run_trials_parallel: {len(teacher_seeds)} teacher seeds for {n} slots")
+    kwargs = {"beta": beta, "action_std": action_std, "explore": explore}
+    if workers <= 1 or n <= 1:
+        return run_trials(policy, family.robot, conditions, trial, rng,
+                          teachers=teachers(teacher_seeds) if teachers else None,
+                          slot_seeds=slot_seeds, noise_seeds=noise_seeds, progress=progress,
+                          desc=desc, **kwargs)
+    from adaptive_control.workers import process_pool
+
+    # Twice as many chunks as workers: the pool balances them and the bar moves in between.
+    bounds = np.linspace(0, n, min(n, 2 * workers) + 1).round().astype(int)
+    document = spec_document(family)
+    chunks = [_Chunk(policy, family.name, document, tuple(tuple(c) for c in conditions[s:e]),
+                     trial, tuple(slot_seeds[s:e]),
+                     None if noise_seeds is None else tuple(noise_seeds[s:e]), teachers,
+                     tuple(teacher_seeds[s:e]), kwargs)
+              for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+    steps = trial.episode_steps * trial.episodes_per_trial * len(conditions[0])
+    bar = tqdm(total=steps * n, unit="step", unit_scale=True, disable=not progress, desc=desc)
+    parts = []
+    # Spawned, not forked: a fork of a process that has started torch's threads can hang.
+    with process_pool(_run_chunk, chunks, min(workers, len(chunks)),
+                      multiprocessing.get_context("spawn")) as work:
+        for part in work.in_order():
+            parts.append(part)
+            bar.update(steps * part.obs.shape[1])
+    bar.close()
+    return join_batches(parts)

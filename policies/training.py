@@ -17,9 +17,9 @@ data is saved before fitting, so ``--resume`` continues a killed run where it st
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
+import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,18 +29,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from adaptive_control.builders import (
-    build_controller,
-    learner_from_checkpoint,
-    run_rng,
-    torch_seed,
-)
-from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
-from adaptive_control.runs import check_run_folder, checkpoint_path, open_run
-from adaptive_control.training.config import TrainConfig, config_from_json
-from policies.config import DistillConfig, PolicyTrainConfig, policy_config_from_json
+from adaptive_control.builders import run_rng, torch_seed
+from adaptive_control.checkpoint import save_checkpoint
+from adaptive_control.runs import check_run_folder, open_run
+from file_errors import DamagedFileError, missing
+from policies.config import PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
-from policies.rollout import TrialBatch, run_trials
+from policies.rollout import (
+    TrialBatch,
+    draw_slot_seeds,
+    run_trials,
+    run_trials_parallel,
+    training_conditions,
+)
+from policies.teachers import TeacherFactory, check_teacher
 from sims.families import TaskFamily
 from sims.registry import get_family
 from sims.specs import artifact_spec
@@ -82,54 +84,6 @@ def save_policy_checkpoint(path: Path, cfg: PolicyTrainConfig, family: TaskFamil
         "act_dim": family.robot.act_dim, "hidden_dim": policy.hidden_dim,
         "control_timestep": family.robot.control_timestep,
     })
-
-
-def labelling_config(tcfg: TrainConfig, distill: DistillConfig) -> TrainConfig:
-    """The teacher's `adapt train` config with the labelling planner of ``distill`` (if it
-    sets one)."""
-    if distill.teacher_planner is None:
-        return tcfg
-    return dataclasses.replace(tcfg, planner=distill.teacher_planner)
-
-
-def load_teacher(path: str | Path, family: TaskFamily, n: int, seed: int,
-                 distill: DistillConfig | None = None) -> list:
-    """``n`` independent adaptive-MPC controllers from an `adapt train` run folder or
-    checkpoint (``teacher_checkpoint``), planning with the labelling planner of ``distill``
-    (default: as the checkpoint was trained).
-
-    Each gets its own copy of the learner: some learners (MB+DE) change their weights online.
-    """
-    learner, tcfg = learner_from_checkpoint(teacher_checkpoint(path, family))
-    tcfg = labelling_config(tcfg, distill or DistillConfig())
-    return [build_controller(copy.deepcopy(learner), tcfg, family, seed=seed + i)
-            for i in range(n)]
-
-
-def teacher_checkpoint(path: str | Path, family: TaskFamily) -> dict[str, Any]:
-    """The loaded checkpoint ``distill.teacher`` names, refused (field, value, what is allowed)
-    unless it is an `adapt train` run folder or checkpoint trained on ``family``."""
-    value = f"distill.teacher={str(path)!r}"
-    allowed = (f"allowed an `adapt train` run folder or its checkpoint.pt trained on family "
-               f"{family.name!r}")
-    if not str(path).strip():
-        raise ValueError(f"{value} is not set (required with method='distill'): {allowed}, "
-                         "e.g. --set distill.teacher=runs/grbal")
-    p = checkpoint_path(path)
-    if not p.is_file():
-        where = "" if Path(path).is_absolute() else f" (relative to {Path.cwd()})"
-        raise ValueError(f"{value}: no such run folder or checkpoint{where}; {allowed}")
-    try:
-        ckpt = load_checkpoint(p, robot=family.robot.name)
-    except ValueError as e:
-        raise ValueError(f"{value}: {e}; {allowed}") from e
-    if "learner" not in ckpt:
-        raise ValueError(f"{value} holds no learner (an `adapt train-policy` run?); {allowed}")
-    trained_on = config_from_json(ckpt["config"]).family
-    if trained_on != family.name:
-        raise ValueError(f"{value} was trained on family {trained_on!r}, not "
-                         f"{family.name!r}; {allowed}")
-    return ckpt
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -189,21 +143,29 @@ def imitation_error(policy: Policy, data: Mapping[str, np.ndarray]) -> float:
 
 def distill_fit(policy: Policy, optimizer: torch.optim.Optimizer, data: dict[str, np.ndarray],
                 cfg: PolicyTrainConfig, rng: np.random.Generator,
-                progress: bool = False) -> float:
+                progress: bool = False, val: Mapping[str, np.ndarray] | None = None
+                ) -> float | dict[str, Any]:
     """Fit the student's mean action to the teacher's by truncated BPTT over whole trials.
 
     Trials ``[T, N]`` are minibatched along N; each minibatch runs through time in chunks of
     ``cfg.bptt`` steps with one optimiser step per chunk, the hidden state carried (detached)
     from chunk to chunk. Returns the last epoch's mean loss (squared error per action dim,
     in units of the action half-range).
+
+    With ``val`` (held-back trials): after every epoch the student's error on them; the fit
+    stops once it has not improved for ``distill.patience`` epochs (0: never) and the best
+    epoch's weights are kept. Returns then the curve: ``train_loss`` (of the kept epoch),
+    ``val_loss``, ``best_epoch``, ``epochs`` run and the per-epoch ``curve``.
     """
     n = data["obs"].shape[1]
     half = (policy.act_high - policy.act_low) / 2
     tensors = {k: _t(data[k]) for k in DATA_KEYS}
     policy.train()
     epoch_loss = math.nan
+    curve: list[tuple[float, float]] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     bar = tqdm(range(cfg.distill.epochs), desc="fit", unit="epoch", disable=not progress)
-    for _ in bar:
+    for epoch in bar:
         losses = []
         order = rng.permutation(n)
         for s in range(0, n, cfg.distill.batch_trials):
@@ -219,29 +181,97 @@ def distill_fit(policy: Policy, optimizer: torch.optim.Optimizer, data: dict[str
                 hidden = hidden.detach()
                 losses.append(float(loss.detach()))
         epoch_loss = float(np.mean(losses))
-        bar.set_postfix(loss=f"{epoch_loss:.4f}")
+        if val is None:
+            bar.set_postfix(loss=f"{epoch_loss:.4f}")
+            continue
+        val_loss = imitation_error(policy, val)
+        policy.train()
+        curve.append((epoch_loss, val_loss))
+        bar.set_postfix(loss=f"{epoch_loss:.4f}", val=f"{val_loss:.4f}")
+        if best is None or val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(policy.state_dict()))
+        elif cfg.distill.patience and epoch - best[1] >= cfg.distill.patience:
+            break
     policy.eval()
-    return epoch_loss
+    if val is None:
+        return epoch_loss
+    assert best is not None
+    policy.load_state_dict(best[2])
+    return {"train_loss": curve[best[1]][0], "val_loss": best[0], "best_epoch": best[1],
+            "epochs": len(curve), "curve": curve}
+
+
+def check_round0(path: str | Path, cfg: PolicyTrainConfig, family: TaskFamily) -> None:
+    """Refuse a ``distill.round0`` dataset this run could not have collected as its round 0
+    (field, value, what differs), before any work."""
+    value = f"distill.round0={str(path)!r}"
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{value}: no such file; allowed a labelled round-0 dataset "
+                         "(data/round_000.npz of a distillation run)")
+    keys = (*DATA_KEYS, "episode_returns")
+    expected = f"an .npz archive of the arrays {', '.join(keys)}"
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            absent = set(keys) - set(z.files)
+            if absent:
+                raise DamagedFileError("distill.round0", p, "a round-0 dataset", expected,
+                                       missing("array", absent, z.files))
+            shapes = {k: z[k].shape for k in keys}
+    except DamagedFileError:
+        raise
+    except Exception as e:  # numpy's and zipfile's errors for bytes that are no .npz archive
+        raise DamagedFileError("distill.round0", p, "a round-0 dataset", expected) from e
+    t = cfg.trial.episode_steps * cfg.trial.episodes_per_trial
+    want = {"obs": (t, cfg.trial.trials_per_iter, family.robot.obs_dim),
+            "teacher_act": (t, cfg.trial.trials_per_iter, family.robot.act_dim)}
+    for k, shape in want.items():
+        if shapes[k] != shape:
+            raise ValueError(f"{value}: {k} has shape {shapes[k]}, this run's round 0 has "
+                             f"{shape} (trial layout x trials x {family.name}'s dims): "
+                             "allowed a round 0 of the same family and trial layout")
+    meta = p.parent.parent / "config.json"
+    if meta.is_file():  # the run that collected it: same teacher, seed, trials
+        other = policy_config_from_json(meta.read_text())
+        same = {"family": (other.family, cfg.family), "seed": (other.seed, cfg.seed),
+                "trial": (other.trial, cfg.trial),
+                "distill.teacher": (other.distill.teacher, cfg.distill.teacher),
+                "distill.teacher_planner": (other.distill.teacher_planner,
+                                            cfg.distill.teacher_planner),
+                "distill.teacher_decision_steps": (other.distill.teacher_decision_steps,
+                                                   cfg.distill.teacher_decision_steps)}
+        differ = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in same.items() if a != b]
+        if differ:
+            raise ValueError(f"{value} was collected by a run that differs from this one in "
+                             + "; ".join(differ) + ": allowed a round 0 of the same teacher, "
+                             "seed, family and trial layout")
 
 
 def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, policy: Policy,
-                      optimizer: torch.optim.Optimizer, teachers: list, out: Path,
+                      optimizer: torch.optim.Optimizer, out: Path,
                       progress: bool) -> dict[str, Any]:
-    """One DAgger round: collect (or reuse a killed run's) data, aggregate, refit."""
+    """One DAgger round: collect (or reuse a killed run's, or round 0 from
+    ``distill.round0``) data, aggregate, refit."""
     beta = cfg.distill.beta0 * cfg.distill.beta_decay ** it
     path = out / "data" / f"round_{it:03d}.npz"
     row: dict[str, Any] = {"beta": beta}
     if not path.exists():
-        rng = run_rng(cfg.seed, it, 0)
-        conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
-        batch = run_trials(policy, family.robot, conds, cfg.trial, rng, teachers=teachers,
-                           beta=beta, action_std=cfg.distill.rollout_action_std,
-                           noise_rng=run_rng(cfg.seed, it, 2), progress=progress,
-                           desc=f"round {it} (beta={beta:.2f})")
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: getattr(batch, k) for k in DATA_KEYS}
-        with open(path.with_suffix(".tmp"), "wb") as f:
-            np.savez(f, **arrays, episode_returns=batch.episode_returns)
+        if it == 0 and cfg.distill.round0:
+            shutil.copyfile(cfg.distill.round0, path.with_suffix(".tmp"))
+        else:
+            rng = run_rng(cfg.seed, it, 0)
+            conds = training_conditions(family, cfg.trial, rng, cfg.trial.trials_per_iter)
+            batch = run_trials_parallel(
+                policy, family, conds, cfg.trial, rng, workers=cfg.workers,
+                teachers=TeacherFactory.of(family, cfg.distill),
+                teacher_seeds=draw_slot_seeds(run_rng(cfg.seed, it, 3), len(conds)),
+                beta=beta, action_std=cfg.distill.rollout_action_std,
+                noise_rng=run_rng(cfg.seed, it, 2), progress=progress,
+                desc=f"round {it} (beta={beta:.2f})")
+            arrays = {k: getattr(batch, k) for k in DATA_KEYS}
+            with open(path.with_suffix(".tmp"), "wb") as f:
+                np.savez(f, **arrays, episode_returns=batch.episode_returns)
         path.with_suffix(".tmp").replace(path)
     rounds = [np.load(out / "data" / f"round_{i:03d}.npz") for i in range(it + 1)]
     new = rounds[-1]
@@ -250,13 +280,36 @@ def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, polic
     row.update({f"return_ep{e}": float(r) for e, r in enumerate(per_ep)})
     # How far the executed rollout's student was from the teacher before refitting.
     row["student_error_before"] = imitation_error(policy, new)
-    data = {k: np.concatenate([r[k] for r in rounds], axis=1) for k in DATA_KEYS}
+    # The last trials of every round are held back (the same ones each round: a round's
+    # trials are independent draws, so the last ones are as good as any).
+    n_val = round(cfg.distill.val_share * cfg.trial.trials_per_iter)
+    keep = slice(None, -n_val if n_val else None)
+    data = {k: np.concatenate([r[k][:, keep] for r in rounds], axis=1) for k in DATA_KEYS}
+    val = ({k: np.concatenate([r[k][:, -n_val:] for r in rounds], axis=1) for k in DATA_KEYS}
+           if n_val else None)
     policy.obs_norm.update(_t(new["obs"]))  # running stats == statistics of the aggregate
     policy.rew_norm.update(_t(new["prev_rew"]))
     row["trials"] = data["obs"].shape[1]
-    row["train_loss"] = distill_fit(policy, optimizer, data, cfg, run_rng(cfg.seed, it, 1),
-                                    progress)
+    fit = distill_fit(policy, optimizer, data, cfg, run_rng(cfg.seed, it, 1), progress, val)
+    if isinstance(fit, dict):
+        curve = fit.pop("curve")
+        row.update(fit)
+        write_fit_curve(out, it, curve)
+    else:
+        row["train_loss"] = fit
     return row
+
+
+def write_fit_curve(out: Path, it: int, curve: list[tuple[float, float]]) -> None:
+    """Append round ``it``'s per-epoch train and validation losses to ``out/fit_curve.csv``
+    (a resumed round rewrites its rows)."""
+    path = out / "fit_curve.csv"
+    rows = [r for r in (path.read_text().splitlines()[1:] if path.exists() else [])
+            if int(r.split(",")[0]) != it]
+    rows += [f"{it},{e},{t:.6g},{v:.6g}" for e, (t, v) in enumerate(curve)]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("round,epoch,train_loss,val_loss\n" + "\n".join(rows) + "\n")
+    tmp.replace(path)
 
 
 # ------------------------------------------------------------------------------ RL^2 (PPO)
@@ -304,7 +357,7 @@ def rl2_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, policy: P
                   optimizer: torch.optim.Optimizer, progress: bool) -> dict[str, Any]:
     """One PPO iteration over freshly drawn training trials."""
     rng = run_rng(cfg.seed, it, 0)
-    conds = [[family.sample(rng, "train")] for _ in range(cfg.trial.trials_per_iter)]
+    conds = training_conditions(family, cfg.trial, rng, cfg.trial.trials_per_iter)
     batch = run_trials(policy, family.robot, conds, cfg.trial, rng, explore=True,
                        progress=progress, desc=f"iter {it}")
     row: dict[str, Any] = _episode_metrics(batch)
@@ -328,15 +381,15 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
     check_run_folder(out, resume)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    teachers = None
-    if cfg.method == "distill":  # load (and so check) the teacher before any work
-        teachers = load_teacher(cfg.distill.teacher, family, cfg.trial.trials_per_iter,
-                                seed=int(run_rng(cfg.seed, 0, 98).integers(2**31)),
-                                distill=cfg.distill)
+    if cfg.method == "distill":  # the teacher and a shared round 0, before any work
+        check_teacher(family, cfg.distill)
+        if cfg.distill.round0 and not resume:
+            check_round0(cfg.distill.round0, cfg, family)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
     policy = build_policy(cfg, family)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    decay = cfg.distill.weight_decay if cfg.method == "distill" else 0.0
+    optimizer = torch.optim.Adam(policy.parameters(), lr=lr, weight_decay=decay)
     with open_run(out, cfg, resume, robot=family.robot.name,
                   parse_config=policy_config_from_json, module=policy, module_key="policy",
                   optimizer=optimizer, tag="train_policy") as run:
@@ -344,7 +397,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
         for it in range(run.iteration, cfg.iterations):
             t0 = time.perf_counter()
             if cfg.method == "distill":
-                row = distill_iteration(it, cfg, family, policy, optimizer, teachers, out, progress)
+                row = distill_iteration(it, cfg, family, policy, optimizer, out, progress)
             else:
                 row = rl2_iteration(it, cfg, family, policy, optimizer, progress)
             row = {"iteration": it, **row, "seconds": time.perf_counter() - t0}

@@ -15,7 +15,8 @@ from policies import training
 from policies.config import PolicyNetConfig, TrialConfig, load_policy_config
 from policies.evaluate import evaluate_policy, policy_controller
 from policies.networks import Policy, RunningNorm
-from policies.rollout import run_trials
+from policies.rollout import draw_slot_seeds, run_trials
+from policies.teachers import make_teachers
 from sims.conditions import Condition, DisabledActuator
 from sims.registry import get_family
 
@@ -166,7 +167,9 @@ def test_rollout_noise_perturbs_only_the_students_executed_actions(rng):
                    action_std=0.3, noise_rng=np.random.default_rng(4))
     # The executed action is the student's mean plus 0.3 half-ranges of the noise stream, and
     # it is what the student sees as its previous action.
-    noise = np.random.default_rng(4).standard_normal(b.sample.shape)
+    seeds = draw_slot_seeds(np.random.default_rng(4), 2)  # one noise stream per slot
+    noise = np.stack([np.random.default_rng(s).standard_normal(b.sample.shape[::2])
+                      for s in seeds], axis=1)
     want = np.clip(b.sample + 0.3 * (hi - lo) / 2 * noise, lo, hi)
     np.testing.assert_allclose(b.act, want, atol=1e-5)
     assert not np.allclose(b.act, np.clip(b.sample, lo, hi), atol=1e-3)
@@ -345,14 +348,20 @@ def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
     defaults, and no teacher_planner keeps the checkpoint's own."""
     from adaptive_control.planning import CEM, MPPI, MPPIConfig
 
-    own = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0)[0].planner
+    def load_teacher(distill):
+        (held,) = make_teachers(FAMILY, distill, [0])
+        assert held.k == 1  # the teacher was trained at every control step
+        return held.teacher
+
+    with_teacher = tiny_cfg(**{"distill.teacher": teacher_ckpt}).distill
+    own = load_teacher(with_teacher).planner
     assert tiny_cfg().distill.teacher_planner is None
-    (same,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=tiny_cfg().distill)
+    same = load_teacher(with_teacher)
     assert same.planner.config == own.config
     cfg = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner.name": "mppi",
                       "distill.teacher_planner.num_candidates": 48,
                       "distill.teacher_planner.lambda_": 0.3})
-    (teacher,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=cfg.distill)
+    teacher = load_teacher(cfg.distill)
     assert isinstance(teacher.planner, MPPI) and not isinstance(own, MPPI)
     assert teacher.planner.config.num_candidates == 48
     assert teacher.planner.config.lambda_ == 0.3
@@ -362,7 +371,7 @@ def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
     assert isinstance(teacher_controller(teacher_ckpt, distill=cfg.distill).planner, MPPI)
     cem = tiny_cfg(**{"distill.teacher": teacher_ckpt, "distill.teacher_planner.name": "cem",
                       "distill.teacher_planner.num_iterations": 2})
-    (teacher,) = training.load_teacher(teacher_ckpt, FAMILY, 1, seed=0, distill=cem.distill)
+    teacher = load_teacher(cem.distill)
     assert isinstance(teacher.planner, CEM) and teacher.planner.config.num_iterations == 2
     # An option the labelling planner does not have is refused before any work.
     with pytest.raises(ValueError, match="'distill.teacher_planner.num_iterations' for "
@@ -382,21 +391,22 @@ def test_the_teacher_is_required_and_checked_before_any_work(tmp_path, teacher_c
     policy_run = training.train_policy(tiny_cfg(method="rl2", iterations=1), tmp_path / "rl2",
                                        progress=False)
     for over, message in (
-            ({}, "distill.teacher='' is not set (required with method='distill'): allowed an "
-                 "`adapt train` run folder or its checkpoint.pt trained on family "
-                 "'cheetah-cripple'"),
+            ({}, "distill.teacher='' is not set (required with method='distill'): allowed "
+                 "'oracle' (the privileged teacher) or an `adapt train` run folder or its "
+                 "checkpoint.pt trained on family 'cheetah-cripple' (or cheetah-cripple@K)"),
             ({"distill.teacher": "runs/grbal"},
              f"distill.teacher='runs/grbal': no such run folder or checkpoint (relative to "
              f"{tmp_path})"),
             ({"distill.teacher": teacher_ckpt, "family": "cheetah-payload"},
-             "was trained on family 'cheetah-cripple', not 'cheetah-payload'"),
+             "was trained on family 'cheetah-cripple'; allowed 'oracle'"),
             ({"distill.teacher": str(policy_run)}, "holds no learner")):
         with pytest.raises(ValueError) as e:
             training.train_policy(tiny_cfg(**over), tmp_path / "run", progress=False)
         assert message in str(e.value)
         assert not (tmp_path / "run").exists()
     # A run folder names its checkpoint.
-    assert len(training.load_teacher(Path(teacher_ckpt).parent, FAMILY, 2, seed=0)) == 2
+    run_folder = tiny_cfg(**{"distill.teacher": str(Path(teacher_ckpt).parent)}).distill
+    assert len(make_teachers(FAMILY, run_folder, [0, 1])) == 2
 
 
 def test_a_policy_config_with_the_old_teacher_fields_loads_as_a_planner_table():
@@ -553,8 +563,9 @@ def test_cli_refuses_bad_config_and_missing_teacher_before_work(tmp_path, capsys
     assert "unknown config key 'ppo.clipp'" in capsys.readouterr().err
     assert main(["train-policy", "tiny", "--out", str(tmp_path / "b"),
                  "--set", "distill.teacher=/no/such.pt"]) == 2
-    assert ("distill.teacher='/no/such.pt': no such run folder or checkpoint; allowed an "
-            "`adapt train` run folder") in capsys.readouterr().err
+    assert ("distill.teacher='/no/such.pt': no such run folder or checkpoint; allowed "
+            "'oracle' (the privileged teacher) or an `adapt train` run folder"
+            ) in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
     (tmp_path / "c.toml").write_text('preset = "tiny"\nmethod = "rl2"\n[net]\nwidth = 3\n')
     assert main(["train-policy", str(tmp_path / "c.toml"), "--out", str(tmp_path / "c")]) == 2

@@ -61,11 +61,15 @@ class OraclePredictor:
         self._step_s = robot.timestep * robot.n_substeps
 
     @classmethod
-    def from_physics(cls, physics: Physics, data: mujoco.MjData | None = None
-                     ) -> OraclePredictor:
-        """The simulator of ``physics`` (the environment's, read now: model and exact state)."""
+    def from_physics(cls, physics: Physics, data: mujoco.MjData | None = None,
+                     robot: Robot | None = None) -> OraclePredictor:
+        """The simulator of ``physics`` (the environment's, read now: model and exact state).
+
+        ``robot``: whose control step a call advances (default the environment's); a
+        frame-skipped one (``physics.robot.with_frame_skip(k)``) plans in steps k times longer,
+        as a teacher deciding at a slower rate than the robot is controlled does."""
         data = data if data is not None else mujoco.MjData(physics.model)
-        return cls(physics.robot, physics.model, physics.get_state(),
+        return cls(robot or physics.robot, physics.model, physics.get_state(),
                    physics.data.qacc_warmstart.copy(), data)
 
     def initial_state(self, batch_size: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -96,7 +100,9 @@ class OraclePredictor:
 
 
 class OracleController:
-    """Plans with the true simulator of the environment it is bound to (``bind_env``)."""
+    """Plans with the true simulator of the environment it is bound to (``bind_env``), in
+    control steps of ``robot`` (the environment's robot, or the same robot frame-skipped: then
+    each planned action lasts several of the environment's control steps)."""
 
     def __init__(self, robot: Robot, planner: Planner, reward_fn: RewardFn, seed: int = 0
                  ) -> None:
@@ -125,7 +131,7 @@ class OracleController:
         if data is None:
             # Keyed by the model: a switch brings a model with another layout.
             data = self._datas[id(physics.model)] = mujoco.MjData(physics.model)
-        return OraclePredictor.from_physics(physics, data)
+        return OraclePredictor.from_physics(physics, data, self.robot)
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
