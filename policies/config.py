@@ -112,6 +112,11 @@ class DistillConfig:
     #: half-ranges (0 = the mean action). Set it to the --action-std the student will act with,
     #: so it is trained on the states that noisy acting visits (DART, Laskey et al. 2017).
     rollout_action_std: float = 0.0
+    #: Gaussian noise added to the teacher's action where it is executed, in action
+    #: half-ranges (its label stays the clean action): its rollouts then visit states around
+    #: its own trajectories, labelled with how it recovers (DART on the supervisor, Laskey et
+    #: al. 2017). 0: none.
+    teacher_action_std: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -208,6 +213,7 @@ class PolicyTrainConfig:
                              f"allowed none (the teacher's own) or the configs of "
                              f"{', '.join(PLANNER_NAMES)}")
         check_action_std(self.distill.rollout_action_std, "distill.rollout_action_std")
+        check_action_std(self.distill.teacher_action_std, "distill.teacher_action_std")
         if not 0.0 <= self.trial.failure_share <= 1.0:
             raise ValueError(f"trial.failure_share={self.trial.failure_share!r} is out of "
                              "range: allowed [0, 1]")

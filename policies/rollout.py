@@ -113,6 +113,7 @@ def run_trials(
     beta: float = 0.0,
     action_std: float = 0.0,
     noise_rng: np.random.Generator | None = None,
+    teacher_action_std: float = 0.0,
     record_hidden: bool = False,
     progress: bool = False,
     desc: str = "rollout",
@@ -129,6 +130,9 @@ def run_trials(
     drawn from ``noise_rng``) to the student's action before clipping; the teacher's executed
     actions are left as they are. A separate generator keeps ``rng``'s stream, so rollouts in
     which only the teacher acts are the same with or without the noise.
+    ``teacher_action_std`` > 0 adds such noise to the teacher's action where it is executed
+    (its label stays the clean action): the teacher's rollouts then visit states around its own
+    trajectories and label how it recovers from them (DART, Laskey et al. 2017).
 
     Every slot draws from its own generators (environment seeds, the beta mixture, exploration
     and action noise), seeded by ``slot_seeds``/``noise_seeds`` (default: drawn from ``rng`` and
@@ -142,14 +146,18 @@ def run_trials(
         raise ValueError("run_trials: every slot needs the same number of trials")
     if teachers is not None and len(teachers) != n:
         raise ValueError(f"run_trials: {len(teachers)} teachers for {n} slots")
-    if action_std and noise_rng is None and noise_seeds is None:
-        raise ValueError("run_trials: action_std > 0 needs a noise_rng")
+    noisy = bool(action_std or teacher_action_std)
+    if noisy and noise_rng is None and noise_seeds is None:
+        raise ValueError("run_trials: action_std or teacher_action_std > 0 needs a noise_rng")
     if slot_seeds is None:
         slot_seeds = draw_slot_seeds(rng, n)
-    if action_std and noise_seeds is None:
+    if noisy and noise_seeds is None:
         noise_seeds = draw_slot_seeds(noise_rng, n)
     rngs = [np.random.default_rng(int(s)) for s in slot_seeds]
-    noise_rngs = [np.random.default_rng(int(s)) for s in noise_seeds] if action_std else []
+    noise_rngs = [np.random.default_rng(int(s)) for s in noise_seeds] if noisy else []
+    # the teacher's noise from its own streams: the student's stay what they were without it
+    teacher_noise = ([np.random.default_rng([int(s), 1]) for s in noise_seeds]
+                     if teacher_action_std else [])
     ep_steps, n_eps = trial.episode_steps, trial.episodes_per_trial
     t_trial = ep_steps * n_eps
     t_total = t_trial * n_trials
@@ -225,6 +233,9 @@ def run_trials(
                 teacher_act[t, i] = a_teacher
                 if beta > 0 and rngs[i].random() < beta:
                     a = a_teacher
+                    if teacher_action_std:
+                        a = np.clip(a + teacher_action_std * (hi - lo) / 2
+                                    * teacher_noise[i].standard_normal(ad), lo, hi)
                 teacher_saw(teachers[i], a)
             ts = envs[i].step(a)
             r = float(ts.reward)
@@ -298,6 +309,7 @@ def run_trials_parallel(
     beta: float = 0.0,
     action_std: float = 0.0,
     noise_rng: np.random.Generator | None = None,
+    teacher_action_std: float = 0.0,
     explore: bool = False,
     progress: bool = False,
     desc: str = "rollout",
@@ -312,11 +324,12 @@ def run_trials_parallel(
     """
     n = len(conditions)
     slot_seeds = draw_slot_seeds(rng, n)
-    noise_seeds = draw_slot_seeds(noise_rng, n) if action_std else None
+    noise_seeds = draw_slot_seeds(noise_rng, n) if action_std or teacher_action_std else None
     teacher_seeds = list(teacher_seeds) if teachers is not None else []
     if teachers is not None and len(teacher_seeds) != n:
         raise ValueError(f"run_trials_parallel: {len(teacher_seeds)} teacher seeds for {n} slots")
-    kwargs = {"beta": beta, "action_std": action_std, "explore": explore}
+    kwargs = {"beta": beta, "action_std": action_std, "explore": explore,
+              "teacher_action_std": teacher_action_std}
     if workers <= 1 or n <= 1:
         return run_trials(policy, family.robot, conditions, trial, rng,
                           teachers=teachers(teacher_seeds) if teachers else None,

@@ -239,7 +239,9 @@ def check_round0(path: str | Path, cfg: PolicyTrainConfig, family: TaskFamily) -
                 "distill.teacher_planner": (other.distill.teacher_planner,
                                             cfg.distill.teacher_planner),
                 "distill.teacher_decision_steps": (other.distill.teacher_decision_steps,
-                                                   cfg.distill.teacher_decision_steps)}
+                                                   cfg.distill.teacher_decision_steps),
+                "distill.teacher_action_std": (other.distill.teacher_action_std,
+                                               cfg.distill.teacher_action_std)}
         differ = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in same.items() if a != b]
         if differ:
             raise ValueError(f"{value} was collected by a run that differs from this one in "
@@ -267,6 +269,7 @@ def distill_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, polic
                 teachers=TeacherFactory.of(family, cfg.distill),
                 teacher_seeds=draw_slot_seeds(run_rng(cfg.seed, it, 3), len(conds)),
                 beta=beta, action_std=cfg.distill.rollout_action_std,
+                teacher_action_std=cfg.distill.teacher_action_std,
                 noise_rng=run_rng(cfg.seed, it, 2), progress=progress,
                 desc=f"round {it} (beta={beta:.2f})")
             arrays = {k: getattr(batch, k) for k in DATA_KEYS}

@@ -254,3 +254,30 @@ def test_a_student_without_previous_inputs_ignores_them_and_keeps_the_step_signa
     b1 = with_prev.step(obs, torch.zeros(3, ROBOT.act_dim), torch.zeros(3, 1), h)[0]
     b2 = with_prev.step(obs, torch.rand(3, ROBOT.act_dim), torch.randn(3, 1), h)[0]
     assert not torch.allclose(b1, b2)
+
+
+def test_teacher_noise_perturbs_what_the_teacher_executes_not_its_labels():
+    """distill.teacher_action_std (DART on the supervisor): where the teacher acts, the
+    executed action is its label plus noise of that many half-ranges; labels are as clean as
+    without noise at the first step, and a student-only rollout is untouched."""
+    cfg = oracle_cfg("distill.teacher_action_std=0.3")
+    trial = TrialConfig(episodes_per_trial=1, episode_steps=15, trials_per_iter=2)
+    conds = [[FAMILY.sample(np.random.default_rng(i), "train")] for i in range(2)]
+    lo, hi = ROBOT.action_bounds
+
+    def run(beta: float, std: float):
+        teachers = make_teachers(FAMILY, cfg.distill, [0, 1])
+        return run_trials(tiny_policy(), ROBOT, conds, trial, np.random.default_rng(5),
+                          teachers=teachers, beta=beta, teacher_action_std=std,
+                          noise_rng=np.random.default_rng(6))
+
+    noisy, clean = run(1.0, 0.3), run(1.0, 0.0)
+    np.testing.assert_array_equal(noisy.teacher_act[0], clean.teacher_act[0])
+    np.testing.assert_array_equal(clean.act, clean.teacher_act)
+    gap = (noisy.act - noisy.teacher_act) / ((hi - lo) / 2)
+    inside = (noisy.act > lo + 1e-9) & (noisy.act < hi - 1e-9)  # not clipped
+    assert 0.2 < gap[inside].std() < 0.4
+    student_only = [run(0.0, std) for std in (0.3, 0.0)]
+    np.testing.assert_array_equal(student_only[0].act, student_only[1].act)
+    with pytest.raises(ValueError, match="distill.teacher_action_std=-0.1"):
+        oracle_cfg("distill.teacher_action_std=-0.1")

@@ -158,8 +158,8 @@ class TrainConfig:
         if self.m + self.k > steps:
             raise ConfigError(
                 f"m + k = {self.m} + {self.k} is longer than a rollout (collect.episode_s="
-                f"{c.episode_s:g}: {steps} decisions of {dt:g} s): allowed "
-                "m + k <= the rollout's decisions")
+                f"{c.episode_s:g}: {steps} decisions of {dt:g} s at decision_steps="
+                f"{self.decision_steps}): allowed m + k <= the rollout's decisions")
         o = self.optim
         for name in ("meta_batch", "max_epochs", "steps_per_epoch", "patience", "val_windows"):
             if getattr(o, name) < 1:
