@@ -8,6 +8,7 @@ from the :class:`EpisodeRecord`. No torch here.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ def episode_steps_of(duration_s: float, control_timestep: float,
                      field: str = "--duration") -> int:
     """Control steps of an episode of ``duration_s`` seconds (rounded): the one rule wherever a
     user gives an episode's length in seconds; fewer than two are refused naming ``field``."""
-    steps = round(duration_s / control_timestep) if duration_s > 0 else 0
+    ratio = duration_s / control_timestep if isinstance(duration_s, (int, float)) else math.nan
+    steps = round(ratio) if math.isfinite(ratio) and ratio > 0 else 0
     if steps < 2:
-        raise ValueError(f"{field}={duration_s:g}: allowed seconds >= "
-                         f"{2 * control_timestep:g} (two control steps of {control_timestep:g} s)")
+        value = f"{duration_s:g}" if isinstance(duration_s, (int, float)) else repr(duration_s)
+        raise ValueError(f"{field}={value}: allowed seconds >= {2 * control_timestep:g} (two "
+                         f"control steps of {control_timestep:g} s), finite")
     return steps
 
 
