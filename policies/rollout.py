@@ -119,7 +119,6 @@ def run_trials(
     desc: str = "rollout",
     slot_seeds: Sequence[int] | None = None,
     noise_seeds: Sequence[int] | None = None,
-    bar: tqdm | None = None,
 ) -> TrialBatch:
     """Roll ``policy`` through trials: ``conditions[i][j]`` is slot i's j-th trial's condition.
 
@@ -181,10 +180,7 @@ def run_trials(
     prev_rew = np.zeros((n, 1))
     hidden = policy.initial_hidden(n)
     diverged = 0
-    own_bar = bar is None
-    if own_bar:
-        bar = tqdm(total=t_total * n, unit="step", unit_scale=True, disable=not progress,
-                   desc=desc)
+    bar = tqdm(total=t_total * n, unit="step", unit_scale=True, disable=not progress, desc=desc)
     policy.eval()
     for t in range(t_total):
         j, k = divmod(t, t_trial)  # trial index, step within the trial
@@ -248,8 +244,7 @@ def run_trials(
             obs[i], prev_act[i], prev_rew[i] = ts.observation, a, r
         trial_end[t] = k == t_trial - 1
         bar.update(n)
-    if own_bar:
-        bar.close()
+    bar.close()
     return TrialBatch(out["obs"], out["prev_act"], out["prev_rew"], resets, episode_start,
                       out["act"], out["sample"], logp, value, reward, trial_end, teacher_act,
                       hidden_in, returns, diverged)
