@@ -134,6 +134,8 @@ def adaptation_info(learner: Learner) -> dict[str, Any]:
         info.update(inner_steps=ad.inner_steps,
                     inner_lr=None if ad.meta_sgd else float(ad.inner_lr),  # type: ignore[arg-type]
                     meta_sgd=ad.meta_sgd)
+        if ad.inner_max_norm > 0:
+            info["inner_max_norm"] = ad.inner_max_norm
     if ad.kind == "recurrent":
         info["cell"] = ad.cell
     if ad.hidden_size is not None:

@@ -116,7 +116,7 @@ def reference_adapted(learner: Learner, feed: Mapping[str, np.ndarray]
         if len(recent) > 0:
             assert ad.inner_lr is not None
             params = inner_update(model, start, recent, ad.inner_lr, ad.inner_steps,
-                                  create_graph=False)
+                                  create_graph=False, max_norm=ad.inner_max_norm)
         return MLPPredictor(model, params), {k: v.detach() for k, v in params.items()}
     reads = ad.inputs == "window" and len(recent) > 0
     predictor = learner.adapt(recent) if reads else learner.prior()

@@ -112,9 +112,10 @@ class Robot:
     max_payload_kg: float = 50.0  # heaviest payload accepted
     init_noise: float = 0.1  # std of the uniform-ish noise on the initial joint state
     # Whether data collection ends a trajectory once the torso has stayed upside down
-    # (``sims.collect.FallReset``) by default: True for a robot that falls over and cannot
-    # right itself (the quadruped), False for one whose tumbles are short (the cheetah). Only
-    # the training config's ``collect.fall_reset = "auto"`` reads it.
+    # (``sims.collect.FallReset``) by default, as locomotion suites end an episode when the
+    # torso falls: a robot on its back is where no controller should be, and one such
+    # trajectory held back for validation outweighs the rest (docs/results.md). Only the
+    # training config's ``collect.fall_reset = "auto"`` reads it.
     fall_reset: bool = False
     planar: bool = False  # True when the root moves in the x-z plane only
     description: str = ""
@@ -542,6 +543,8 @@ CHEETAH = Robot(
     max_slope_deg=20.0,
     max_payload_kg=30.0,
     planar=True,
+    # Random actions leave it on its back for the rest of a 10 s rollout in about 1 of 30.
+    fall_reset=True,
     description="planar half-cheetah, 6 actuators, 100 Hz control (GrBAL paper)",
     decision_steps=5,  # 20 Hz decisions (docs/results.md, planning rate)
 )

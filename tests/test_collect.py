@@ -557,9 +557,10 @@ def test_fall_reset_is_refused_for_a_robot_without_orientation(unstable_robot):
             collect(FallReset())
 
 
-def test_only_the_quadruped_resets_falls_by_default():
+def test_the_built_in_robots_reset_falls_by_default_and_a_custom_one_does_not():
     assert QUADRUPED.fall_reset and QUADRUPED.with_frame_skip(2).fall_reset
-    assert not CHEETAH.fall_reset
+    assert CHEETAH.fall_reset and CHEETAH.with_frame_skip(5).fall_reset
+    assert not Robot(name="custom", xml=CHEETAH.xml, torso="torso").fall_reset
 
 
 class ReplayController:

@@ -29,7 +29,8 @@ from sims.registry import get_family
 
 # name -> (tiny_config kwargs, planner overrides): every learner, every planner, GRU and LSTM,
 # Meta-SGD with two inner steps, warm-started CEM with coloured noise held over two steps, cold
-# CEM, MPPI with the "mid" fill, MPPI held over two steps, GrBAL with adapted action gains.
+# CEM, MPPI with the "mid" fill, MPPI held over two steps, GrBAL with adapted action gains (and
+# with a limit on its inner step's norm).
 CASES = {
     "grbal_rs": (dict(learner="grbal", planner="random_shooting"), {}),
     "grbal_metasgd_mppi": (dict(learner="grbal", planner="mppi", learn_inner_lr=True,
@@ -43,6 +44,9 @@ CASES = {
     "grbal_gains_cem": (dict(learner="grbal", planner="cem", action_gains=True, inner_steps=2,
                              gain_inner_lr=0.5), {}),
     "rebal_gains_mppi": (dict(learner="rebal", planner="mppi", action_gains=True), {}),
+    # a limit on the inner step's norm small enough to bind on every window
+    "grbal_gains_clipped_mppi": (dict(learner="grbal", planner="mppi", action_gains=True,
+                                      inner_max_norm=1e-3), {}),
 }
 GRAPHS = {"grbal": {"dynamics", "adapt_step", "controller"},
           "mbde": {"dynamics", "adapt_step", "controller"},
@@ -277,3 +281,22 @@ def test_a_failed_parity_check_writes_nothing_and_keeps_the_old_export(exports, 
     assert {p.name: p.read_bytes() for p in res.out_dir.iterdir()} == before
     assert not [p for p in res.out_dir.parent.iterdir()
                 if p.name.startswith(f".{res.out_dir.name}.")]
+
+
+def test_a_limit_on_the_inner_step_is_in_the_exported_step(exports):
+    """The clipped case's parity above holds against the clipped torch step; here the limit
+    binds (the unclipped step gives other weights) and the metadata records it."""
+    import copy
+    import dataclasses
+
+    learner, cfg, res = exports["grbal_gains_clipped_mppi"]
+    path = res.graphs["adapt_step"].path
+    meta = read_metadata(path)
+    assert meta["adaptation"]["inner_max_norm"] == pytest.approx(1e-3)
+    feed = random_feed(meta, np.random.default_rng(0))
+    got = run_session(ort_session(path), feed)
+    robot = get_family(cfg.family).robot
+    plain = copy.deepcopy(learner)
+    plain.config = dataclasses.replace(plain.config, inner_max_norm=0.0)
+    want = reference_graph("adapt_step", plain, cfg.planner, robot, feed)
+    assert max(float(np.abs(got[k] - want[k]).max()) for k in got) > 10 * PARITY_TOL

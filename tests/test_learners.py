@@ -84,12 +84,54 @@ def test_inner_update_per_parameter_lr() -> None:
         assert torch.allclose(got[k], params[k] - lrs[k] * grads[k], atol=1e-14)
 
 
+def test_inner_step_norm_limit_scales_large_gradients_and_leaves_small_ones_exact() -> None:
+    model = MLPDynamics(OBS, ACT, (6,)).double()
+    past, _ = task(window_batch(), 0)
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    grads = torch.func.grad(model.functional_loss)(params, past)
+    norm = float(torch.sqrt(sum((g * g).sum() for g in grads.values())))
+    plain = inner_update(model, params, past, 0.1, create_graph=False)
+    # below the limit: bit for bit the plain step
+    loose = inner_update(model, params, past, 0.1, create_graph=False, max_norm=2 * norm)
+    assert all(torch.equal(loose[k], plain[k]) for k in params)
+    # above it: the same direction, scaled to the limit
+    tight = inner_update(model, params, past, 0.1, create_graph=False, max_norm=norm / 4)
+    step = torch.sqrt(sum(((params[k] - tight[k]) ** 2).sum() for k in params))
+    assert abs(float(step) - 0.1 * norm / 4) < 1e-12
+    for k in params:
+        torch.testing.assert_close(params[k] - tight[k], (params[k] - plain[k]) / 4)
+
+
+def test_norm_limited_meta_gradient_is_finite_at_a_zero_inner_gradient() -> None:
+    # (its value is checked against finite differences with the meta-gradients below)
+    learner = grbal(inner_max_norm=0.05)
+    batch = window_batch()
+    # an all-masked past window has an exactly zero inner gradient: no NaN from its norm
+    model = learner.model
+    past, fut = task(batch, 0)
+    none = torch.zeros(past.obs.shape[0], dtype=F64)
+    adapted = inner_update(model, model.params(), past, 0.3, create_graph=True, mask=none,
+                           max_norm=0.05)
+    grads = torch.autograd.grad(model.functional_loss(adapted, fut), list(model.parameters()))
+    assert all(torch.isfinite(g).all() for g in grads)
+
+
+def test_inner_max_norm_is_refused_when_negative_or_with_the_lowrank_form() -> None:
+    with pytest.raises(ValueError, match="inner_max_norm=-1.*>= 0"):
+        GrBALConfig(inner_max_norm=-1.0)
+    with pytest.raises(ValueError, match="inner_max_norm=1.0 needs meta_impl='vmap'"):
+        GrBALConfig(inner_max_norm=1.0, meta_impl="lowrank")
+
+
 # --- meta-gradients -------------------------------------------------------------------------
 
 
-def test_second_order_meta_gradient_matches_finite_differences() -> None:
-    learner = grbal()
+@pytest.mark.parametrize("max_norm", [0.0, 0.05])
+def test_second_order_meta_gradient_matches_finite_differences(max_norm: float) -> None:
+    learner = grbal(inner_max_norm=max_norm)
     batch = window_batch()
+    if max_norm:  # the limit binds on these windows
+        assert learner.loss(batch).item() != grbal().loss(batch).item()
     analytic = meta_grad(learner, batch)
     eps = 1e-6
     numeric = []

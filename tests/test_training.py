@@ -28,7 +28,12 @@ from adaptive_control.planning import (
 )
 from adaptive_control.training import loop as training
 from adaptive_control.training.config import TrainConfig, config_from_json, load_config
-from adaptive_control.training.data import WindowSampler, check_window, split_trajectories
+from adaptive_control.training.data import (
+    WindowSampler,
+    check_window,
+    split_by_part,
+    split_trajectories,
+)
 from file_errors import DamagedFileError
 from sims.collect import collect_closed_loop, collect_open_loop
 from sims.dataset import Dataset
@@ -257,6 +262,23 @@ def test_train_and_validation_trajectories_are_disjoint():
     data = _dataset(n=10)
     tr, va = split_trajectories(data, 0.2, np.random.default_rng(0))
     assert len(va) == 2 and not set(tr) & set(va) and len(tr) + len(va) == 10
+
+
+def test_held_back_trajectories_stay_held_back_as_iterations_add_data():
+    parts = [_dataset(n=10), _dataset(n=6), _dataset(n=3)]
+
+    def rngs(k):
+        return [np.random.default_rng(i) for i in range(k)]
+
+    tr1, va1 = split_by_part(parts[:1], 0.2, rngs(1))
+    tr3, va3 = split_by_part(parts, 0.2, rngs(3))
+    # iteration 0's split is unchanged by later data, and nothing trained on is validated on
+    assert set(va1) <= set(va3) and set(tr1) <= set(tr3)
+    assert not set(tr3) & set(va3) and len(tr3) + len(va3) == 19
+    # every iteration holds back its own share, offset into the concatenation
+    assert any(10 <= i < 16 for i in va3) and any(i >= 16 for i in va3)
+    with pytest.raises(ValueError, match="one each"):
+        split_by_part(parts, 0.2, rngs(2))
 
 
 def test_window_longer_than_episode_is_refused():

@@ -70,7 +70,8 @@ def test_collect_settings_are_checked_naming_field_value_and_range():
 def test_fall_resets_default_to_the_robot_and_keep_whole_windows():
     quad = tiny("family='quadruped-leg-failure'")
     assert fall_rule(quad, get_family(quad.family)) == FallReset(0.0, 0.2, min_steps=16)
-    assert fall_rule(tiny(), get_family("cheetah-cripple")) is None  # auto: off for the cheetah
+    # auto: on for both built-in robots
+    assert fall_rule(tiny(), get_family("cheetah-cripple")) == FallReset(0.0, 0.2, min_steps=16)
     on = tiny("collect.fall_reset='on'", "collect.fall_upright=0.5", "collect.fall_seconds=1.0")
     assert fall_rule(on, get_family(on.family)) == FallReset(0.5, 1.0, min_steps=16)
     off = tiny("family='quadruped-leg-failure'", "collect.fall_reset='off'")
@@ -78,8 +79,8 @@ def test_fall_resets_default_to_the_robot_and_keep_whole_windows():
 
 
 # ------------------------------------------------------------------ iteration 0
-def test_cheetah_random_rollouts_are_what_they_were():
-    cfg = tiny()
+def test_cheetah_random_rollouts_without_fall_resets_are_what_they_were():
+    cfg = tiny("collect.fall_reset='off'")
     family = get_family(cfg.family)
     data = training.collect_iteration(0, cfg, family, None, progress=False)
     rng = run_rng(cfg.seed, 0, 0)  # the code before fall resets and correlated actions
@@ -88,6 +89,8 @@ def test_cheetah_random_rollouts_are_what_they_were():
                                progress=False, family=family.name)
     _same(data, before)
     assert "fall_resets" not in data.stats
+    assert "fall_resets" in training.collect_iteration(0, tiny(), family, None,
+                                                       progress=False).stats
 
 
 def test_quadruped_random_rollouts_reset_falls_and_take_correlated_actions():

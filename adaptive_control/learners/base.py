@@ -54,6 +54,8 @@ class Adaptation:
     inner_lr: float | Mapping[str, Tensor] | None = field(default=None, compare=False)
     #: SGD steps per ``adapt`` call (``gradient``, ``online_sgd``).
     inner_steps: int = 0
+    #: Largest norm of an SGD step's gradient (``gradient``); 0: no limit.
+    inner_max_norm: float = 0.0
     #: Recurrent cell (``recurrent``: ``gru`` or ``lstm``; ``gains``: ``gru``).
     cell: str | None = None
     #: Recurrent hidden units (``recurrent``, ``gains``).
@@ -149,10 +151,13 @@ def inner_update(
     steps: int = 1,
     create_graph: bool = True,
     mask: Tensor | None = None,
+    max_norm: float = 0.0,
 ) -> dict[str, Tensor]:
     """``steps`` plain SGD steps on ``model.functional_loss(·, past)`` starting from ``params``.
 
     ``inner_lr`` is a float or a per-parameter mapping (Meta-SGD; broadcast elementwise).
+    ``max_norm`` > 0 scales a gradient whose norm (over all parameters) exceeds it down to
+    it; below it the step is exactly the plain one.
     ``create_graph=False`` treats each inner gradient as a constant (first-order MAML, and
     test-time adaptation). Uses ``torch.func.grad``, so it works unbatched, under ``vmap``,
     under an outer ``torch.no_grad`` and under ``make_fx`` tracing. ``mask`` (``[M]``) takes
@@ -164,11 +169,24 @@ def inner_update(
         g = grad_fn(p, past)
         if not create_graph:
             g = {k: v.detach() for k, v in g.items()}
+        if max_norm > 0:
+            g = _clip_norm(g, max_norm)
         if isinstance(inner_lr, Mapping):
             p = {k: p[k] - inner_lr[k] * g[k] for k in p}
         else:
             p = {k: p[k] - inner_lr * g[k] for k in p}
     return p
+
+
+def _clip_norm(grads: dict[str, Tensor], max_norm: float) -> dict[str, Tensor]:
+    """``grads`` scaled to norm ``max_norm`` when above it. A window unlike any trained on
+    (a fall, a collision) can have a gradient tens of times the usual, and one full step on
+    it throws the adapted model far off (docs/adaptive_control.md, the clipped step). The
+    scale is exactly 1 below the limit, and its gradient finite at a zero gradient."""
+    sq = sum((v * v).sum() for v in grads.values())
+    norm = torch.sqrt(sq + 1e-20)  # + ε: sqrt's derivative at 0 would make the meta-gradient NaN
+    scale = max_norm / torch.clamp(norm, min=max_norm)
+    return {k: v * scale for k, v in grads.items()}
 
 
 def masked_rows(mask: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:

@@ -4,6 +4,7 @@ low-rank form (:func:`lowrank_task_losses`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -55,6 +56,11 @@ class GrBALConfig:
     #: the paper's); a planner rolls the model tens of steps, so training on its own
     #: predictions is what keeps those rollouts on track. Needs meta_impl='vmap'.
     rollout_steps: int = 1
+    #: Largest norm of the inner step's gradient (over every adapted parameter); a larger one
+    #: is scaled down to it (0: no limit, the paper's). A window unlike any trained on can
+    #: have a gradient tens of times the usual, and the full step then predicts worse than
+    #: not adapting at all (docs/adaptive_control.md). Needs meta_impl='vmap'.
+    inner_max_norm: float = 0.0
 
     def __post_init__(self) -> None:
         _check_positive(self, "lr", "inner_lr", "gain_inner_lr", "rollout_steps")
@@ -68,6 +74,12 @@ class GrBALConfig:
         if self.meta_impl not in ("vmap", "lowrank"):
             raise ValueError(f"GrBALConfig.meta_impl must be 'vmap' or 'lowrank', "
                              f"got {self.meta_impl!r}")
+        if not (math.isfinite(self.inner_max_norm) and self.inner_max_norm >= 0):
+            raise ValueError(f"GrBALConfig.inner_max_norm={self.inner_max_norm!r}: allowed a "
+                             "number >= 0 (0: no limit)")
+        if self.meta_impl == "lowrank" and self.inner_max_norm > 0:
+            raise ValueError(f"GrBALConfig.inner_max_norm={self.inner_max_norm!r} needs "
+                             "meta_impl='vmap' (the low-rank form takes the plain step)")
         if self.meta_impl == "lowrank" and self.learn_inner_lr:
             raise ValueError("GrBALConfig: meta_impl='lowrank' needs a scalar inner lr; "
                              "Meta-SGD (learn_inner_lr=True) needs meta_impl='vmap'")
@@ -131,7 +143,7 @@ class GrBAL(Learner):
         def one(po: Tensor, pa: Tensor, pn: Tensor, fo: Tensor, fa: Tensor,
                 fn: Tensor) -> Tensor:
             adapted = inner_update(self.model, params, Transitions(po, pa, pn), lr, steps,
-                                   not first_order)
+                                   not first_order, max_norm=self.config.inner_max_norm)
             return self.model.functional_loss(adapted, Transitions(fo, fa, fn),
                                               self.config.rollout_steps)
 
@@ -158,7 +170,7 @@ class GrBAL(Learner):
         if isinstance(lr, dict):
             lr = {k: v.detach() for k, v in lr.items()}
         out = inner_update(self.model, params, recent, lr, self.config.inner_steps,
-                           create_graph=False)
+                           create_graph=False, max_norm=self.config.inner_max_norm)
         return {k: v.detach() for k, v in out.items()}
 
     def adapt(self, recent: Transitions) -> Predictor:
@@ -169,7 +181,8 @@ class GrBAL(Learner):
         if isinstance(lr, dict):
             lr = {k: v.detach() for k, v in lr.items()}
         return Adaptation("gradient", "window", "weights", "none", inner_lr=lr,
-                          inner_steps=self.config.inner_steps)
+                          inner_steps=self.config.inner_steps,
+                          inner_max_norm=self.config.inner_max_norm)
 
 
 def lowrank_task_losses(

@@ -231,7 +231,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Action gains: the inner step also fits one command gain per motor, which is what
         # lets one step identify a motor that training never broke (docs/results.md). The
         # paper preset keeps the paper's all-weights inner step.
-        "grbal": {"hidden_sizes": [256, 256], "action_gains": True},
+        # The inner step's gradient norm limited to 10 (in-distribution windows stay below
+        # 3): a window unlike any trained on otherwise throws the adapted model far off,
+        # and a fit early-stopped by such validation windows stays poor for the whole run.
+        "grbal": {"hidden_sizes": [256, 256], "action_gains": True, "inner_max_norm": 10.0},
         "mb": {"hidden_sizes": [256, 256]},
         "mbde": {"hidden_sizes": [256, 256]},
         # Action-gain ReBAL: one GRU (32 units) shared by all motors reads the window into

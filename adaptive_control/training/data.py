@@ -103,6 +103,27 @@ def split_trajectories(dataset: Dataset, val_fraction: float,
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def split_by_part(parts: Sequence[Dataset], val_fraction: float,
+                  rngs: Sequence[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation split of ``Dataset.concatenate(parts)``: each part (an iteration's
+    data) split by its own generator, indices offset to the concatenation.
+
+    Splitting each iteration's data once, rather than the aggregate afresh, keeps a held-back
+    trajectory held back as data grows: a validation set the model was fitted on in an
+    earlier iteration scores the weights a fit starts from best, and early stopping then keeps
+    them whatever the new data says.
+    """
+    if len(parts) != len(rngs):
+        raise ValueError(f"{len(parts)} parts but {len(rngs)} generators: one each")
+    train, val, offset = [], [], 0
+    for part, rng in zip(parts, rngs, strict=True):
+        tr, va = split_trajectories(part, val_fraction, rng)
+        train.append(tr + offset)
+        val.append(va + offset)
+        offset += part.n_trajectories
+    empty = np.zeros(0, dtype=np.int64)
+    return (np.concatenate(train) if train else empty, np.concatenate(val) if val else empty)
+
 
 # ------------------------------------------------------------------------------ user data
 def check_training_data(data: Dataset, family: TaskFamily, m: int, k: int,

@@ -49,7 +49,7 @@ from adaptive_control.training.config import TrainConfig, config_from_json
 from adaptive_control.training.data import (
     WindowSampler,
     check_training_data,
-    split_trajectories,
+    split_by_part,
 )
 from sims.atomic import atomic_write
 from sims.collect import collect_open_loop, flipped_share_of
@@ -100,13 +100,19 @@ class FitResult:
     curve: list[tuple[int, float, float]] = field(default_factory=list)
 
 
-def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset, cfg: TrainConfig,
-        it: int, progress: bool) -> FitResult:
-    """Fit on windows of the aggregated data; early-stop on validation windows; keep the best."""
+def fit(learner: Learner, optimizer: torch.optim.Optimizer, parts: list[Dataset],
+        cfg: TrainConfig, it: int, progress: bool) -> FitResult:
+    """Fit on windows of the aggregated data (``parts``: iterations 0 … ``it``'s data);
+    early-stop on validation windows; keep the best.
+
+    The validation trajectories are each iteration's own held-back share, drawn once by that
+    iteration's generator, so no fit validates on trajectories an earlier fit trained on."""
     rng = run_rng(cfg.seed, it, 2)
     torch.manual_seed(torch_seed(cfg.seed, it, 3))
     device = module_device(learner)
-    train_idx, val_idx = split_trajectories(data, cfg.optim.val_fraction, rng)
+    data = Dataset.concatenate(parts)
+    rngs = [run_rng(cfg.seed, i, 2) for i in range(len(parts) - 1)] + [rng]
+    train_idx, val_idx = split_by_part(parts, cfg.optim.val_fraction, rngs)
     train = WindowSampler(data, cfg.m, cfg.k, train_idx)
     val_batch = None
     if len(val_idx):
@@ -210,12 +216,12 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
                 new = initial_data if it == 0 and initial_data is not None else collect(
                     it, cfg, family, learner, progress)
                 new.save(data_path)
-            data = Dataset.concatenate([Dataset.load(out / "data" / f"iter_{i:03d}.npz")
-                                        for i in range(it + 1)])
+            parts = [Dataset.load(out / "data" / f"iter_{i:03d}.npz") for i in range(it + 1)]
+            data = Dataset.concatenate(parts)
             # 2. normalisers from all data so far
             learner.normalizer.update_from(Normalizer.fit(*data.transitions()))
             # 3. fit
-            result = fit(learner, optimizer, data, cfg, it, progress)
+            result = fit(learner, optimizer, parts, cfg, it, progress)
             # 4. metrics and checkpoint
             row = {
                 "iteration": it, "transitions": data.n_transitions,

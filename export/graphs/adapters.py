@@ -305,6 +305,6 @@ def make_adapter(learner: Learner, window: int | None = None) -> Adapter:
         return GainAdapter(MLPCore(model), GainEncoderCore(ad.encoder, model))
     if ad.sgd:
         assert ad.inner_lr is not None
-        return MLPAdapter(MLPCore(model, ad.inner_lr, ad.inner_steps),
+        return MLPAdapter(MLPCore(model, ad.inner_lr, ad.inner_steps, ad.inner_max_norm),
                           MODES[ad.kind], window)
     return MLPAdapter(MLPCore(model), MODES[ad.kind])

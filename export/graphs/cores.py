@@ -113,7 +113,7 @@ class MLPCore(nn.Module):
     """
 
     def __init__(self, model: MLPDynamics, inner_lr: float | Mapping[str, Tensor] = 0.0,
-                 steps: int = 0) -> None:
+                 steps: int = 0, max_norm: float = 0.0) -> None:
         super().__init__()
         linears = mlp_layers(model)
         self.obs_dim, self.act_dim = model.obs_dim, model.act_dim
@@ -132,6 +132,7 @@ class MLPCore(nn.Module):
             self.register_buffer(f"b{i}", lin.bias.detach().clone().float())
         self.normalizer = _normalizer_copy(model)
         self.steps = int(steps)
+        self.max_norm = float(max_norm)
         self.inner_lr: float | dict[str, Tensor] = (
             {k: v.detach().clone().float() for k, v in inner_lr.items()}
             if isinstance(inner_lr, Mapping) else float(inner_lr))
@@ -193,7 +194,7 @@ class MLPCore(nn.Module):
             start[k] = start[k] + d
         r_obs, r_act, r_next, mask = recent
         out = inner_update(model, start, Transitions(r_obs, r_act, r_next), self.inner_lr,
-                           self.steps, create_graph=False, mask=mask)
+                           self.steps, create_graph=False, mask=mask, max_norm=self.max_norm)
         return (*(out[k] for k in self.param_names), *(out[k] for k in out if k == "act_gain"))
 
     def _lowrank_step(self, recent: Sequence[Tensor]) -> tuple[Tensor, ...]:
@@ -212,8 +213,10 @@ class MLPCore(nn.Module):
     def lowrank_exact(self) -> bool:
         """Whether the factored form equals the SGD steps: one step size for the ``net.*``
         weights (not Meta-SGD) and, with adapted action gains, one step (later steps would
-        see the moved gains, which the factors do not)."""
-        return self.scalar_lr is not None and (not self.has_gain or self.steps == 1)
+        see the moved gains, which the factors do not) and no limit on the step's norm (the
+        factors are of the plain step)."""
+        return (self.scalar_lr is not None and (not self.has_gain or self.steps == 1)
+                and self.max_norm == 0)
 
     def factored(self, i: int, rank: int) -> bool:
         """Whether layer ``i`` keeps θ* plus factors when planning: only where both sides are

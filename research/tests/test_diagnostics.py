@@ -230,3 +230,21 @@ def test_imitation_gap_plot_writes_a_png_per_kind_of_student(tmp_path):
     (tmp_path / "gap.json").write_text(json.dumps(rows))
     plot.main(str(tmp_path / "gap.png"), [str(tmp_path / "gap.json")])
     assert (tmp_path / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_data_scaling_scores_each_size_on_the_same_held_out_rollouts(tmp_path, monkeypatch):
+    mod = _example("model_data_scaling")
+    out = tmp_path / "scaling.json"
+    monkeypatch.setattr("sys.argv", ["model_data_scaling.py", "--family", "cheetah-cripple@5",
+                                     "--rollouts", "6,2", "--test-rollouts", "2",
+                                     "--seconds", "2", "--out", str(out)])
+    mod.main()
+    res = json.loads(out.read_text())
+    sizes = res["sizes"]
+    assert [r["rollouts"] for r in sizes] == [2, 6]  # sorted, the smaller a prefix of the larger
+    assert sizes[0]["transitions"] < sizes[1]["transitions"]
+    assert res["test_transitions"] == 2 * 40  # 2 rollouts x 2 s at 50 ms, no falls in 2 s
+    for r in sizes:
+        parts = {p.name for p in get_family("cheetah-cripple@5").robot.obs_parts}
+        assert set(r["by_part"]) == parts
+        assert all(np.isfinite(v) and v >= 0 for v in r["by_part"].values())
