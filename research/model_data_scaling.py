@@ -3,12 +3,14 @@ random-action rollouts, scored on the same held-out rollouts.
 
 For each size in ``--rollouts`` it fits a 2 x 256 ReLU MLP (the learners' width) from the
 normalised observation and action to the normalised state change, on that many random-action
-rollouts of ``--seconds`` in the family's training conditions (fall resets as the training
-preset takes them), until early stopping on 10 % of the training trajectories, and reports
-the share of each observation part's change it leaves unexplained on ``--test-rollouts``
-further rollouts (mean squared error over the test change's variance: 0 is perfect, 1 is
-predicting the mean). Falling with more data means the model is short of data, flat means it
-is short of something else (inputs, capacity, the condition it cannot see).
+rollouts of ``--seconds`` in the family's training conditions (a trajectory ended once the
+robot has lain upside down for 0.2 s, for a robot that resets falls by default; unlike
+training, short trajectories are kept), until early stopping on 10 % of the training
+trajectories, and reports the share of each observation part's change it leaves unexplained
+on ``--test-rollouts`` further rollouts (mean squared error over the test change's variance:
+0 is perfect, 1 is predicting the mean). Falling with more data means the model is short of
+data, flat means it is short of something else (inputs, capacity, the condition it cannot
+see).
 
     python research/model_data_scaling.py --family quadruped-leg-failure@2 --rollouts 60,200,600
 """
@@ -112,7 +114,7 @@ def main() -> None:
 
         net, epoch = fit_mlp(*norm(train_x, train_y), *norm(val_x, val_y), seed=args.seed)
         with torch.no_grad():
-            pred = net(torch.from_numpy(norm(test_x, test_y)[0])).numpy() * sy + my
+            pred = net(torch.from_numpy((test_x - mx) / sx)).numpy() * sy + my
         unexplained = ((pred - test_y) ** 2).mean(0) / test_y.var(0)
         by_part = {p.name: float(unexplained[p.start:p.start + p.size].mean()) for p in parts}
         row = {"rollouts": n, "transitions": int(len(train_x)), "best_epoch": epoch,

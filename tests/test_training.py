@@ -265,13 +265,16 @@ def test_train_and_validation_trajectories_are_disjoint():
 
 
 def test_held_back_trajectories_stay_held_back_as_iterations_add_data():
-    parts = [_dataset(n=10), _dataset(n=6), _dataset(n=3)]
+    parts = [10, 6, 3]
 
     def rngs(k):
         return [np.random.default_rng(i) for i in range(k)]
 
     tr1, va1 = split_by_part(parts[:1], 0.2, rngs(1))
     tr3, va3 = split_by_part(parts, 0.2, rngs(3))
+    # each part split exactly as split_trajectories splits a dataset of its size
+    tr0, va0 = split_trajectories(_dataset(n=10), 0.2, np.random.default_rng(0))
+    assert np.array_equal(tr1, tr0) and np.array_equal(va1, va0)
     # iteration 0's split is unchanged by later data, and nothing trained on is validated on
     assert set(va1) <= set(va3) and set(tr1) <= set(tr3)
     assert not set(tr3) & set(va3) and len(tr3) + len(va3) == 19
@@ -379,10 +382,10 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
     # Kill the second run in the middle of iteration 1's fit: its data is already on disk.
     real_fit = training.fit
 
-    def killing_fit(learner, optimizer, data, cfg_, it, progress):
+    def killing_fit(learner, optimizer, data, part_trajectories, cfg_, it, progress):
         if it == 1:
             raise KeyboardInterrupt("simulated kill")
-        return real_fit(learner, optimizer, data, cfg_, it, progress)
+        return real_fit(learner, optimizer, data, part_trajectories, cfg_, it, progress)
 
     monkeypatch.setattr(training, "fit", killing_fit)
     with pytest.raises(KeyboardInterrupt):

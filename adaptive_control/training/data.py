@@ -93,36 +93,41 @@ def split_trajectories(dataset: Dataset, val_fraction: float,
                        rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random train / validation split of trajectory indices (at least one of each when
     there are two or more trajectories)."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction={val_fraction!r}: allowed [0, 1)")
-    n = dataset.n_trajectories
-    perm = rng.permutation(n)
-    n_val = int(round(val_fraction * n))
-    if val_fraction > 0 and n >= 2:
-        n_val = min(max(n_val, 1), n - 1)
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return _split(dataset.n_trajectories, val_fraction, rng)
 
 
-def split_by_part(parts: Sequence[Dataset], val_fraction: float,
+def split_by_part(part_trajectories: Sequence[int], val_fraction: float,
                   rngs: Sequence[np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation split of ``Dataset.concatenate(parts)``: each part (an iteration's
-    data) split by its own generator, indices offset to the concatenation.
+    """Train / validation split of a dataset concatenated from parts (an iteration's data
+    each) of ``part_trajectories`` trajectories: each part split by its own generator, as
+    ``split_trajectories`` splits it, indices offset to the concatenation.
 
     Splitting each iteration's data once, rather than the aggregate afresh, keeps a held-back
     trajectory held back as data grows: a validation set the model was fitted on in an
     earlier iteration scores the weights a fit starts from best, and early stopping then keeps
     them whatever the new data says.
     """
-    if len(parts) != len(rngs):
-        raise ValueError(f"{len(parts)} parts but {len(rngs)} generators: one each")
+    if len(part_trajectories) != len(rngs):
+        raise ValueError(f"{len(part_trajectories)} parts but {len(rngs)} generators: one each")
     train, val, offset = [], [], 0
-    for part, rng in zip(parts, rngs, strict=True):
-        tr, va = split_trajectories(part, val_fraction, rng)
+    for n, rng in zip(part_trajectories, rngs, strict=True):
+        tr, va = _split(n, val_fraction, rng)
         train.append(tr + offset)
         val.append(va + offset)
-        offset += part.n_trajectories
+        offset += n
     empty = np.zeros(0, dtype=np.int64)
     return (np.concatenate(train) if train else empty, np.concatenate(val) if val else empty)
+
+
+def _split(n: int, val_fraction: float, rng: np.random.Generator
+           ) -> tuple[np.ndarray, np.ndarray]:
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction!r}: allowed [0, 1)")
+    perm = rng.permutation(n)
+    n_val = int(round(val_fraction * n))
+    if val_fraction > 0 and n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
 # ------------------------------------------------------------------------------ user data

@@ -100,19 +100,19 @@ class FitResult:
     curve: list[tuple[int, float, float]] = field(default_factory=list)
 
 
-def fit(learner: Learner, optimizer: torch.optim.Optimizer, parts: list[Dataset],
-        cfg: TrainConfig, it: int, progress: bool) -> FitResult:
-    """Fit on windows of the aggregated data (``parts``: iterations 0 … ``it``'s data);
-    early-stop on validation windows; keep the best.
+def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset,
+        part_trajectories: list[int], cfg: TrainConfig, it: int, progress: bool) -> FitResult:
+    """Fit on windows of the aggregated data (iterations 0 … ``it``'s data, of
+    ``part_trajectories`` trajectories each, in order); early-stop on validation windows; keep
+    the best.
 
     The validation trajectories are each iteration's own held-back share, drawn once by that
     iteration's generator, so no fit validates on trajectories an earlier fit trained on."""
     rng = run_rng(cfg.seed, it, 2)
     torch.manual_seed(torch_seed(cfg.seed, it, 3))
     device = module_device(learner)
-    data = Dataset.concatenate(parts)
-    rngs = [run_rng(cfg.seed, i, 2) for i in range(len(parts) - 1)] + [rng]
-    train_idx, val_idx = split_by_part(parts, cfg.optim.val_fraction, rngs)
+    rngs = [run_rng(cfg.seed, i, 2) for i in range(len(part_trajectories) - 1)] + [rng]
+    train_idx, val_idx = split_by_part(part_trajectories, cfg.optim.val_fraction, rngs)
     train = WindowSampler(data, cfg.m, cfg.k, train_idx)
     val_batch = None
     if len(val_idx):
@@ -221,7 +221,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
             # 2. normalisers from all data so far
             learner.normalizer.update_from(Normalizer.fit(*data.transitions()))
             # 3. fit
-            result = fit(learner, optimizer, parts, cfg, it, progress)
+            result = fit(learner, optimizer, data, [p.n_trajectories for p in parts], cfg, it,
+                         progress)
             # 4. metrics and checkpoint
             row = {
                 "iteration": it, "transitions": data.n_transitions,
