@@ -33,6 +33,7 @@ from adaptive_control.learners.grbal import (
     GrBALConfig,
     lowrank_corrections,
     lowrank_forward,
+    lowrank_steps,
     lowrank_task_losses,
     mlp_layers,
 )
@@ -45,7 +46,8 @@ __all__ = [
     "GrBAL", "GrBALConfig", "Learner",
     "MBConfig", "MBDEConfig", "MLPPredictor", "ReBAL", "ReBALConfig", "ReBALGains",
     "RecurrentPredictor", "inner_update", "lowrank_corrections", "lowrank_forward",
-    "lowrank_task_losses", "make_learner", "masked_mse", "masked_rows", "mlp_layers",
+    "lowrank_steps", "lowrank_task_losses", "make_learner", "masked_mse", "masked_rows",
+    "mlp_layers",
     "window_loss",
 ]
 

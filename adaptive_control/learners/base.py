@@ -183,10 +183,16 @@ def _clip_norm(grads: dict[str, Tensor], max_norm: float) -> dict[str, Tensor]:
     (a fall, a collision) can have a gradient tens of times the usual, and one full step on
     it throws the adapted model far off (docs/adaptive_control.md, the clipped step). The
     scale is exactly 1 below the limit, and its gradient finite at a zero gradient."""
-    sq = sum((v * v).sum() for v in grads.values())
-    norm = torch.sqrt(sq + 1e-20)  # + ε: sqrt's derivative at 0 would make the meta-gradient NaN
-    scale = max_norm / torch.clamp(norm, min=max_norm)
+    scale = clip_scale(sum((v * v).sum() for v in grads.values()), max_norm)
     return {k: v * scale for k, v in grads.items()}
+
+
+def clip_scale(sq_norm: Tensor, max_norm: float) -> Tensor:
+    """The factor that brings a gradient of squared norm ``sq_norm`` down to ``max_norm``:
+    exactly 1 below it."""
+    # + ε: sqrt's derivative at 0 would make the meta-gradient NaN
+    norm = torch.sqrt(sq_norm + 1e-20)
+    return max_norm / torch.clamp(norm, min=max_norm)
 
 
 def masked_rows(mask: Tensor, *xs: Tensor) -> tuple[Tensor, ...]:
