@@ -248,3 +248,35 @@ def test_data_scaling_scores_each_size_on_the_same_held_out_rollouts(tmp_path, m
         parts = {p.name for p in get_family("cheetah-cripple@5").robot.obs_parts}
         assert set(r["by_part"]) == parts
         assert all(np.isfinite(v) and v >= 0 for v in r["by_part"].values())
+
+
+def test_adaptation_steps_scores_each_step_count_and_writes_a_run_that_adapts_with_more(
+        tmp_path, teacher_ckpt, monkeypatch):
+    import sys
+
+    from adaptive_control.builders import learner_from_checkpoint
+    from adaptive_control.checkpoint import load_checkpoint
+
+    steps = _example("adaptation_steps")
+    out = tmp_path / "steps.json"
+    monkeypatch.setattr(sys, "argv", [
+        "adaptation_steps.py", teacher_ckpt, "--max-steps", "2", "--trajectories", "1",
+        "--steps", "60", "--write-steps", "2", "--write-to", str(tmp_path / "runs"),
+        "--out", str(out)])
+    steps.main()
+    row = json.loads(out.read_text())["runs"][0]
+    for split in ("test", "train"):
+        losses = [row[split][s]["future_loss_mean"] for s in ("0", "1", "2")]
+        assert all(np.isfinite(losses)) and len(set(losses)) == 3  # each count adapts anew
+        assert row[split]["0"]["action_gains"] == row["theta_gains"]
+        assert row[split]["1"]["action_gains"] != row["theta_gains"]
+    written = tmp_path / "runs" / Path(teacher_ckpt).resolve().parent.name / "checkpoint.pt"
+    learner, cfg = learner_from_checkpoint(load_checkpoint(written))
+    original, _ = learner_from_checkpoint(load_checkpoint(teacher_ckpt))
+    assert cfg.grbal.inner_steps == 2 and original.config.inner_steps == 1
+    for a, b in zip(learner.parameters(), original.parameters(), strict=True):
+        assert torch.equal(a, b)  # the run's weights, only the step count changed
+    monkeypatch.setattr(sys, "argv", ["adaptation_steps.py", teacher_ckpt, "--max-steps", "0",
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit):
+        steps.main()
