@@ -46,6 +46,11 @@ def main() -> None:
                     help="a report holding the oracle and random, evaluated once for all seeds")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    named = [Path(f).resolve() for rep in args.reports for f in rep.split(",")]
+    twice = sorted({str(f) for f in named if named.count(f) > 1})
+    if twice:  # e.g. a shell's A{0,1},B{0,1}, which pairs every A with every B
+        ap.error(f"reports: {twice} named for more than one training seed; allowed each once "
+                 "(pair a seed's reports as A0,B0 A1,B1 ...)")
     # per (method, scenario): one value per training seed (mean over its evaluation seeds)
     per: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     family = None

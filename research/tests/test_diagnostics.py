@@ -280,3 +280,18 @@ def test_adaptation_steps_scores_each_step_count_and_writes_a_run_that_adapts_wi
                                       "--out", str(out)])
     with pytest.raises(SystemExit):
         steps.main()
+
+
+def test_seed_summary_refuses_a_report_named_for_two_seeds_before_reading_any(
+        tmp_path, monkeypatch, capsys):
+    import sys
+
+    summary = _example("seed_summary")
+    a0, a1, b0, b1 = (str(tmp_path / n) for n in ("a0", "a1", "b0", "b1"))  # never read
+    # what a shell's {a0,a1},{b0,b1}-style expansion gives: every a paired with every b
+    monkeypatch.setattr(sys, "argv", ["seed_summary.py", f"{a0},{b0}", f"{a0},{b1}",
+                                      f"{a1},{b0}", f"{a1},{b1}", "--out", str(tmp_path / "s")])
+    with pytest.raises(SystemExit):
+        summary.main()
+    assert "named for more than one training seed" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
