@@ -26,23 +26,21 @@ from adaptive_control.builders import learner_from_checkpoint
 from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
 from adaptive_control.evaluation.model_eval import heldout_data
 from adaptive_control.learners import GrBAL, inner_update
+from adaptive_control.training.data import WindowSampler
 from adaptive_control.types import Transitions
 from sims.dataset import Dataset
 from sims.registry import get_family
 
 
-def windows(data: Dataset, m: int, k: int, start: int = 20
-            ) -> list[tuple[Transitions, Transitions]]:
-    """Back-to-back (past M, future K) windows of every trajectory, from step ``start`` on."""
-    obs = torch.as_tensor(data.obs)
-    act = torch.as_tensor(data.act)
-    out = []
-    for o, a in zip(obs, act, strict=True):
-        for t in range(start, a.shape[0] - m - k + 1, m):
-            def cut(lo: int, n: int, o: torch.Tensor = o, a: torch.Tensor = a) -> Transitions:
-                return Transitions(o[lo:lo + n], a[lo:lo + n], o[lo + 1:lo + n + 1])
-            out.append((cut(t, m), cut(t + m, k)))
-    return out
+def windows(data: Dataset, m: int, k: int) -> list[tuple[Transitions, Transitions]]:
+    """Every (past M, future K) window of every trajectory, back to back (the validation
+    windows of training, :meth:`WindowSampler.all_windows`)."""
+    batch = WindowSampler(data, m, k, np.arange(data.n_trajectories)).all_windows(stride=m)
+
+    def one(t: Transitions, i: int) -> Transitions:
+        return Transitions(t.obs[i], t.act[i], t.next_obs[i])
+
+    return [(one(batch.past, i), one(batch.future, i)) for i in range(batch.batch_size)]
 
 
 def adapted(learner: GrBAL, past: Transitions, steps: int) -> dict[str, torch.Tensor]:
