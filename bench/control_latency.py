@@ -430,6 +430,9 @@ def main() -> None:
             log("deploy-preset candidates: normalised score (from the file) against the step "
                 "timed now (the small preset's 2 x 256 GrBAL with action gains, random weights)")
             result["presets"] = preset_table(Path(args.presets), tmp, args.seconds, log)
+        log("the small preset's controller (2 x 256 GrBAL, action gains, inner step limited "
+            "to norm 10, MPPI 256 x 15): adaptation as factors vs materialised weights")
+        result["small_preset_adaptation"] = factored_vs_dense(tmp, args.seconds, log)
         if not args.skip_sweep:
             log("largest configuration holding the rate (3x512 GrBAL, M=16, MPPI, 1 thread):")
             result["sweep"] = {r: sweep(r, tmp, args.seconds, log) for r in ROBOTS}
@@ -438,6 +441,49 @@ def main() -> None:
                     f"p50 criterion {sw['largest_p50']}")
     result["bench_seconds"] = time.perf_counter() - t_start
     print(json.dumps(result))
+
+
+def factored_vs_dense(tmp: Path, seconds: float, log: Callable[[str], None]
+                      ) -> dict[str, Any]:
+    """The small preset's controller (random weights, gains away from 1) exported twice: its
+    adapted update kept as low-rank factors on the constant trained weights (what the export
+    does) and with the adapted weights materialised in the graph (what it did while the norm
+    limit had no factored form); fp32 and int8, timed alternately in this process."""
+    from unittest import mock
+
+    from adaptive_control.training.config import load_config
+    from export.graphs.cores import MLPCore
+
+    cfg = load_config(preset="small")
+    robot = get_family(cfg.family).robot
+    learner = make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
+                           paper_learner()[1].normalizer,
+                           actuator_velocity_index=robot.actuator_velocity_index).eval()
+    with torch.no_grad():
+        learner.model.act_gain.uniform_(0.3, 1.5, generator=torch.Generator().manual_seed(2))
+    sessions = {}
+    for form in ("factored", "dense"):
+        for precision in ("fp32", "int8"):
+            out = tmp / f"small_{form}_{precision}.onnx"
+            if form == "dense":
+                with mock.patch.object(MLPCore, "lowrank_exact", property(lambda self: False)):
+                    export_controller(learner, cfg, out, precision=precision)
+            else:
+                export_controller(learner, cfg, out, precision=precision)
+            sessions[f"{form}_{precision}"] = session(out)
+    feed = random_feed(read_metadata(tmp / "small_factored_fp32.onnx"), np.random.default_rng(0))
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(4):  # alternate, so a change in machine load hits every contender alike
+        for k, sess in sessions.items():
+            times[k] += measure(lambda s_=sess: s_.run(None, feed), seconds / 4, min_runs=20)
+    out_stats = {k: stats(v) for k, v in times.items()}
+    for k, st in out_stats.items():
+        log(f"  {k:15s} p50 {st['p50_ms']:6.2f}  p99 {st['p99_ms']:6.2f} ms")
+    ratios = {f"dense_over_factored_{p}": out_stats[f"dense_{p}"]["p50_ms"]
+              / out_stats[f"factored_{p}"]["p50_ms"] for p in ("fp32", "int8")}
+    for k, v in ratios.items():
+        log(f"  {k:32s} {v:6.2f}")
+    return {"timings": out_stats, "ratios": ratios}
 
 
 def preset_table(path: Path, tmp: Path, seconds: float, log: Callable[[str], None]

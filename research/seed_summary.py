@@ -9,6 +9,9 @@ per training seed.
 ``--baselines REPORT``: the oracle and the random floor do not depend on the training seed
 (the same planner on the true simulator, the same random actions on the same evaluation
 seeds), so they may be evaluated once, in REPORT, and serve every training seed's score.
+
+``--append``: OUT gathers several families (``examples/reference_comparison.sh``): this
+family's rows and paired differences replace its earlier ones there, the others' stay.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ def main() -> None:
     ap.add_argument("--baselines", default=None,
                     help="a report holding the oracle and random, evaluated once for all seeds")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--append", action="store_true",
+                    help="merge into OUT: replace this family's rows, keep the other families'")
     args = ap.parse_args()
     named = [Path(f).resolve() for rep in args.reports for f in rep.split(",")]
     twice = sorted({str(f) for f in named if named.count(f) > 1})
@@ -115,9 +120,15 @@ def main() -> None:
             for k in ("speed", "return", "score"):
                 if k in da and k in db:
                     diff = [x - y for x, y in zip(da[k], db[k], strict=True)]
-                    diffs.append({"pair": f"{a} - {b}", "scenario": scenario, "metric": k,
-                                  **ci(diff), "n": len(diff)})
-    Path(args.out).write_text(json.dumps({"rows": rows, "paired": diffs}, indent=1))
+                    diffs.append({"family": family, "pair": f"{a} - {b}",
+                                  "scenario": scenario, "metric": k, **ci(diff),
+                                  "n": len(diff)})
+    out = {"rows": rows, "paired": diffs}
+    if args.append and Path(args.out).exists():
+        old = json.loads(Path(args.out).read_text())
+        out = {k: [r for r in old.get(k, []) if r.get("family") != family] + out[k]
+               for k in ("rows", "paired")}
+    Path(args.out).write_text(json.dumps(out, indent=1))
     for r in rows:
         s, f, t = r["speed"], r["flipped"], r.get("tilted")
         sc = r.get("score")

@@ -300,3 +300,36 @@ def test_a_limit_on_the_inner_step_is_in_the_exported_step(exports):
     plain.config = dataclasses.replace(plain.config, inner_max_norm=0.0)
     want = reference_graph("adapt_step", plain, cfg.planner, robot, feed)
     assert max(float(np.abs(got[k] - want[k]).max()) for k in got) > 10 * PARITY_TOL
+
+
+@pytest.mark.parametrize("max_norm, steps", [(0.0, 1), (1e-3, 1), (1e-3, 2), (100.0, 2)])
+def test_the_factored_step_equals_the_dense_one_with_gains_and_a_limit(max_norm, steps):
+    """The controller plans with θ* plus low-rank factors (constant weights ONNX Runtime packs
+    once). With adapted action gains and a limit on the step's norm — binding (1e-3) or not
+    (100) — and a second step that sees the moved gains, the factors give the weights the
+    learners' own dense step gives."""
+    from export.graphs.adapters import make_adapter
+    from export.graphs.cores import LowRankParams
+
+    cfg = tiny_config(learner="grbal", action_gains=True, gain_inner_lr=0.5, m=4,
+                      hidden=(40, 40), inner_steps=steps, inner_max_norm=max_norm)
+    learner = tiny_learner(cfg)
+    with torch.no_grad():
+        learner.model.act_gain.uniform_(0.3, 1.5, generator=torch.Generator().manual_seed(2))
+    adapter = make_adapter(learner, window=4)
+    core = adapter.core
+    assert core.lowrank_exact and "lowrank" in core.recorded
+    gen = torch.Generator().manual_seed(0)
+    do, da = core.obs_dim, core.act_dim
+    recent = [torch.randn(4, do, generator=gen), torch.rand(4, da, generator=gen) * 2 - 1,
+              torch.randn(4, do, generator=gen), torch.tensor([1.0, 1.0, 0.0, 1.0])]
+    factored = core.sgd(recent, lowrank=True)
+    assert isinstance(factored, LowRankParams)
+    assert any(factored.factors[i] for i in range(core.n_layers))  # the wide layer is factored
+    dense = core.sgd(recent)
+    for (wf, bf), (wd, bd) in zip(factored.dense(), dense, strict=True):
+        torch.testing.assert_close(wf, wd, atol=2e-5, rtol=1e-4)
+        torch.testing.assert_close(bf, bd, atol=2e-5, rtol=1e-4)
+    moved = max(float((wd - w0).abs().max()) for (wd, _), (w0, _) in
+                zip(dense[1:], core.raw_theta()[1:], strict=True))
+    assert moved > 0  # the step changed the factored layers: the comparison is not vacuous

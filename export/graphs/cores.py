@@ -4,7 +4,7 @@ forwards, and their adaptation.
 * :class:`MLPCore` — the dynamics MLP with its normaliser, weights stored transposed
   (``[in, out]``) so every layer is one ``x @ W + b`` MatMul without a per-call Transpose. Its
   SGD step is the learners' own (:func:`adaptive_control.learners.inner_update`, or GrBAL's
-  low-rank factors from :func:`adaptive_control.learners.lowrank_corrections`), recorded with
+  low-rank factors from :func:`adaptive_control.learners.lowrank_steps`), recorded with
   ``make_fx`` for the window length: ``torch.onnx.export`` cannot trace ``torch.func.grad``
   itself, but it exports the recorded plain tensor operations.
 * :class:`RecurrentCore` — ReBAL's GRU/LSTM as explicit cell equations: a masked encoder over
@@ -24,7 +24,7 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 from adaptive_control.learners import (
     inner_update,
-    lowrank_corrections,
+    lowrank_steps,
     masked_rows,
     mlp_layers,
 )
@@ -49,7 +49,7 @@ class LowRankParams:
     at load instead of re-packing an adapted matrix in every planning MatMul; the extra work
     is two thin products with inner size M. Same idea as
     ``adaptive_control.learners.lowrank_task_losses``, whose
-    :func:`~adaptive_control.learners.lowrank_corrections` computes the factors.
+    :func:`~adaptive_control.learners.lowrank_steps` computes the factors.
     """
 
     def __init__(self, base: Params) -> None:
@@ -198,25 +198,28 @@ class MLPCore(nn.Module):
         return (*(out[k] for k in self.param_names), *(out[k] for k in out if k == "act_gain"))
 
     def _lowrank_step(self, recent: Sequence[Tensor]) -> tuple[Tensor, ...]:
-        """The same steps from θ* as factors: (G, H) per step, per layer, flattened."""
+        """The same steps from θ* as factors: (G, H) per step, per layer, flattened. The
+        gains step with the weights (later steps' factors see the moved gains) and the norm
+        limit scales each step's G as it scales the dense gradient (``lowrank_steps``)."""
         model = self._fn[0]
         r_obs, r_act, r_next, mask = recent
         past = Transitions(*masked_rows(mask, r_obs, r_act, r_next))
         assert self.scalar_lr is not None
-        corrections = lowrank_corrections(mlp_layers(model),
-                                          model.net_inputs(past.obs, past.act, model.act_gain),
-                                          model.target(past), self.scalar_lr, self.steps,
-                                          first_order=True, mask=mask)
+        gain = model.act_gain.detach() if self.has_gain else None
+        gain_lr = (self.inner_lr["act_gain"] if isinstance(self.inner_lr, Mapping)
+                   and "act_gain" in self.inner_lr else self.scalar_lr)
+        corrections, _ = lowrank_steps(
+            mlp_layers(model),
+            lambda g: model.net_inputs(past.obs, past.act, model.act_gain if g is None else g),
+            model.target(past), self.scalar_lr, self.steps, first_order=True, mask=mask,
+            max_norm=self.max_norm, gain=gain, gain_lr=gain_lr)
         return tuple(t for layer in corrections for gh in layer for t in gh)
 
     @property
     def lowrank_exact(self) -> bool:
         """Whether the factored form equals the SGD steps: one step size for the ``net.*``
-        weights (not Meta-SGD) and, with adapted action gains, one step (later steps would
-        see the moved gains, which the factors do not) and no limit on the step's norm (the
-        factors are of the plain step)."""
-        return (self.scalar_lr is not None and (not self.has_gain or self.steps == 1)
-                and self.max_norm == 0)
+        weights (Meta-SGD's per-element rates make the update full-rank)."""
+        return self.scalar_lr is not None
 
     def factored(self, i: int, rank: int) -> bool:
         """Whether layer ``i`` keeps θ* plus factors when planning: only where both sides are
@@ -254,8 +257,7 @@ class MLPCore(nn.Module):
             return dense
         if not self.lowrank_exact or delta:
             raise ValueError("lowrank adaptation needs one inner lr for the net weights (not "
-                             "Meta-SGD), one step with adapted action gains, and no carried "
-                             "change")
+                             "Meta-SGD) and no carried change")
         assert self.scalar_lr is not None
         step = self.recorded["lowrank"] if "lowrank" in self.recorded else self._lowrank_step
         flat = list(step(list(recent)))

@@ -295,3 +295,44 @@ def test_seed_summary_refuses_a_report_named_for_two_seeds_before_reading_any(
         summary.main()
     assert "named for more than one training seed" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def _report(folder, family: str, robot: str, speeds: dict[str, float]) -> str:
+    """A minimal `adapt eval` report: one healthy episode per method at the given speed."""
+    import json
+
+    eps = [{"method": m, "scenario": "healthy", "seed": 0, "ret": 100 * v, "mean_speed": v,
+            "flipped": 0.0, "tilted": 0.0, "recovery_s": None, "switch_step": None}
+           for m, v in speeds.items()]
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(
+        {"meta": {"family": family, "robot": robot}, "episodes": eps, "traces": []}))
+    return str(folder)
+
+
+def test_seed_summary_appends_a_family_and_replaces_only_its_own_rows(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    summary = _example("seed_summary")
+    out = tmp_path / "summary.json"
+
+    def run(family: str, robot: str, offset: float) -> None:
+        reports = [_report(tmp_path / f"{family}-{offset}-{s}", family, robot,
+                           {"grbal": 2.0 + s + offset, "mb": 1.0 + offset}) for s in range(2)]
+        monkeypatch.setattr(sys, "argv", ["seed_summary.py", *reports, "--pair", "grbal-mb",
+                                          "--out", str(out), "--append"])
+        summary.main()
+
+    run("cheetah-cripple@5", "cheetah@5", 0.0)
+    run("quadruped-leg-failure@2", "quadruped@2", 0.0)
+    run("cheetah-cripple@5", "cheetah@5", 10.0)  # a rerun of one family replaces its rows
+    d = json.loads(out.read_text())
+    speed = {(r["family"], r["method"]): r["speed"]["mean"] for r in d["rows"]}
+    assert speed == {("quadruped-leg-failure@2", "grbal"): 2.5,
+                     ("quadruped-leg-failure@2", "mb"): 1.0,
+                     ("cheetah-cripple@5", "grbal"): 12.5, ("cheetah-cripple@5", "mb"): 11.0}
+    paired = {(p["family"], p["metric"]): p["mean"] for p in d["paired"]}
+    assert paired[("cheetah-cripple@5", "speed")] == pytest.approx(1.5)
+    assert paired[("quadruped-leg-failure@2", "speed")] == pytest.approx(1.5)
+    assert len(d["paired"]) == 4  # speed and return per family: no stale cheetah rows left
