@@ -23,6 +23,10 @@ training). Compared on identical weights, candidates and horizon:
   pytorch_mppi reachable without doing fewer FLOPs (on this machine's AMD EPYC, MKL reaches
   ~90 GFLOP/s on one thread and ONNX Runtime's MLAS ~190, so the ceiling is ~2.1×).
 
+Then the `small` preset's controller (2 × 256 GrBAL with action gains and a norm-limited
+step, MPPI 256 × 15), its adaptation kept as low-rank factors on the constant trained weights
+against materialised adapted weights, fp32 and int8 (``small_preset_adaptation``).
+
 Then the largest configuration (candidates × horizon) whose p99 step latency fits the
 runtime's default deadline (90 % of the period) at 100 Hz for the cheetah (obs 17, act 6) and
 50 Hz for the quadruped (obs 27, act 8), same model and M. Prints readable lines; the last

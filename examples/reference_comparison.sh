@@ -5,7 +5,7 @@
 # all episode (fixed) and the failure at 3 s (switch; not for terrain, whose held-out
 # conditions are ground shapes). Then mean, 95 % intervals over training seeds and paired
 # differences per family, method and scenario, gathered in OUT/summary.json
-# (research/seed_summary.py).
+# (research/seed_summary.py) and plotted in OUT/speed_by_method.png.
 #
 #   bash examples/reference_comparison.sh [OUT]   (default OUT=reports/reference)
 #
@@ -66,4 +66,5 @@ for family in $FAMILIES; do
     --pair grbal-mb --pair grbal-mbde --pair rebal-mb --pair rebal-mbde --pair grbal-rebal \
     --out "$OUT/summary.json" --append
 done
+$PYTHON research/plot_method_speeds.py "$OUT/summary.json" --out "$OUT/speed_by_method.png"
 echo "reference comparison written to $OUT (summary: $OUT/summary.json)"

@@ -1,5 +1,6 @@
-"""Bar plot of mean speed per method and scenario with 95 % intervals over training seeds, from
-`research/seed_summary.py` outputs (one file per group of methods; a label for each).
+"""Bar plot of mean speed per method and scenario (one panel per family) with 95 % intervals
+over training seeds, from `research/seed_summary.py` outputs (one file per group of methods;
+a label for each).
 
     python research/plot_method_speeds.py summary.json ensemble-summary.json=grbal:"GrBAL x3" \
         --out speeds.png
@@ -20,7 +21,11 @@ import numpy as np  # noqa: E402
 LABELS = {"grbal": "GrBAL", "rebal": "ReBAL", "mb": "MB", "mbde": "MB+DE", "oracle": "oracle",
           "random": "random"}
 SCENARIOS = {"healthy": "healthy", "fixed:disabled(bthigh)": "dead back thigh",
-             "switch@3s:disabled(bthigh)": "failure at 3 s"}
+             "switch@3s:disabled(bthigh)": "failure at 3 s",
+             "fixed:lost_leg(back_right)": "lost leg", "switch@3s:lost_leg(back_right)":
+             "leg lost at 3 s", "fixed:terrain(basin)": "basin", "fixed:terrain(hill)": "hill",
+             "fixed:terrain(steep)": "steep"}
+FIRST = ("oracle", "GrBAL x3, 1.0 s", "GrBAL x3", "GrBAL", "ReBAL", "MB", "MB+DE", "random")
 
 
 def main() -> None:
@@ -29,7 +34,9 @@ def main() -> None:
                     help="FILE (every method, labelled by name) or FILE=METHOD:LABEL")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    bars: dict[str, dict[str, tuple[float, float]]] = {}
+    # family -> method label -> scenario -> (mean, 95 % half-width)
+    bars: dict[str, dict[str, dict[str, tuple[float, float]]]] = {}
+    seeds: dict[str, int] = {}
     for item in args.summaries:
         path, _, pick = item.partition("=")
         method, _, label = pick.partition(":")
@@ -38,23 +45,29 @@ def main() -> None:
                 continue
             name = label or LABELS.get(r["method"], r["method"])
             ci = r["speed"]["ci95"]
-            bars.setdefault(name, {})[r["scenario"]] = (r["speed"]["mean"],
-                                                        0.0 if np.isnan(ci) else ci)
-    first = ("oracle", "GrBAL x3, 1.0 s", "GrBAL x3", "GrBAL", "ReBAL", "MB", "MB+DE", "random")
-    order = [n for n in first if n in bars] + [n for n in bars if n not in first]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    width = 0.8 / len(order)
-    for i, name in enumerate(order):
-        xs = np.arange(len(SCENARIOS)) + i * width
-        vals = [bars[name].get(s, (np.nan, 0.0)) for s in SCENARIOS]
-        ax.bar(xs, [v[0] for v in vals], width, yerr=[v[1] for v in vals], capsize=3,
-               label=name)
-    ax.set_xticks(np.arange(len(SCENARIOS)) + 0.4 - width / 2, list(SCENARIOS.values()))
-    ax.set_ylabel("mean speed over 20 s (m/s)")
-    ax.set_title("Held-out cheetah-cripple, 50 ms decisions: mean over 5 training seeds, "
-                 "95 % intervals", fontsize=10)
-    ax.legend(ncol=4, fontsize=8)
-    ax.axhline(0, color="k", lw=0.5)
+            fam = str(r.get("family"))
+            bars.setdefault(fam, {}).setdefault(name, {})[r["scenario"]] = (
+                r["speed"]["mean"], 0.0 if ci is None or np.isnan(ci) else ci)
+            if r["method"] not in ("oracle", "random"):
+                seeds[fam] = max(seeds.get(fam, 0), r["training_seeds"])
+    fig, axes = plt.subplots(len(bars), 1, figsize=(9, 3.6 * len(bars)), squeeze=False)
+    for ax, (fam, by_method) in zip(axes[:, 0], bars.items(), strict=True):
+        order = [n for n in FIRST if n in by_method] + [n for n in by_method if n not in FIRST]
+        scen = list(dict.fromkeys(s for m in by_method.values() for s in m))
+        scen = [s for s in SCENARIOS if s in scen] + [s for s in scen if s not in SCENARIOS]
+        width = 0.8 / len(order)
+        for i, name in enumerate(order):
+            xs = np.arange(len(scen)) + i * width
+            vals = [by_method[name].get(s, (np.nan, 0.0)) for s in scen]
+            ax.bar(xs, [v[0] for v in vals], width, yerr=[v[1] for v in vals], capsize=3,
+                   label=name)
+        ax.set_xticks(np.arange(len(scen)) + 0.4 - width / 2,
+                      [SCENARIOS.get(s, s) for s in scen])
+        ax.set_ylabel("mean speed (m/s)")
+        ax.set_title(f"held-out {fam}: mean over {seeds.get(fam, '?')} training seeds, "
+                     "95 % intervals", fontsize=10)
+        ax.legend(ncol=4, fontsize=8)
+        ax.axhline(0, color="k", lw=0.5)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
     print(args.out)
