@@ -11,7 +11,7 @@
 #
 # SEEDS=0-4 EVAL_SEEDS=2 DURATION=20 (seconds) PRESET=small; FAMILIES="..." for a subset.
 # Resumable: the sweeps resume, and an evaluation is skipped once its report exists. About
-# 6 h on 2 cores with the small preset (docs/results.md, the reference comparison).
+# 3 h on 2 cores with the small preset (docs/results.md §2).
 # EVAL_RAY=HEAD:6379 (or local) runs each evaluation's episodes as Ray tasks on that cluster
 # (`adapt eval --ray`, docs/scale-out.md); OUT must then be on a filesystem every node sees.
 set -euo pipefail

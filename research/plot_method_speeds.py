@@ -22,7 +22,7 @@ LABELS = {"grbal": "GrBAL", "rebal": "ReBAL", "mb": "MB", "mbde": "MB+DE", "orac
           "random": "random"}
 SCENARIOS = {"healthy": "healthy", "fixed:disabled(bthigh)": "dead back thigh",
              "switch@3s:disabled(bthigh)": "failure at 3 s",
-             "fixed:lost_leg(back_right)": "lost leg", "switch@3s:lost_leg(back_right)":
+             "fixed:lost_leg(back_right,0.5)": "lost leg", "switch@3s:lost_leg(back_right,0.5)":
              "leg lost at 3 s", "fixed:terrain(basin)": "basin", "fixed:terrain(hill)": "hill",
              "fixed:terrain(steep)": "steep"}
 FIRST = ("oracle", "GrBAL x3, 1.0 s", "GrBAL x3", "GrBAL", "ReBAL", "MB", "MB+DE", "random")
