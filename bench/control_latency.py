@@ -56,7 +56,7 @@ from adaptive_control.control import AdaptiveController
 from adaptive_control.learners import GrBAL, GrBALConfig, Learner, make_learner
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.planning import make_planner, planner_config
-from adaptive_control.training.config import TrainConfig
+from adaptive_control.training.config import TrainConfig, load_config
 from adaptive_control.types import Transitions
 from export.exporter import export_controller
 from export.graphs.adapters import make_adapter
@@ -447,6 +447,17 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def small_learner(family: str | None = None) -> tuple[TrainConfig, Learner]:
+    """The `small` preset's learner for ``family``'s robot (default: the preset's family),
+    random weights, with :func:`paper_learner`'s normaliser."""
+    cfg = load_config(preset="small")
+    robot = get_family(family or cfg.family).robot
+    learner = make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
+                           paper_learner()[1].normalizer,
+                           actuator_velocity_index=robot.actuator_velocity_index).eval()
+    return cfg, learner
+
+
 def factored_vs_dense(tmp: Path, seconds: float, log: Callable[[str], None]
                       ) -> dict[str, Any]:
     """The small preset's controller (random weights, gains away from 1) exported twice: its
@@ -455,14 +466,9 @@ def factored_vs_dense(tmp: Path, seconds: float, log: Callable[[str], None]
     limit had no factored form); fp32 and int8, timed alternately in this process."""
     from unittest import mock
 
-    from adaptive_control.training.config import load_config
     from export.graphs.cores import MLPCore
 
-    cfg = load_config(preset="small")
-    robot = get_family(cfg.family).robot
-    learner = make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
-                           paper_learner()[1].normalizer,
-                           actuator_velocity_index=robot.actuator_velocity_index).eval()
+    cfg, learner = small_learner()
     with torch.no_grad():
         learner.model.act_gain.uniform_(0.3, 1.5, generator=torch.Generator().manual_seed(2))
     sessions = {}
@@ -494,14 +500,8 @@ def preset_table(path: Path, tmp: Path, seconds: float, log: Callable[[str], Non
                  ) -> list[dict[str, Any]]:
     """Each scored candidate of ``path``: its score and flipped share as measured there, its
     step p50 / p99 timed now on one thread."""
-    from adaptive_control.training.config import load_config
-
     scored = json.loads(path.read_text())
-    cfg = load_config(preset="small")
-    robot = get_family(scored.get("family", cfg.family)).robot
-    learner = make_learner(cfg.learner, robot.obs_dim, robot.act_dim, cfg.learner_config,
-                           paper_learner()[1].normalizer,
-                           actuator_velocity_index=robot.actuator_velocity_index).eval()
+    cfg, learner = small_learner(scored.get("family"))
     rows = []
     for s in scored["scored"]:
         spec = planner_config("mppi", num_candidates=s["candidates"], horizon=s["horizon"])

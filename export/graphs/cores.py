@@ -210,7 +210,7 @@ class MLPCore(nn.Module):
                    and "act_gain" in self.inner_lr else self.scalar_lr)
         corrections, _ = lowrank_steps(
             mlp_layers(model),
-            lambda g: model.net_inputs(past.obs, past.act, model.act_gain if g is None else g),
+            lambda g: model.net_inputs(past.obs, past.act, g),
             model.target(past), self.scalar_lr, self.steps, first_order=True, mask=mask,
             max_norm=self.max_norm, gain=gain, gain_lr=gain_lr)
         return tuple(t for layer in corrections for gh in layer for t in gh)
