@@ -122,6 +122,9 @@ def test_a_run_folders_config_json_loads_back_and_takes_overrides(tmp_path):
     (["planner.name='lqr'"], "planner.name='lqr'"),
     (["m=600"], "m + k"),
     (["optim.val_fraction=1.5"], "optim.val_fraction=1.5"),
+    (["optim.steps_per_epoch=-1"], "optim.steps_per_epoch=-1"),
+    (["optim.epoch_passes=0.0"], "optim.epoch_passes=0.0"),
+    (["collect.healthy_share=1.5"], "collect.healthy_share=1.5"),
     (["iterations='many'"], "iterations='many' must be an integer"),
     (["grbal.inner_lr=-1.0"], "inner_lr"),
     (["rebal.cell='tcn'"], "rebal.cell='tcn'"),
@@ -373,6 +376,47 @@ def test_train_writes_checkpoint_metrics_and_data(tmp_path):
     assert torch.equal(learner.normalizer.obs_std, ckpt["learner"]["model.normalizer.obs_std"])
     with pytest.raises(FileExistsError, match="--resume"):
         training.train(cfg, tmp_path / "run", progress=False)
+
+
+def test_epochs_scaled_to_the_data_grow_with_each_iterations_data(tmp_path):
+    # steps_per_epoch=0: each epoch draws epoch_passes times the fit's training windows, so an
+    # iteration with more data fits longer epochs (the fixed count stays fixed).
+    cfg = tiny(iterations=3, **{"optim.steps_per_epoch": 0, "optim.epoch_passes": 0.5})
+    training.train(cfg, tmp_path / "run", progress=False)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    per_epoch = [int(r["fit_steps"]) / int(r["epochs"]) for r in rows]
+    assert per_epoch == sorted(per_epoch) and per_epoch[-1] > per_epoch[0]
+    windows = sum(int(Dataset.load(tmp_path / "run" / "data" / f"iter_{i:03d}.npz").lengths.sum())
+                  for i in range(3))  # an upper bound on the last fit's training windows
+    assert per_epoch[-1] <= np.ceil(0.5 * windows / cfg.optim.meta_batch)
+    assert training.epoch_steps(cfg.optim, 1000) == np.ceil(0.5 * 1000 / cfg.optim.meta_batch)
+    assert training.epoch_steps(dataclasses.replace(cfg.optim, steps_per_epoch=7), 1000) == 7
+
+
+def test_a_healthy_share_runs_that_many_rollouts_healthy_and_draws_the_rest_as_before():
+    from adaptive_control.builders import run_rng
+    from adaptive_control.training.collection import iteration_conditions
+    from sims.conditions import HEALTHY
+
+    family = get_family("cheetah-terrain@5")
+    base = tiny(family="cheetah-terrain", **{"collect.random_rollouts": 5})
+    mixed = tiny(family="cheetah-terrain", **{"collect.random_rollouts": 5,
+                                              "collect.healthy_share": 0.5})
+    drawn = iteration_conditions(0, base, family, run_rng(0, 0, 0))
+    conds = iteration_conditions(0, mixed, family, run_rng(0, 0, 0))
+    assert conds[:3] == [HEALTHY] * 3 and HEALTHY not in drawn  # 2.5 rounds up
+    assert conds[3:] == drawn[:2]  # the family's draws go on as without the share
+    data = training.collect_iteration(0, mixed, family, None, progress=False)
+    assert [data.condition(i) for i in range(5)] == conds
+
+
+def test_a_family_that_holds_out_the_healthy_robot_refuses_a_healthy_share(tmp_path):
+    spec = tmp_path / "r.toml"
+    spec.write_text('[[family]]\nname = "lame"\nrobot = "cheetah"\n'
+                    'train = ["disabled:bshin"]\ntest = ["healthy"]\n')
+    tiny(family=f"{spec}#lame")  # the family itself is fine
+    with pytest.raises(ConfigError, match="collect.healthy_share=0.2.*holds out the healthy"):
+        tiny(family=f"{spec}#lame", **{"collect.healthy_share": 0.2})
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):

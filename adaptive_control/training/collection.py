@@ -33,7 +33,7 @@ from adaptive_control.learners import Learner
 from adaptive_control.training.config import TrainConfig, config_from_json
 from adaptive_control.workers import process_pool
 from sims.collect import FallReset, collect_closed_loop, collect_open_loop
-from sims.conditions import Condition
+from sims.conditions import HEALTHY, Condition
 from sims.dataset import Dataset
 from sims.families import TaskFamily
 from sims.registry import get_family, register_document
@@ -52,6 +52,16 @@ def fall_rule(cfg: TrainConfig, family: TaskFamily) -> FallReset | None:
     if not on:
         return None
     return FallReset(c.fall_upright, c.fall_seconds, min_steps=cfg.m + cfg.k)
+
+
+def iteration_conditions(it: int, cfg: TrainConfig, family: TaskFamily,
+                         rng: np.random.Generator) -> list[Condition]:
+    """Iteration ``it``'s rollout conditions: ``collect.healthy_share`` of them (rounded) the
+    healthy robot on flat ground, the rest drawn from the family's training split with ``rng``
+    (the iteration's generator, ``run_rng(seed, it, 0)``)."""
+    n = cfg.collect.random_rollouts if it == 0 else cfg.collect.rollouts_per_iter
+    healthy = int(cfg.collect.healthy_share * n + 0.5)  # half up, not to even
+    return [HEALTHY] * healthy + [family.sample(rng, "train") for _ in range(n - healthy)]
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,10 @@ class CollectConfig:
     fall_seconds: float = 0.2
     #: AR(1) correlation of iteration 0's random actions between control steps, [0, 1) (0: i.i.d.).
     action_beta: float = 0.0
+    #: Share of each iteration's rollouts run on the healthy robot on flat ground instead of a
+    #: drawn training condition, [0, 1]: data of a robot that runs, where the family's
+    #: conditions keep a young controller from running (terrain).
+    healthy_share: float = 0.0
     #: Processes running an iteration's on-policy rollouts (spawned; 0 or 1: this process).
     workers: int = 0
 
@@ -58,8 +62,11 @@ class OptimConfig:
     meta_batch: int = 10
     #: Upper bound on epochs per iteration; early stopping usually ends sooner (paper: 100).
     max_epochs: int = 100
-    #: Meta-batches per epoch.
-    steps_per_epoch: int = 200
+    #: Meta-batches per epoch (0: scaled to the data, see ``epoch_passes``).
+    steps_per_epoch: int = 0
+    #: With ``steps_per_epoch=0``: meta-batches enough to draw this many times as many windows
+    #: as the fit's training trajectories hold, so epochs (and patience) grow with the data.
+    epoch_passes: float = 1.0
     #: Epochs without validation improvement before stopping.
     patience: int = 5
     #: Fraction of trajectories held back for validation windows (paper: 10 %).
@@ -152,6 +159,15 @@ class TrainConfig:
         if not 0.0 <= c.action_beta < 1.0:
             raise ConfigError(f"collect.action_beta={c.action_beta!r}: allowed [0, 1) (the AR(1) "
                               "correlation of random actions; 0: i.i.d. uniform)")
+        if not 0.0 <= c.healthy_share <= 1.0:
+            raise ConfigError(f"collect.healthy_share={c.healthy_share!r}: allowed [0, 1] (the "
+                              "share of rollouts on the healthy robot on flat ground)")
+        from sims.conditions import HEALTHY
+
+        if c.healthy_share > 0 and family.is_held_out(HEALTHY):
+            raise ConfigError(f"collect.healthy_share={c.healthy_share!r}: family "
+                              f"{family.name!r} holds out the healthy condition, so training "
+                              "may not see it: allowed 0")
         if c.workers < 0:
             raise ConfigError(f"collect.workers={c.workers!r}: allowed >= 0 (0 or 1: the "
                               "rollouts run in this process)")
@@ -161,9 +177,15 @@ class TrainConfig:
                 f"{c.episode_s:g}: {steps} decisions of {dt:g} s at decision_steps="
                 f"{self.decision_steps}): allowed m + k <= the rollout's decisions")
         o = self.optim
-        for name in ("meta_batch", "max_epochs", "steps_per_epoch", "patience", "val_windows"):
+        for name in ("meta_batch", "max_epochs", "patience", "val_windows"):
             if getattr(o, name) < 1:
                 raise ConfigError(f"optim.{name}={getattr(o, name)!r}: allowed >= 1")
+        if o.steps_per_epoch < 0:
+            raise ConfigError(f"optim.steps_per_epoch={o.steps_per_epoch!r}: allowed >= 0 "
+                              "(0: scaled to the data by optim.epoch_passes)")
+        if not (math.isfinite(o.epoch_passes) and o.epoch_passes > 0):
+            raise ConfigError(f"optim.epoch_passes={o.epoch_passes!r}: allowed > 0 (passes "
+                              "over the training windows per epoch)")
         if not 0.0 <= o.val_fraction < 1.0:
             raise ConfigError(f"optim.val_fraction={o.val_fraction!r}: allowed [0, 1)")
 

@@ -44,8 +44,12 @@ from adaptive_control.devices import module_device, resolve_device
 from adaptive_control.learners import Learner
 from adaptive_control.models.normalizer import Normalizer
 from adaptive_control.runs import check_run_folder, open_run
-from adaptive_control.training.collection import collect_on_policy, fall_rule
-from adaptive_control.training.config import TrainConfig, config_from_json
+from adaptive_control.training.collection import (
+    collect_on_policy,
+    fall_rule,
+    iteration_conditions,
+)
+from adaptive_control.training.config import OptimConfig, TrainConfig, config_from_json
 from adaptive_control.training.data import (
     WindowSampler,
     check_training_data,
@@ -68,13 +72,11 @@ def collect_iteration(it: int, cfg: TrainConfig, family: TaskFamily, learner: Le
     ``collect.workers`` processes (``training.collection``: the same data for any number).
     Both end fallen robots' trajectories per ``collect.fall_reset``."""
     rng = run_rng(cfg.seed, it, 0)
-    steps = cfg.episode_steps
+    conds = iteration_conditions(it, cfg, family, rng)
     if it == 0:
-        conds = [family.sample(rng, "train") for _ in range(cfg.collect.random_rollouts)]
-        return collect_open_loop(family.robot, conds, steps, rng, progress=progress,
+        return collect_open_loop(family.robot, conds, cfg.episode_steps, rng, progress=progress,
                                  family=family.name, action_beta=cfg.collect.action_beta,
                                  fall_reset=fall_rule(cfg, family))
-    conds = [family.sample(rng, "train") for _ in range(cfg.collect.rollouts_per_iter)]
     return collect_on_policy(it, cfg, family, learner, conds, progress)
 
 
@@ -98,6 +100,14 @@ class FitResult:
     #: (epoch, mean training loss, validation loss) per epoch; epoch 0 is the validation loss
     #: before the first step (its training loss NaN).
     curve: list[tuple[int, float, float]] = field(default_factory=list)
+
+
+def epoch_steps(optim: OptimConfig, train_windows: int) -> int:
+    """Meta-batches per epoch: ``optim.steps_per_epoch``, or when that is 0, enough to draw
+    ``optim.epoch_passes`` times the ``train_windows`` windows (at least one)."""
+    if optim.steps_per_epoch:
+        return optim.steps_per_epoch
+    return max(1, math.ceil(optim.epoch_passes * train_windows / optim.meta_batch))
 
 
 def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset,
@@ -133,12 +143,13 @@ def fit(learner: Learner, optimizer: torch.optim.Optimizer, data: Dataset,
     best_epoch, stopped = 0, False
     losses: list[float] = []
     epochs = steps = 0
+    steps_per_epoch = epoch_steps(cfg.optim, train.n_windows)
     bar = tqdm(range(cfg.optim.max_epochs), desc=f"iter {it} fit {cfg.learner}", unit="epoch",
                disable=not progress)
     learner.train()
     for _epoch in bar:
         epoch_losses = []
-        for _ in range(cfg.optim.steps_per_epoch):
+        for _ in range(steps_per_epoch):
             batch = train.sample(cfg.optim.meta_batch, rng).to(device)
             loss = learner.loss(batch)
             optimizer.zero_grad(set_to_none=True)

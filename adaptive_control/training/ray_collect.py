@@ -27,6 +27,7 @@ from adaptive_control.training.collection import (
     ROLLOUT_PURPOSE,
     Chunk,
     collect_chunk,
+    iteration_conditions,
     join_rollouts,
     make_chunks,
 )
@@ -57,8 +58,7 @@ class RayCollector:
         ray = connect(self.address, num_cpus=self.num_cpus, quiet=not progress)
         t0 = time.perf_counter()
         rng = run_rng(cfg.seed, it, 0)  # the conditions, drawn as the local collection draws them
-        n = cfg.collect.random_rollouts if it == 0 else cfg.collect.rollouts_per_iter
-        conds = [family.sample(rng, "train") for _ in range(n)]
+        conds = iteration_conditions(it, cfg, family, rng)
         chunks = self.chunks or max(1, int(ray.cluster_resources().get("CPU", 1)))
         items = make_chunks(it, cfg, family, learner if it > 0 else None, conds, chunks)
         results = ray_map(collect_chunk, items, desc=f"iter {it} collect on ray", unit="chunk",

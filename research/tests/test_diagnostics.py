@@ -336,3 +336,21 @@ def test_seed_summary_appends_a_family_and_replaces_only_its_own_rows(tmp_path, 
     assert paired[("cheetah-cripple@5", "speed")] == pytest.approx(1.5)
     assert paired[("quadruped-leg-failure@2", "speed")] == pytest.approx(1.5)
     assert len(d["paired"]) == 4  # speed and return per family: no stale cheetah rows left
+
+
+def test_lever_pairs_pairs_each_seed_with_its_own_base(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    pairs = _example("lever_pairs")
+    base = [_report(tmp_path / f"b{s}", "f", "cheetah@5", {"grbal": 1.0 + s}) for s in range(3)]
+    lever = [_report(tmp_path / f"l{s}", "f", "cheetah@5", {"grbal": 1.5 + s}) for s in range(3)]
+    out = tmp_path / "pairs.json"
+    monkeypatch.setattr(sys, "argv", ["lever_pairs.py", "--method", "grbal", "--base", *base,
+                                      "--lever", *lever, "--out", str(out)])
+    pairs.main()
+    row = json.loads(out.read_text())["scenarios"]["healthy"]
+    # the seeds spread the speeds by 2 m/s, the pairing removes that: +0.5 with no spread
+    assert row["speed_diff"]["mean"] == pytest.approx(0.5)
+    assert row["speed_diff"]["ci95"] == pytest.approx(0.0, abs=1e-9)
+    assert row["lever"]["mean_speed"]["ci95"] > 1.0
