@@ -244,7 +244,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # on the dead back thigh, upright; deciding every 10 ms with the 0.3 s lookahead of 30
     # steps, 3.0 / 2.4 m/s (docs/results.md, planning rate). 8 iterations: 12 k random decisions
     # (60 x 10 s), then 7 x 5 on-policy rollouts of 10 s; each fit runs until early stopping
-    # (patience 5) or 60 epochs.
+    # (patience 5) or 60 epochs. Epochs of a fixed 150 meta-batches: one pass over the data per
+    # epoch fits 3-4x longer and runs no better over five seeds (docs/results.md §0).
     "small": {
         "iterations": 8,
         "collect": {"random_rollouts": 60, "rollouts_per_iter": 5, "episode_s": 10.0},
