@@ -125,6 +125,7 @@ def test_a_run_folders_config_json_loads_back_and_takes_overrides(tmp_path):
     (["optim.steps_per_epoch=-1"], "optim.steps_per_epoch=-1"),
     (["optim.epoch_passes=0.0"], "optim.epoch_passes=0.0"),
     (["collect.healthy_share=1.5"], "collect.healthy_share=1.5"),
+    (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1"),
     (["iterations='many'"], "iterations='many' must be an integer"),
     (["grbal.inner_lr=-1.0"], "inner_lr"),
     (["rebal.cell='tcn'"], "rebal.cell='tcn'"),
@@ -417,6 +418,23 @@ def test_a_family_that_holds_out_the_healthy_robot_refuses_a_healthy_share(tmp_p
     tiny(family=f"{spec}#lame")  # the family itself is fine
     with pytest.raises(ConfigError, match="collect.healthy_share=0.2.*holds out the healthy"):
         tiny(family=f"{spec}#lame", **{"collect.healthy_share": 0.2})
+
+
+def test_weight_decay_shrinks_every_weight_by_lr_times_decay_per_step():
+    cfg = tiny(**{"optim.weight_decay": 5.0})
+    learner = build_learner(cfg, get_family(cfg.family))
+    before = {k: v.detach().clone() for k, v in learner.named_parameters()}
+    optimizer = training.outer_optimizer(learner, cfg)
+    for p in learner.parameters():
+        p.grad = torch.zeros_like(p)  # no gradient: only the decay moves the weights
+    optimizer.step()
+    shrink = 1 - cfg.learner_config.lr * 5.0
+    for k, v in learner.named_parameters():
+        torch.testing.assert_close(v.detach(), before[k] * shrink)
+    plain = training.outer_optimizer(learner, tiny())
+    plain.step()  # zero gradient, no decay: nothing moves
+    for k, v in learner.named_parameters():
+        torch.testing.assert_close(v.detach(), before[k] * shrink)
 
 
 def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):

@@ -75,6 +75,8 @@ class OptimConfig:
     val_windows: int = 500
     #: Clip the gradient norm to this (0 = no clipping).
     grad_clip: float = 10.0
+    #: Decoupled weight decay of the outer Adam step (AdamW's; 0: none, the paper's).
+    weight_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,8 @@ class TrainConfig:
         if not (math.isfinite(o.epoch_passes) and o.epoch_passes > 0):
             raise ConfigError(f"optim.epoch_passes={o.epoch_passes!r}: allowed > 0 (passes "
                               "over the training windows per epoch)")
+        if not (math.isfinite(o.weight_decay) and o.weight_decay >= 0):
+            raise ConfigError(f"optim.weight_decay={o.weight_decay!r}: allowed >= 0 (0: none)")
         if not 0.0 <= o.val_fraction < 1.0:
             raise ConfigError(f"optim.val_fraction={o.val_fraction!r}: allowed [0, 1)")
 

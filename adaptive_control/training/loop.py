@@ -102,6 +102,13 @@ class FitResult:
     curve: list[tuple[int, float, float]] = field(default_factory=list)
 
 
+def outer_optimizer(learner: Learner, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam at the learner's rate with ``optim.weight_decay`` decoupled from the gradient
+    (AdamW's): each step also shrinks every weight by lr × weight_decay."""
+    return torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr,
+                            weight_decay=cfg.optim.weight_decay, decoupled_weight_decay=True)
+
+
 def epoch_steps(optim: OptimConfig, train_windows: int) -> int:
     """Meta-batches per epoch: ``optim.steps_per_epoch``, or when that is 0, enough to draw
     ``optim.epoch_passes`` times the ``train_windows`` windows (at least one)."""
@@ -207,7 +214,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, progress: boo
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
     # Initialised on the CPU (from seeded CPU generators), then moved: same weights anywhere.
     learner = build_learner(cfg, family).to(device)
-    optimizer = torch.optim.Adam(learner.parameters(), lr=cfg.learner_config.lr)
+    optimizer = outer_optimizer(learner, cfg)
 
     def same_run_config(text: str) -> TrainConfig:
         # A run may be resumed on another device: the device is not part of what must match.
