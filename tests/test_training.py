@@ -126,6 +126,8 @@ def test_a_run_folders_config_json_loads_back_and_takes_overrides(tmp_path):
     (["optim.epoch_passes=0.0"], "optim.epoch_passes=0.0"),
     (["collect.healthy_share=1.5"], "collect.healthy_share=1.5"),
     (["optim.weight_decay=-0.1"], "optim.weight_decay=-0.1"),
+    # a decision step too long for the preset's episodes: the error names the step as well
+    (["decision_steps=201"], "(at decision_steps=201)"),
     (["iterations='many'"], "iterations='many' must be an integer"),
     (["grbal.inner_lr=-1.0"], "inner_lr"),
     (["rebal.cell='tcn'"], "rebal.cell='tcn'"),

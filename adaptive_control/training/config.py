@@ -153,8 +153,8 @@ class TrainConfig:
         dt = family.robot.control_timestep
         try:
             steps = episode_steps_of(c.episode_s, dt, "collect.episode_s")
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        except ValueError as e:  # too short for two decisions: say which step made it so
+            raise ConfigError(f"{e} (at decision_steps={self.decision_steps})") from None
         if c.rollouts_per_iter < 0:
             raise ConfigError(f"collect.rollouts_per_iter={c.rollouts_per_iter!r}: allowed >= 0")
         _check_fall_reset(c, family.robot)
