@@ -127,6 +127,7 @@ class TrainConfig:
         if self.learner not in LEARNERS:
             raise ConfigError(f"learner={self.learner!r} is unknown: allowed "
                               f"{', '.join(LEARNERS)}")
+        from sims.conditions import HEALTHY
         from sims.episode import episode_steps_of
         from sims.registry import decision_family
 
@@ -164,8 +165,6 @@ class TrainConfig:
         if not 0.0 <= c.healthy_share <= 1.0:
             raise ConfigError(f"collect.healthy_share={c.healthy_share!r}: allowed [0, 1] (the "
                               "share of rollouts on the healthy robot on flat ground)")
-        from sims.conditions import HEALTHY
-
         if c.healthy_share > 0 and family.is_held_out(HEALTHY):
             raise ConfigError(f"collect.healthy_share={c.healthy_share!r}: family "
                               f"{family.name!r} holds out the healthy condition, so training "
