@@ -141,6 +141,15 @@ class PPOConfig:
     entropy_coef: float = 0.0
     #: Scale applied to rewards before GAE (keeps value targets near unit size).
     reward_scale: float = 0.1
+    #: Stop an iteration's PPO passes once a minibatch's approximate KL divergence from the
+    #: rollout policy exceeds 1.5 x this (0: never): bounds how far one iteration moves a
+    #: narrow policy, which a fixed learning rate does not (a fine-tune's std of 0.2 turns
+    #: small mean changes into large divergences).
+    target_kl: float = 0.0
+    #: First iterations that only set the value head (least squares on the returns), the
+    #: policy left as it is: a policy started from ``init`` (a distilled student) has an
+    #: untrained value head, and PPO steps on its noise would undo what was distilled.
+    value_warmup: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,10 @@ class PolicyTrainConfig:
     #: Worker processes that run a round's rollouts, its slots split between them (1 = in
     #: this process). Teacher-only rounds give the same data as one process.
     workers: int = 1
+    #: A policy run folder or its checkpoint.pt whose weights and normalisers start this run
+    #: (with method rl2: a PPO fine-tune of a distilled student); same family and ``net``,
+    #: except the Gaussian head, which restarts at ``net.init_log_std``. "": a fresh network.
+    init: str = ""
     #: Policy network.
     net: PolicyNetConfig = field(default_factory=PolicyNetConfig)
     #: Trial layout of rollouts.
@@ -192,6 +205,12 @@ class PolicyTrainConfig:
                     "distill.epochs": self.distill.epochs,
                     "distill.batch_trials": self.distill.batch_trials,
                     "ppo.epochs": self.ppo.epochs, "ppo.batch_trials": self.ppo.batch_trials}
+        if not (math.isfinite(self.ppo.target_kl) and self.ppo.target_kl >= 0):
+            raise ValueError(f"ppo.target_kl={self.ppo.target_kl!r} is out of range: allowed a "
+                             "number >= 0 (0: no early stop)")
+        if self.ppo.value_warmup < 0 or self.ppo.value_warmup >= self.iterations:
+            raise ValueError(f"ppo.value_warmup={self.ppo.value_warmup!r} is out of range: "
+                             f"allowed 0 <= value_warmup < iterations={self.iterations}")
         for name, v in positive.items():
             if v < 1:
                 raise ValueError(f"{name}={v!r} is out of range: allowed >= 1")
@@ -289,6 +308,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 8,
                   "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
         "distill": {"teacher": ORACLE, "epochs": 30, "batch_trials": 4},
+    },
+    # PPO fine-tune of a distilled student of the privileged teacher (``--set init=RUN``, a
+    # `distill-oracle` run) on the training split, in the distillation's trials: the student
+    # learns from the states its own mistakes lead to, where DAgger's labels did not carry
+    # over. The value head is fitted to one iteration's returns before the policy moves; the
+    # exploration is PPO's usual width (a narrow std 0.2 with ppo.target_kl did not improve
+    # the student: docs/results.md, section 5). 150 iterations, 1.9 M steps: ~15 min here.
+    "finetune-oracle": {
+        "method": "rl2", "iterations": 150, "bptt": 100, "net": {"prev_inputs": False},
+        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 16,
+                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "ppo": {"value_warmup": 1},
+    },
+    # The same for the feed-forward student (a `distill-oracle-mlp` run).
+    "finetune-oracle-mlp": {
+        "method": "rl2", "iterations": 150, "bptt": 100,
+        "net": {"arch": "mlp", "mlp_sizes": [128, 128], "prev_inputs": False},
+        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 16,
+                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "ppo": {"value_warmup": 1},
     },
     # RL^2 on cheetah-cripple with short episodes: finishes within an hour on 2 shared cores.
     "rl2-small": {

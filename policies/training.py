@@ -17,6 +17,7 @@ data is saved before fitting, so ``--resume`` continues a killed run where it st
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -30,8 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from adaptive_control.builders import run_rng, torch_seed
-from adaptive_control.checkpoint import save_checkpoint
-from adaptive_control.runs import check_run_folder, open_run
+from adaptive_control.checkpoint import load_checkpoint, save_checkpoint
+from adaptive_control.runs import check_run_folder, checkpoint_path, open_run
 from file_errors import DamagedFileError, missing
 from policies.config import PolicyTrainConfig, policy_config_from_json
 from policies.networks import Policy
@@ -67,6 +68,39 @@ def policy_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Policy, PolicyTrainCon
     policy.load_state_dict(ckpt["policy"])
     policy.eval()
     return policy, cfg
+
+
+def initial_policy(cfg: PolicyTrainConfig, family: TaskFamily) -> Policy:
+    """The network this run starts from: fresh, or ``cfg.init``'s weights and normalisers with
+    the Gaussian head reset to ``net.init_log_std`` (a distilled student never trained it).
+    ``cfg.init`` is refused (field, value, what is allowed) unless it is a policy of the same
+    family and network."""
+    policy = build_policy(cfg, family)
+    if not cfg.init:
+        return policy
+    value = f"init={cfg.init!r}"
+    path = checkpoint_path(cfg.init)
+    if not path.is_file():
+        raise ValueError(f"{value}: no such run folder or checkpoint; allowed an `adapt "
+                         "train-policy` run folder or its checkpoint.pt")
+    try:
+        start, start_cfg = policy_from_checkpoint(load_checkpoint(path))
+    except ValueError as e:
+        raise ValueError(f"{value}: {e}") from e
+    if start_cfg.family != cfg.family:
+        raise ValueError(f"{value} was trained on family {start_cfg.family!r}, this run is "
+                         f"on {cfg.family!r}: allowed a policy of the same family")
+    differ = [f"net.{f.name}: {getattr(start_cfg.net, f.name)!r} there, "
+              f"{getattr(cfg.net, f.name)!r} here" for f in dataclasses.fields(cfg.net)
+              if f.name != "init_log_std"
+              and getattr(start_cfg.net, f.name) != getattr(cfg.net, f.name)]
+    if differ:
+        raise ValueError(f"{value} has another network ({'; '.join(differ)}): allowed a "
+                         "policy whose net settings match this run's (set them with --set)")
+    policy.load_state_dict(start.state_dict())
+    with torch.no_grad():
+        policy.log_std.fill_(cfg.net.init_log_std)
+    return policy
 
 
 def save_policy_checkpoint(path: Path, cfg: PolicyTrainConfig, family: TaskFamily,
@@ -316,6 +350,34 @@ def write_fit_curve(out: Path, it: int, curve: list[tuple[float, float]]) -> Non
 
 
 # ------------------------------------------------------------------------------ RL^2 (PPO)
+def fit_value_head(policy: Policy, batch: TrialBatch, cfg: PolicyTrainConfig,
+                   ridge: float = 1e-3) -> dict[str, float]:
+    """Set the (linear) value head to the least-squares fit of the discounted returns of
+    ``batch``'s trials on the features it reads, every other weight left as it is: the value
+    warm-up of a policy started from ``init``, whose head was never trained (a few small Adam
+    steps would leave it far from returns in the tens, and PPO would follow its errors)."""
+    p = cfg.ppo
+    returns, _ = gae(batch.reward * p.reward_scale, np.zeros_like(batch.value),
+                     batch.trial_end, p.gamma, 1.0)  # lambda 1, value 0: Monte-Carlo returns
+    features: list[torch.Tensor] = []
+    hook = policy.value_head.register_forward_pre_hook(lambda _m, a: features.append(a[0]))
+    try:
+        with torch.no_grad():
+            policy.unroll(_t(batch.obs), _t(batch.prev_act), _t(batch.prev_rew),
+                          _t(batch.resets), policy.initial_hidden(batch.obs.shape[1]))
+    finally:
+        hook.remove()
+    z = torch.cat(features).double()
+    z = torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], 1)
+    y = torch.as_tensor(returns, dtype=torch.float64).reshape(-1, 1)
+    w = torch.linalg.solve(z.T @ z + ridge * torch.eye(z.shape[1], dtype=z.dtype), z.T @ y)
+    with torch.no_grad():
+        policy.value_head.weight.copy_(w[:-1, 0].float()[None])
+        policy.value_head.bias.copy_(w[-1].float())
+    residual = float(((z @ w - y) ** 2).mean())
+    return {"value_loss": residual, "value_explained": 1.0 - residual / float(y.var())}
+
+
 def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: TrialBatch,
                cfg: PolicyTrainConfig, rng: np.random.Generator) -> dict[str, float]:
     """PPO epochs over the trials of one iteration, truncated BPTT in chunks of ``cfg.bptt``."""
@@ -327,9 +389,13 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: TrialBat
                "sample": _t(batch.sample), "logp": _t(batch.logp),
                "adv": _t(adv.astype(np.float32)), "ret": _t(ret.astype(np.float32))}
     n = batch.obs.shape[1]
+    chunks = math.ceil(batch.obs.shape[0] / cfg.bptt)
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "approx_kl": []}
     policy.train()
+    stopped = False
     for _ in range(p.epochs):
+        if stopped:
+            break
         order = rng.permutation(n)
         for s in range(0, n, p.batch_trials):
             idx = torch.as_tensor(order[s:s + p.batch_trials])
@@ -349,9 +415,17 @@ def ppo_update(policy: Policy, optimizer: torch.optim.Optimizer, batch: TrialBat
                 hidden = hidden.detach()
                 stats["policy_loss"].append(float(pl.detach()))
                 stats["value_loss"].append(float(vl.detach()))
-                stats["approx_kl"].append(float((b["logp"][sl] - logp).mean().detach()))
+                # Schulman's k3 estimator of KL(old || new): never negative, low variance.
+                log_ratio = (logp - b["logp"][sl]).detach()
+                stats["approx_kl"].append(float((log_ratio.exp() - 1 - log_ratio).mean()))
+            # The minibatch's divergence over all its chunks, after its last step.
+            kl = float(np.mean(stats["approx_kl"][-chunks:]))
+            if p.target_kl and kl > 1.5 * p.target_kl:
+                stopped = True
+                break
     policy.eval()
     out = {k: float(np.mean(v)) for k, v in stats.items()}
+    out["updates"] = len(stats["policy_loss"])
     out["std_mean"] = float(policy.log_std.exp().mean().detach())
     return out
 
@@ -364,10 +438,16 @@ def rl2_iteration(it: int, cfg: PolicyTrainConfig, family: TaskFamily, policy: P
     batch = run_trials(policy, family.robot, conds, cfg.trial, rng, explore=True,
                        progress=progress, desc=f"iter {it}")
     row: dict[str, Any] = _episode_metrics(batch)
-    row.update(ppo_update(policy, optimizer, batch, cfg, run_rng(cfg.seed, it, 1)))
+    warmup = it < cfg.ppo.value_warmup
+    row.update(fit_value_head(policy, batch, cfg) if warmup
+               else ppo_update(policy, optimizer, batch, cfg, run_rng(cfg.seed, it, 1)))
+    row["value_only"] = warmup
     # After the update, so the update scores actions with the inputs they were sampled under.
-    policy.obs_norm.update(_t(batch.obs))
-    policy.rew_norm.update(_t(batch.reward[..., None]))
+    # A policy started from ``init`` keeps the statistics it was trained under: moving them
+    # would shift every input of the weights being fine-tuned.
+    if not cfg.init:
+        policy.obs_norm.update(_t(batch.obs))
+        policy.rew_norm.update(_t(batch.reward[..., None]))
     row["diverged"] = batch.diverged
     return row
 
@@ -389,7 +469,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
         if cfg.distill.round0 and not resume:
             check_round0(cfg.distill.round0, cfg, family)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
-    policy = build_policy(cfg, family)
+    policy = initial_policy(cfg, family)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
     decay = cfg.distill.weight_decay if cfg.method == "distill" else 0.0
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr, weight_decay=decay)

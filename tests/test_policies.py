@@ -342,6 +342,55 @@ def test_rl2_resume_reproduces_an_uninterrupted_run(tmp_path):
         json.loads(full["metrics"])[-1]["return_mean"])
 
 
+def test_a_run_started_from_another_keeps_its_policy_through_the_value_warmup(tmp_path):
+    """``init`` starts from a trained policy (weights and normalisers, the Gaussian head reset),
+    and ``ppo.value_warmup`` iterations move only its value head."""
+    start = torch.load(training.train_policy(tiny_cfg(method="rl2"), tmp_path / "start",
+                                             progress=False), weights_only=True)["policy"]
+    cfg = tiny_cfg(method="rl2", init=str(tmp_path / "start"), **{"ppo.value_warmup": 1,
+                                                                    "net.init_log_std": -2.0})
+    training.train_policy(cfg, tmp_path / "warm", progress=False, stop_after=1)
+    saved = torch.load(tmp_path / "warm" / "checkpoint.pt", weights_only=True)
+    warm = saved["policy"]
+    row = json.loads(saved["metrics"])[0]
+    assert row["value_only"] and 0.0 < row["value_explained"] <= 1.0
+    for k, v in start.items():
+        if k == "log_std":
+            assert torch.all(warm[k] == -2.0)
+        elif k.startswith("value_head"):
+            assert not torch.equal(warm[k], v), k
+        else:  # every policy weight and the normalisers as they were
+            torch.testing.assert_close(warm[k], v, msg=k)
+    after = torch.load(training.train_policy(cfg, tmp_path / "warm", resume=True,
+                                             progress=False), weights_only=True)["policy"]
+    assert not torch.equal(after["mean_head.weight"], start["mean_head.weight"])
+    torch.testing.assert_close(after["obs_norm.mean"], start["obs_norm.mean"])
+
+
+def test_target_kl_ends_an_iterations_ppo_passes_early(tmp_path):
+    def updates(**over) -> list[int]:
+        ckpt = training.train_policy(tiny_cfg(method="rl2", **over), tmp_path / str(over),
+                                     progress=False)
+        return [r["updates"] for r in json.loads(torch.load(ckpt, weights_only=True)["metrics"])]
+
+    # tiny: 2 epochs x 1 minibatch x 3 chunks of 8 steps; a minute bound stops after the first
+    # minibatch, whose later chunks have moved away from the rollout policy.
+    assert updates() == [6, 6]
+    assert updates(**{"ppo.target_kl": 1e-9}) == [3, 3]
+
+
+def test_a_start_of_another_family_or_network_is_refused_before_work(tmp_path):
+    training.train_policy(tiny_cfg(method="rl2", iterations=1), tmp_path / "start",
+                          progress=False)
+    for over, message in (({"init": str(tmp_path / "none")}, "no such run folder"),
+                          ({"net.hidden_size": 4}, r"net.hidden_size: 8 there, 4 here"),
+                          ({"family": "quadruped-leg-failure"}, "trained on family")):
+        cfg = tiny_cfg(method="rl2", **{"init": str(tmp_path / "start"), **over})
+        with pytest.raises(ValueError, match=message):
+            training.train_policy(cfg, tmp_path / "out", progress=False)
+        assert not (tmp_path / "out").exists()
+
+
 def test_teacher_labels_with_the_configured_planner(teacher_ckpt):
     """distill.teacher_planner replaces the teacher checkpoint's planner for labelling (and
     for the teacher that eval-policy compares against); unset fields take that planner's
@@ -551,6 +600,9 @@ def test_students_trained_with_rollout_noise_form_their_own_group():
     ("distill.teacher_candidates=8", "unknown config key 'distill.teacher_candidates'"),
     ("distill.rollout_action_std=-0.1", "distill.rollout_action_std=-0.1: allowed a number >= 0"),
     ("distill.rollout_action_std=nan", "distill.rollout_action_std=nan: allowed a number >= 0"),
+    ("ppo.target_kl=-0.01", "ppo.target_kl=-0.01 is out of range"),
+    ("ppo.value_warmup=2", "ppo.value_warmup=2 is out of range: allowed 0 <= value_warmup < "
+     "iterations=2"),
 ])
 def test_bad_config_refused(override, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
