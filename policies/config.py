@@ -276,6 +276,11 @@ class PolicyTrainConfig:
 
 
 # ---------------------------------------------------------------------------- presets
+#: The trials of the privileged teacher's students and of their PPO fine-tunes: 8 s episodes,
+#: half failing mid-episode between 1 and 5 s.
+_ORACLE_TRIAL = {"episodes_per_trial": 1, "episode_steps": 800, "failure_share": 0.5,
+                 "failure_at_s": [1.0, 5.0]}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # DAgger from the small GrBAL teacher on cheetah-cripple: 5 rounds x 8 episodes x 500 steps
     # of teacher labels (about 10 minutes on 2 shared cores).
@@ -297,16 +302,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # students do not run yet (docs/results.md, section 5).
     "distill-oracle": {
         "iterations": 3, "bptt": 100, "net": {"prev_inputs": False},
-        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 8,
-                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "trial": {**_ORACLE_TRIAL, "trials_per_iter": 8},
         "distill": {"teacher": ORACLE, "epochs": 30, "batch_trials": 4},
     },
     # The same with a feed-forward student (the comparison).
     "distill-oracle-mlp": {
         "iterations": 3, "bptt": 100,
         "net": {"arch": "mlp", "mlp_sizes": [128, 128], "prev_inputs": False},
-        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 8,
-                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "trial": {**_ORACLE_TRIAL, "trials_per_iter": 8},
         "distill": {"teacher": ORACLE, "epochs": 30, "batch_trials": 4},
     },
     # PPO fine-tune of a distilled student of the privileged teacher (``--set init=RUN``, a
@@ -317,16 +320,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     # the student: docs/results.md, section 5). 150 iterations, 1.9 M steps: ~15 min here.
     "finetune-oracle": {
         "method": "rl2", "iterations": 150, "bptt": 100, "net": {"prev_inputs": False},
-        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 16,
-                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "trial": {**_ORACLE_TRIAL, "trials_per_iter": 16},
         "ppo": {"value_warmup": 1},
     },
     # The same for the feed-forward student (a `distill-oracle-mlp` run).
     "finetune-oracle-mlp": {
         "method": "rl2", "iterations": 150, "bptt": 100,
         "net": {"arch": "mlp", "mlp_sizes": [128, 128], "prev_inputs": False},
-        "trial": {"episodes_per_trial": 1, "episode_steps": 800, "trials_per_iter": 16,
-                  "failure_share": 0.5, "failure_at_s": [1.0, 5.0]},
+        "trial": {**_ORACLE_TRIAL, "trials_per_iter": 16},
         "ppo": {"value_warmup": 1},
     },
     # RL^2 on cheetah-cripple with short episodes: finishes within an hour on 2 shared cores.

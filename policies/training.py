@@ -70,13 +70,14 @@ def policy_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Policy, PolicyTrainCon
     return policy, cfg
 
 
-def initial_policy(cfg: PolicyTrainConfig, family: TaskFamily) -> Policy:
+def initial_policy(cfg: PolicyTrainConfig, family: TaskFamily, resume: bool = False) -> Policy:
     """The network this run starts from: fresh, or ``cfg.init``'s weights and normalisers with
     the Gaussian head reset to ``net.init_log_std`` (a distilled student never trained it).
     ``cfg.init`` is refused (field, value, what is allowed) unless it is a policy of the same
-    family and network."""
+    family and network. A resumed run restores its own checkpoint instead, so ``init`` is
+    neither read nor needed then."""
     policy = build_policy(cfg, family)
-    if not cfg.init:
+    if not cfg.init or resume:
         return policy
     value = f"init={cfg.init!r}"
     path = checkpoint_path(cfg.init)
@@ -469,7 +470,7 @@ def train_policy(cfg: PolicyTrainConfig, out: str | Path, resume: bool = False,
         if cfg.distill.round0 and not resume:
             check_round0(cfg.distill.round0, cfg, family)
     torch.manual_seed(torch_seed(cfg.seed, 0, 99))  # weight init
-    policy = initial_policy(cfg, family)
+    policy = initial_policy(cfg, family, resume)
     lr = cfg.distill.lr if cfg.method == "distill" else cfg.ppo.lr
     decay = cfg.distill.weight_decay if cfg.method == "distill" else 0.0
     optimizer = torch.optim.Adam(policy.parameters(), lr=lr, weight_decay=decay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import deque
 from pathlib import Path
 
@@ -361,6 +362,7 @@ def test_a_run_started_from_another_keeps_its_policy_through_the_value_warmup(tm
             assert not torch.equal(warm[k], v), k
         else:  # every policy weight and the normalisers as they were
             torch.testing.assert_close(warm[k], v, msg=k)
+    shutil.rmtree(tmp_path / "start")  # a resumed run restores its own checkpoint, not init
     after = torch.load(training.train_policy(cfg, tmp_path / "warm", resume=True,
                                              progress=False), weights_only=True)["policy"]
     assert not torch.equal(after["mean_head.weight"], start["mean_head.weight"])
